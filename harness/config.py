@@ -1,0 +1,208 @@
+"""Parse config.yaml plus CLI overrides, once, into a frozen ScanConfig; every mistake is a ConfigError.
+
+Every key is documented in config.yaml. Validation here covers everything that can be checked
+without starting a process: key names, types, ranges, symbol names, that the data path exists and
+that every detector name resolves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from harness.errors import ConfigError
+
+MAX_WORKERS = 12
+DEFAULT_WINDOWS = (5, 10, 20, 40)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanConfig:
+    """One run's settings. Built only by load_config; never mutated afterwards."""
+
+    ohlcv_path: str
+    out_dir: str = "results"
+    lookback_days: int = 7305
+    end_date: dt.date | None = None
+    symbols: tuple[str, ...] | None = None
+    detectors: tuple[str, ...] = ()
+    params: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    forward_windows: tuple[int, ...] = DEFAULT_WINDOWS
+    flush_every: int = 50
+    workers: int = 8
+    scheduler_address: str | None = None
+    dashboard_address: str = "127.0.0.1:8787"
+    on_error: str = "fail"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly copy, for run.json."""
+        out = dataclasses.asdict(self)
+        out["end_date"] = self.end_date.isoformat() if self.end_date else None
+        for key in ("symbols", "detectors", "forward_windows"):
+            out[key] = list(out[key]) if out[key] is not None else None
+        out["params"] = {k: dict(v) for k, v in self.params.items()}
+        return out
+
+
+KEYS = tuple(f.name for f in dataclasses.fields(ScanConfig))
+
+
+def _fail(key: str, problem: str) -> ConfigError:
+    return ConfigError(f"config key '{key}': {problem}")
+
+
+def _int(key: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(key, f"must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise _fail(key, f"must be {allowed}, got {value}")
+    return value
+
+
+def _str(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(key, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _optional_str(key: str, value: Any) -> str | None:
+    return None if value is None else _str(key, value)
+
+
+def _date(key: str, value: Any) -> dt.date | None:
+    if value is None or isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise _fail(key, f"must be a date like 2024-12-31, got {value!r}")
+
+
+def _str_list(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _fail(key, f"must be a list of names, got {value!r}")
+    return tuple(value)
+
+
+def _windows(key: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise _fail(key, f"must be a non-empty list of positive integers, got {value!r}")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise _fail(key, f"windows must be positive integers (bars), got {v!r}")
+    if len(set(value)) != len(value):
+        raise _fail(key, f"windows must not repeat, got {value!r}")
+    return tuple(sorted(value))
+
+
+def _params(key: str, value: Any) -> dict[str, dict[str, Any]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise _fail(key, "must map a detector name to a mapping of parameter: value")
+    return {str(name): dict(p) for name, p in value.items()}
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a config file with yaml.safe_load; an empty file is an empty mapping."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(path)!r} must be a mapping of key: value")
+    return raw
+
+
+def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
+                base_dir: str | os.PathLike = ".") -> ScanConfig:
+    """Validate the YAML mapping `raw`, apply `overrides` (CLI flags, None = not given), return ScanConfig.
+
+    Relative local paths are resolved against `base_dir` (the config file's folder is the caller's
+    choice; the CLI passes the current directory so that paths behave like any shell path).
+    """
+    from harness.detectors import resolve_detectors  # late: detectors import baseline code
+    from harness.io import is_url, validate_symbol_name
+
+    merged = dict(raw)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            merged[key] = value
+    for key in merged:
+        if key not in KEYS:
+            close = difflib.get_close_matches(str(key), KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{key}'{hint}; allowed keys: {', '.join(KEYS)}")
+
+    if "ohlcv_path" not in merged:
+        raise _fail("ohlcv_path", "is required (the folder holding symbol=XXX/ partitions)")
+    ohlcv_path = _str("ohlcv_path", merged["ohlcv_path"])
+    if not is_url(ohlcv_path):
+        ohlcv_path = str((Path(base_dir) / ohlcv_path).resolve())
+        if not Path(ohlcv_path).is_dir():
+            raise _fail("ohlcv_path", f"data folder {ohlcv_path!r} does not exist "
+                        "(run `make data` to generate the sample universe, or pass --data PATH)")
+
+    out_dir = _str("out_dir", merged.get("out_dir", "results"))
+    if not is_url(out_dir):
+        out_dir = str((Path(base_dir) / out_dir).resolve())
+
+    symbols = merged.get("symbols")
+    if symbols is not None:
+        symbols = _str_list("symbols", symbols)
+        if not symbols:
+            raise _fail("symbols", "is empty; leave it out to scan every symbol")
+        for s in symbols:
+            try:
+                validate_symbol_name(s)
+            except Exception as exc:
+                raise _fail("symbols", str(exc)) from None
+        symbols = tuple(sorted(set(symbols)))
+
+    detectors = _str_list("detectors", merged.get("detectors", []))
+    if not detectors:
+        raise _fail("detectors", "must list at least one detector name")
+    if len(set(detectors)) != len(detectors):
+        raise _fail("detectors", f"names must not repeat, got {list(detectors)}")
+    params = _params("params", merged.get("params"))
+
+    on_error = merged.get("on_error", "fail")
+    if on_error not in ("fail", "skip"):
+        raise _fail("on_error", f"must be 'fail' or 'skip', got {on_error!r}")
+
+    cfg = ScanConfig(
+        ohlcv_path=ohlcv_path,
+        out_dir=out_dir,
+        lookback_days=_int("lookback_days", merged.get("lookback_days", 7305), 1),
+        end_date=_date("end_date", merged.get("end_date")),
+        symbols=symbols,
+        detectors=detectors,
+        params=params,
+        forward_windows=_windows("forward_windows", merged.get("forward_windows", list(DEFAULT_WINDOWS))),
+        flush_every=_int("flush_every", merged.get("flush_every", 50), 1),
+        workers=_int("workers", merged.get("workers", 8), 1, MAX_WORKERS),
+        scheduler_address=_optional_str("scheduler_address", merged.get("scheduler_address")),
+        dashboard_address=_str("dashboard_address", merged.get("dashboard_address", "127.0.0.1:8787")),
+        on_error=on_error,
+    )
+    resolve_detectors(cfg.detectors, cfg.params)  # raises ConfigError on an unknown name or parameter
+    return cfg

@@ -1,0 +1,38 @@
+"""Exception types for mistakes a user can make; the CLI catches ScanError once and exits non-zero."""
+
+
+class ScanError(Exception):
+    """Base of every error the user can cause or must act on. The message is one line."""
+
+    exit_code = 1
+
+
+class ConfigError(ScanError):
+    """A bad config key, CLI flag or value. Raised before any process starts."""
+
+    exit_code = 2
+
+
+class DataError(ScanError):
+    """Bad input data: an unreadable file, a missing column, an invalid symbol folder."""
+
+    exit_code = 2
+
+
+class SymbolFailed(ScanError):
+    """A symbol's task raised (or killed its worker); names the symbol and, when known, the detector."""
+
+    exit_code = 1
+
+    def __init__(self, symbol: str, detector: str | None, message: str, traceback_text: str = ""):
+        where = f"symbol {symbol!r}" + (f", detector {detector!r}" if detector else "")
+        super().__init__(f"{where} failed: {message}")
+        self.symbol = symbol
+        self.detector = detector
+        self.traceback_text = traceback_text
+
+
+class Interrupted(ScanError):
+    """SIGINT or SIGTERM stopped the run; flushed work is kept for --resume."""
+
+    exit_code = 130

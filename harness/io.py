@@ -1,0 +1,194 @@
+"""Per-symbol reads of the Hive-partitioned OHLCV dataset (`<root>/symbol=XXX/*.parquet`).
+
+There is deliberately no multi-symbol reader: each task reads exactly its own partition.
+Local paths are read with plain file listings (cheaper than dataset discovery on every call);
+URLs such as s3://bucket/prefix go through pyarrow's filesystem layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from harness.errors import ConfigError, DataError
+
+COLUMNS = ("date", "open", "high", "low", "close", "volume")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+PARTITION_PREFIX = "symbol="
+_SYMBOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_NUMERIC = (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal)
+
+
+@dataclasses.dataclass
+class Repairs:
+    """What read_symbol_data fixed in one symbol's data (reported in run.json)."""
+
+    duplicate_dates: int = 0       # rows dropped because a later row had the same date
+    unsorted: int = 0              # 1 when the rows had to be sorted by date
+    bad_price_rows: int = 0        # rows dropped for a NaN, zero or negative price
+    ignored_files: int = 0         # files in the partition that are not *.parquet
+
+    def any(self) -> bool:
+        return any(dataclasses.astuple(self))
+
+
+def is_url(path: str) -> bool:
+    return "://" in path
+
+
+def validate_symbol_name(symbol: str) -> str:
+    """Return `symbol` if it is a valid ticker (`[A-Za-z0-9][A-Za-z0-9._-]*`), else raise DataError."""
+    if not isinstance(symbol, str) or not _SYMBOL_RE.fullmatch(symbol):
+        raise DataError(f"invalid symbol name {symbol!r}: names must match [A-Za-z0-9][A-Za-z0-9._-]* "
+                        "(letters, digits, '.', '_', '-'; no '/', spaces or leading '.')")
+    return symbol
+
+
+def _filesystem(ohlcv_path: str) -> tuple[pafs.FileSystem, str]:
+    if is_url(ohlcv_path):
+        try:
+            return pafs.FileSystem.from_uri(ohlcv_path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ConfigError(f"config key 'ohlcv_path': cannot open {ohlcv_path!r}: {exc}") from None
+    return pafs.LocalFileSystem(), ohlcv_path
+
+
+def _list_dir(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
+    selector = pafs.FileSelector(path, allow_not_found=True, recursive=False)
+    return sorted(fs.get_file_info(selector), key=lambda info: info.base_name)
+
+
+def list_symbols(ohlcv_path: str) -> list[str]:
+    """Sorted symbol names of every `symbol=XXX` folder under `ohlcv_path`.
+
+    Entries that are not `symbol=` folders (stray files, `_SUCCESS`, other folders) are ignored;
+    see list_ignored_entries. A `symbol=` folder whose name is not a valid symbol is a DataError.
+    """
+    fs, root = _filesystem(ohlcv_path)
+    symbols = []
+    for info in _list_dir(fs, root):
+        if info.type == pafs.FileType.Directory and info.base_name.startswith(PARTITION_PREFIX):
+            name = info.base_name[len(PARTITION_PREFIX):]
+            try:
+                validate_symbol_name(name)
+            except DataError as exc:
+                raise DataError(f"folder {info.path!r}: {exc}") from None
+            symbols.append(name)
+    return sorted(symbols)
+
+
+def list_ignored_entries(ohlcv_path: str) -> list[str]:
+    """Names of the entries directly under `ohlcv_path` that list_symbols ignores (for run.json)."""
+    fs, root = _filesystem(ohlcv_path)
+    return [info.base_name for info in _list_dir(fs, root)
+            if not (info.type == pafs.FileType.Directory and info.base_name.startswith(PARTITION_PREFIX))]
+
+
+def empty_bars() -> pd.DataFrame:
+    """The frame read_symbol_data returns for a symbol with no rows."""
+    return pd.DataFrame({"date": pd.Series([], dtype="datetime64[ns]"),
+                         **{c: pd.Series([], dtype="float64") for c in COLUMNS[1:]}})
+
+
+def _read_file(fs: pafs.FileSystem, path: str, symbol: str) -> pa.Table:
+    """One parquet file's required columns, cast to date=timestamp[ns], the rest float64."""
+    try:
+        with fs.open_input_file(path) as handle:
+            parquet = pq.ParquetFile(handle)
+            names = parquet.schema_arrow.names
+            missing = [c for c in COLUMNS if c not in names]
+            if missing:
+                raise DataError(f"symbol {symbol!r}: file {path!r} lacks column(s) {', '.join(missing)} "
+                                f"(required: {', '.join(COLUMNS)})")
+            table = parquet.read(columns=list(COLUMNS))
+    except DataError:
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"symbol {symbol!r}: cannot read file {path!r}: {exc}") from None
+    date_type = table.schema.field("date").type
+    if pa.types.is_timestamp(date_type) and date_type.tz is not None:
+        raise DataError(f"symbol {symbol!r}: file {path!r}: column 'date' has time zone {date_type.tz}; "
+                        "store naive dates (exchange-local trading days)")
+    if not (pa.types.is_date(date_type) or pa.types.is_timestamp(date_type)):
+        raise DataError(f"symbol {symbol!r}: file {path!r}: column 'date' has type {date_type}; "
+                        "expected a date or timestamp")
+    arrays = [table.column("date").cast(pa.timestamp("ns"))]
+    for name in COLUMNS[1:]:
+        col_type = table.schema.field(name).type
+        if not any(check(col_type) for check in _NUMERIC):
+            raise DataError(f"symbol {symbol!r}: file {path!r}: column {name!r} has type {col_type}; "
+                            "expected numbers (int or float)")
+        arrays.append(table.column(name).cast(pa.float64()))
+    return pa.table(arrays, names=list(COLUMNS))
+
+
+def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int,
+                     end_date: pd.Timestamp | None = None) -> tuple[pd.DataFrame, Repairs]:
+    """read_symbol_data plus a record of the repairs it made."""
+    validate_symbol_name(symbol)
+    fs, root = _filesystem(ohlcv_path)
+    repairs = Repairs()
+    tables = []
+    for info in _list_dir(fs, f"{root}/{PARTITION_PREFIX}{symbol}"):
+        if info.type != pafs.FileType.File:
+            continue
+        if not info.base_name.endswith(".parquet") or info.base_name.startswith((".", "_")):
+            repairs.ignored_files += 1
+            continue
+        tables.append(_read_file(fs, info.path, symbol))
+    if not tables:
+        return empty_bars(), repairs
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+    prices = [table.column(c) for c in PRICE_COLUMNS]
+    good = pc.and_(pc.and_(pc.greater(prices[0], 0), pc.greater(prices[1], 0)),
+                   pc.and_(pc.greater(prices[2], 0), pc.greater(prices[3], 0)))
+    good = pc.fill_null(pc.and_(good, pc.is_valid(table.column("date"))), False)
+    kept = pc.sum(good).as_py() or 0
+    if kept < table.num_rows:
+        repairs.bad_price_rows = table.num_rows - kept
+        table = table.filter(good)
+
+    df = table.to_pandas()
+    dates = df["date"].to_numpy()
+    steps = np.diff(dates)
+    if len(steps) and not (steps > np.timedelta64(0)).all():
+        if (steps < np.timedelta64(0)).any():
+            repairs.unsorted = 1
+        df = df.sort_values("date", kind="stable")
+        before = len(df)
+        df = df.drop_duplicates("date", keep="last")
+        repairs.duplicate_dates = before - len(df)
+
+    if len(df):
+        end = pd.Timestamp(end_date) if end_date is not None else df["date"].iloc[-1]
+        start = end - pd.Timedelta(days=lookback_days)
+        df = df[(df["date"] > start) & (df["date"] <= end)]
+    return df.reset_index(drop=True), repairs
+
+
+def read_symbol_data(symbol: str, ohlcv_path: str, lookback_days: int,
+                     end_date: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Read ONE symbol's partition as clean daily bars.
+
+    Returns a frame with a RangeIndex and exactly the columns date (datetime64[ns]), open, high,
+    low, close, volume (all float64), sorted by date, one row per date, limited to the
+    `lookback_days` calendar days ending at `end_date` (when given; rows after it are dropped) or
+    else at the symbol's last bar: dates in (end - lookback_days, end].
+
+    Edge cases:
+    - all *.parquet files of the partition are read, in file-name order; other files are ignored;
+    - duplicate dates: the row read last wins (a later file overrides an earlier one);
+    - rows with a NaN, zero or negative open/high/low/close are dropped;
+    - a missing partition, or one with no rows, gives an empty frame with the same columns;
+    - a missing required column, a non-numeric price, a tz-aware date or an unreadable file raises
+      DataError naming the symbol and the file.
+    """
+    return load_symbol_bars(symbol, ohlcv_path, lookback_days, end_date)[0]

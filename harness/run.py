@@ -1,0 +1,256 @@
+"""The driver: `python -m harness.run [--config config.yaml] [flags]`.
+
+Wires the steps together and holds no detector or statistics logic:
+config -> symbols -> results (in-process, or one Dask task per symbol) -> ordered flushes ->
+summary -> run.json. It alone writes files (through harness.output) and logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import platform
+import signal
+import sys
+import time
+import uuid
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import pandas as pd
+
+from harness.config import ScanConfig, load_config, read_yaml
+from harness.detectors import resolve_detectors
+from harness.errors import ConfigError, Interrupted, ScanError, SymbolFailed
+from harness.io import list_ignored_entries, list_symbols
+from harness.output import OutputWriter
+from harness.summary import format_summary, summarize
+from harness.task import ScanTask, SymbolError, SymbolResult, scan_symbol
+
+log = logging.getLogger("scan")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m harness.run",
+                                     description="Run every detector over every symbol and summarise forward returns.")
+    parser.add_argument("--config", default="config.yaml", help="YAML config (default: config.yaml)")
+    parser.add_argument("--workers", type=int, help="worker processes (1 = in-process, no Dask)")
+    parser.add_argument("--scheduler", dest="scheduler_address", help="remote scheduler, e.g. tcp://127.0.0.1:8786")
+    parser.add_argument("--symbols", help="comma-separated symbols to scan (default: all)")
+    parser.add_argument("--out", dest="out_dir", help="output folder")
+    parser.add_argument("--data", dest="ohlcv_path", help="dataset root holding symbol=XXX/ folders")
+    parser.add_argument("--on-error", dest="on_error", choices=("fail", "skip"), help="what a failing symbol does")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> ScanConfig:
+    overrides = {key: getattr(args, key) for key in
+                 ("workers", "scheduler_address", "symbols", "out_dir", "ohlcv_path", "on_error")}
+    return load_config(read_yaml(args.config), overrides)
+
+
+def select_symbols(cfg: ScanConfig) -> list[str]:
+    """The run's symbols, sorted: the config's list (each must exist) or every partition."""
+    available = list_symbols(cfg.ohlcv_path)
+    if cfg.symbols is None:
+        if not available:
+            raise ConfigError(f"config key 'ohlcv_path': no symbol=XXX folders under {cfg.ohlcv_path!r} "
+                              "(empty universe)")
+        return available
+    missing = sorted(set(cfg.symbols) - set(available))
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ConfigError(f"config key 'symbols': no partition under {cfg.ohlcv_path!r} for {shown}")
+    return list(cfg.symbols)
+
+
+def run_key(cfg: ScanConfig, symbols: Sequence[str]) -> str:
+    """A digest of everything that decides the outputs (not where or how fast they are computed)."""
+    settings = cfg.as_dict()
+    for key in ("workers", "scheduler_address", "dashboard_address", "out_dir", "on_error"):
+        settings.pop(key)
+    settings["symbols"] = list(symbols)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def serial_results(symbols: Sequence[str], first: int, task: ScanTask) -> Iterator[tuple[int, SymbolResult]]:
+    """The reference path: every symbol in this process, in order."""
+    for i in range(first, len(symbols)):
+        yield i, scan_symbol(symbols[i], task)
+
+
+def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask,
+                 in_flight: int) -> Iterator[tuple[int, SymbolResult]]:
+    """One future per symbol, at most `in_flight` at a time, yielded as they complete.
+
+    Keys are ("scan", run_id, symbol) so the dashboard shows one "scan" task group. Closing the
+    generator early (a failure, Ctrl-C) cancels every pending future.
+    """
+    from distributed import as_completed
+
+    run_id = uuid.uuid4().hex[:8]
+    todo = iter(range(first, len(symbols)))
+    pending: dict[Any, tuple[int, Any]] = {}
+
+    def submit(i: int) -> Any:
+        future = client.submit(scan_symbol, symbols[i], task, key=("scan", run_id, symbols[i]))
+        pending[future.key] = (i, future)
+        return future
+
+    queue = as_completed([submit(i) for i in islice(todo, in_flight)])
+    try:
+        for future in queue:
+            i, _ = pending.pop(future.key)
+            if future.status == "finished":
+                result = future.result()
+            else:
+                exc = future.exception()
+                message = (f"its worker process died each time it ran this symbol ({exc})"
+                           if type(exc).__name__ == "KilledWorker" else f"{type(exc).__name__}: {exc}")
+                result = SymbolResult(symbols[i], error=SymbolError(None, message))
+            future.release()
+            nxt = next(todo, None)
+            if nxt is not None:
+                queue.add(submit(nxt))
+            yield i, result
+    finally:
+        if pending:
+            client.cancel([f for _, f in pending.values()])
+
+
+class Progress:
+    """Logs `Processed N/M symbols` with rate and ETA."""
+
+    def __init__(self, total: int, already: int):
+        self.total, self.already, self.started = total, already, time.monotonic()
+
+    def report(self, done: int) -> None:
+        elapsed = time.monotonic() - self.started
+        rate = (done - self.already) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
+        log.info("Processed %d/%d symbols (%.1f symbols/s, ETA %.0fs)", done, self.total, rate, eta)
+
+
+def versions() -> dict[str, str]:
+    import dask
+    import distributed
+    import numpy
+    import pyarrow
+    return {"python": platform.python_version(), "pandas": pd.__version__, "numpy": numpy.__version__,
+            "pyarrow": pyarrow.__version__, "dask": dask.__version__, "distributed": distributed.__version__}
+
+
+def run_scan(cfg: ScanConfig, resume: bool = False) -> dict[str, Any]:
+    """Run the whole scan; returns the run.json content. Raises ScanError subclasses."""
+    started = time.time()
+    symbols = select_symbols(cfg)
+    specs = resolve_detectors(cfg.detectors, cfg.params)
+    task = ScanTask(cfg.ohlcv_path, cfg.lookback_days,
+                    pd.Timestamp(cfg.end_date) if cfg.end_date else None, tuple(specs), cfg.forward_windows)
+    writer = OutputWriter(cfg.out_dir, specs, cfg.forward_windows, run_key(cfg, symbols), resume)
+    first = writer.flushed
+    if first:
+        log.info("Resuming: %d/%d symbols already flushed", first, len(symbols))
+    ignored = list_ignored_entries(cfg.ohlcv_path)
+    if ignored:
+        log.warning("Ignored %d entries under %s that are not symbol=XXX folders: %s",
+                    len(ignored), cfg.ohlcv_path, ", ".join(ignored[:5]))
+    log.info("Scanning %d symbols with %d detectors", len(symbols), len(specs))
+
+    progress = Progress(len(symbols), first)
+    info: dict[str, Any] = {"workers": cfg.workers, "scheduler_address": cfg.scheduler_address,
+                            "dashboard": None, "cluster_start_seconds": 0.0}
+
+    def consume(results: Iterator[tuple[int, SymbolResult]]) -> None:
+        buffer: dict[int, SymbolResult] = {}
+        for i, result in results:
+            if result.error is not None:
+                error = result.error
+                if cfg.on_error == "fail":
+                    raise SymbolFailed(result.symbol, error.detector, error.message, error.traceback)
+                log.warning("Skipping symbol %s: %s", result.symbol,
+                            (f"detector {error.detector!r}: " if error.detector else "") + error.message)
+            buffer[i] = result
+            while True:  # flush whole chunks in symbol order, so files never depend on completion order
+                start = writer.flushed
+                size = min(cfg.flush_every, len(symbols) - start)
+                if size == 0 or any(j not in buffer for j in range(start, start + size)):
+                    break
+                writer.flush([buffer.pop(j) for j in range(start, start + size)])
+                progress.report(writer.flushed)
+
+    if cfg.workers == 1 and not cfg.scheduler_address:
+        consume(serial_results(symbols, first, task))
+    else:
+        from cluster import connect
+        t0 = time.time()
+        with connect(cfg) as client:
+            info["cluster_start_seconds"] = round(time.time() - t0, 3)
+            info["dashboard"] = client.dashboard_link
+            threads = sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values())
+            results = dask_results(client, symbols, first, task, in_flight=max(4 * threads, 16))
+            try:
+                consume(results)
+            finally:
+                results.close()
+
+    failed = writer.state["failed"]
+    forward = {spec.name: writer.read_forward(spec) for spec in specs}
+    summary = summarize(forward, cfg.forward_windows, {s.name: s.baseline for s in specs},
+                        symbols=len(symbols) - len(failed), failed_symbols=len(failed))
+    info.update({
+        "config": cfg.as_dict(),
+        "symbols": {"total": len(symbols), "done": len(symbols) - len(failed), "failed": len(failed)},
+        "failed": failed,
+        "events": {name: len(frame) for name, frame in forward.items()},
+        "bars_read": writer.state["bars"],
+        "repairs": writer.state["repairs"],
+        "ignored_entries": ignored,
+        "cpu_seconds": {k: round(v, 3) for k, v in sorted(writer.state["cpu_seconds"].items())},
+        "wall_seconds": round(time.time() - started, 3),
+        "resumed_from": first,
+        "versions": versions(),
+    })
+    writer.finalize(summary, info)
+    print(format_summary(summary))
+    if failed:
+        print(f"\n{len(failed)} symbol(s) failed and were skipped: "
+              + ", ".join(f["symbol"] for f in failed[:10]) + (" ..." if len(failed) > 10 else ""))
+    log.info("Wrote %s (%.1fs)", cfg.out_dir, info["wall_seconds"])
+    return info
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    args = parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        run_scan(cfg, resume=args.resume)
+    except SymbolFailed as exc:
+        if exc.traceback_text:
+            print(exc.traceback_text, file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ScanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"error: {Interrupted('interrupted; flushed symbols are kept, rerun with --resume to continue')}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The unit of work: one symbol, every detector, forward returns. Runs on a Dask worker or in-process.
+
+scan_symbol is a top-level function so that it pickles by reference. It returns data only: no
+file writes, no prints, no shared state, so running it twice (after a worker dies) is harmless.
+A detector that raises does not raise out of the task: the error comes back as data, with the
+symbol, the detector and the original traceback, and the driver decides what to do with it.
+
+The result is kept small and cheap to move: one Arrow table for all detectors' rows (pandas
+per-detector frames cost more to build and to pickle than the detectors take to run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from harness.detectors import DetectorSpec
+from harness.errors import DataError
+from harness.eval import event_rows, forward_returns
+from harness.io import load_symbol_bars
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanTask:
+    """What every symbol's task needs besides the symbol; the same object for the whole run."""
+
+    ohlcv_path: str
+    lookback_days: int
+    end_date: pd.Timestamp | None
+    detectors: tuple[DetectorSpec, ...]
+    windows: tuple[int, ...]
+
+
+@dataclasses.dataclass
+class SymbolError:
+    detector: str | None   # None when the failure is not inside a detector (reading, a dead worker)
+    message: str           # one line: "ExceptionType: text"
+    traceback: str = ""
+
+
+@dataclasses.dataclass
+class SymbolResult:
+    """One symbol's output.
+
+    rows: one row per event of every detector, grouped by detector in task order, dates ascending:
+    columns detector (int16: index into ScanTask.detectors), date, score, close, fwd_<h>...
+    extras: for detectors that return extra columns, those columns (rows as in `rows` for that detector).
+    """
+
+    symbol: str
+    rows: pa.Table | None = None
+    extras: dict[str, pa.Table] = dataclasses.field(default_factory=dict)
+    cpu_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    repairs: dict[str, int] = dataclasses.field(default_factory=dict)
+    bars: int = 0
+    error: SymbolError | None = None
+
+
+def _check_events(events: object, name: str) -> pd.DataFrame:
+    if not isinstance(events, pd.DataFrame) or "date" not in events or "score" not in events:
+        raise TypeError(f"detector {name!r} must return a DataFrame with columns date and score, "
+                        f"got {type(events).__name__}")
+    return events
+
+
+def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
+    """Read `symbol`, run every detector, add forward returns; never raises for a symbol's own failure."""
+    result = SymbolResult(symbol)
+    current: str | None = None
+    try:
+        bars, repairs = load_symbol_bars(symbol, task.ohlcv_path, task.lookback_days, task.end_date)
+        result.bars = len(bars)
+        result.repairs = {k: v for k, v in dataclasses.asdict(repairs).items() if v}
+        dates = bars["date"].to_numpy()
+        close = bars["close"].to_numpy(dtype="float64")
+        codes, rows, scores = [], [], []
+        for code, spec in enumerate(task.detectors):
+            current = spec.name
+            started = time.thread_time()
+            events = _check_events(spec.func(bars, spec.params), spec.name)
+            result.cpu_seconds[spec.name] = time.thread_time() - started
+            rows.append(event_rows(dates, events["date"].to_numpy(dtype="datetime64[ns]")))
+            scores.append(events["score"].to_numpy(dtype="float64"))
+            codes.append(np.full(len(events), code, dtype=np.int16))
+            extra = [c for c in events.columns if c not in ("date", "score")]
+            if extra:
+                result.extras[spec.name] = pa.Table.from_pandas(events[extra], preserve_index=False)
+        current = None
+        at = np.concatenate(rows).astype(np.int64)
+        result.rows = pa.table({
+            "detector": np.concatenate(codes), "date": dates[at], "score": np.concatenate(scores),
+            "close": close[at], **forward_returns(close, at, task.windows)})
+    except Exception as exc:  # a symbol's failure is data for the driver, see module docstring
+        message = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
+        result = SymbolResult(symbol, error=SymbolError(current, message.splitlines()[0] if message else "",
+                                                        traceback.format_exc()))
+    return result

@@ -1,0 +1,128 @@
+"""Config validation: load_config directly, and the real CLI for messages and exit codes."""
+
+import datetime as dt
+
+import pytest
+
+from conftest import bars, run_cli, write_config, write_partition
+from harness.config import MAX_WORKERS, load_config
+from harness.errors import ConfigError
+
+
+@pytest.fixture()
+def data(tmp_path):
+    root = tmp_path / "ohlcv"
+    write_partition(root, "AAA", bars(5))
+    return root
+
+
+def cfg(data, **keys):
+    return load_config({"ohlcv_path": str(data), "detectors": ["gap"], **keys})
+
+
+def test_defaults(data):
+    c = cfg(data)
+    assert c.workers == 8 and c.forward_windows == (5, 10, 20, 40) and c.on_error == "fail"
+    assert c.dashboard_address == "127.0.0.1:8787" and c.scheduler_address is None and c.symbols is None
+
+
+def test_overrides_win_over_yaml_and_none_means_not_given(data):
+    c = load_config({"ohlcv_path": str(data), "detectors": ["gap"], "workers": 4},
+                    {"workers": 2, "symbols": "BBB,AAA", "scheduler_address": None})
+    assert c.workers == 2 and c.symbols == ("AAA", "BBB")
+
+
+def test_end_date_accepts_yaml_dates_and_strings(data):
+    assert cfg(data, end_date=dt.date(2024, 1, 31)).end_date == dt.date(2024, 1, 31)
+    assert cfg(data, end_date="2024-01-31").end_date == dt.date(2024, 1, 31)
+
+
+def test_config_is_frozen(data):
+    with pytest.raises(Exception):
+        cfg(data).workers = 3
+
+
+@pytest.mark.parametrize("keys, message", [
+    ({"worker": 2}, "unknown config key 'worker' (did you mean 'workers'?)"),
+    ({"workers": 0}, "'workers': must be between 1 and 12"),
+    ({"workers": MAX_WORKERS + 1}, "'workers': must be between 1 and 12"),
+    ({"workers": 2.5}, "'workers': must be an integer"),
+    ({"workers": True}, "'workers': must be an integer"),
+    ({"forward_windows": [5, 0]}, "'forward_windows': windows must be positive integers"),
+    ({"forward_windows": [5, "10"]}, "'forward_windows': windows must be positive integers"),
+    ({"forward_windows": 5}, "'forward_windows': must be a non-empty list"),
+    ({"lookback_days": "ten"}, "'lookback_days': must be an integer"),
+    ({"flush_every": 0}, "'flush_every': must be at least 1"),
+    ({"on_error": "ignore"}, "'on_error': must be 'fail' or 'skip'"),
+    ({"end_date": "31/01/2024"}, "'end_date': must be a date"),
+    ({"symbols": ["AAA", "../x"]}, "'symbols': invalid symbol name '../x'"),
+    ({"symbols": []}, "'symbols': is empty"),
+    ({"detectors": ["volume_spik"]}, "unknown detector 'volume_spik'; available: volume_spike"),
+    ({"detectors": []}, "'detectors': must list at least one"),
+    ({"detectors": ["nosuchmodule.x:det"]}, "cannot import module 'nosuchmodule.x'"),
+    ({"params": {"gap": {"min_gapp": 0.1}}}, "'params.gap': unknown parameter(s) min_gapp; allowed: min_gap"),
+    ({"params": {"ma_cross": {"fast": 5}}}, "'params': ma_cross not in 'detectors'"),
+])
+def test_bad_values_name_the_key(data, keys, message):
+    with pytest.raises(ConfigError) as info:
+        cfg(data, **keys)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_data_path(tmp_path):
+    with pytest.raises(ConfigError, match="'ohlcv_path': data folder .* does not exist"):
+        load_config({"ohlcv_path": str(tmp_path / "nope"), "detectors": ["gap"]})
+
+
+def test_detector_params_override_defaults(data):
+    from harness.detectors import resolve_detectors
+    c = cfg(data, detectors=["gap", "rsi_oversold_fast"], params={"gap": {"min_gap": 0.05}})
+    gap, fast = resolve_detectors(c.detectors, c.params)
+    assert gap.params == {"min_gap": 0.05} and gap.baseline is None
+    assert fast.params == {"period": 5, "level": 20.0} and fast.baseline == "rsi_oversold"
+
+
+# --- through the real CLI: one line on stderr, exit code 2, no traceback ---
+
+@pytest.mark.parametrize("yaml_keys, flags, message", [
+    ({"workers": 99}, [], "config key 'workers': must be between 1 and 12, got 99"),
+    ({}, ["--workers", "13"], "config key 'workers': must be between 1 and 12, got 13"),
+    ({"wokers": 2}, [], "unknown config key 'wokers' (did you mean 'workers'?)"),
+    ({"forward_windows": [5, -1]}, [], "config key 'forward_windows': windows must be positive integers"),
+    ({}, ["--symbols", "AAA,b/ad"], "config key 'symbols': invalid symbol name 'b/ad'"),
+    ({}, ["--symbols", "ZZZ"], "config key 'symbols': no partition under"),
+    ({}, ["--data", "/nonexistent/ohlcv"], "config key 'ohlcv_path': data folder '/nonexistent/ohlcv' does not exist"),
+    ({"detectors": ["bogus"]}, [], "config key 'detectors': unknown detector 'bogus'"),
+])
+def test_cli_rejects_bad_input_with_one_line(tmp_path, data, yaml_keys, flags, message):
+    keys = {"ohlcv_path": str(data), "detectors": ["gap"], "out_dir": str(tmp_path / "out"), **yaml_keys}
+    proc = run_cli("--config", str(write_config(tmp_path / "c.yaml", **keys)), *flags)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_empty_universe(tmp_path):
+    (tmp_path / "empty").mkdir()
+    config = write_config(tmp_path / "c.yaml", ohlcv_path=str(tmp_path / "empty"), detectors=["gap"])
+    proc = run_cli("--config", str(config))
+    assert proc.returncode == 2 and "empty universe" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_unreadable_and_invalid_yaml(tmp_path):
+    proc = run_cli("--config", str(tmp_path / "missing.yaml"))
+    assert proc.returncode == 2 and "cannot read config file" in proc.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("workers: [1, 2\n")
+    proc = run_cli("--config", str(bad))
+    assert proc.returncode == 2 and "is not valid YAML" in proc.stderr
+
+
+def test_yaml_is_loaded_safely(tmp_path, data):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"ohlcv_path: !!python/object/apply:os.system ['touch {tmp_path}/pwned']\n")
+    proc = run_cli("--config", str(config))
+    assert proc.returncode == 2 and not (tmp_path / "pwned").exists()
