@@ -1,0 +1,77 @@
+"""Forward returns and summary statistics on hand-computed cases."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import bars
+from harness.eval import add_forward_returns
+from harness.summary import format_summary, return_stats, summarize
+
+
+def test_forward_returns_by_hand_with_nan_past_the_end():
+    frame = bars(close=[100.0, 110, 121, 100, 50])
+    events = frame.iloc[[0, 2, 4]][["date"]].assign(score=1.0)
+    out = add_forward_returns(events, frame, [1, 2])
+    assert out["close"].tolist() == [100.0, 121.0, 50.0]
+    assert out["fwd_1"].tolist()[:2] == pytest.approx([0.1, 100 / 121 - 1])
+    assert out["fwd_2"].iloc[0] == pytest.approx(0.21)
+    assert out["fwd_2"].iloc[1] == pytest.approx(50 / 121 - 1)
+    assert math.isnan(out["fwd_1"].iloc[2]) and math.isnan(out["fwd_2"].iloc[2])
+    assert out["score"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_forward_returns_count_bars_not_calendar_days():
+    frame = bars(close=[100.0, 101, 102, 103])
+    frame = frame.drop(index=1).reset_index(drop=True)  # a missing bar is not filled
+    out = add_forward_returns(frame.iloc[[0]][["date"]], frame, [1])
+    assert out["fwd_1"].iloc[0] == pytest.approx(102 / 100 - 1)
+
+
+def test_forward_returns_reject_unknown_dates():
+    frame = bars(5)
+    events = pd.DataFrame({"date": [pd.Timestamp("1999-01-01")]})
+    with pytest.raises(ValueError, match="not a row"):
+        add_forward_returns(events, frame, [1])
+
+
+def test_forward_returns_of_no_events():
+    out = add_forward_returns(pd.DataFrame({"date": pd.Series([], dtype="datetime64[ns]")}), bars(5), [5])
+    assert out.empty and list(out.columns) == ["date", "close", "fwd_5"]
+
+
+def test_return_stats_by_hand():
+    stats = return_stats(np.array([0.1, -0.1, 0.3, np.nan]))
+    assert stats["valid"] == 3
+    assert stats["mean"] == pytest.approx(0.1)
+    assert stats["median"] == pytest.approx(0.1)
+    assert stats["std"] == pytest.approx(0.2)
+    assert stats["t_stat"] == pytest.approx(0.1 / (0.2 / math.sqrt(3)))
+    assert stats["hit_rate"] == pytest.approx(2 / 3)
+
+
+def test_return_stats_edge_cases():
+    assert return_stats(np.array([np.nan]))["valid"] == 0 and math.isnan(return_stats(np.array([]))["mean"])
+    one = return_stats(np.array([0.5]))
+    assert one["mean"] == 0.5 and math.isnan(one["std"]) and math.isnan(one["t_stat"])
+    flat = return_stats(np.array([0.0, 0.0]))
+    assert flat["hit_rate"] == 0.0 and math.isnan(flat["t_stat"])
+
+
+def test_summarize_puts_baseline_mean_beside_variant():
+    base = pd.DataFrame({"fwd_5": [0.1, 0.3]})
+    variant = pd.DataFrame({"fwd_5": [0.2, np.nan, -0.1]})
+    table = summarize({"b": base, "v": variant}, [5], {"b": None, "v": "b"}, symbols=7, failed_symbols=1)
+    assert table["events"].tolist() == [2, 3] and table["valid"].tolist() == [2, 2]
+    assert math.isnan(table.loc[0, "baseline_mean"])
+    assert table.loc[1, "baseline_mean"] == pytest.approx(0.2) and table.loc[1, "mean"] == pytest.approx(0.05)
+    assert table["symbols"].tolist() == [7, 7] and table["failed_symbols"].tolist() == [1, 1]
+    text = format_summary(table)
+    assert "+20.00%" in text and "vs baseline" in text
+
+
+def test_variant_whose_baseline_did_not_run_has_nan_baseline_mean():
+    table = summarize({"v": pd.DataFrame({"fwd_5": [0.1]})}, [5], {"v": "b"})
+    assert math.isnan(table.loc[0, "baseline_mean"])
