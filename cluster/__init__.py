@@ -41,7 +41,7 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
                 raise ScanError(f"config key 'scheduler_address': {cfg.scheduler_address!r} must look like "
                                 "tcp://host:port or tls://host:port")
             try:
-                client = Client(cfg.scheduler_address, timeout="15s")
+                client = Client(cfg.scheduler_address, timeout="10s")
             except (OSError, TimeoutError) as exc:
                 raise ScanError(f"cannot reach the Dask scheduler at {cfg.scheduler_address}: {exc} "
                                 "(is `dask scheduler` running there?)") from None

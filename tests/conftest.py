@@ -50,8 +50,17 @@ def write_config(path: Path, **keys) -> Path:
     return path
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+TESTS = Path(__file__).resolve().parent
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a CLI run: the repo and tests/ (user_detectors) importable, plus `extra`."""
+    return {**os.environ, "PYTHONPATH": f"{REPO}:{TESTS}", **extra}
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None,
+            **kwargs) -> subprocess.CompletedProcess:
     """`python -m harness.run ARGS` in a subprocess; returns the completed process (text output)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = env or cli_env()
     return subprocess.run([sys.executable, "-m", "harness.run", *args], cwd=cwd or REPO, env=env,
                           capture_output=True, text=True, timeout=timeout, **kwargs)

@@ -1,0 +1,211 @@
+"""The driver end to end, through the real CLI: determinism across execution modes, failures, cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPO, cli_env, run_cli, write_config
+from user_detectors import MARKER_VOLUME
+
+DETECTORS = ["volume_spike", "volume_spike_trend", "breakout_52w", "breakout_52w_volume", "gap",
+             "rsi_oversold", "rsi_oversold_fast", "squeeze_breakout", "ma_cross"]
+
+
+def output_files(out: Path) -> dict[str, bytes]:
+    """Every output file the determinism contract covers: not run.json (it holds timings), not the
+    resumable staging folder .partial/."""
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "run.json" and ".partial" not in p.parts)
+    return {str(p.relative_to(out)): p.read_bytes() for p in files}
+
+
+def scan(tmp_path: Path, data: Path, out: str, *flags: str, env: dict | None = None, **keys):
+    keys = {"ohlcv_path": str(data), "detectors": DETECTORS, "out_dir": str(tmp_path / out),
+            "flush_every": 3, "dashboard_address": "127.0.0.1:0", **keys}
+    config = write_config(tmp_path / f"{out}.yaml", **keys)
+    proc = run_cli("--config", str(config), *flags, env=cli_env(**(env or {})))
+    return proc, tmp_path / out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory, small_universe):
+    tmp = tmp_path_factory.mktemp("serial")
+    proc, out = scan(tmp, small_universe, "out", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    return proc, out
+
+
+def test_serial_run_writes_every_output(serial, small_universe):
+    proc, out = serial
+    for name in DETECTORS:
+        events = pq.read_table(out / name / "events.parquet").to_pandas()
+        forward = pq.read_table(out / name / "forward.parquet").to_pandas()
+        assert list(events.columns) == ["symbol", "date", "detector", "score"]
+        assert list(forward.columns) == ["symbol", "date", "detector", "close", "fwd_5", "fwd_10", "fwd_20", "fwd_40"]
+        assert len(events) == len(forward) > 0
+        assert events[["symbol", "date"]].equals(forward[["symbol", "date"]])
+        assert list(events.itertuples(index=False, name=None)) == sorted(events.itertuples(index=False, name=None))
+        assert (events["detector"] == name).all()
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == len(DETECTORS) * 4
+    assert summary.loc[summary.detector == "volume_spike_trend", "baseline"].eq("volume_spike").all()
+    run = json.loads((out / "run.json").read_text())
+    assert run["symbols"] == {"total": 20, "done": 20, "failed": 0}
+    assert set(run["cpu_seconds"]) == set(DETECTORS) and all(v >= 0 for v in run["cpu_seconds"].values())
+    assert run["events"]["gap"] == len(pq.read_table(out / "gap" / "events.parquet"))
+    assert run["versions"]["pandas"] == pd.__version__ and run["workers"] == 1
+    assert "Processed 20/20 symbols" in proc.stderr
+    assert "volume_spike_trend" in proc.stdout and "vs baseline" in proc.stdout
+    assert not (out / ".partial").exists()
+
+
+@pytest.mark.parametrize("workers", [2, 8])
+def test_local_cluster_outputs_are_byte_identical_to_serial(tmp_path, small_universe, serial, workers):
+    proc, out = scan(tmp_path, small_universe, "out", "--workers", str(workers))
+    assert proc.returncode == 0, proc.stderr
+    assert output_files(out) == output_files(serial[1])
+    assert "Dask dashboard: http://127.0.0.1:" in proc.stderr
+    assert json.loads((out / "run.json").read_text())["workers"] == workers
+
+
+def test_remote_scheduler_outputs_are_byte_identical_to_serial(tmp_path, small_universe, serial):
+    port = free_port()
+    env = cli_env()
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--dashboard-address", "127.0.0.1:0"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(2):
+            procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker",
+                                           f"tcp://127.0.0.1:{port}", "--nthreads", "1", "--host", "127.0.0.1",
+                                           "--no-dashboard"],
+                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+        with Client(f"tcp://127.0.0.1:{port}", timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+        proc, out = scan(tmp_path, small_universe, "out", "--scheduler", f"tcp://127.0.0.1:{port}")
+        assert proc.returncode == 0, proc.stderr
+        assert output_files(out) == output_files(serial[1])
+        assert "'workers' is ignored" in proc.stderr
+        assert json.loads((out / "run.json").read_text())["scheduler_address"] == f"tcp://127.0.0.1:{port}"
+        assert all(p.poll() is None for p in procs), "the remote cluster must survive the scan"
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path, small_universe):
+    proc, out = scan(tmp_path, small_universe, "out", "--scheduler", f"tcp://127.0.0.1:{free_port()}")
+    assert proc.returncode == 1 and "cannot reach the Dask scheduler" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture()
+def marked_universe(tmp_path, small_universe):
+    """A copy of the small universe in which one symbol carries the marker volume."""
+    root = tmp_path / "marked"
+    shutil.copytree(small_universe, root)
+    victim = sorted(p.name for p in root.iterdir())[7].split("=")[1]
+    path = next((root / f"symbol={victim}").glob("*.parquet"))
+    table = pq.read_table(path).to_pandas()
+    table.loc[len(table) // 2, "volume"] = MARKER_VOLUME
+    pq.write_table(__import__("pyarrow").Table.from_pandas(table, preserve_index=False), path)
+    return root, victim
+
+
+def marked_processes(marker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("SCAN_TEST_MARKER") == marker:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_failing_symbol_stops_the_run_and_keeps_previous_results(tmp_path, marked_universe, workers):
+    data, victim = marked_universe
+    detectors = ["gap", "user_detectors:explode_on_marker"]
+    marker = uuid.uuid4().hex
+    # A first, successful run (without the failing detector) leaves results in place.
+    proc, out = scan(tmp_path, data, "out", "--workers", str(workers), detectors=["gap"])
+    assert proc.returncode == 0, proc.stderr
+    before = output_files(out)
+    started = time.monotonic()
+    proc, out = scan(tmp_path, data, "out", "--workers", str(workers), detectors=detectors,
+                     env={"SCAN_TEST_MARKER": marker})
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == (f"error: symbol {victim!r}, detector 'user_detectors:explode_on_marker' failed: "
+                    "RuntimeError: marker bar found")
+    assert "Traceback (most recent call last)" in proc.stderr and "raise RuntimeError" in proc.stderr
+    assert time.monotonic() - started < 120
+    assert output_files(out) == before, "a failed run must not touch the previous results"
+    assert not [p for p in out.rglob("*.tmp")]
+    time.sleep(1)
+    assert marked_processes(marker) == [], "no process of the failed run may outlive it"
+
+
+def test_skip_mode_completes_and_reports_the_failed_symbol(tmp_path, marked_universe):
+    data, victim = marked_universe
+    proc, out = scan(tmp_path, data, "out", "--workers", "2", "--on-error", "skip",
+                     detectors=["gap", "user_detectors:explode_on_marker"])
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads((out / "run.json").read_text())
+    assert run["symbols"] == {"total": 20, "done": 19, "failed": 1}
+    assert run["failed"] == [{"symbol": victim, "detector": "user_detectors:explode_on_marker",
+                              "error": "RuntimeError: marker bar found"}]
+    summary = pd.read_csv(out / "summary.csv")
+    assert (summary["failed_symbols"] == 1).all() and (summary["symbols"] == 19).all()
+    events = pq.read_table(out / "gap" / "events.parquet").to_pandas()
+    assert victim not in set(events["symbol"]) and events["symbol"].nunique() > 10
+    assert f"failed and were skipped: {victim}" in proc.stdout
+
+
+def test_no_stray_processes_after_a_successful_cluster_run(tmp_path, small_universe):
+    marker = uuid.uuid4().hex
+    config = write_config(tmp_path / "c.yaml", ohlcv_path=str(small_universe), detectors=DETECTORS,
+                          out_dir=str(tmp_path / "out"), workers=2, dashboard_address="127.0.0.1:0")
+    proc = subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(config)], cwd=REPO,
+                            env=cli_env(SCAN_TEST_MARKER=marker), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    most = 0
+    while proc.poll() is None:  # the check below must be able to see the cluster's processes
+        most = max(most, len(marked_processes(marker)))
+        time.sleep(0.2)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert most >= 3, "the driver and its worker processes should have been visible while it ran"
+    time.sleep(1)
+    assert marked_processes(marker) == []
+
+
+def test_user_detector_with_extra_column_and_declared_baseline(tmp_path, small_universe):
+    proc, out = scan(tmp_path, small_universe, "out", "--workers", "1",
+                     detectors=["gap", "user_detectors:with_range"])
+    assert proc.returncode == 0, proc.stderr
+    events = pq.read_table(out / "user_detectors.with_range" / "events.parquet").to_pandas()
+    assert list(events.columns) == ["symbol", "date", "detector", "score", "range"]
+    assert (events["range"] >= 0).all() and len(events) > 20
+    summary = pd.read_csv(out / "summary.csv")
+    assert (summary.loc[summary.detector == "user_detectors:with_range", "baseline"] == "gap").all()

@@ -1,0 +1,32 @@
+"""Detectors that tests load by import path (`user_detectors:NAME`), as a user's own would be."""
+
+import os
+
+import numpy as np
+import pandas as pd
+
+MARKER_VOLUME = 7777.0  # a symbol whose bars contain this volume makes the detectors below misbehave
+
+
+def explode_on_marker(df: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Raises for a symbol whose data holds the marker volume; otherwise fires on every 50th row."""
+    if (df["volume"] == MARKER_VOLUME).any():
+        raise RuntimeError("marker bar found")
+    return df.iloc[::50][["date"]].assign(score=1.0)
+
+
+def kill_on_marker(df: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Kills its own process (SIGKILL) for the marker symbol, like a segfault or the OOM killer would."""
+    if (df["volume"] == MARKER_VOLUME).any():
+        os.kill(os.getpid(), 9)
+    return df.iloc[::50][["date"]].assign(score=1.0)
+
+
+def with_range(df: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Every 25th row, with an extra column: the bar's high/low range."""
+    rows = df.iloc[::25]
+    return pd.DataFrame({"date": rows["date"].to_numpy(), "score": np.ones(len(rows)),
+                         "range": (rows["high"] / rows["low"] - 1).to_numpy()})
+
+
+with_range.baseline = "gap"
