@@ -8,6 +8,7 @@ summary -> run.json. It alone writes files (through harness.output) and logs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -89,35 +90,44 @@ def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask
                  in_flight: int) -> Iterator[tuple[int, SymbolResult]]:
     """One future per symbol, at most `in_flight` at a time, yielded as they complete.
 
-    Keys are ("scan", run_id, symbol) so the dashboard shows one "scan" task group. Closing the
-    generator early (a failure, Ctrl-C) cancels every pending future.
+    Keys are ("scan", run_id, symbol) so the dashboard shows one "scan" task group. Futures are
+    submitted in batches of in_flight // 2 (one client.map call each: per call, not per task, the
+    scheduler pays for a graph update) and released as soon as their result is here, so neither
+    futures nor results pile up in the driver. Closing the generator early (a failure, Ctrl-C)
+    cancels every pending future.
     """
     from distributed import as_completed
 
     run_id = uuid.uuid4().hex[:8]
     todo = iter(range(first, len(symbols)))
-    pending: dict[Any, tuple[int, Any]] = {}
+    pending: dict[Any, tuple[int, Any]] = {}  # key -> (symbol index, future)
+    batch = max(in_flight // 2, 1)
+    # with_results: each result is fetched in the background as soon as it is ready; calling
+    # future.result() here instead costs one blocking round trip per symbol on the driver.
+    queue = as_completed(with_results=True, raise_errors=False)
 
-    def submit(i: int) -> Any:
-        future = client.submit(scan_symbol, symbols[i], task, key=("scan", run_id, symbols[i]))
-        pending[future.key] = (i, future)
-        return future
+    def top_up() -> None:
+        while len(pending) <= in_flight - batch:
+            chosen = list(islice(todo, batch))
+            if not chosen:
+                return
+            futures = client.map(scan_symbol, [symbols[i] for i in chosen], task=task,
+                                 key=[("scan", run_id, symbols[i]) for i in chosen])
+            pending.update((f.key, (i, f)) for f, i in zip(futures, chosen))
+            queue.update(futures)
 
-    queue = as_completed([submit(i) for i in islice(todo, in_flight)])
+    top_up()
     try:
-        for future in queue:
+        for future, value in queue:
             i, _ = pending.pop(future.key)
             if future.status == "finished":
-                result = future.result()
+                result = value
             else:
-                exc = future.exception()
-                message = (f"its worker process died each time it ran this symbol ({exc})"
-                           if type(exc).__name__ == "KilledWorker" else f"{type(exc).__name__}: {exc}")
+                message = (f"its worker process died each time it ran this symbol ({value})"
+                           if type(value).__name__ == "KilledWorker" else f"{type(value).__name__}: {value}")
                 result = SymbolResult(symbols[i], error=SymbolError(None, message))
             future.release()
-            nxt = next(todo, None)
-            if nxt is not None:
-                queue.add(submit(nxt))
+            top_up()
             yield i, result
     finally:
         if pending:
@@ -146,8 +156,36 @@ def versions() -> dict[str, str]:
             "pyarrow": pyarrow.__version__, "dask": dask.__version__, "distributed": distributed.__version__}
 
 
-def run_scan(cfg: ScanConfig, resume: bool = False) -> dict[str, Any]:
-    """Run the whole scan; returns the run.json content. Raises ScanError subclasses."""
+@contextlib.contextmanager
+def execute(cfg: ScanConfig, symbols: Sequence[str], first: int, task: ScanTask,
+            info: dict[str, Any]) -> Iterator[Iterator[tuple[int, SymbolResult]]]:
+    """Where the tasks run: in this process for workers 1 without a scheduler, else on Dask.
+
+    Yields an iterator of (symbol index, result) for symbols[first:], in completion order; records
+    cluster facts in `info`; on the way out cancels what is pending and closes the cluster.
+    """
+    if cfg.workers == 1 and not cfg.scheduler_address:
+        yield serial_results(symbols, first, task)
+        return
+    from cluster import connect
+    t0 = time.time()
+    with connect(cfg) as client:
+        info["cluster_start_seconds"] = round(time.time() - t0, 3)
+        info["dashboard"] = client.dashboard_link
+        threads = sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values())
+        results = dask_results(client, symbols, first, task, in_flight=max(8 * threads, 32))
+        try:
+            yield results
+        finally:
+            results.close()
+
+
+def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute) -> dict[str, Any]:
+    """Run the whole scan; returns the run.json content. Raises ScanError subclasses.
+
+    open_results: the execute() of this module, or a stand-in with the same signature (the
+    benchmark plugs in a ProcessPoolExecutor there to compare like with like).
+    """
     started = time.time()
     symbols = select_symbols(cfg)
     specs = resolve_detectors(cfg.detectors, cfg.params)
@@ -185,20 +223,8 @@ def run_scan(cfg: ScanConfig, resume: bool = False) -> dict[str, Any]:
                 writer.flush([buffer.pop(j) for j in range(start, start + size)])
                 progress.report(writer.flushed)
 
-    if cfg.workers == 1 and not cfg.scheduler_address:
-        consume(serial_results(symbols, first, task))
-    else:
-        from cluster import connect
-        t0 = time.time()
-        with connect(cfg) as client:
-            info["cluster_start_seconds"] = round(time.time() - t0, 3)
-            info["dashboard"] = client.dashboard_link
-            threads = sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values())
-            results = dask_results(client, symbols, first, task, in_flight=max(4 * threads, 16))
-            try:
-                consume(results)
-            finally:
-                results.close()
+    with open_results(cfg, symbols, first, task, info) as results:
+        consume(results)
 
     failed = writer.state["failed"]
     forward = {spec.name: writer.read_forward(spec) for spec in specs}
