@@ -30,6 +30,10 @@ QUIET_DASK = {
     "distributed.worker.memory.monitor-interval": "1000ms",
     "distributed.scheduler.work-stealing-interval": "500ms",
 }
+# One task at a time per worker thread (the default 1.1 sends a second one ahead). When a worker
+# process dies, Dask counts a failure against every task it held: with a task queued behind the one
+# that killed it, an innocent symbol could be the one reported (KilledWorker) and skipped.
+ONE_TASK_PER_THREAD = {"distributed.scheduler.worker-saturation": 1.0}
 
 
 def _import_scan_code() -> bool:
@@ -46,7 +50,7 @@ def warm_up(client: Client) -> None:
 @contextlib.contextmanager
 def connect(cfg: ScanConfig) -> Iterator[Client]:
     """A Client for this run; closes it (and a LocalCluster it started) on the way out."""
-    with dask.config.set(QUIET_DASK):
+    with dask.config.set({**QUIET_DASK, **ONE_TASK_PER_THREAD}):
         if cfg.scheduler_address:
             if not cfg.scheduler_address.startswith(("tcp://", "tls://")):
                 raise ScanError(f"config key 'scheduler_address': {cfg.scheduler_address!r} must look like "

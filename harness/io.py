@@ -64,23 +64,32 @@ def _list_dir(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
     return sorted(fs.get_file_info(selector), key=lambda info: info.base_name)
 
 
-def list_symbols(ohlcv_path: str) -> list[str]:
-    """Sorted symbol names of every `symbol=XXX` folder under `ohlcv_path`.
+def list_partitions(ohlcv_path: str) -> tuple[list[str], list[str]]:
+    """(valid symbol names, invalid `symbol=` folder names) under `ohlcv_path`, each sorted.
 
-    Entries that are not `symbol=` folders (stray files, `_SUCCESS`, other folders) are ignored;
-    see list_ignored_entries. A `symbol=` folder whose name is not a valid symbol is a DataError.
+    Entries that are not `symbol=` folders (stray files, `_SUCCESS`, other folders) are in neither
+    list; see list_ignored_entries.
     """
     fs, root = _filesystem(ohlcv_path)
-    symbols = []
+    symbols, invalid = [], []
     for info in _list_dir(fs, root):
         if info.type == pafs.FileType.Directory and info.base_name.startswith(PARTITION_PREFIX):
             name = info.base_name[len(PARTITION_PREFIX):]
-            try:
-                validate_symbol_name(name)
-            except DataError as exc:
-                raise DataError(f"folder {info.path!r}: {exc}") from None
-            symbols.append(name)
-    return sorted(symbols)
+            (symbols if _SYMBOL_RE.fullmatch(name) else invalid).append(name)
+    return sorted(symbols), sorted(invalid)
+
+
+def list_symbols(ohlcv_path: str) -> list[str]:
+    """Sorted symbol names of every `symbol=XXX` folder under `ohlcv_path`.
+
+    A `symbol=` folder whose name is not a valid symbol is a DataError naming it.
+    """
+    symbols, invalid = list_partitions(ohlcv_path)
+    if invalid:
+        folder = f"{ohlcv_path}/{PARTITION_PREFIX}{invalid[0]}"
+        raise DataError(f"folder {folder!r}: invalid symbol name {invalid[0]!r}: names must match "
+                        "[A-Za-z0-9][A-Za-z0-9._-]* (rename the folder, or set on_error: skip to leave it out)")
+    return symbols
 
 
 def list_ignored_entries(ohlcv_path: str) -> list[str]:

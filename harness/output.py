@@ -64,7 +64,8 @@ class OutputWriter:
         self.windows = list(windows)
         self.run_key = run_key
         self.state: dict[str, Any] = {"run_key": run_key, "flushed": 0, "parts": 0, "extra_columns": {},
-                                      "failed": [], "repairs": {}, "cpu_seconds": {}, "bars": 0}
+                                      "failed": [], "repairs": {}, "cpu_seconds": {}, "bars": 0,
+                                      "no_bars": []}
         state_path = self.staging / STATE_FILE
         if resume and state_path.exists():
             saved = json.loads(state_path.read_text())
@@ -117,6 +118,8 @@ class OutputWriter:
             if result.repairs:
                 self.state["repairs"][result.symbol] = result.repairs
             self.state["bars"] += result.bars
+            if not result.bars:
+                self.state["no_bars"].append(result.symbol)
         chunk = pa.concat_tables([r.rows for r in ok]) if ok else None
         symbol = pa.array(np.repeat([r.symbol for r in ok], [r.rows.num_rows for r in ok]), pa.string()) \
             if ok else None

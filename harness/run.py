@@ -26,7 +26,7 @@ import pandas as pd
 from harness.config import ScanConfig, load_config, read_yaml
 from harness.detectors import resolve_detectors
 from harness.errors import ConfigError, Interrupted, ScanError, SymbolFailed
-from harness.io import list_ignored_entries, list_symbols
+from harness.io import list_ignored_entries, list_partitions, list_symbols
 from harness.output import OutputWriter
 from harness.summary import format_summary, summarize
 from harness.task import ScanTask, SymbolError, SymbolResult, scan_symbol
@@ -56,19 +56,25 @@ def config_from_args(args: argparse.Namespace) -> ScanConfig:
     return load_config(read_yaml(args.config), overrides)
 
 
-def select_symbols(cfg: ScanConfig) -> list[str]:
-    """The run's symbols, sorted: the config's list (each must exist) or every partition."""
-    available = list_symbols(cfg.ohlcv_path)
+def select_symbols(cfg: ScanConfig) -> tuple[list[str], list[str]]:
+    """(the run's symbols, sorted; invalid `symbol=` folder names left out).
+
+    The symbols are the config's list (each must exist) or every partition. An invalid folder name
+    is a DataError with on_error: fail; with skip it is left out and reported as a failure.
+    """
+    available, invalid = list_partitions(cfg.ohlcv_path)
+    if invalid and cfg.on_error == "fail" and cfg.symbols is None:
+        list_symbols(cfg.ohlcv_path)  # raises the DataError that names the folder
     if cfg.symbols is None:
         if not available:
             raise ConfigError(f"config key 'ohlcv_path': no symbol=XXX folders under {cfg.ohlcv_path!r} "
                               "(empty universe)")
-        return available
+        return available, invalid
     missing = sorted(set(cfg.symbols) - set(available))
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise ConfigError(f"config key 'symbols': no partition under {cfg.ohlcv_path!r} for {shown}")
-    return list(cfg.symbols)
+    return list(cfg.symbols), []
 
 
 def run_key(cfg: ScanConfig, symbols: Sequence[str]) -> str:
@@ -122,9 +128,10 @@ def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask
             i, _ = pending.pop(future.key)
             if future.status == "finished":
                 result = value
-            else:
-                message = (f"its worker process died each time it ran this symbol ({value})"
-                           if type(value).__name__ == "KilledWorker" else f"{type(value).__name__}: {value}")
+            else:  # scan_symbol returns its own errors, so this is Dask's: a dead worker, a cancellation
+                exc = future.exception()
+                message = (f"its worker process died each time it ran this symbol ({exc})"
+                           if type(exc).__name__ == "KilledWorker" else f"{type(exc).__name__}: {exc}")
                 result = SymbolResult(symbols[i], error=SymbolError(None, message))
             future.release()
             top_up()
@@ -187,7 +194,9 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute) -> dic
     benchmark plugs in a ProcessPoolExecutor there to compare like with like).
     """
     started = time.time()
-    symbols = select_symbols(cfg)
+    symbols, invalid = select_symbols(cfg)
+    for name in invalid:
+        log.warning("Skipping folder symbol=%s: not a valid symbol name", name)
     specs = resolve_detectors(cfg.detectors, cfg.params)
     task = ScanTask(cfg.ohlcv_path, cfg.lookback_days,
                     pd.Timestamp(cfg.end_date) if cfg.end_date else None, tuple(specs), cfg.forward_windows)
@@ -226,17 +235,20 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute) -> dic
     with open_results(cfg, symbols, first, task, info) as results:
         consume(results)
 
-    failed = writer.state["failed"]
+    failed = [{"symbol": name, "detector": None, "error": "invalid symbol name (folder left out)"}
+              for name in invalid] + writer.state["failed"]
     forward = {spec.name: writer.read_forward(spec) for spec in specs}
     summary = summarize(forward, cfg.forward_windows, {s.name: s.baseline for s in specs},
-                        symbols=len(symbols) - len(failed), failed_symbols=len(failed))
+                        symbols=len(symbols) + len(invalid) - len(failed), failed_symbols=len(failed))
     info.update({
         "config": cfg.as_dict(),
-        "symbols": {"total": len(symbols), "done": len(symbols) - len(failed), "failed": len(failed)},
+        "symbols": {"total": len(symbols) + len(invalid), "done": len(symbols) + len(invalid) - len(failed),
+                    "failed": len(failed)},
         "failed": failed,
         "events": {name: len(frame) for name, frame in forward.items()},
         "bars_read": writer.state["bars"],
         "repairs": writer.state["repairs"],
+        "symbols_without_bars": writer.state["no_bars"],
         "ignored_entries": ignored,
         "cpu_seconds": {k: round(v, 3) for k, v in sorted(writer.state["cpu_seconds"].items())},
         "wall_seconds": round(time.time() - started, 3),

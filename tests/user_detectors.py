@@ -30,3 +30,10 @@ def with_range(df: pd.DataFrame, cfg) -> pd.DataFrame:
 
 
 with_range.baseline = "gap"
+
+
+def slow(df: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Every 50th row, after 0.15 s of sleep: makes a 20-symbol run last long enough to interrupt."""
+    import time
+    time.sleep(0.15)
+    return df.iloc[::50][["date"]].assign(score=1.0)
