@@ -2,17 +2,25 @@
 
 connect(cfg) yields a Client either for a new LocalCluster on this machine (scheduler and dashboard
 on 127.0.0.1, `workers` single-threaded worker processes) or for the remote scheduler at
-`scheduler_address`, which it only disconnects from at the end, never shuts down.
+`scheduler_address` (tcp://, or tls:// with the config's `security` certificates), which it only
+disconnects from at the end, never shuts down. Before the scan starts it can ship this project's
+code to the workers (`ship_code`), checks that the workers' package versions match the driver's,
+and imports the scan code on every worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
-from typing import Iterator
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
 
 import dask
 from distributed import Client, LocalCluster
+from distributed.security import Security
 
 from harness.config import ScanConfig
 from harness.errors import ScanError
@@ -35,16 +43,88 @@ QUIET_DASK = {
 # that killed it, an innocent symbol could be the one reported (KilledWorker) and skipped.
 ONE_TASK_PER_THREAD = {"distributed.scheduler.worker-saturation": 1.0}
 
-
-def _import_scan_code() -> bool:
-    """Run on every worker before the scan: imports pay their cost once, outside the timed work."""
-    import harness.task  # noqa: F401  (pulls in pandas, pyarrow, the detectors)
-    return True
+# Packages whose version can change a detector's numbers or the bytes written: a mismatch between
+# driver and workers is an error unless allow_version_mismatch is set. Others only get a warning.
+RESULT_PACKAGES = ("numpy", "pandas", "pyarrow")
+CHECKED_PACKAGES = (*RESULT_PACKAGES, "python", "dask", "distributed", "cloudpickle")
+CODE_PACKAGES = ("harness", "baseline", "cluster")
 
 
 def warm_up(client: Client) -> None:
-    """Import the scan's code on every worker now, so that the first tasks do not pay for it."""
-    client.run(_import_scan_code)
+    """Import the scan's code on every worker now, so that the first tasks do not pay for it.
+
+    The probe is the builtin exec, not a function of this project: it must run on workers that
+    cannot import this project, to say so clearly.
+    """
+    try:
+        client.run(exec, "import harness.task")  # pulls in pandas, pyarrow and the detectors
+    except ImportError as exc:
+        raise ScanError(f"the workers cannot import this project ({exc}); install it on every worker "
+                        "or set ship_code: true") from None
+
+
+def version_mismatches(versions: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(package, driver version, worker address, worker version) for every CHECKED_PACKAGES difference.
+
+    versions: what Client.get_versions returns ({"client": {"packages": {...}}, "workers": {addr: ...}}).
+    """
+    mine = versions["client"]["packages"]
+    found = []
+    for address, info in sorted(versions.get("workers", {}).items()):
+        theirs = info["packages"]
+        for package in CHECKED_PACKAGES:
+            if mine.get(package) != theirs.get(package):
+                found.append((package, str(mine.get(package)), address, str(theirs.get(package))))
+    return found
+
+
+def check_versions(client: Client, allow_mismatch: bool) -> None:
+    """Compare the workers' package versions with this process's; raise ScanError on a RESULT_PACKAGES
+    mismatch (unless allowed), log the rest."""
+    found = version_mismatches(client.get_versions(check=False, packages=["pyarrow"]))
+    for package, mine, address, theirs in found:
+        log.warning("Version mismatch: %s is %s here but %s on worker %s", package, mine, theirs, address)
+    serious = sorted({(p, m, t) for p, m, _, t in found if p in RESULT_PACKAGES})
+    if serious and not allow_mismatch:
+        shown = "; ".join(f"{p} {m} here, {t} on a worker" for p, m, t in serious)
+        raise ScanError(f"worker package versions differ from the driver's ({shown}): results could differ; "
+                        "install the same versions everywhere or set allow_version_mismatch: true")
+
+
+def code_archive(folder: Path) -> Path:
+    """A zip of this project's packages (harness, baseline, cluster), named by its content hash."""
+    root = Path(__file__).resolve().parent.parent
+    files = sorted(p for name in CODE_PACKAGES for p in (root / name).rglob("*.py"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    archive = folder / f"symbol-scan-{digest.hexdigest()[:12]}.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in files:
+            zf.write(path, path.relative_to(root))
+    return archive
+
+
+def ship_code(client: Client) -> None:
+    """Upload the project's code to every worker, now and to workers that join later."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = code_archive(Path(tmp))
+        client.upload_file(str(archive))
+    log.info("Shipped %s to the workers", archive.name)
+
+
+def _security(cfg: ScanConfig) -> Security | None:
+    if not cfg.security:
+        return None
+    return Security(tls_ca_file=cfg.security["ca_file"], tls_client_cert=cfg.security["cert"],
+                    tls_client_key=cfg.security["key"], require_encryption=True)
+
+
+def _prepare(client: Client, cfg: ScanConfig) -> None:
+    if cfg.ship_code:
+        ship_code(client)
+    check_versions(client, cfg.allow_version_mismatch)
+    warm_up(client)
 
 
 @contextlib.contextmanager
@@ -52,18 +132,17 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
     """A Client for this run; closes it (and a LocalCluster it started) on the way out."""
     with dask.config.set({**QUIET_DASK, **ONE_TASK_PER_THREAD}):
         if cfg.scheduler_address:
-            if not cfg.scheduler_address.startswith(("tcp://", "tls://")):
-                raise ScanError(f"config key 'scheduler_address': {cfg.scheduler_address!r} must look like "
-                                "tcp://host:port or tls://host:port")
             try:
-                client = Client(cfg.scheduler_address, timeout="10s")
+                client = Client(cfg.scheduler_address, timeout="10s", security=_security(cfg))
             except (OSError, TimeoutError) as exc:
-                raise ScanError(f"cannot reach the Dask scheduler at {cfg.scheduler_address}: {exc} "
-                                "(is `dask scheduler` running there?)") from None
+                hint = (" or do the security certificates not match the cluster's?"
+                        if cfg.scheduler_address.startswith("tls://") else "")
+                raise ScanError(f"cannot reach the Dask scheduler at {cfg.scheduler_address}: "
+                                f"{str(exc).splitlines()[0]} (is `dask scheduler` running there{hint})") from None
             log.info("Connected to scheduler %s (%d workers); config key 'workers' is ignored",
                      cfg.scheduler_address, len(client.scheduler_info(n_workers=-1)["workers"]))
             try:
-                warm_up(client)
+                _prepare(client, cfg)
                 yield client
             finally:
                 client.close()  # never client.shutdown(): the cluster is not ours
@@ -75,7 +154,7 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
             client = Client(cluster)
             try:
                 log.info("Dask dashboard: %s", client.dashboard_link)
-                warm_up(client)
+                _prepare(client, cfg)
                 yield client
             finally:
                 client.close()

@@ -39,6 +39,10 @@ class ScanConfig:
     scheduler_address: str | None = None
     dashboard_address: str = "127.0.0.1:8787"
     on_error: str = "fail"
+    security: Mapping[str, str] | None = None
+    ship_code: bool = False
+    allow_version_mismatch: bool = False
+    storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly copy, for run.json."""
@@ -47,10 +51,17 @@ class ScanConfig:
         for key in ("symbols", "detectors", "forward_windows"):
             out[key] = list(out[key]) if out[key] is not None else None
         out["params"] = {k: dict(v) for k, v in self.params.items()}
+        out["storage_options"] = {k: ("***" if k in SECRET_OPTIONS else v) for k, v in self.storage_options.items()}
         return out
 
 
 KEYS = tuple(f.name for f in dataclasses.fields(ScanConfig))
+SECURITY_KEYS = ("ca_file", "cert", "key")
+# Options of pyarrow.fs.S3FileSystem that the config may set; credentials can also come from the
+# usual AWS_* environment variables, which is the better place for them.
+STORAGE_OPTIONS = ("endpoint_override", "scheme", "region", "access_key", "secret_key", "session_token",
+                   "anonymous", "allow_bucket_creation")
+SECRET_OPTIONS = ("access_key", "secret_key", "session_token")
 
 
 def _fail(key: str, problem: str) -> ConfigError:
@@ -114,6 +125,38 @@ def _params(key: str, value: Any) -> dict[str, dict[str, Any]]:
     return {str(name): dict(p) for name, p in value.items()}
 
 
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(key, f"must be true or false, got {value!r}")
+    return value
+
+
+def _security(key: str, value: Any, base_dir: str | os.PathLike) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != set(SECURITY_KEYS):
+        raise _fail(key, f"must set exactly {', '.join(SECURITY_KEYS)} (paths to the CA, client certificate "
+                    f"and key in PEM), got {value!r}")
+    paths = {}
+    for name in SECURITY_KEYS:
+        path = Path(base_dir) / _str(f"{key}.{name}", value[name])
+        if not path.is_file():
+            raise _fail(f"{key}.{name}", f"file {str(path)!r} does not exist")
+        paths[name] = str(path.resolve())
+    return paths
+
+
+def _storage_options(key: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(key, "must be a mapping of S3 options")
+    unknown = sorted(set(value) - set(STORAGE_OPTIONS))
+    if unknown:
+        raise _fail(key, f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(STORAGE_OPTIONS)}")
+    return dict(value)
+
+
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Read a config file with yaml.safe_load; an empty file is an empty mapping."""
     try:
@@ -163,8 +206,9 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
                         "(run `make data` to generate the sample universe, or pass --data PATH)")
 
     out_dir = _str("out_dir", merged.get("out_dir", "results"))
-    if not is_url(out_dir):
-        out_dir = str((Path(base_dir) / out_dir).resolve())
+    if is_url(out_dir):
+        raise _fail("out_dir", f"must be a local folder, got {out_dir!r} (outputs are written by the driver)")
+    out_dir = str((Path(base_dir) / out_dir).resolve())
 
     symbols = merged.get("symbols")
     if symbols is not None:
@@ -189,6 +233,13 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
     if on_error not in ("fail", "skip"):
         raise _fail("on_error", f"must be 'fail' or 'skip', got {on_error!r}")
 
+    scheduler_address = _optional_str("scheduler_address", merged.get("scheduler_address"))
+    if scheduler_address and not scheduler_address.startswith(("tcp://", "tls://")):
+        raise _fail("scheduler_address", f"must look like tcp://host:port or tls://host:port, got {scheduler_address!r}")
+    security = _security("security", merged.get("security"), base_dir)
+    if scheduler_address and scheduler_address.startswith("tls://") and security is None:
+        raise _fail("security", "a tls:// scheduler_address needs security: {ca_file, cert, key}")
+
     cfg = ScanConfig(
         ohlcv_path=ohlcv_path,
         out_dir=out_dir,
@@ -200,9 +251,13 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
         forward_windows=_windows("forward_windows", merged.get("forward_windows", list(DEFAULT_WINDOWS))),
         flush_every=_int("flush_every", merged.get("flush_every", 50), 1),
         workers=_int("workers", merged.get("workers", 8), 1, MAX_WORKERS),
-        scheduler_address=_optional_str("scheduler_address", merged.get("scheduler_address")),
+        scheduler_address=scheduler_address,
         dashboard_address=_str("dashboard_address", merged.get("dashboard_address", "127.0.0.1:8787")),
         on_error=on_error,
+        security=security,
+        ship_code=_bool("ship_code", merged.get("ship_code", False)),
+        allow_version_mismatch=_bool("allow_version_mismatch", merged.get("allow_version_mismatch", False)),
+        storage_options=_storage_options("storage_options", merged.get("storage_options")),
     )
     resolve_detectors(cfg.detectors, cfg.params)  # raises ConfigError on an unknown name or parameter
     return cfg

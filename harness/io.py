@@ -8,7 +8,9 @@ URLs such as s3://bucket/prefix go through pyarrow's filesystem layer.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -23,6 +25,7 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 PARTITION_PREFIX = "symbol="
 _SYMBOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _NUMERIC = (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal)
+_LOCAL = pafs.LocalFileSystem()
 
 
 @dataclasses.dataclass
@@ -50,27 +53,41 @@ def validate_symbol_name(symbol: str) -> str:
     return symbol
 
 
-def _filesystem(ohlcv_path: str) -> tuple[pafs.FileSystem, str]:
-    if is_url(ohlcv_path):
-        try:
-            return pafs.FileSystem.from_uri(ohlcv_path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ConfigError(f"config key 'ohlcv_path': cannot open {ohlcv_path!r}: {exc}") from None
-    return pafs.LocalFileSystem(), ohlcv_path
+@functools.lru_cache(maxsize=8)
+def _cached_filesystem(ohlcv_path: str, options: tuple[tuple[str, Any], ...]) -> tuple[pafs.FileSystem, str]:
+    if ohlcv_path.startswith("s3://"):
+        return pafs.S3FileSystem(**dict(options)), ohlcv_path[len("s3://"):].rstrip("/")
+    return pafs.FileSystem.from_uri(ohlcv_path)
+
+
+def _filesystem(ohlcv_path: str, storage_options: Mapping[str, Any] | None = None) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, root path on it) for a local path or a URL; s3:// takes `storage_options`
+    (pyarrow.fs.S3FileSystem arguments; credentials default to the AWS_* environment variables)."""
+    if not is_url(ohlcv_path):
+        return _LOCAL, ohlcv_path
+    try:
+        return _cached_filesystem(ohlcv_path, tuple(sorted((storage_options or {}).items())))
+    except (pa.ArrowInvalid, OSError, TypeError) as exc:
+        raise ConfigError(f"config key 'ohlcv_path': cannot open {ohlcv_path!r}: {exc}") from None
 
 
 def _list_dir(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
     selector = pafs.FileSelector(path, allow_not_found=True, recursive=False)
-    return sorted(fs.get_file_info(selector), key=lambda info: info.base_name)
+    try:
+        infos = fs.get_file_info(selector)
+    except OSError as exc:
+        raise DataError(f"cannot list {path!r}: {exc}") from None
+    return sorted(infos, key=lambda info: info.base_name)
 
 
-def list_partitions(ohlcv_path: str) -> tuple[list[str], list[str]]:
+def list_partitions(ohlcv_path: str, storage_options: Mapping[str, Any] | None = None
+                    ) -> tuple[list[str], list[str]]:
     """(valid symbol names, invalid `symbol=` folder names) under `ohlcv_path`, each sorted.
 
     Entries that are not `symbol=` folders (stray files, `_SUCCESS`, other folders) are in neither
     list; see list_ignored_entries.
     """
-    fs, root = _filesystem(ohlcv_path)
+    fs, root = _filesystem(ohlcv_path, storage_options)
     symbols, invalid = [], []
     for info in _list_dir(fs, root):
         if info.type == pafs.FileType.Directory and info.base_name.startswith(PARTITION_PREFIX):
@@ -79,12 +96,12 @@ def list_partitions(ohlcv_path: str) -> tuple[list[str], list[str]]:
     return sorted(symbols), sorted(invalid)
 
 
-def list_symbols(ohlcv_path: str) -> list[str]:
+def list_symbols(ohlcv_path: str, storage_options: Mapping[str, Any] | None = None) -> list[str]:
     """Sorted symbol names of every `symbol=XXX` folder under `ohlcv_path`.
 
     A `symbol=` folder whose name is not a valid symbol is a DataError naming it.
     """
-    symbols, invalid = list_partitions(ohlcv_path)
+    symbols, invalid = list_partitions(ohlcv_path, storage_options)
     if invalid:
         folder = f"{ohlcv_path}/{PARTITION_PREFIX}{invalid[0]}"
         raise DataError(f"folder {folder!r}: invalid symbol name {invalid[0]!r}: names must match "
@@ -92,9 +109,9 @@ def list_symbols(ohlcv_path: str) -> list[str]:
     return symbols
 
 
-def list_ignored_entries(ohlcv_path: str) -> list[str]:
+def list_ignored_entries(ohlcv_path: str, storage_options: Mapping[str, Any] | None = None) -> list[str]:
     """Names of the entries directly under `ohlcv_path` that list_symbols ignores (for run.json)."""
-    fs, root = _filesystem(ohlcv_path)
+    fs, root = _filesystem(ohlcv_path, storage_options)
     return [info.base_name for info in _list_dir(fs, root)
             if not (info.type == pafs.FileType.Directory and info.base_name.startswith(PARTITION_PREFIX))]
 
@@ -137,11 +154,11 @@ def _read_file(fs: pafs.FileSystem, path: str, symbol: str) -> pa.Table:
     return pa.table(arrays, names=list(COLUMNS))
 
 
-def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int,
-                     end_date: pd.Timestamp | None = None) -> tuple[pd.DataFrame, Repairs]:
+def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int, end_date: pd.Timestamp | None = None,
+                     storage_options: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, Repairs]:
     """read_symbol_data plus a record of the repairs it made."""
     validate_symbol_name(symbol)
-    fs, root = _filesystem(ohlcv_path)
+    fs, root = _filesystem(ohlcv_path, storage_options)
     repairs = Repairs()
     tables = []
     for info in _list_dir(fs, f"{root}/{PARTITION_PREFIX}{symbol}"):
@@ -184,8 +201,8 @@ def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int,
     return pd.DataFrame(columns), repairs
 
 
-def read_symbol_data(symbol: str, ohlcv_path: str, lookback_days: int,
-                     end_date: pd.Timestamp | None = None) -> pd.DataFrame:
+def read_symbol_data(symbol: str, ohlcv_path: str, lookback_days: int, end_date: pd.Timestamp | None = None,
+                     storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Read ONE symbol's partition as clean daily bars.
 
     Returns a frame with a RangeIndex and exactly the columns date (datetime64[ns]), open, high,
@@ -200,5 +217,6 @@ def read_symbol_data(symbol: str, ohlcv_path: str, lookback_days: int,
     - a missing partition, or one with no rows, gives an empty frame with the same columns;
     - a missing required column, a non-numeric price, a tz-aware date or an unreadable file raises
       DataError naming the symbol and the file.
+    `ohlcv_path` may be a URL (s3://bucket/prefix); `storage_options` then configures the filesystem.
     """
-    return load_symbol_bars(symbol, ohlcv_path, lookback_days, end_date)[0]
+    return load_symbol_bars(symbol, ohlcv_path, lookback_days, end_date, storage_options)[0]

@@ -62,9 +62,9 @@ def select_symbols(cfg: ScanConfig) -> tuple[list[str], list[str]]:
     The symbols are the config's list (each must exist) or every partition. An invalid folder name
     is a DataError with on_error: fail; with skip it is left out and reported as a failure.
     """
-    available, invalid = list_partitions(cfg.ohlcv_path)
+    available, invalid = list_partitions(cfg.ohlcv_path, cfg.storage_options)
     if invalid and cfg.on_error == "fail" and cfg.symbols is None:
-        list_symbols(cfg.ohlcv_path)  # raises the DataError that names the folder
+        list_symbols(cfg.ohlcv_path, cfg.storage_options)  # raises the DataError that names the folder
     if cfg.symbols is None:
         if not available:
             raise ConfigError(f"config key 'ohlcv_path': no symbol=XXX folders under {cfg.ohlcv_path!r} "
@@ -80,7 +80,8 @@ def select_symbols(cfg: ScanConfig) -> tuple[list[str], list[str]]:
 def run_key(cfg: ScanConfig, symbols: Sequence[str]) -> str:
     """A digest of everything that decides the outputs (not where or how fast they are computed)."""
     settings = cfg.as_dict()
-    for key in ("workers", "scheduler_address", "dashboard_address", "out_dir", "on_error"):
+    for key in ("workers", "scheduler_address", "dashboard_address", "out_dir", "on_error", "security",
+                "ship_code", "allow_version_mismatch", "storage_options"):
         settings.pop(key)
     settings["symbols"] = list(symbols)
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -198,13 +199,13 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute) -> dic
     for name in invalid:
         log.warning("Skipping folder symbol=%s: not a valid symbol name", name)
     specs = resolve_detectors(cfg.detectors, cfg.params)
-    task = ScanTask(cfg.ohlcv_path, cfg.lookback_days,
-                    pd.Timestamp(cfg.end_date) if cfg.end_date else None, tuple(specs), cfg.forward_windows)
+    task = ScanTask(cfg.ohlcv_path, cfg.lookback_days, pd.Timestamp(cfg.end_date) if cfg.end_date else None,
+                    tuple(specs), cfg.forward_windows, tuple(sorted(cfg.storage_options.items())))
     writer = OutputWriter(cfg.out_dir, specs, cfg.forward_windows, run_key(cfg, symbols), resume)
     first = writer.flushed
     if first:
         log.info("Resuming: %d/%d symbols already flushed", first, len(symbols))
-    ignored = list_ignored_entries(cfg.ohlcv_path)
+    ignored = list_ignored_entries(cfg.ohlcv_path, cfg.storage_options)
     if ignored:
         log.warning("Ignored %d entries under %s that are not symbol=XXX folders: %s",
                     len(ignored), cfg.ohlcv_path, ", ".join(ignored[:5]))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,7 @@ class ScanTask:
     end_date: pd.Timestamp | None
     detectors: tuple[DetectorSpec, ...]
     windows: tuple[int, ...]
+    storage_options: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs for s3:// data
 
 
 @dataclasses.dataclass
@@ -73,7 +75,8 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
     result = SymbolResult(symbol)
     current: str | None = None
     try:
-        bars, repairs = load_symbol_bars(symbol, task.ohlcv_path, task.lookback_days, task.end_date)
+        bars, repairs = load_symbol_bars(symbol, task.ohlcv_path, task.lookback_days, task.end_date,
+                                         dict(task.storage_options))
         result.bars = len(bars)
         result.repairs = {k: v for k, v in dataclasses.asdict(repairs).items() if v}
         dates = bars["date"].to_numpy()

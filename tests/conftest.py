@@ -64,3 +64,54 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
     env = env or cli_env()
     return subprocess.run([sys.executable, "-m", "harness.run", *args], cwd=cwd or REPO, env=env,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DaskProcesses:
+    """A real `dask scheduler` and `dask worker`s on 127.0.0.1, as separate processes; stopped on exit."""
+
+    def __init__(self, workers: int = 2, tls: dict | None = None, python: str = sys.executable,
+                 env: dict | None = None, cwd: Path | None = None):
+        self.port = free_port()
+        self.protocol = "tls" if tls else "tcp"
+        self.address = f"{self.protocol}://127.0.0.1:{self.port}"
+        tls_flags = ["--tls-ca-file", tls["ca_file"], "--tls-cert", tls["cert"], "--tls-key", tls["key"]] if tls else []
+        env = env or cli_env()
+        out = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
+        self.procs = [subprocess.Popen([python, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                        "--port", str(self.port), "--protocol", self.protocol,
+                                        "--dashboard-address", "127.0.0.1:0", *tls_flags], **out)]
+        self.procs += [subprocess.Popen([python, "-m", "distributed.cli.dask_worker", self.address, "--nthreads", "1",
+                                         "--host", "127.0.0.1", "--no-dashboard", *tls_flags], **out)
+                       for _ in range(workers)]
+        self.tls, self.workers = tls, workers
+
+    def wait(self, timeout: float = 60) -> "DaskProcesses":
+        from distributed import Client
+        from distributed.security import Security
+        security = Security(tls_ca_file=self.tls["ca_file"], tls_client_cert=self.tls["cert"],
+                            tls_client_key=self.tls["key"], require_encryption=True) if self.tls else None
+        with Client(self.address, timeout=30, security=security) as client:
+            client.wait_for_workers(self.workers, timeout=timeout)
+        return self
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs)
+
+    def __enter__(self) -> "DaskProcesses":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, cli_env, run_cli, write_config
+from conftest import REPO, DaskProcesses, cli_env, free_port, run_cli, write_config
 from user_detectors import MARKER_VOLUME
 
 DETECTORS = ["volume_spike", "volume_spike_trend", "breakout_52w", "breakout_52w_volume", "gap",
@@ -37,12 +36,6 @@ def scan(tmp_path: Path, data: Path, out: str, *flags: str, env: dict | None = N
     config = write_config(tmp_path / f"{out}.yaml", **keys)
     proc = run_cli("--config", str(config), *flags, env=cli_env(**(env or {})))
     return proc, tmp_path / out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -87,31 +80,14 @@ def test_local_cluster_outputs_are_byte_identical_to_serial(tmp_path, small_univ
 
 
 def test_remote_scheduler_outputs_are_byte_identical_to_serial(tmp_path, small_universe, serial):
-    port = free_port()
-    env = cli_env()
-    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                               "--port", str(port), "--dashboard-address", "127.0.0.1:0"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    try:
-        for _ in range(2):
-            procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker",
-                                           f"tcp://127.0.0.1:{port}", "--nthreads", "1", "--host", "127.0.0.1",
-                                           "--no-dashboard"],
-                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        from distributed import Client
-        with Client(f"tcp://127.0.0.1:{port}", timeout=30) as client:
-            client.wait_for_workers(2, timeout=60)
-        proc, out = scan(tmp_path, small_universe, "out", "--scheduler", f"tcp://127.0.0.1:{port}")
+    with DaskProcesses(workers=2) as cluster:
+        cluster.wait()
+        proc, out = scan(tmp_path, small_universe, "out", "--scheduler", cluster.address)
         assert proc.returncode == 0, proc.stderr
         assert output_files(out) == output_files(serial[1])
         assert "'workers' is ignored" in proc.stderr
-        assert json.loads((out / "run.json").read_text())["scheduler_address"] == f"tcp://127.0.0.1:{port}"
-        assert all(p.poll() is None for p in procs), "the remote cluster must survive the scan"
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
+        assert json.loads((out / "run.json").read_text())["scheduler_address"] == cluster.address
+        assert cluster.alive(), "the remote cluster must survive the scan"
 
 
 def test_unreachable_scheduler_is_a_clear_error(tmp_path, small_universe):

@@ -1,0 +1,164 @@
+"""Beyond one machine, for real on 127.0.0.1: TLS, shipping the code to bare workers, version checks, S3."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+
+from cluster import version_mismatches
+from conftest import DaskProcesses, cli_env, free_port, run_cli, write_config
+from test_run import DETECTORS, output_files
+
+
+def scan(tmp_path: Path, out: str, data: str, *flags: str, env: dict | None = None, **keys):
+    keys = {"ohlcv_path": data, "detectors": DETECTORS, "out_dir": str(tmp_path / out), "flush_every": 4,
+            "dashboard_address": "127.0.0.1:0", **keys}
+    proc = run_cli("--config", str(write_config(tmp_path / f"{out}.yaml", **keys)), *flags, env=env)
+    return proc, tmp_path / out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, small_universe):
+    tmp = tmp_path_factory.mktemp("reference")
+    proc, out = scan(tmp, "out", str(small_universe), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    return output_files(out)
+
+
+# --- TLS ---
+
+def make_certificates(folder: Path, name: str) -> dict[str, str]:
+    """A CA and a certificate it signed for 127.0.0.1, made with the openssl command."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}-ca.key", "-out", f"{name}-ca.pem",
+            "-days", "2", "-subj", f"/CN={name} test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", "/CN=127.0.0.1")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{name}-ca.pem", "-CAkey", f"{name}-ca.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", "san.ext")
+    return {"ca_file": str(folder / f"{name}-ca.pem"), "cert": str(folder / f"{name}.pem"),
+            "key": str(folder / f"{name}.key")}
+
+
+def test_tls_scheduler_scan_and_wrong_certificate(tmp_path, small_universe, reference):
+    good = make_certificates(tmp_path / "certs", "cluster")
+    other = make_certificates(tmp_path / "certs", "stranger")
+    with DaskProcesses(workers=2, tls=good) as cluster:
+        cluster.wait()
+        assert cluster.address.startswith("tls://")
+        proc, out = scan(tmp_path, "out", str(small_universe), "--scheduler", cluster.address, security=good)
+        assert proc.returncode == 0, proc.stderr
+        assert output_files(out) == reference
+
+        started = time.monotonic()
+        proc, _ = scan(tmp_path, "denied", str(small_universe), "--scheduler", cluster.address, security=other)
+        assert proc.returncode == 1
+        assert time.monotonic() - started < 60, "a refused certificate must fail, not hang"
+        lines = proc.stderr.strip().splitlines()
+        assert lines[-1].startswith(f"error: cannot reach the Dask scheduler at {cluster.address}")
+        assert "certificates" in lines[-1] and "Traceback" not in proc.stderr
+
+        proc, _ = scan(tmp_path, "plain", str(small_universe), "--scheduler", cluster.address)
+        assert proc.returncode == 2 and "needs security" in proc.stderr
+        assert cluster.alive()
+
+
+# --- code shipped to workers that do not have the project ---
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory) -> str:
+    """A venv that sees this venv's packages (dask, pandas, ...) but not the project: the editable
+    install's .pth hook lives in site-packages and is not run for a path merely added to sys.path."""
+    home = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(home)], check=True)
+    site = next(home.glob("lib/python*/site-packages"))
+    (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    python = str(home / "bin" / "python")
+    check = subprocess.run([python, "-c", "import distributed, pandas; import harness"], cwd=home,
+                           capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert "No module named 'harness'" in check.stderr, check.stderr
+    return python
+
+
+def test_ship_code_to_workers_without_the_project(tmp_path, small_universe, reference, bare_python):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    with DaskProcesses(workers=2, python=bare_python, env=env, cwd=tmp_path) as cluster:
+        cluster.wait()
+        proc, _ = scan(tmp_path, "unshipped", str(small_universe), "--scheduler", cluster.address)
+        assert proc.returncode == 1
+        assert "the workers cannot import this project" in proc.stderr.strip().splitlines()[-1]
+        proc, out = scan(tmp_path, "out", str(small_universe), "--scheduler", cluster.address, ship_code=True)
+        assert proc.returncode == 0, proc.stderr
+        assert "Shipped symbol-scan-" in proc.stderr
+        assert output_files(out) == reference
+
+
+def test_version_mismatches_found_and_classified():
+    def packages(**versions):
+        return {"packages": {"python": "3.11.7", "numpy": "2.4.6", "pandas": "3.1.1", "pyarrow": "26.0.1",
+                             "dask": "2026.8.0", "distributed": "2026.8.0", "cloudpickle": "3.1.3", **versions}}
+    same = {"client": packages(), "workers": {"tcp://a": packages(), "tcp://b": packages()}}
+    assert version_mismatches(same) == []
+    differ = {"client": packages(), "workers": {"tcp://a": packages(pandas="2.2.3"), "tcp://b": packages(dask="2025.1.0")}}
+    assert version_mismatches(differ) == [("pandas", "3.1.1", "tcp://a", "2.2.3"), ("dask", "2026.8.0", "tcp://b", "2025.1.0")]
+
+
+# --- data on S3 (moto's server on 127.0.0.1) ---
+
+@pytest.fixture()
+def s3_server(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import urllib.request
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.2)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_scan_from_s3_equals_scan_from_disk(tmp_path, small_universe, reference, s3_server):
+    import pyarrow.fs as pafs
+    credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    options = {"endpoint_override": s3_server, "scheme": "http", "region": "us-east-1"}
+    s3 = pafs.S3FileSystem(access_key="testing", secret_key="testing", allow_bucket_creation=True, **options)
+    s3.create_dir("bars")
+    pafs.copy_files(str(small_universe), "bars/ohlcv", source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=s3)
+    env = cli_env(**credentials)
+    for workers in ("1", "2"):
+        proc, out = scan(tmp_path, f"out{workers}", "s3://bars/ohlcv", "--workers", workers, env=env,
+                         storage_options=options)
+        assert proc.returncode == 0, proc.stderr
+        assert output_files(out) == reference
+        assert json.loads((out / "run.json").read_text())["config"]["ohlcv_path"] == "s3://bars/ohlcv"
+
+
+def test_secrets_in_storage_options_are_not_written_to_run_json(tmp_path, small_universe):
+    proc, out = scan(tmp_path, "out", str(small_universe), "--workers", "1", detectors=["gap"],
+                     storage_options={"secret_key": "hunter2", "region": "us-east-1"})
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "run.json").read_text()
+    assert "hunter2" not in text and json.loads(text)["config"]["storage_options"]["secret_key"] == "***"
