@@ -4,7 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DATA   := data/ohlcv
 
-.PHONY: run test data bench clean
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test data bench load chromium clean
 
 # The venv is rebuilt when the dependency pins change; packages come from constraints.txt (exact
 # versions the tests pass with), the project itself is installed editable.
@@ -23,11 +25,19 @@ data: data/.ohlcv-complete
 run: $(VENV)/.installed data/.ohlcv-complete
 	$(PY) -m harness.run --config config.yaml
 
-test: $(VENV)/.installed
+# The report test opens report.html in Debian's headless Chromium.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+test: $(VENV)/.installed chromium
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/scaling.py
+
+load: $(VENV)/.installed
+	$(PY) benchmarks/load.py
 
 clean:
 	rm -rf $(VENV) data results

@@ -156,7 +156,7 @@ class OutputWriter:
         tables = [t for t in self._parts(spec, "forward") if t.num_rows]
         return (pa.concat_tables(tables) if tables else schema.empty_table()).to_pandas()
 
-    def finalize(self, summary: pd.DataFrame, run_info: dict[str, Any]) -> None:
+    def finalize(self, summary: pd.DataFrame, run_info: dict[str, Any], report_html: str) -> None:
         """Join the parts into the final files and replace the previous run's files, one by one."""
         for spec in self.detectors:
             folder = self.out_dir / spec.out_name
@@ -170,6 +170,7 @@ class OutputWriter:
                             writer.write_table(table, row_group_size=max(table.num_rows, 1))
                 os.replace(tmp, final)
         atomic_write_bytes(self.out_dir / "summary.csv", summary.to_csv(index=False).encode())
+        atomic_write_bytes(self.out_dir / "report.html", report_html.encode())
         atomic_write_bytes(self.out_dir / "run.json", (json.dumps(run_info, indent=2, default=str) + "\n").encode())
         shutil.rmtree(self.staging)
 

@@ -28,6 +28,7 @@ from harness.detectors import resolve_detectors
 from harness.errors import ConfigError, Interrupted, ScanError, SymbolFailed
 from harness.io import list_ignored_entries, list_partitions, list_symbols
 from harness.output import OutputWriter
+from harness.report import build_report
 from harness.summary import format_summary, summarize
 from harness.task import ScanTask, SymbolError, SymbolResult, scan_symbol
 
@@ -256,12 +257,12 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute) -> dic
         "resumed_from": first,
         "versions": versions(),
     })
-    writer.finalize(summary, info)
+    writer.finalize(summary, info, build_report(summary, forward, info))
     print(format_summary(summary))
     if failed:
         print(f"\n{len(failed)} symbol(s) failed and were skipped: "
               + ", ".join(f["symbol"] for f in failed[:10]) + (" ..." if len(failed) > 10 else ""))
-    log.info("Wrote %s (%.1fs)", cfg.out_dir, info["wall_seconds"])
+    log.info("Wrote %s (%.1fs); report: %s", cfg.out_dir, info["wall_seconds"], Path(cfg.out_dir) / "report.html")
     return info
 
 

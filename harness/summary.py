@@ -67,3 +67,39 @@ def format_summary(table: pd.DataFrame) -> str:
     shown = shown.drop(columns=["symbols", "failed_symbols"])
     shown = shown.rename(columns={"baseline": "vs baseline", "baseline_mean": "baseline mean"})
     return shown.to_string(index=False)
+
+
+def confidence_interval(mean: pd.Series, std: pd.Series, valid: pd.Series, z: float = 1.96
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of mean +- z * std / sqrt(valid): a normal-approximation 95% interval by default.
+
+    NaN where std is NaN (fewer than two valid returns).
+    """
+    half = z * np.asarray(std, dtype="float64") / np.sqrt(np.maximum(np.asarray(valid, dtype="float64"), 1))
+    return np.asarray(mean, dtype="float64") - half, np.asarray(mean, dtype="float64") + half
+
+
+def events_per_year(dates: pd.Series) -> pd.Series:
+    """Number of events per calendar year, indexed by year, every year from first to last present."""
+    if dates.empty:
+        return pd.Series([], dtype="int64")
+    years = pd.DatetimeIndex(dates).year
+    counts = pd.Series(years).value_counts().sort_index()
+    return counts.reindex(range(counts.index.min(), counts.index.max() + 1), fill_value=0)
+
+
+def histogram(values: np.ndarray, pooled: np.ndarray, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """(density, edges) of `values` on bins spanning the 1st-99th percentile of `pooled` (so that
+    several detectors share bins); NaN values are left out, and so are values outside the range."""
+    pooled = pooled[~np.isnan(pooled)]
+    values = values[~np.isnan(values)]
+    if len(pooled) == 0:
+        return np.zeros(bins), np.linspace(-0.1, 0.1, bins + 1)
+    low, high = np.percentile(pooled, [1, 99])
+    if low == high:
+        low, high = low - 0.01, high + 0.01
+    edges = np.linspace(low, high, bins + 1)
+    counts, _ = np.histogram(values, bins=edges)
+    width = edges[1] - edges[0]
+    return (counts / (counts.sum() * width) if counts.sum() else counts.astype("float64")), edges
+

@@ -24,9 +24,10 @@ DETECTORS = ["volume_spike", "volume_spike_trend", "breakout_52w", "breakout_52w
 
 
 def output_files(out: Path) -> dict[str, bytes]:
-    """Every output file the determinism contract covers: not run.json (it holds timings), not the
-    resumable staging folder .partial/."""
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "run.json" and ".partial" not in p.parts)
+    """Every output file the determinism contract covers: not run.json and report.html (they hold
+    timings), not the resumable staging folder .partial/."""
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("run.json", "report.html")
+                   and ".partial" not in p.parts)
     return {str(p.relative_to(out)): p.read_bytes() for p in files}
 
 
