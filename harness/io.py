@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -80,20 +80,25 @@ def _list_dir(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
     return sorted(infos, key=lambda info: info.base_name)
 
 
-def list_partitions(ohlcv_path: str, storage_options: Mapping[str, Any] | None = None
-                    ) -> tuple[list[str], list[str]]:
-    """(valid symbol names, invalid `symbol=` folder names) under `ohlcv_path`, each sorted.
+class Universe(NamedTuple):
+    """What is directly under a dataset root, each list sorted."""
 
-    Entries that are not `symbol=` folders (stray files, `_SUCCESS`, other folders) are in neither
-    list; see list_ignored_entries.
-    """
+    symbols: list[str]   # valid names of symbol=XXX folders
+    invalid: list[str]   # symbol=XXX folders whose XXX is not a valid symbol name
+    ignored: list[str]   # every other entry (stray files, _SUCCESS, other folders)
+
+
+def list_partitions(ohlcv_path: str, storage_options: Mapping[str, Any] | None = None) -> Universe:
+    """One listing of `ohlcv_path`, sorted into symbols, invalid symbol folders and ignored entries."""
     fs, root = _filesystem(ohlcv_path, storage_options)
-    symbols, invalid = [], []
+    universe = Universe([], [], [])
     for info in _list_dir(fs, root):
         if info.type == pafs.FileType.Directory and info.base_name.startswith(PARTITION_PREFIX):
             name = info.base_name[len(PARTITION_PREFIX):]
-            (symbols if _SYMBOL_RE.fullmatch(name) else invalid).append(name)
-    return sorted(symbols), sorted(invalid)
+            (universe.symbols if _SYMBOL_RE.fullmatch(name) else universe.invalid).append(name)
+        else:
+            universe.ignored.append(info.base_name)
+    return universe
 
 
 def list_symbols(ohlcv_path: str, storage_options: Mapping[str, Any] | None = None) -> list[str]:
@@ -101,19 +106,12 @@ def list_symbols(ohlcv_path: str, storage_options: Mapping[str, Any] | None = No
 
     A `symbol=` folder whose name is not a valid symbol is a DataError naming it.
     """
-    symbols, invalid = list_partitions(ohlcv_path, storage_options)
+    symbols, invalid, _ = list_partitions(ohlcv_path, storage_options)
     if invalid:
         folder = f"{ohlcv_path}/{PARTITION_PREFIX}{invalid[0]}"
         raise DataError(f"folder {folder!r}: invalid symbol name {invalid[0]!r}: names must match "
                         "[A-Za-z0-9][A-Za-z0-9._-]* (rename the folder, or set on_error: skip to leave it out)")
     return symbols
-
-
-def list_ignored_entries(ohlcv_path: str, storage_options: Mapping[str, Any] | None = None) -> list[str]:
-    """Names of the entries directly under `ohlcv_path` that list_symbols ignores (for run.json)."""
-    fs, root = _filesystem(ohlcv_path, storage_options)
-    return [info.base_name for info in _list_dir(fs, root)
-            if not (info.type == pafs.FileType.Directory and info.base_name.startswith(PARTITION_PREFIX))]
 
 
 def empty_bars() -> pd.DataFrame:

@@ -26,7 +26,7 @@ import pandas as pd
 from harness.config import ScanConfig, load_config, read_yaml
 from harness.detectors import resolve_detectors
 from harness.errors import ConfigError, Interrupted, ScanError, SymbolFailed
-from harness.io import list_ignored_entries, list_partitions, list_symbols
+from harness.io import Universe, list_partitions, list_symbols
 from harness.output import OutputWriter
 from harness.report import build_report
 from harness.summary import format_summary, summarize
@@ -34,7 +34,8 @@ from harness.task import ScanTask, SymbolError, SymbolResult, scan_symbol
 
 log = logging.getLogger("scan")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INTERRUPTED = 0, 130
+MAX_RESUBMITS = 3  # for a symbol whose finished result was lost with its worker
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -57,25 +58,26 @@ def config_from_args(args: argparse.Namespace) -> ScanConfig:
     return load_config(read_yaml(args.config), overrides)
 
 
-def select_symbols(cfg: ScanConfig) -> tuple[list[str], list[str]]:
-    """(the run's symbols, sorted; invalid `symbol=` folder names left out).
+def select_symbols(cfg: ScanConfig) -> Universe:
+    """The run's universe: symbols sorted, invalid `symbol=` folders, ignored entries.
 
-    The symbols are the config's list (each must exist) or every partition. An invalid folder name
-    is a DataError with on_error: fail; with skip it is left out and reported as a failure.
+    The symbols are the config's list (each must exist; then nothing is invalid) or every
+    partition. An invalid folder name is a DataError with on_error: fail; with skip it is left out
+    and reported as a failure.
     """
-    available, invalid = list_partitions(cfg.ohlcv_path, cfg.storage_options)
-    if invalid and cfg.on_error == "fail" and cfg.symbols is None:
-        list_symbols(cfg.ohlcv_path, cfg.storage_options)  # raises the DataError that names the folder
+    universe = list_partitions(cfg.ohlcv_path, cfg.storage_options)
     if cfg.symbols is None:
-        if not available:
+        if universe.invalid and cfg.on_error == "fail":
+            list_symbols(cfg.ohlcv_path, cfg.storage_options)  # raises the DataError that names the folder
+        if not universe.symbols:
             raise ConfigError(f"config key 'ohlcv_path': no symbol=XXX folders under {cfg.ohlcv_path!r} "
                               "(empty universe)")
-        return available, invalid
-    missing = sorted(set(cfg.symbols) - set(available))
+        return universe
+    missing = sorted(set(cfg.symbols) - set(universe.symbols))
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise ConfigError(f"config key 'symbols': no partition under {cfg.ohlcv_path!r} for {shown}")
-    return list(cfg.symbols), []
+    return Universe(list(cfg.symbols), [], universe.ignored)
 
 
 def run_key(cfg: ScanConfig, symbols: Sequence[str]) -> str:
@@ -109,33 +111,49 @@ def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask
     run_id = uuid.uuid4().hex[:8]
     todo = iter(range(first, len(symbols)))
     pending: dict[Any, tuple[int, Any]] = {}  # key -> (symbol index, future)
+    resubmitted: dict[int, int] = {}
     batch = max(in_flight // 2, 1)
     # with_results: each result is fetched in the background as soon as it is ready; calling
     # future.result() here instead costs one blocking round trip per symbol on the driver.
     queue = as_completed(with_results=True, raise_errors=False)
+
+    def submit(chosen: list[int], attempt: int = 0) -> None:
+        tag = run_id if not attempt else f"{run_id}-retry{attempt}"
+        futures = client.map(scan_symbol, [symbols[i] for i in chosen], task=task,
+                             key=[("scan", tag, symbols[i]) for i in chosen])
+        pending.update((f.key, (i, f)) for f, i in zip(futures, chosen))
+        queue.update(futures)
 
     def top_up() -> None:
         while len(pending) <= in_flight - batch:
             chosen = list(islice(todo, batch))
             if not chosen:
                 return
-            futures = client.map(scan_symbol, [symbols[i] for i in chosen], task=task,
-                                 key=[("scan", run_id, symbols[i]) for i in chosen])
-            pending.update((f.key, (i, f)) for f, i in zip(futures, chosen))
-            queue.update(futures)
+            submit(chosen)
 
     top_up()
     try:
         for future, value in queue:
             i, _ = pending.pop(future.key)
-            if future.status == "finished":
+            status = future.status
+            future.release()
+            if status == "finished" and isinstance(value, SymbolResult):
                 result = value
-            else:  # scan_symbol returns its own errors, so this is Dask's: a dead worker, a cancellation
-                exc = future.exception()
+            elif status == "error":  # scan_symbol returns its own errors: this is Dask's, e.g. KilledWorker
+                exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
                 message = (f"its worker process died each time it ran this symbol ({exc})"
                            if type(exc).__name__ == "KilledWorker" else f"{type(exc).__name__}: {exc}")
                 result = SymbolResult(symbols[i], error=SymbolError(None, message))
-            future.release()
+            elif resubmitted.get(i, 0) < MAX_RESUBMITS:
+                # Finished on a worker that died before its result was fetched (the data is lost),
+                # or cancelled by the cluster: run it again; tasks are safe to run twice.
+                resubmitted[i] = resubmitted.get(i, 0) + 1
+                log.warning("Resubmitting %s (its result was lost: %s)", symbols[i], status)
+                submit([i], attempt=resubmitted[i])
+                continue
+            else:
+                result = SymbolResult(symbols[i], error=SymbolError(
+                    None, f"its result was lost {MAX_RESUBMITS + 1} times (status {status})"))
             top_up()
             yield i, result
     finally:
@@ -196,7 +214,7 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute) -> dic
     benchmark plugs in a ProcessPoolExecutor there to compare like with like).
     """
     started = time.time()
-    symbols, invalid = select_symbols(cfg)
+    symbols, invalid, ignored = select_symbols(cfg)
     for name in invalid:
         log.warning("Skipping folder symbol=%s: not a valid symbol name", name)
     specs = resolve_detectors(cfg.detectors, cfg.params)
@@ -206,7 +224,6 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute) -> dic
     first = writer.flushed
     if first:
         log.info("Resuming: %d/%d symbols already flushed", first, len(symbols))
-    ignored = list_ignored_entries(cfg.ohlcv_path, cfg.storage_options)
     if ignored:
         log.warning("Ignored %d entries under %s that are not symbol=XXX folders: %s",
                     len(ignored), cfg.ohlcv_path, ", ".join(ignored[:5]))

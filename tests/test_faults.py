@@ -185,7 +185,7 @@ def test_sigkill_at_random_moments_never_damages_the_previous_results(tmp_path, 
     old = output_files(tmp_path / "out")
     new_cfg = config(tmp_path, small_universe, name="new", workers=1, params={"gap": {"min_gap": 0.01}})
     rng = random.Random(5)
-    for moment in sorted(rng.uniform(0.3, 8.0) for _ in range(4)):
+    for moment in sorted(rng.uniform(0.3, 6.0) for _ in range(3)):
         proc = start(new_cfg)
         time.sleep(moment)
         proc.kill()

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import bars, write_partition
 from harness.errors import DataError
-from harness.io import COLUMNS, list_ignored_entries, list_symbols, load_symbol_bars, read_symbol_data
+from harness.io import COLUMNS, list_partitions, list_symbols, load_symbol_bars, read_symbol_data
 
 
 def test_reads_one_partition_with_normalised_columns(tmp_path):
@@ -103,7 +103,9 @@ def test_list_symbols_sorted_and_ignores_other_entries(tmp_path):
     (tmp_path / "README.txt").write_text("x")
     (tmp_path / "misc").mkdir()
     assert list_symbols(str(tmp_path)) == ["AAPL", "BRK.B", "MSFT", "PBR-A"]
-    assert list_ignored_entries(str(tmp_path)) == ["README.txt", "misc"]
+    assert list_partitions(str(tmp_path)).ignored == ["README.txt", "misc"]
+    (tmp_path / "symbol=A B").mkdir()
+    assert list_partitions(str(tmp_path)) == (["AAPL", "BRK.B", "MSFT", "PBR-A"], ["A B"], ["README.txt", "misc"])
 
 
 @pytest.mark.parametrize("bad", ["..", ".hidden", "A B", "-X", "A$"])

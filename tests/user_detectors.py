@@ -33,7 +33,7 @@ with_range.baseline = "gap"
 
 
 def slow(df: pd.DataFrame, cfg) -> pd.DataFrame:
-    """Every 50th row, after 0.3 s of sleep: makes a 20-symbol run last long enough to interrupt."""
+    """Every 50th row, after 0.2 s of sleep: makes a 20-symbol run last long enough to interrupt."""
     import time
-    time.sleep(0.3)
+    time.sleep(0.2)
     return df.iloc[::50][["date"]].assign(score=1.0)
