@@ -138,26 +138,49 @@ def micro_read(data: str, symbols: list[str]) -> dict:
             "ratio_to_bare": ours / bare, "ratio_to_bare_pandas": ours / bare_pandas, "partitions": len(single)}
 
 
+def _sleep(seconds: float) -> bytes:
+    time.sleep(seconds)
+    return b"x" * 12_000  # about the pickled size of one symbol's result
+
+
 def micro_dask_overhead(workers: int, tasks: int) -> dict:
+    """Dask's own cost per task on a LocalCluster like the scan's.
+
+    - no-op tasks per second, submitted and gathered the way the driver does it;
+    - CPU milliseconds per task spent by the driver process (client + scheduler) and by the worker
+      processes, for tasks that sleep 20 ms (no CPU of their own) and return 12 kB: this is the
+      overhead that competes with detector code for the cores.
+    """
+    import psutil
     from distributed import Client, LocalCluster, as_completed
 
     import cluster
     import dask
-    with dask.config.set(cluster.QUIET_DASK), \
+    with dask.config.set({**cluster.QUIET_DASK, **cluster.ONE_TASK_PER_THREAD}), \
             LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as lc, \
             Client(lc) as client:
         client.submit(_noop, 0).result()
         t0 = time.perf_counter()
-        todo = iter(range(tasks))
-        queue = as_completed([client.submit(_noop, i, key=("noop", i)) for i in range(min(4 * workers, tasks))])
-        for future in queue:
-            future.result()
-            nxt = next(todo, None)
-            if nxt is not None and nxt >= 4 * workers:
-                queue.add(client.submit(_noop, nxt, key=("noop", nxt)))
+        for batch_start in range(0, tasks, 100):
+            futures = client.map(_noop, range(batch_start, min(tasks, batch_start + 100)),
+                                 key=[("noop", i) for i in range(batch_start, min(tasks, batch_start + 100))])
+            for future, _ in as_completed(futures, with_results=True):
+                future.release()
         elapsed = time.perf_counter() - t0
+
+        me = psutil.Process()
+        kids = me.children(recursive=True)
+        before, kids_before = me.cpu_times(), [k.cpu_times() for k in kids]
+        sleepers = 300
+        futures = client.map(_sleep, [0.02] * sleepers, key=[("sleep", i) for i in range(sleepers)])
+        for future, _ in as_completed(futures, with_results=True):
+            future.release()
+        after = me.cpu_times()
+        worker_cpu = sum(k.cpu_times().user - b.user + k.cpu_times().system - b.system for k, b in zip(kids, kids_before))
+        driver_cpu = after.user - before.user + after.system - before.system
     return {"workers": workers, "tasks": tasks, "tasks_per_second": tasks / elapsed,
-            "ms_per_task": 1000 * elapsed / tasks}
+            "ms_per_task": 1000 * elapsed / tasks, "driver_cpu_ms_per_task": 1000 * driver_cpu / sleepers,
+            "worker_cpu_ms_per_task": 1000 * worker_cpu / sleepers}
 
 
 def cpu_model() -> str:
@@ -175,6 +198,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4,8", help="comma-separated worker counts")
     parser.add_argument("--results", default=str(HERE / "results"), help="folder for the JSON")
     parser.add_argument("--noop-tasks", type=int, default=2000)
+    parser.add_argument("--overhead-only", action="store_true", help="only the Dask per-task micro-benchmark")
     parser.add_argument("--child", choices=("serial", "dask", "ppe"), help=argparse.SUPPRESS)
     parser.add_argument("--workers-n", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -184,6 +208,10 @@ def main() -> None:
     if args.child:
         args.mode, args.workers = args.child, args.workers_n
         return child(args)
+
+    if args.overhead_only:
+        print(json.dumps(micro_dask_overhead(2, args.noop_tasks), indent=2))
+        return None
 
     from harness.io import list_symbols
     from harness.synth import write_universe
@@ -238,7 +266,8 @@ def format_report(report: dict) -> str:
               f"{read['pyarrow_read_table_ms']:.2f} ms ({read['ratio_to_bare']:.2f}x), read_table + to_pandas "
               f"{read['pyarrow_read_to_pandas_ms']:.2f} ms ({read['ratio_to_bare_pandas']:.2f}x)",
               f"Dask no-op tasks at {over['workers']} workers: {over['tasks_per_second']:.0f} tasks/s "
-              f"({over['ms_per_task']:.2f} ms/task)"]
+              f"({over['ms_per_task']:.2f} ms/task); CPU per 20 ms sleeping task: driver "
+              f"{over['driver_cpu_ms_per_task']:.1f} ms, workers {over['worker_cpu_ms_per_task']:.1f} ms"]
     return "\n".join(lines)
 
 
