@@ -6,7 +6,8 @@ Every configuration runs the real driver (harness.run.run_scan: read, detect, fo
 ordered flushes, final files, summary) in a fresh child process, so that each one's driver peak
 RSS is its own. Modes, all side by side in one invocation:
 - serial:  workers 1, the in-process reference path;
-- dask:    the LocalCluster scan at N workers;
+- dask:    the LocalCluster scan at N workers (default: one future per symbol);
+- dask/K:  the same with symbols_per_task K (--symbols-per-task, default 4; 1 leaves it out);
 - ppe:     the same worker function on concurrent.futures.ProcessPoolExecutor(N), consumed with
            as_completed, behind the same driver (plugged in through run_scan's open_results);
 - limit:   N independent OS processes started together, each running the serial path over 1/N of
@@ -74,7 +75,7 @@ def child(args: argparse.Namespace) -> None:
     from harness.run import execute, run_scan
     logging.basicConfig(level=logging.WARNING)
     overrides = {"workers": args.workers if args.mode in ("dask", "ppe") else 1, "out_dir": args.out,
-                 "dashboard_address": "127.0.0.1:0"}
+                 "dashboard_address": "127.0.0.1:0", "symbols_per_task": args.per_task}
     if args.subset:
         overrides["symbols"] = args.subset.split(",")
     cfg = load_config({"ohlcv_path": args.data, "detectors": DETECTORS, "flush_every": 50}, overrides)
@@ -89,8 +90,9 @@ def child(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------- parent side
 
-def run_child(mode: str, workers: int, data: str, out: str, subset: str = "") -> subprocess.Popen:
-    cmd = [sys.executable, __file__, "--child", mode, "--workers-n", str(workers), "--data", data, "--out", out]
+def run_child(mode: str, workers: int, data: str, out: str, subset: str = "", per_task: int = 1) -> subprocess.Popen:
+    cmd = [sys.executable, __file__, "--child", mode, "--workers-n", str(workers), "--data", data, "--out", out,
+           "--per-task", str(per_task)]
     if subset:
         cmd += ["--subset", subset]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -103,9 +105,9 @@ def collect(proc: subprocess.Popen) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def measure(mode: str, workers: int, data: str, symbols: list[str], tmp: Path) -> dict:
+def measure(mode: str, workers: int, data: str, symbols: list[str], tmp: Path, per_task: int = 1) -> dict:
     if mode != "limit":
-        r = collect(run_child(mode, workers, data, str(tmp / f"{mode}-{workers}")))
+        r = collect(run_child(mode, workers, data, str(tmp / f"{mode}-{workers}-{per_task}"), per_task=per_task))
         return {"scan_seconds": r["ended"] - r["began"], "startup_seconds": r["startup"], "rss_mb": r["rss_mb"]}
     shares = [symbols[i::workers] for i in range(workers)]
     procs = [run_child("serial", 1, data, str(tmp / f"limit-{workers}-{i}"), ",".join(share))
@@ -204,6 +206,8 @@ def main() -> None:
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--subset", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--per-task", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--symbols-per-task", type=int, default=4, help="K of the dask/K rows; 1 = no such rows")
     args = parser.parse_args()
     if args.child:
         args.mode, args.workers = args.child, args.workers_n
@@ -226,6 +230,10 @@ def main() -> None:
             for mode in ("dask", "ppe", "limit"):
                 rows.append({"mode": mode, "workers": n, **measure(mode, n, data, symbols, tmp)})
                 print(f"  measured {mode} x{n}", file=sys.stderr)
+            if args.symbols_per_task > 1:
+                k = args.symbols_per_task
+                rows.append({"mode": f"dask/{k}", "workers": n,
+                             **measure("dask", n, data, symbols, tmp, per_task=k)})
         read = micro_read(data, symbols)
         overhead = micro_dask_overhead(2, args.noop_tasks)
 

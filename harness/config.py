@@ -36,6 +36,7 @@ class ScanConfig:
     forward_windows: tuple[int, ...] = DEFAULT_WINDOWS
     flush_every: int = 50
     workers: int = 8
+    symbols_per_task: int = 1
     scheduler_address: str | None = None
     dashboard_address: str = "127.0.0.1:8787"
     on_error: str = "fail"
@@ -251,6 +252,7 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
         forward_windows=_windows("forward_windows", merged.get("forward_windows", list(DEFAULT_WINDOWS))),
         flush_every=_int("flush_every", merged.get("flush_every", 50), 1),
         workers=_int("workers", merged.get("workers", 8), 1, MAX_WORKERS),
+        symbols_per_task=_int("symbols_per_task", merged.get("symbols_per_task", 1), 1, 1000),
         scheduler_address=scheduler_address,
         dashboard_address=_str("dashboard_address", merged.get("dashboard_address", "127.0.0.1:8787")),
         on_error=on_error,

@@ -30,7 +30,7 @@ from harness.io import Universe, list_partitions, list_symbols
 from harness.output import OutputWriter
 from harness.report import build_report
 from harness.summary import format_summary, summarize
-from harness.task import ScanTask, SymbolError, SymbolResult, scan_symbol
+from harness.task import ScanTask, SymbolError, SymbolResult, scan_symbol, scan_symbols
 
 log = logging.getLogger("scan")
 
@@ -83,8 +83,8 @@ def select_symbols(cfg: ScanConfig) -> Universe:
 def run_key(cfg: ScanConfig, symbols: Sequence[str]) -> str:
     """A digest of everything that decides the outputs (not where or how fast they are computed)."""
     settings = cfg.as_dict()
-    for key in ("workers", "scheduler_address", "dashboard_address", "out_dir", "on_error", "security",
-                "ship_code", "allow_version_mismatch", "storage_options"):
+    for key in ("workers", "symbols_per_task", "scheduler_address", "dashboard_address", "out_dir", "on_error",
+                "security", "ship_code", "allow_version_mismatch", "storage_options"):
         settings.pop(key)
     settings["symbols"] = list(symbols)
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -96,66 +96,73 @@ def serial_results(symbols: Sequence[str], first: int, task: ScanTask) -> Iterat
         yield i, scan_symbol(symbols[i], task)
 
 
-def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask,
-                 in_flight: int) -> Iterator[tuple[int, SymbolResult]]:
-    """One future per symbol, at most `in_flight` at a time, yielded as they complete.
+def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask, in_flight: int,
+                 symbols_per_task: int = 1) -> Iterator[tuple[int, SymbolResult]]:
+    """One future per symbol (or per `symbols_per_task` consecutive symbols), at most `in_flight`
+    futures at a time; yields (symbol index, result) as they complete.
 
-    Keys are ("scan", run_id, symbol) so the dashboard shows one "scan" task group. Futures are
-    submitted in batches of in_flight // 2 (one client.map call each: per call, not per task, the
-    scheduler pays for a graph update) and released as soon as their result is here, so neither
+    Keys are ("scan", run_id, first symbol) so the dashboard shows one "scan" task group. Futures
+    are submitted in batches of in_flight // 2 (one client.map call each: per call, not per task,
+    the scheduler pays for a graph update) and released as soon as their result is here, so neither
     futures nor results pile up in the driver. Closing the generator early (a failure, Ctrl-C)
     cancels every pending future.
     """
     from distributed import as_completed
 
     run_id = uuid.uuid4().hex[:8]
-    todo = iter(range(first, len(symbols)))
-    pending: dict[Any, tuple[int, Any]] = {}  # key -> (symbol index, future)
+    todo = (tuple(range(start, min(start + symbols_per_task, len(symbols))))
+            for start in range(first, len(symbols), symbols_per_task))
+    pending: dict[Any, tuple[tuple[int, ...], Any]] = {}  # key -> (symbol indices, future)
     resubmitted: dict[int, int] = {}
     batch = max(in_flight // 2, 1)
     # with_results: each result is fetched in the background as soon as it is ready; calling
-    # future.result() here instead costs one blocking round trip per symbol on the driver.
+    # future.result() here instead costs one blocking round trip per future on the driver.
     queue = as_completed(with_results=True, raise_errors=False)
 
-    def submit(chosen: list[int], attempt: int = 0) -> None:
+    def submit(units: list[tuple[int, ...]], attempt: int = 0) -> None:
         tag = run_id if not attempt else f"{run_id}-retry{attempt}"
-        futures = client.map(scan_symbol, [symbols[i] for i in chosen], task=task,
-                             key=[("scan", tag, symbols[i]) for i in chosen])
-        pending.update((f.key, (i, f)) for f, i in zip(futures, chosen))
+        keys = [("scan", tag, symbols[unit[0]]) for unit in units]
+        if symbols_per_task == 1:
+            futures = client.map(scan_symbol, [symbols[unit[0]] for unit in units], task=task, key=keys)
+        else:
+            futures = client.map(scan_symbols, [[symbols[i] for i in unit] for unit in units], task=task, key=keys)
+        pending.update((f.key, (unit, f)) for f, unit in zip(futures, units))
         queue.update(futures)
 
     def top_up() -> None:
         while len(pending) <= in_flight - batch:
-            chosen = list(islice(todo, batch))
-            if not chosen:
+            units = list(islice(todo, batch))
+            if not units:
                 return
-            submit(chosen)
+            submit(units)
 
     top_up()
     try:
         for future, value in queue:
-            i, _ = pending.pop(future.key)
+            unit, _ = pending.pop(future.key)
             status = future.status
             future.release()
-            if status == "finished" and isinstance(value, SymbolResult):
-                result = value
+            results = [value] if symbols_per_task == 1 else value
+            if status == "finished" and isinstance(results, list) and all(isinstance(r, SymbolResult) for r in results):
+                pass
             elif status == "error":  # scan_symbol returns its own errors: this is Dask's, e.g. KilledWorker
                 exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
-                message = (f"its worker process died each time it ran this symbol ({exc})"
+                which = "this symbol" if len(unit) == 1 else f"this task's {len(unit)} symbols (symbols_per_task)"
+                message = (f"its worker process died each time it ran {which} ({exc})"
                            if type(exc).__name__ == "KilledWorker" else f"{type(exc).__name__}: {exc}")
-                result = SymbolResult(symbols[i], error=SymbolError(None, message))
-            elif resubmitted.get(i, 0) < MAX_RESUBMITS:
+                results = [SymbolResult(symbols[i], error=SymbolError(None, message)) for i in unit]
+            elif resubmitted.get(unit[0], 0) < MAX_RESUBMITS:
                 # Finished on a worker that died before its result was fetched (the data is lost),
                 # or cancelled by the cluster: run it again; tasks are safe to run twice.
-                resubmitted[i] = resubmitted.get(i, 0) + 1
-                log.warning("Resubmitting %s (its result was lost: %s)", symbols[i], status)
-                submit([i], attempt=resubmitted[i])
+                resubmitted[unit[0]] = resubmitted.get(unit[0], 0) + 1
+                log.warning("Resubmitting %s (its result was lost: %s)", symbols[unit[0]], status)
+                submit([unit], attempt=resubmitted[unit[0]])
                 continue
             else:
-                result = SymbolResult(symbols[i], error=SymbolError(
-                    None, f"its result was lost {MAX_RESUBMITS + 1} times (status {status})"))
+                results = [SymbolResult(symbols[i], error=SymbolError(
+                    None, f"its result was lost {MAX_RESUBMITS + 1} times (status {status})")) for i in unit]
             top_up()
-            yield i, result
+            yield from zip(unit, results)
     finally:
         if pending:
             client.cancel([f for _, f in pending.values()])
@@ -200,7 +207,8 @@ def execute(cfg: ScanConfig, symbols: Sequence[str], first: int, task: ScanTask,
         info["cluster_start_seconds"] = round(time.time() - t0, 3)
         info["dashboard"] = client.dashboard_link
         threads = sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values())
-        results = dask_results(client, symbols, first, task, in_flight=max(8 * threads, 32))
+        results = dask_results(client, symbols, first, task, in_flight=max(8 * threads, 32),
+                               symbols_per_task=cfg.symbols_per_task)
         try:
             yield results
         finally:

@@ -103,3 +103,8 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
         result = SymbolResult(symbol, error=SymbolError(current, message.splitlines()[0] if message else "",
                                                         traceback.format_exc()))
     return result
+
+
+def scan_symbols(symbols: list[str], task: ScanTask) -> list[SymbolResult]:
+    """scan_symbol for several symbols in one task (config symbols_per_task > 1)."""
+    return [scan_symbol(symbol, task) for symbol in symbols]

@@ -15,7 +15,7 @@ def test_scaling_benchmark_smoke(tmp_path):
     [saved] = list(tmp_path.glob("scaling-*.json"))
     report = json.loads(saved.read_text())
     modes = {(r["mode"], r["workers"]) for r in report["scaling"]}
-    assert modes == {("serial", 1), ("dask", 2), ("ppe", 2), ("limit", 2)}
+    assert modes == {("serial", 1), ("dask", 2), ("ppe", 2), ("limit", 2), ("dask/4", 2)}
     for row in report["scaling"]:
         assert row["scan_seconds"] > 0 and row["rss_mb"] > 0 and row["symbols_per_second"] > 0
     assert report["read"]["read_symbol_data_ms"] > 0 and report["dask_overhead"]["tasks_per_second"] > 0

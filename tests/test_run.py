@@ -71,9 +71,9 @@ def test_serial_run_writes_every_output(serial, small_universe):
     assert not (out / ".partial").exists()
 
 
-@pytest.mark.parametrize("workers", [2, 8])
-def test_local_cluster_outputs_are_byte_identical_to_serial(tmp_path, small_universe, serial, workers):
-    proc, out = scan(tmp_path, small_universe, "out", "--workers", str(workers))
+@pytest.mark.parametrize("workers, per_task", [(2, 1), (8, 1), (2, 3)])
+def test_local_cluster_outputs_are_byte_identical_to_serial(tmp_path, small_universe, serial, workers, per_task):
+    proc, out = scan(tmp_path, small_universe, "out", "--workers", str(workers), symbols_per_task=per_task)
     assert proc.returncode == 0, proc.stderr
     assert output_files(out) == output_files(serial[1])
     assert "Dask dashboard: http://127.0.0.1:" in proc.stderr
