@@ -149,7 +149,7 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
             return
         cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=True,
                                host="127.0.0.1", dashboard_address=cfg.dashboard_address,
-                               silence_logs=logging.ERROR)
+                               silence_logs=logging.ERROR, preload=["cluster.worker_setup"])
         try:
             client = Client(cluster)
             try:

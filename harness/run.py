@@ -296,7 +296,11 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    log.addHandler(handler)  # the scan's own messages only: Dask's INFO chatter stays out
+    log.setLevel(logging.INFO)
+    log.propagate = False
     signal.signal(signal.SIGTERM, _raise_interrupted)
     args = parse_args(argv)
     try:

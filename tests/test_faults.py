@@ -32,9 +32,10 @@ def config(tmp_path: Path, data: Path, name: str = "c", **keys) -> Path:
 
 
 def start(cfg: Path, *flags: str, marker: str = "") -> subprocess.Popen:
+    # its own process group, like a command started from a terminal (Ctrl-C signals the whole group)
     return subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(cfg), *flags], cwd=REPO,
                             env=cli_env(SCAN_TEST_MARKER=marker or "none"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def wait_for_flushes(out: Path, count: int, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -148,12 +149,17 @@ def test_bad_data_with_fail_stops_at_the_first_bad_symbol(tmp_path, bad_universe
 
 @pytest.mark.parametrize("workers, sig", [(1, signal.SIGTERM), (2, signal.SIGINT)])
 def test_interrupt_then_resume_gives_the_uninterrupted_result(tmp_path, small_universe, reference, workers, sig):
+    """SIGTERM goes to the driver (as `kill` sends it); SIGINT to the whole process group, workers
+    included, as Ctrl-C in a terminal does."""
     marker = os.urandom(8).hex()
     cfg = config(tmp_path, small_universe, workers=workers)
     proc = start(cfg, marker=marker)
     wait_for_flushes(tmp_path / "out", 6, proc)
     sent = time.monotonic()
-    proc.send_signal(sig)
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert time.monotonic() - sent < 20
