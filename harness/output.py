@@ -5,9 +5,10 @@ Layout while a run is going (all under <out_dir>/.partial/):
     <detector>/events-00000.parquet one part per flush, each written to a temp name, then renamed
     <detector>/forward-00000.parquet
 At the end, finalize() joins each detector's parts into <out_dir>/<detector>/{events,forward}.parquet
-(one row group per part), writes summary.csv and run.json, each through a temp file and os.replace,
-and removes .partial. So a crash at any moment leaves the previous run's files whole, and every
-flush recorded in state.json can be resumed from (--resume).
+(one row group per part) and writes summary.csv, report.html and run.json, all under temp names
+first; then it renames them into place (os.replace) and removes .partial. So a crash leaves every
+file at an output path whole (the previous run's, or during the final renames possibly some new
+ones), and every flush recorded in state.json can be resumed from (--resume).
 
 Determinism: a part always holds the results of `flush_every` consecutive symbols in sorted order
 (the driver flushes in symbol order, whatever order tasks finished in), so the parts, and so the
@@ -37,13 +38,18 @@ STAGING = ".partial"
 STATE_FILE = "state.json"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same folder and os.replace."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
+def write_synced(path: Path, data: bytes) -> None:
+    """Write `data` to `path` and fsync it."""
+    with open(path, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temp file in the same folder and os.replace."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write_synced(tmp, data)
     os.replace(tmp, path)
 
 
@@ -157,20 +163,31 @@ class OutputWriter:
         return (pa.concat_tables(tables) if tables else schema.empty_table()).to_pandas()
 
     def finalize(self, summary: pd.DataFrame, run_info: dict[str, Any], report_html: str) -> None:
-        """Join the parts into the final files and replace the previous run's files, one by one."""
+        """Join the parts into the final files and replace the previous run's files.
+
+        Every new file is first written completely under a temp name; only then are they all moved
+        into place, so the window in which a crash could leave old and new files side by side is
+        that of a few renames, not of the writing.
+        """
+        moves: list[tuple[Path, Path]] = []
+
+        def temp_for(final: Path) -> Path:
+            tmp = final.with_name(f".{final.name}.tmp")
+            moves.append((tmp, final))
+            return tmp
+
         for spec in self.detectors:
             folder = self.out_dir / spec.out_name
             folder.mkdir(parents=True, exist_ok=True)
             for kind, schema in zip(("events", "forward"), self._schemas(spec)):
-                final = folder / f"{kind}.parquet"
-                tmp = final.with_name(f".{final.name}.tmp")
-                with pq.ParquetWriter(tmp, schema) as writer:
+                with pq.ParquetWriter(temp_for(folder / f"{kind}.parquet"), schema) as writer:
                     for table in self._parts(spec, kind):
                         if table.num_rows:
                             writer.write_table(table, row_group_size=max(table.num_rows, 1))
-                os.replace(tmp, final)
-        atomic_write_bytes(self.out_dir / "summary.csv", summary.to_csv(index=False).encode())
-        atomic_write_bytes(self.out_dir / "report.html", report_html.encode())
-        atomic_write_bytes(self.out_dir / "run.json", (json.dumps(run_info, indent=2, default=str) + "\n").encode())
+        write_synced(temp_for(self.out_dir / "summary.csv"), summary.to_csv(index=False).encode())
+        write_synced(temp_for(self.out_dir / "report.html"), report_html.encode())
+        write_synced(temp_for(self.out_dir / "run.json"), (json.dumps(run_info, indent=2, default=str) + "\n").encode())
+        for tmp, final in moves:
+            os.replace(tmp, final)
         shutil.rmtree(self.staging)
 
