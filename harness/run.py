@@ -34,7 +34,6 @@ from harness.task import ScanTask, SymbolError, SymbolResult, scan_symbol, scan_
 
 log = logging.getLogger("scan")
 
-EXIT_OK, EXIT_INTERRUPTED = 0, 130
 MAX_RESUBMITS = 3  # for a symbol whose finished result was lost with its worker
 
 
@@ -304,21 +303,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupted)
     args = parse_args(argv)
     try:
-        cfg = config_from_args(args)
-        run_scan(cfg, resume=args.resume)
-    except SymbolFailed as exc:
-        if exc.traceback_text:
+        try:
+            run_scan(config_from_args(args), resume=args.resume)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted; flushed symbols are kept, rerun with --resume to continue") from None
+    except ScanError as exc:  # the one place user errors are reported
+        if isinstance(exc, SymbolFailed) and exc.traceback_text:
             print(exc.traceback_text, file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except ScanError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"error: {Interrupted('interrupted; flushed symbols are kept, rerun with --resume to continue')}",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return EXIT_OK
+    return 0
 
 
 if __name__ == "__main__":
