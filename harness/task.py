@@ -92,7 +92,12 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
             codes.append(np.full(len(events), code, dtype=np.int16))
             extra = [c for c in events.columns if c not in ("date", "score")]
             if extra:
-                result.extras[spec.name] = pa.Table.from_pandas(events[extra], preserve_index=False)
+                try:
+                    numeric = events[extra].astype("float64")
+                except (TypeError, ValueError):
+                    raise TypeError(f"detector {spec.name!r}: extra columns must hold numbers, got "
+                                    f"{', '.join(f'{c} ({events[c].dtype})' for c in extra)}") from None
+                result.extras[spec.name] = pa.Table.from_pandas(numeric, preserve_index=False)
         current = None
         at = np.concatenate(rows).astype(np.int64)
         result.rows = pa.table({
