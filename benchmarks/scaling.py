@@ -35,8 +35,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-DETECTORS = ["volume_spike", "volume_spike_trend", "breakout_52w", "breakout_52w_volume", "gap",
-             "rsi_oversold", "rsi_oversold_fast", "squeeze_breakout", "ma_cross"]
+from harness.detectors import REGISTERED  # noqa: E402  (every baseline and variant)
+
+DETECTORS = list(REGISTERED)
 
 
 def _noop(x=None):

@@ -108,10 +108,18 @@ def list_symbols(ohlcv_path: str, storage_options: Mapping[str, Any] | None = No
     """
     symbols, invalid, _ = list_partitions(ohlcv_path, storage_options)
     if invalid:
-        folder = f"{ohlcv_path}/{PARTITION_PREFIX}{invalid[0]}"
-        raise DataError(f"folder {folder!r}: invalid symbol name {invalid[0]!r}: names must match "
-                        "[A-Za-z0-9][A-Za-z0-9._-]* (rename the folder, or set on_error: skip to leave it out)")
+        raise invalid_folder_error(ohlcv_path, invalid[0])
     return symbols
+
+
+def invalid_folder_error(ohlcv_path: str, name: str) -> DataError:
+    """The error for a `symbol=<name>` folder whose name is not a valid symbol."""
+    try:
+        validate_symbol_name(name)
+    except DataError as exc:
+        return DataError(f"folder '{ohlcv_path}/{PARTITION_PREFIX}{name}': {exc} "
+                         "(rename the folder, or set on_error: skip to leave it out)")
+    raise ValueError(f"{name!r} is a valid symbol name")
 
 
 def empty_bars() -> pd.DataFrame:

@@ -26,7 +26,7 @@ import pandas as pd
 from harness.config import ScanConfig, load_config, read_yaml
 from harness.detectors import resolve_detectors
 from harness.errors import ConfigError, Interrupted, ScanError, SymbolFailed
-from harness.io import Universe, list_partitions, list_symbols
+from harness.io import Universe, invalid_folder_error, list_partitions
 from harness.output import OutputWriter
 from harness.report import build_report
 from harness.summary import format_summary, summarize
@@ -67,7 +67,7 @@ def select_symbols(cfg: ScanConfig) -> Universe:
     universe = list_partitions(cfg.ohlcv_path, cfg.storage_options)
     if cfg.symbols is None:
         if universe.invalid and cfg.on_error == "fail":
-            list_symbols(cfg.ohlcv_path, cfg.storage_options)  # raises the DataError that names the folder
+            raise invalid_folder_error(cfg.ohlcv_path, universe.invalid[0])
         if not universe.symbols:
             raise ConfigError(f"config key 'ohlcv_path': no symbol=XXX folders under {cfg.ohlcv_path!r} "
                               "(empty universe)")
