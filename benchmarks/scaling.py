@@ -149,7 +149,8 @@ def _sleep(seconds: float) -> bytes:
 def micro_dask_overhead(workers: int, tasks: int) -> dict:
     """Dask's own cost per task on a LocalCluster like the scan's.
 
-    - no-op tasks per second, submitted and gathered the way the driver does it;
+    - no-op tasks per second, submitted and gathered the way the driver does it (results fetched
+      eight at a time);
     - CPU milliseconds per task spent by the driver process (client + scheduler) and by the worker
       processes, for tasks that sleep 20 ms (no CPU of their own) and return 12 kB: this is the
       overhead that competes with detector code for the cores.
@@ -162,22 +163,29 @@ def micro_dask_overhead(workers: int, tasks: int) -> dict:
     with dask.config.set({**cluster.QUIET_DASK, **cluster.ONE_TASK_PER_THREAD}), \
             LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as lc, \
             Client(lc) as client:
+        def run_all(futures: list) -> None:
+            queue = as_completed(futures)
+            futures.clear()  # as the driver does: a future is released once its result is here
+            done = []  # results fetched 8 at a time, as harness.run.dask_results does
+            for future in queue:
+                done.append(future)
+                if len(done) == 8:
+                    client.gather(done)
+                    done = []
+            client.gather(done)
+
         client.submit(_noop, 0).result()
         t0 = time.perf_counter()
         for batch_start in range(0, tasks, 100):
-            futures = client.map(_noop, range(batch_start, min(tasks, batch_start + 100)),
-                                 key=[("noop", i) for i in range(batch_start, min(tasks, batch_start + 100))])
-            for future, _ in as_completed(futures, with_results=True):
-                future.release()
+            run_all(client.map(_noop, range(batch_start, min(tasks, batch_start + 100)),
+                               key=[("noop", i) for i in range(batch_start, min(tasks, batch_start + 100))]))
         elapsed = time.perf_counter() - t0
 
         me = psutil.Process()
         kids = me.children(recursive=True)
         before, kids_before = me.cpu_times(), [k.cpu_times() for k in kids]
         sleepers = 300
-        futures = client.map(_sleep, [0.02] * sleepers, key=[("sleep", i) for i in range(sleepers)])
-        for future, _ in as_completed(futures, with_results=True):
-            future.release()
+        run_all(client.map(_sleep, [0.02] * sleepers, key=[("sleep", i) for i in range(sleepers)]))
         after = me.cpu_times()
         worker_cpu = sum(k.cpu_times().user - b.user + k.cpu_times().system - b.system for k, b in zip(kids, kids_before))
         driver_cpu = after.user - before.user + after.system - before.system

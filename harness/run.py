@@ -35,6 +35,7 @@ from harness.task import ScanTask, SymbolError, SymbolResult, scan_symbol, scan_
 log = logging.getLogger("scan")
 
 MAX_RESUBMITS = 3  # for a symbol whose finished result was lost with its worker
+GATHER_WAIT_SECONDS = 0.25  # how long a finished result may wait for others to be fetched with it
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -102,9 +103,13 @@ def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask
 
     Keys are ("scan", run_id, first symbol) so the dashboard shows one "scan" task group. Futures
     are submitted in batches of in_flight // 2 (one client.map call each: per call, not per task,
-    the scheduler pays for a graph update) and released as soon as their result is here, so neither
-    futures nor results pile up in the driver. Closing the generator early (a failure, Ctrl-C)
-    cancels every pending future.
+    the scheduler pays for a graph update). Finished results are fetched in batches too, with one
+    client.gather for up to in_flight // 4 of them: a fetch per future costs the scheduler, the
+    worker and this process a round trip each, about a fifth of Dask's CPU per task (BENCHMARKS.md).
+    A finished result waits at most GATHER_WAIT_SECONDS, or until the next future completes, for
+    others to join its batch; an error is handled at once. Futures are released as soon as their
+    result is here, so neither futures nor results pile up in the driver. Closing the generator
+    early (a failure, Ctrl-C) cancels every pending future.
     """
     from distributed import as_completed
 
@@ -113,10 +118,8 @@ def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask
             for start in range(first, len(symbols), symbols_per_task))
     pending: dict[Any, tuple[tuple[int, ...], Any]] = {}  # key -> (symbol indices, future)
     resubmitted: dict[int, int] = {}
-    batch = max(in_flight // 2, 1)
-    # with_results: each result is fetched in the background as soon as it is ready; calling
-    # future.result() here instead costs one blocking round trip per future on the driver.
-    queue = as_completed(with_results=True, raise_errors=False)
+    batch, gather_size = max(in_flight // 2, 1), max(in_flight // 4, 1)
+    queue = as_completed(raise_errors=False)
 
     def submit(units: list[tuple[int, ...]], attempt: int = 0) -> None:
         tag = run_id if not attempt else f"{run_id}-retry{attempt}"
@@ -135,17 +138,19 @@ def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask
                 return
             submit(units)
 
-    top_up()
-    try:
-        for future, value in queue:
+    def collect(done: list[Any]) -> Iterator[tuple[int, SymbolResult]]:
+        finished = {str(i): f for i, f in enumerate(done) if f.status == "finished"}
+        # errors="skip": a future that errs or is cancelled meanwhile comes back as None; one whose
+        # data was lost with its worker is recomputed by Dask before gather returns.
+        values = client.gather(finished, errors="skip") if finished else {}
+        for i, future in enumerate(done):
             unit, _ = pending.pop(future.key)
-            status = future.status
-            future.release()
+            status, value = future.status, values.get(str(i))
             results = [value] if symbols_per_task == 1 else value
             if status == "finished" and isinstance(results, list) and all(isinstance(r, SymbolResult) for r in results):
                 pass
             elif status == "error":  # scan_symbol returns its own errors: this is Dask's, e.g. KilledWorker
-                exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
+                exc = future.exception()
                 which = "this symbol" if len(unit) == 1 else f"this task's {len(unit)} symbols (symbols_per_task)"
                 message = (f"its worker process died each time it ran {which} ({exc})"
                            if type(exc).__name__ == "KilledWorker" else f"{type(exc).__name__}: {exc}")
@@ -155,13 +160,29 @@ def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask
                 # or cancelled by the cluster: run it again; tasks are safe to run twice.
                 resubmitted[unit[0]] = resubmitted.get(unit[0], 0) + 1
                 log.warning("Resubmitting %s (its result was lost: %s)", symbols[unit[0]], status)
+                future.release()
                 submit([unit], attempt=resubmitted[unit[0]])
                 continue
             else:
                 results = [SymbolResult(symbols[i], error=SymbolError(
                     None, f"its result was lost {MAX_RESUBMITS + 1} times (status {status})")) for i in unit]
-            top_up()
+            future.release()
             yield from zip(unit, results)
+
+    top_up()
+    try:
+        done: list[Any] = []
+        oldest = 0.0
+        for future in queue:
+            if not done:
+                oldest = time.monotonic()
+            done.append(future)
+            if (future.status == "finished" and len(done) < min(gather_size, len(pending))
+                    and time.monotonic() - oldest < GATHER_WAIT_SECONDS):
+                continue
+            ready, done = done, []
+            yield from collect(ready)
+            top_up()
     finally:
         if pending:
             client.cancel([f for _, f in pending.values()])
