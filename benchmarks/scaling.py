@@ -6,13 +6,16 @@ Every configuration runs the real driver (harness.run.run_scan: read, detect, fo
 ordered flushes, final files, summary) in a fresh child process, so that each one's driver peak
 RSS is its own. Modes, all side by side in one invocation:
 - serial:  workers 1, the in-process reference path;
-- dask:    the LocalCluster scan at N workers (default: one future per symbol);
+- dask:    the LocalCluster scan at N workers (default: one future per symbol), N = 1 included;
 - dask/K:  the same with symbols_per_task K (--symbols-per-task, default 4; 1 leaves it out);
 - ppe:     the same worker function on concurrent.futures.ProcessPoolExecutor(N), consumed with
            as_completed, behind the same driver (plugged in through run_scan's open_results);
 - limit:   N independent OS processes started together, each running the serial path over 1/N of
            the symbols: what the cores do with zero coordination.
-Scan seconds exclude cluster/pool start-up, which is reported on its own. It also measures
+Scan seconds exclude cluster/pool start-up, which is reported on its own. "detector CPU s" sums the
+detectors' own thread CPU (run.json cpu_seconds): it stays flat when a mode's extra time is the
+executor's overhead and grows when the cores are oversubscribed (caches shared by more processes
+than cores). It also measures
 read_symbol_data against bare pyarrow reads and Dask's per-task overhead (no-op tasks per second).
 Results: a printed table, JSON in benchmarks/results/. It never asserts anything about time.
 """
@@ -73,20 +76,21 @@ def child(args: argparse.Namespace) -> None:
     import logging
 
     from harness.config import load_config
-    from harness.run import execute, run_scan
+    from harness.run import execute_on_dask, run_scan
     logging.basicConfig(level=logging.WARNING)
     overrides = {"workers": args.workers if args.mode in ("dask", "ppe") else 1, "out_dir": args.out,
                  "dashboard_address": "127.0.0.1:0", "symbols_per_task": args.per_task}
     if args.subset:
         overrides["symbols"] = args.subset.split(",")
     cfg = load_config({"ohlcv_path": args.data, "detectors": DETECTORS, "flush_every": 50}, overrides)
-    opener = ppe_execute(args.workers) if args.mode == "ppe" else execute
+    opener = {"ppe": ppe_execute(args.workers), "dask": execute_on_dask}.get(args.mode)  # serial: run_scan's own
     began = time.time()
     with contextlib.redirect_stdout(open(os.devnull, "w")):
-        info = run_scan(cfg, open_results=opener)
+        info = run_scan(cfg, open_results=opener) if opener else run_scan(cfg)
     ended = time.time()
     print(json.dumps({"began": began + info["cluster_start_seconds"], "ended": ended,
-                      "startup": info["cluster_start_seconds"], "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "startup": info["cluster_start_seconds"], "detector_cpu": sum(info["cpu_seconds"].values()),
+                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 # ---------------------------------------------------------------- parent side
@@ -109,13 +113,15 @@ def collect(proc: subprocess.Popen) -> dict:
 def measure(mode: str, workers: int, data: str, symbols: list[str], tmp: Path, per_task: int = 1) -> dict:
     if mode != "limit":
         r = collect(run_child(mode, workers, data, str(tmp / f"{mode}-{workers}-{per_task}"), per_task=per_task))
-        return {"scan_seconds": r["ended"] - r["began"], "startup_seconds": r["startup"], "rss_mb": r["rss_mb"]}
+        return {"scan_seconds": r["ended"] - r["began"], "startup_seconds": r["startup"], "rss_mb": r["rss_mb"],
+                "detector_cpu_seconds": r["detector_cpu"]}
     shares = [symbols[i::workers] for i in range(workers)]
     procs = [run_child("serial", 1, data, str(tmp / f"limit-{workers}-{i}"), ",".join(share))
              for i, share in enumerate(shares) if share]
     results = [collect(p) for p in procs]
     return {"scan_seconds": max(r["ended"] for r in results) - min(r["began"] for r in results),
-            "startup_seconds": 0.0, "rss_mb": max(r["rss_mb"] for r in results)}
+            "startup_seconds": 0.0, "rss_mb": max(r["rss_mb"] for r in results),
+            "detector_cpu_seconds": sum(r["detector_cpu"] for r in results)}
 
 
 def micro_read(data: str, symbols: list[str]) -> dict:
@@ -127,7 +133,7 @@ def micro_read(data: str, symbols: list[str]) -> dict:
 
     def per_call(fn) -> float:
         best = float("inf")
-        for _ in range(3):
+        for _ in range(5):
             t0 = time.perf_counter()
             for s, f in single:
                 fn(s, f)
@@ -239,7 +245,7 @@ def main() -> None:
             for mode in ("dask", "ppe", "limit"):
                 rows.append({"mode": mode, "workers": n, **measure(mode, n, data, symbols, tmp)})
                 print(f"  measured {mode} x{n}", file=sys.stderr)
-            if args.symbols_per_task > 1:
+            if args.symbols_per_task > 1 and n > 1:  # workers 1 is the in-process path: no tasks
                 k = args.symbols_per_task
                 rows.append({"mode": f"dask/{k}", "workers": n,
                              **measure("dask", n, data, symbols, tmp, per_task=k)})
@@ -271,13 +277,13 @@ def format_report(report: dict) -> str:
     lines = [f"Machine: {m['cores']} cores, {m['cpu']}; universe {report['universe']['symbols']} symbols x "
              f"{report['universe']['years']} years, {report['universe']['detectors']} detectors; "
              f"serial {report['serial_ms_per_symbol']:.1f} ms/symbol",
-             "", "| mode | workers | scan s | symbols/s | vs serial | vs limit | vs PPE | start-up s | driver RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "", "| mode | workers | scan s | symbols/s | vs serial | vs limit | vs PPE | start-up s | driver RSS MB "
+             "| detector CPU s |", "|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v: "" if v is None else f"{v:.2f}"  # noqa: E731
     for r in report["scaling"]:
         lines.append(f"| {r['mode']} | {r['workers']} | {r['scan_seconds']:.2f} | {r['symbols_per_second']:.1f} | "
                      f"{fmt(r['speedup_vs_serial'])} | {fmt(r['ratio_to_limit'])} | {fmt(r['ratio_to_ppe'])} | "
-                     f"{r['startup_seconds']:.2f} | {r['rss_mb']:.0f} |")
+                     f"{r['startup_seconds']:.2f} | {r['rss_mb']:.0f} | {r['detector_cpu_seconds']:.1f} |")
     read, over = report["read"], report["dask_overhead"]
     lines += ["", f"read_symbol_data {read['read_symbol_data_ms']:.2f} ms/partition; bare pq.read_table "
               f"{read['pyarrow_read_table_ms']:.2f} ms ({read['ratio_to_bare']:.2f}x), read_table + to_pandas "

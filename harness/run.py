@@ -221,6 +221,14 @@ def execute(cfg: ScanConfig, symbols: Sequence[str], first: int, task: ScanTask,
     if cfg.workers == 1 and not cfg.scheduler_address:
         yield serial_results(symbols, first, task)
         return
+    with execute_on_dask(cfg, symbols, first, task, info) as results:
+        yield results
+
+
+@contextlib.contextmanager
+def execute_on_dask(cfg: ScanConfig, symbols: Sequence[str], first: int, task: ScanTask,
+                    info: dict[str, Any]) -> Iterator[Iterator[tuple[int, SymbolResult]]]:
+    """execute() on a Dask cluster, whatever `workers` says (the benchmark's one-worker LocalCluster)."""
     from cluster import connect
     t0 = time.time()
     with connect(cfg) as client:

@@ -78,6 +78,7 @@ def test_local_cluster_outputs_are_byte_identical_to_serial(tmp_path, small_univ
     assert output_files(out) == output_files(serial[1])
     assert "Dask dashboard: http://127.0.0.1:" in proc.stderr
     assert json.loads((out / "run.json").read_text())["workers"] == workers
+    assert ("more CPU-bound worker processes than cores" in proc.stderr) == (workers > os.cpu_count())
 
 
 def test_remote_scheduler_outputs_are_byte_identical_to_serial(tmp_path, small_universe, serial):
