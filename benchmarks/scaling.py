@@ -131,18 +131,17 @@ def micro_read(data: str, symbols: list[str]) -> dict:
     files = [next(Path(data, f"symbol={s}").glob("*.parquet")) for s in symbols]
     single = [(s, f) for s, f in zip(symbols, files) if len(list(f.parent.iterdir())) == 1][:200]
 
-    def per_call(fn) -> float:
-        best = float("inf")
-        for _ in range(5):
+    readers = {"ours": lambda s, f: read_symbol_data(s, data, 10_000),
+               "bare": lambda s, f: pq.read_table(f),
+               "bare_pandas": lambda s, f: pq.read_table(f).to_pandas()}
+    best = dict.fromkeys(readers, float("inf"))
+    for _ in range(7):  # interleaved, so that a noisy moment of the machine hits all three alike
+        for name, read in readers.items():
             t0 = time.perf_counter()
             for s, f in single:
-                fn(s, f)
-            best = min(best, (time.perf_counter() - t0) / len(single))
-        return best * 1000
-
-    ours = per_call(lambda s, f: read_symbol_data(s, data, 10_000))
-    bare = per_call(lambda s, f: pq.read_table(f))
-    bare_pandas = per_call(lambda s, f: pq.read_table(f).to_pandas())
+                read(s, f)
+            best[name] = min(best[name], 1000 * (time.perf_counter() - t0) / len(single))
+    ours, bare, bare_pandas = best["ours"], best["bare"], best["bare_pandas"]
     return {"read_symbol_data_ms": ours, "pyarrow_read_table_ms": bare, "pyarrow_read_to_pandas_ms": bare_pandas,
             "ratio_to_bare": ours / bare, "ratio_to_bare_pandas": ours / bare_pandas, "partitions": len(single)}
 
@@ -166,7 +165,7 @@ def micro_dask_overhead(workers: int, tasks: int) -> dict:
 
     import cluster
     import dask
-    with dask.config.set({**cluster.QUIET_DASK, **cluster.ONE_TASK_PER_THREAD}), \
+    with dask.config.set(cluster.QUIET_DASK), \
             LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as lc, \
             Client(lc) as client:
         def run_all(futures: list) -> None:

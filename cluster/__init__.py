@@ -39,11 +39,6 @@ QUIET_DASK = {
     "distributed.worker.memory.monitor-interval": "1000ms",
     "distributed.scheduler.work-stealing-interval": "500ms",
 }
-# One task at a time per worker thread (the default 1.1 sends a second one ahead). When a worker
-# process dies, Dask counts a failure against every task it held: with a task queued behind the one
-# that killed it, an innocent symbol could be the one reported (KilledWorker) and skipped.
-ONE_TASK_PER_THREAD = {"distributed.scheduler.worker-saturation": 1.0}
-
 # Packages whose version can change a detector's numbers or the bytes written: a mismatch between
 # driver and workers is an error unless allow_version_mismatch is set. Others only get a warning.
 RESULT_PACKAGES = ("numpy", "pandas", "pyarrow")
@@ -131,7 +126,7 @@ def _prepare(client: Client, cfg: ScanConfig) -> None:
 @contextlib.contextmanager
 def connect(cfg: ScanConfig) -> Iterator[Client]:
     """A Client for this run; closes it (and a LocalCluster it started) on the way out."""
-    with dask.config.set({**QUIET_DASK, **ONE_TASK_PER_THREAD}):
+    with dask.config.set(QUIET_DASK):
         if cfg.scheduler_address:
             try:
                 client = Client(cfg.scheduler_address, timeout="10s", security=_security(cfg))

@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 import uuid
+from collections import deque
 from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -110,6 +111,12 @@ def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask
     others to join its batch; an error is handled at once. Futures are released as soon as their
     result is here, so neither futures nor results pile up in the driver. Closing the generator
     early (a failure, Ctrl-C) cancels every pending future.
+
+    KilledWorker blame is checked here: Dask blames every task a dying worker held, and by default
+    it sends each single-threaded worker a second task ahead (worker-saturation 1.1), so an innocent
+    symbol queued behind the one that kills the worker can be blamed too. A unit blamed by
+    KilledWorker is therefore run once more, under a new key, one such unit at a time; only a
+    second KilledWorker is reported. A unit that really kills its worker kills it 8 times, not 4.
     """
     from distributed import as_completed
 
@@ -118,11 +125,13 @@ def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask
             for start in range(first, len(symbols), symbols_per_task))
     pending: dict[Any, tuple[tuple[int, ...], Any]] = {}  # key -> (symbol indices, future)
     resubmitted: dict[int, int] = {}
+    suspects: deque[tuple[int, ...]] = deque()  # units blamed once by KilledWorker, to run again alone
+    rechecked: set[int] = set()
+    recheck_key: Any = None
     batch, gather_size = max(in_flight // 2, 1), max(in_flight // 4, 1)
     queue = as_completed(raise_errors=False)
 
-    def submit(units: list[tuple[int, ...]], attempt: int = 0) -> None:
-        tag = run_id if not attempt else f"{run_id}-retry{attempt}"
+    def submit(units: list[tuple[int, ...]], tag: str = run_id) -> list[Any]:
         keys = [("scan", tag, symbols[unit[0]]) for unit in units]
         if symbols_per_task == 1:
             futures = client.map(scan_symbol, [symbols[unit[0]] for unit in units], task=task, key=keys)
@@ -130,6 +139,7 @@ def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask
             futures = client.map(scan_symbols, [[symbols[i] for i in unit] for unit in units], task=task, key=keys)
         pending.update((f.key, (unit, f)) for f, unit in zip(futures, units))
         queue.update(futures)
+        return futures
 
     def top_up() -> None:
         while len(pending) <= in_flight - batch:
@@ -137,6 +147,13 @@ def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask
             if not units:
                 return
             submit(units)
+
+    def recheck() -> None:
+        nonlocal recheck_key
+        if suspects and recheck_key not in pending:
+            unit = suspects.popleft()
+            rechecked.add(unit[0])
+            recheck_key = submit([unit], tag=f"{run_id}-recheck")[0].key
 
     def collect(done: list[Any]) -> Iterator[tuple[int, SymbolResult]]:
         finished = {str(i): f for i, f in enumerate(done) if f.status == "finished"}
@@ -151,6 +168,10 @@ def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask
                 pass
             elif status == "error":  # scan_symbol returns its own errors: this is Dask's, e.g. KilledWorker
                 exc = future.exception()
+                if type(exc).__name__ == "KilledWorker" and unit[0] not in rechecked:
+                    future.release()
+                    suspects.append(unit)
+                    continue
                 which = "this symbol" if len(unit) == 1 else f"this task's {len(unit)} symbols (symbols_per_task)"
                 message = (f"its worker process died each time it ran {which} ({exc})"
                            if type(exc).__name__ == "KilledWorker" else f"{type(exc).__name__}: {exc}")
@@ -161,7 +182,7 @@ def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask
                 resubmitted[unit[0]] = resubmitted.get(unit[0], 0) + 1
                 log.warning("Resubmitting %s (its result was lost: %s)", symbols[unit[0]], status)
                 future.release()
-                submit([unit], attempt=resubmitted[unit[0]])
+                submit([unit], tag=f"{run_id}-retry{resubmitted[unit[0]]}")
                 continue
             else:
                 results = [SymbolResult(symbols[i], error=SymbolError(
@@ -183,6 +204,7 @@ def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask
             ready, done = done, []
             yield from collect(ready)
             top_up()
+            recheck()
     finally:
         if pending:
             client.cancel([f for _, f in pending.values()])
