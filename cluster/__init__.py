@@ -146,7 +146,7 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
         cores = os.cpu_count() or 1
         if cfg.workers > cores:
             # Kept as asked (the user may know better, e.g. for slow s3:// reads), but said once:
-            # measured here, 8 workers on 2 cores ran 20-40% slower than 2 (BENCHMARKS.md).
+            # measured here, 8 workers on 2 cores ran 33-76% slower than 2 (BENCHMARKS.md).
             log.warning("workers: %d on a machine with %d cores: more CPU-bound worker processes than "
                         "cores make the scan slower, not faster; consider workers: %d",
                         cfg.workers, cores, cores)
