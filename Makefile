@@ -6,7 +6,7 @@ DATA   := data/ohlcv
 
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test data bench load chromium clean
+.PHONY: run test data bench ab load chromium clean
 
 # The venv is rebuilt when the dependency pins change; packages come from constraints.txt (exact
 # versions the tests pass with), the project itself is installed editable.
@@ -35,6 +35,9 @@ test: $(VENV)/.installed chromium
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/scaling.py
+
+ab: $(VENV)/.installed
+	$(PY) benchmarks/ab.py
 
 load: $(VENV)/.installed
 	$(PY) benchmarks/load.py
