@@ -37,8 +37,7 @@ def child(mode: str, workers: int, per_task: int, data: str, out: str) -> dict:
                       {"workers": workers, "out_dir": out, "dashboard_address": "127.0.0.1:0",
                        "symbols_per_task": per_task})
     symbols = select_symbols(cfg)[0]
-    task = ScanTask(cfg.ohlcv_path, cfg.lookback_days, None, tuple(resolve_detectors(cfg.detectors, cfg.params)),
-                    cfg.forward_windows, ())
+    task = ScanTask.from_config(cfg, resolve_detectors(cfg.detectors, cfg.params))
     opener = ppe_execute(workers) if mode == "ppe" else execute_on_dask
     me = psutil.Process()
 

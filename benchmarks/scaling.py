@@ -76,17 +76,17 @@ def child(args: argparse.Namespace) -> None:
     import logging
 
     from harness.config import load_config
-    from harness.run import execute_on_dask, run_scan
+    from harness.run import execute, execute_on_dask, run_scan
     logging.basicConfig(level=logging.WARNING)
     overrides = {"workers": args.workers if args.mode in ("dask", "ppe") else 1, "out_dir": args.out,
                  "dashboard_address": "127.0.0.1:0", "symbols_per_task": args.per_task}
     if args.subset:
         overrides["symbols"] = args.subset.split(",")
     cfg = load_config({"ohlcv_path": args.data, "detectors": DETECTORS, "flush_every": 50}, overrides)
-    opener = {"ppe": ppe_execute(args.workers), "dask": execute_on_dask}.get(args.mode)  # serial: run_scan's own
+    opener = {"ppe": ppe_execute(args.workers), "dask": execute_on_dask}.get(args.mode, execute)
     began = time.time()
     with contextlib.redirect_stdout(open(os.devnull, "w")):
-        info = run_scan(cfg, open_results=opener) if opener else run_scan(cfg)
+        info = run_scan(cfg, open_results=opener)
     ended = time.time()
     print(json.dumps({"began": began + info["cluster_start_seconds"], "ended": ended,
                       "startup": info["cluster_start_seconds"], "detector_cpu": sum(info["cpu_seconds"].values()),

@@ -168,13 +168,14 @@ def dask_results(client: Any, symbols: Sequence[str], first: int, task: ScanTask
                 pass
             elif status == "error":  # scan_symbol returns its own errors: this is Dask's, e.g. KilledWorker
                 exc = future.exception()
-                if type(exc).__name__ == "KilledWorker" and unit[0] not in rechecked:
+                killed = type(exc).__name__ == "KilledWorker"
+                if killed and unit[0] not in rechecked:
                     future.release()
                     suspects.append(unit)
                     continue
                 which = "this symbol" if len(unit) == 1 else f"this task's {len(unit)} symbols (symbols_per_task)"
                 message = (f"its worker process died each time it ran {which} ({exc})"
-                           if type(exc).__name__ == "KilledWorker" else f"{type(exc).__name__}: {exc}")
+                           if killed else f"{type(exc).__name__}: {exc}")
                 results = [SymbolResult(symbols[i], error=SymbolError(None, message)) for i in unit]
             elif resubmitted.get(unit[0], 0) < MAX_RESUBMITS:
                 # Finished on a worker that died before its result was fetched (the data is lost),
@@ -276,8 +277,7 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute) -> dic
     for name in invalid:
         log.warning("Skipping folder symbol=%s: not a valid symbol name", name)
     specs = resolve_detectors(cfg.detectors, cfg.params)
-    task = ScanTask(cfg.ohlcv_path, cfg.lookback_days, pd.Timestamp(cfg.end_date) if cfg.end_date else None,
-                    tuple(specs), cfg.forward_windows, tuple(sorted(cfg.storage_options.items())))
+    task = ScanTask.from_config(cfg, specs)
     writer = OutputWriter(cfg.out_dir, specs, cfg.forward_windows, run_key(cfg, symbols), resume)
     first = writer.flushed
     if first:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ from harness.detectors import DetectorSpec
 from harness.errors import DataError
 from harness.eval import event_rows, forward_returns
 from harness.io import load_symbol_bars
+
+if TYPE_CHECKING:
+    from harness.config import ScanConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +39,12 @@ class ScanTask:
     detectors: tuple[DetectorSpec, ...]
     windows: tuple[int, ...]
     storage_options: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs for s3:// data
+
+    @classmethod
+    def from_config(cls, cfg: ScanConfig, detectors: Sequence[DetectorSpec]) -> ScanTask:
+        """The task of a run of `cfg` with the resolved `detectors`."""
+        return cls(cfg.ohlcv_path, cfg.lookback_days, pd.Timestamp(cfg.end_date) if cfg.end_date else None,
+                   tuple(detectors), cfg.forward_windows, tuple(sorted(cfg.storage_options.items())))
 
 
 @dataclasses.dataclass
