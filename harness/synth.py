@@ -2,17 +2,22 @@
 
     python -m harness.synth --out data/ohlcv --symbols 500 --years 10 --seed 7
 
-What it imitates: a business-day calendar with market holidays; log prices that follow a random
-walk with GARCH-style volatility clustering and Student-t (fat-tailed) shocks; consistent OHLC
+What it imitates: a business-day calendar with market holidays; prices that follow a multiplicative
+random walk with GARCH-style volatility clustering and Student-t (fat-tailed) shocks; consistent OHLC
 (low <= open, close <= high); volume with persistence and spikes on large moves; occasional
 overnight gaps; late starts (IPOs) and early ends (delistings); a few symbols with missing days;
 a few partitions split into one file per year; ticker-like names, some with '.' and '-'.
-Everything derives from the seed, so the same arguments give the same bytes.
+Everything derives from the seed, so the same arguments give the same bytes, on any machine:
+prices lie on a one-cent grid and volumes are whole shares, and every number is made from the
+random generator's uniform draws with +, -, *, / and sqrt only. IEEE 754 rounds those exactly
+the same way everywhere, whereas numpy's exp/log (and the libm calls behind rng.normal or
+rng.standard_t) pick CPU-specific code whose last bits differ between machines.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import string
 import sys
@@ -50,41 +55,69 @@ def ticker_names(count: int, rng: np.random.Generator) -> list[str]:
     return sorted(names)
 
 
+def standard_normals(rng: np.random.Generator, size: int | tuple[int, ...]) -> np.ndarray:
+    """Approximately standard normal draws: the sum of 12 uniforms minus 6 (Irwin-Hall), in [-6, 6].
+
+    Only uniform draws and additions, so the values are the same on every CPU (see module docstring).
+    """
+    uniforms = rng.random((12, *np.atleast_1d(size)))
+    total = uniforms[0].copy()
+    for k in range(1, 12):  # a fixed order of additions: no reduction whose order could vary
+        total += uniforms[k]
+    return total - 6.0
+
+
+def student_t4(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n fat-tailed shocks with unit variance: Student-t with 4 degrees of freedom, z0 / sqrt(chi2_4 / 4),
+    divided by sqrt(2) (the t4 variance)."""
+    z = standard_normals(rng, (5, n))
+    chi2 = z[1] * z[1] + z[2] * z[2] + z[3] * z[3] + z[4] * z[4]
+    return z[0] / np.sqrt(chi2 / 4.0) / np.sqrt(2.0)
+
+
+def to_cents(prices: np.ndarray) -> np.ndarray:
+    """Prices rounded to the one-cent tick, at least one cent."""
+    return np.maximum(np.rint(prices * 100.0) / 100.0, 0.01)
+
+
 def simulate_bars(n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """n rows of open/high/low/close/volume (no dates) for one symbol."""
+    """n rows of open/high/low/close (on a cent grid) and volume (whole shares), no dates, for one symbol."""
     omega, alpha, beta = 2e-6, 0.08, 0.9
-    shocks = rng.standard_t(4, size=n) / np.sqrt(2.0)  # unit variance for df=4
-    var = np.empty(n)
-    ret = np.empty(n)
+    shocks = student_t4(rng, n)
+    var, ret = [0.0] * n, [0.0] * n
     var[0] = omega / (1 - alpha - beta) * rng.uniform(0.5, 2.0)
-    for i in range(n):  # GARCH(1,1): today's variance depends on yesterday's shock
+    for i, shock in enumerate(shocks.tolist()):  # GARCH(1,1): today's variance depends on yesterday's shock
         if i:
-            var[i] = omega + alpha * ret[i - 1] ** 2 + beta * var[i - 1]
-        ret[i] = np.sqrt(var[i]) * shocks[i]
-    drift = rng.normal(0.0003, 0.0003)
-    log_close = np.log(rng.uniform(5, 300)) + np.cumsum(ret + drift)
-    close = np.exp(log_close)
+            var[i] = omega + alpha * ret[i - 1] * ret[i - 1] + beta * var[i - 1]
+        ret[i] = min(max(math.sqrt(var[i]) * shock, -0.5), 0.5)
+    var, ret = np.array(var), np.array(ret)
+    drift = 0.0003 + 0.0003 * standard_normals(rng, 1)[0]
+    close = rng.uniform(5, 300) * np.cumprod(1.0 + ret + drift)
 
     # Overnight gap: part of each day's move happens at the open; now and then a large jump.
     overnight = ret * rng.uniform(0.1, 0.5, size=n)
     jumps = rng.random(n) < 0.01
     overnight[jumps] += rng.choice([-1.0, 1.0], size=jumps.sum()) * rng.uniform(0.03, 0.08, size=jumps.sum())
-    prev_close = np.concatenate([[close[0] * np.exp(-ret[0])], close[:-1]])
-    open_ = prev_close * np.exp(overnight)
-    spread = np.abs(rng.normal(0, np.sqrt(var), size=(2, n)))
-    high = np.maximum(open_, close) * np.exp(spread[0])
-    low = np.minimum(open_, close) * np.exp(-spread[1])
+    prev_close = np.concatenate([[close[0] / (1.0 + ret[0])], close[:-1]])
+    open_ = prev_close * (1.0 + overnight)
+    spread = np.minimum(np.abs(standard_normals(rng, (2, n)) * np.sqrt(var)), 0.5)
+    high = np.maximum(open_, close) * (1.0 + spread[0])
+    low = np.minimum(open_, close) * (1.0 - spread[1])
 
-    log_vol = np.empty(n)
-    level = np.log(rng.uniform(2e5, 5e7))
-    noise = rng.normal(0, 0.25, size=n)
-    log_vol[0] = level
-    for i in range(1, n):  # AR(1) persistence around the symbol's typical volume
-        log_vol[i] = level + 0.7 * (log_vol[i - 1] - level) + noise[i]
+    # Volume: AR(1) around the symbol's typical level, with spikes on large moves.
+    level = rng.uniform(2e5, 5e7)
+    noise = 0.25 * standard_normals(rng, n)
+    relative = [1.0] * n
+    for i, step in enumerate(noise.tolist()[1:], start=1):
+        relative[i] = max(1.0 + 0.7 * (relative[i - 1] - 1.0) + step, 0.05)
+    relative = np.array(relative)
     surprise = np.abs(ret) / np.sqrt(var)
-    log_vol += 0.35 * np.clip(surprise - 1.5, 0, None)  # volume spikes on large moves
-    volume = np.round(np.exp(log_vol)).astype(np.int64)
-    return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume})
+    spike = 1.0 + 0.0875 * np.clip(surprise - 1.5, 0, None)
+    relative *= (spike * spike) * (spike * spike)  # (1 + y/4)^4, about exp(y) for y = 0.35 x
+    volume = np.rint(level * relative).astype(np.int64)
+    # Rounding is monotone, so low <= open, close <= high still holds on the cent grid.
+    return pd.DataFrame({"open": to_cents(open_), "high": to_cents(high), "low": to_cents(low),
+                         "close": to_cents(close), "volume": volume})
 
 
 def write_universe(out: Path, symbols: int, years: int, seed: int) -> list[str]:

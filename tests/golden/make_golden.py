@@ -1,18 +1,26 @@
-"""Regenerate the golden outputs: `python tests/golden/make_golden.py`.
+"""Regenerate the golden outputs: `python tests/golden/make_golden.py [--new-input]`.
 
-Only run this when a detector's semantics change on purpose (never for baseline/, which is frozen),
-and say so in the commit. The golden universe is harness.synth with 20 symbols, 3 years, seed 11.
+The golden input is committed: tests/golden/ohlcv/, 20 symbols x 3 years written once by
+harness.synth (seed 11) and stored with zstd. The golden outputs pin what the detectors (and the
+reader, and forward returns) make of those bars, so a change to the generator does not touch them.
+Only regenerate the outputs when a detector's semantics change on purpose (never for baseline/,
+which is frozen), and say so in the commit. `--new-input` rewrites the input from the generator
+first; that changes every golden file.
 """
 
 from __future__ import annotations
 
+import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 GOLDEN = Path(__file__).resolve().parent
+INPUT = GOLDEN / "ohlcv"
 sys.path.insert(0, str(GOLDEN.parents[1]))
 
 from harness.detectors import REGISTERED, resolve_detectors  # noqa: E402
@@ -40,13 +48,26 @@ def golden_frames(root: Path) -> dict[str, pd.DataFrame]:
     return {name: pd.concat(p, ignore_index=True)[columns] for name, p in pieces.items()}
 
 
-def main() -> None:
+def write_input() -> None:
+    """Replace tests/golden/ohlcv with the generator's universe, recompressed (zstd) to keep it small."""
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "ohlcv"
-        write_universe(root, **UNIVERSE)
-        for name, frame in golden_frames(root).items():
-            frame.to_csv(GOLDEN / f"{name}.csv", index=False, float_format="%.17g")
-            print(f"{name}: {len(frame)} events")
+        write_universe(Path(tmp), **UNIVERSE)
+        if INPUT.exists():
+            shutil.rmtree(INPUT)
+        for path in sorted(Path(tmp).rglob("*.parquet")):
+            target = INPUT / path.relative_to(tmp)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pq.read_table(path), target, compression="zstd", compression_level=19)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new-input", action="store_true", help="rewrite the input bars from harness.synth first")
+    if parser.parse_args().new_input:
+        write_input()
+    for name, frame in golden_frames(INPUT).items():
+        frame.to_csv(GOLDEN / f"{name}.csv", index=False, float_format="%.17g")
+        print(f"{name}: {len(frame)} events")
 
 
 if __name__ == "__main__":
