@@ -6,7 +6,7 @@ DATA   := data/ohlcv
 
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test data bench ab load chromium clean
+.PHONY: run test data bench load chromium clean
 
 # The venv is rebuilt when the dependency pins change; packages come from constraints.txt (exact
 # versions the tests pass with), the project itself is installed editable.
@@ -33,11 +33,9 @@ chromium:
 test: $(VENV)/.installed chromium
 	$(PY) -m pytest -q --durations=15
 
-bench: $(VENV)/.installed
-	$(PY) benchmarks/scaling.py
-
-ab: $(VENV)/.installed
-	$(PY) benchmarks/ab.py
+# 5,000 symbols x 20 years (generated once into data/bench/), whole CLI processes, 3 rounds.
+bench: $(VENV)/.installed data/.ohlcv-complete
+	$(PY) benchmarks/bench.py
 
 load: $(VENV)/.installed
 	$(PY) benchmarks/load.py

@@ -1,27 +1,28 @@
 """Load: driver peak memory as the universe grows, on the default 8-worker LocalCluster.
 
-    python benchmarks/load.py [--sizes 500,5000] [--years 2]
+    python benchmarks/load.py [--sizes 500,5000] [--years 2]      (make load)
 
-For each size, generates a universe of short histories (to keep it quick), runs the real driver
-(run_scan, all nine detectors, default 8 workers) in a fresh child process and records the
-driver's peak RSS and the wall time. Bounded memory means the peak barely moves with the size.
-Saves JSON under benchmarks/results/; asserts nothing.
+For each size, generates a universe of short histories (to keep it quick), runs the real CLI
+(all nine detectors, default 8 workers) as a subprocess and records the driver's peak RSS (run.json
+`driver_peak_rss_mb`: the driver's own getrusage, not its workers') and the wall time. Bounded
+memory means the peak barely moves with the size. Saves JSON under benchmarks/results/; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
+import yaml
 
-from scaling import collect, run_child  # noqa: E402
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
 
 from harness.synth import write_universe  # noqa: E402
 
@@ -39,12 +40,19 @@ def main() -> None:
         for size in (int(s) for s in args.sizes.split(",")):
             data = tmp / f"u{size}"
             write_universe(data, size, args.years, seed=7)
-            r = collect(run_child("dask", args.workers, str(data), str(tmp / f"out{size}")))
-            rows.append({"symbols": size, "years": args.years, "workers": args.workers,
-                         "scan_seconds": r["ended"] - r["began"], "startup_seconds": r["startup"],
-                         "driver_peak_rss_mb": r["rss_mb"]})
-            print(f"{size} symbols: scan {rows[-1]['scan_seconds']:.1f}s, driver peak RSS {r['rss_mb']:.0f} MB",
-                  flush=True)
+            config = tmp / f"c{size}.yaml"
+            config.write_text(yaml.safe_dump({"ohlcv_path": str(data), "out_dir": str(tmp / f"out{size}"),
+                                              "workers": args.workers, "dashboard_address": "127.0.0.1:0"}))
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "harness.run", "--config", str(config)], cwd=REPO,
+                                  capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0:
+                raise SystemExit(proc.stderr)
+            run = json.loads((tmp / f"out{size}" / "run.json").read_text())
+            rows.append({"symbols": size, "years": args.years, "workers": args.workers, "wall_seconds": wall,
+                         "driver_peak_rss_mb": run["driver_peak_rss_mb"], "timings": run["timings"]})
+            print(f"{size} symbols: {wall:.1f}s, driver peak RSS {run['driver_peak_rss_mb']:.0f} MB", flush=True)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"load-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -39,6 +39,15 @@ QUIET_DASK = {
     "distributed.worker.memory.monitor-interval": "1000ms",
     "distributed.scheduler.work-stealing-interval": "500ms",
 }
+# LocalCluster workers are forked from a forkserver that has already imported the scan's code (and
+# with it numpy, pandas, pyarrow): a worker starts in a fraction of the time a spawned interpreter
+# takes to import them. Only the LocalCluster's own workers: a remote cluster starts its own.
+# allowed-failures 0: a task whose worker dies comes back as KilledWorker at once, and the driver
+# reruns it as a suspect, alone (harness.dispatch); Dask's own three retries would only repeat,
+# four times per bisection step, the death of a worker that a symbol kills every time.
+FORKSERVER = {"distributed.worker.multiprocessing-method": "forkserver",
+              "distributed.scheduler.allowed-failures": 0}
+FORKSERVER_PRELOAD = ["harness.task", "cluster.worker_setup"]
 # Packages whose version can change a detector's numbers or the bytes written: a mismatch between
 # driver and workers is an error unless allow_version_mismatch is set. Others only get a warning.
 RESULT_PACKAGES = ("numpy", "pandas", "pyarrow")
@@ -123,6 +132,22 @@ def _prepare(client: Client, cfg: ScanConfig) -> None:
     warm_up(client)
 
 
+def _preload_forkserver() -> None:
+    """Have the forkserver import the scan's code before it forks the first worker.
+
+    distributed sets its own preload list (distributed, numpy, pandas...) the first time it builds
+    a forkserver context; ours adds this project's modules to it. It takes effect when the
+    forkserver starts, i.e. with this process's first LocalCluster.
+    """
+    import multiprocessing.forkserver
+
+    from distributed.utils import get_mp_context
+    with dask.config.set(FORKSERVER):
+        context = get_mp_context()
+    preload = list(multiprocessing.forkserver._forkserver._preload_modules or ["distributed"])
+    context.set_forkserver_preload([*preload, *(m for m in FORKSERVER_PRELOAD if m not in preload)])
+
+
 @contextlib.contextmanager
 def connect(cfg: ScanConfig) -> Iterator[Client]:
     """A Client for this run; closes it (and a LocalCluster it started) on the way out."""
@@ -143,6 +168,7 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
             finally:
                 client.close()  # never client.shutdown(): the cluster is not ours
             return
+        _preload_forkserver()
         cores = os.cpu_count() or 1
         if cfg.workers > cores:
             # Kept as asked (the user may know better, e.g. for slow s3:// reads), but said once:
@@ -150,9 +176,10 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
             log.warning("workers: %d on a machine with %d cores: more CPU-bound worker processes than "
                         "cores make the scan slower, not faster; consider workers: %d",
                         cfg.workers, cores, cores)
-        cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=cfg.dashboard_address,
-                               silence_logs=logging.ERROR, preload=["cluster.worker_setup"])
+        with dask.config.set(FORKSERVER):
+            cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=cfg.dashboard_address,
+                                   silence_logs=logging.ERROR, preload=["cluster.worker_setup"])
         try:
             client = Client(cluster)
             try:

@@ -20,6 +20,8 @@ from harness.errors import ConfigError
 
 MAX_WORKERS = 12
 DEFAULT_WINDOWS = (5, 10, 20, 40)
+DEFAULT_PATH_OFFSETS = (-20, 40)
+MAX_PATH_OFFSET = 250
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +36,10 @@ class ScanConfig:
     detectors: tuple[str, ...] = ()
     params: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     forward_windows: tuple[int, ...] = DEFAULT_WINDOWS
+    path_offsets: tuple[int, int] = DEFAULT_PATH_OFFSETS
     flush_every: int = 50
     workers: int = 8
-    symbols_per_task: int = 1
+    symbols_per_task: int | None = None  # None: "auto", sized by harness.plan from the measured cost
     scheduler_address: str | None = None
     dashboard_address: str = "127.0.0.1:8787"
     on_error: str = "fail"
@@ -49,9 +52,10 @@ class ScanConfig:
         """JSON-friendly copy, for run.json."""
         out = dataclasses.asdict(self)
         out["end_date"] = self.end_date.isoformat() if self.end_date else None
-        for key in ("symbols", "detectors", "forward_windows"):
+        for key in ("symbols", "detectors", "forward_windows", "path_offsets"):
             out[key] = list(out[key]) if out[key] is not None else None
         out["params"] = {k: dict(v) for k, v in self.params.items()}
+        out["symbols_per_task"] = self.symbols_per_task or "auto"
         out["storage_options"] = {k: ("***" if k in SECRET_OPTIONS else v) for k, v in self.storage_options.items()}
         return out
 
@@ -118,12 +122,31 @@ def _windows(key: str, value: Any) -> tuple[int, ...]:
     return tuple(sorted(value))
 
 
+def _path_offsets(key: str, value: Any) -> tuple[int, int]:
+    if (not isinstance(value, list) or len(value) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in value)
+            or not -MAX_PATH_OFFSET <= value[0] <= 0 <= value[1] <= MAX_PATH_OFFSET):
+        raise _fail(key, f"must be [first, last] bars around the event with -{MAX_PATH_OFFSET} <= first <= 0 "
+                    f"<= last <= {MAX_PATH_OFFSET}, e.g. [-20, 40]; got {value!r}")
+    return value[0], value[1]
+
+
 def _params(key: str, value: Any) -> dict[str, dict[str, Any]]:
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise _fail(key, "must map a detector name to a mapping of parameter: value")
     return {str(name): dict(p) for name, p in value.items()}
+
+
+def _per_task(key: str, value: Any) -> int | None:
+    if value == "auto":
+        return None
+    if isinstance(value, str) and value.isdigit():  # from a CLI flag
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+        raise _fail(key, f"must be auto or an integer between 1 and 10000, got {value!r}")
+    return value
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -250,9 +273,10 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
         detectors=detectors,
         params=params,
         forward_windows=_windows("forward_windows", merged.get("forward_windows", list(DEFAULT_WINDOWS))),
+        path_offsets=_path_offsets("path_offsets", merged.get("path_offsets", list(DEFAULT_PATH_OFFSETS))),
         flush_every=_int("flush_every", merged.get("flush_every", 50), 1),
         workers=_int("workers", merged.get("workers", 8), 1, MAX_WORKERS),
-        symbols_per_task=_int("symbols_per_task", merged.get("symbols_per_task", 1), 1, 1000),
+        symbols_per_task=_per_task("symbols_per_task", merged.get("symbols_per_task", "auto")),
         scheduler_address=scheduler_address,
         dashboard_address=_str("dashboard_address", merged.get("dashboard_address", "127.0.0.1:8787")),
         on_error=on_error,

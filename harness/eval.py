@@ -13,6 +13,16 @@ def forward_column(window: int) -> str:
     return f"fwd_{window}"
 
 
+def abnormal_column(window: int) -> str:
+    """Column name of the `window`-bar abnormal (market-adjusted) forward return, e.g. abn_5."""
+    return f"abn_{window}"
+
+
+def market_column(window: int) -> str:
+    """Column name of the market's return over the same bars as fwd_<window> (kept in memory only)."""
+    return f"mkt_{window}"
+
+
 def event_rows(dates: np.ndarray, event_dates: np.ndarray) -> np.ndarray:
     """Row numbers of `event_dates` in the sorted, unique `dates`; ValueError if one is not there."""
     rows = np.searchsorted(dates, event_dates)

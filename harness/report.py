@@ -1,30 +1,30 @@
-"""report.html: a self-contained page (BokehJS inlined, opens offline) that compares baselines and variants.
+"""report.html: a self-contained page (inline SVG, no script: it opens offline) comparing baselines and variants.
 
-Draws only; the numbers come from harness.summary. One row of plots per family (a baseline with its
-variants, side by side): mean forward return by window with 95% confidence intervals, hit rate by
-window, events per year, and the distribution of the 20-bar forward return; above them the run's
-facts and each detector's share of CPU time.
+Draws only; the numbers come from harness.summary. One row of charts per family (a baseline with its
+variants, on the same charts): the abnormal return around the event with its 95% band, the mean
+abnormal return by window with date-clustered 95% intervals, the abnormal hit rate by window,
+events per year, and the distribution of the 20-bar forward return; above them the run's facts
+and each detector's share of CPU time. The charts are plain SVG written here (a few primitives),
+which builds in milliseconds; a plotting library cost seconds per report.
 """
 
 from __future__ import annotations
 
 import html
-from typing import Any, Mapping, Sequence
+import math
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from bokeh.embed import file_html
-from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource, Div, FactorRange, NumeralTickFormatter, Range1d, Whisker
-from bokeh.palettes import Category10_10
-from bokeh.plotting import figure
-from bokeh.resources import INLINE
 
 from harness.eval import forward_column
-from harness.summary import confidence_interval, events_per_year, histogram
+from harness.summary import clustered_interval, events_per_year, histogram
 
-WIDTH, HEIGHT = 330, 260
+WIDTH, HEIGHT = 330, 250
+LEFT, RIGHT, TOP, BOTTOM = 52, 10, 28, 34  # margins around the plotting area
 DISTRIBUTION_WINDOW = 20
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+          "#bcbd22", "#17becf")
 
 
 def families(detectors: Sequence[str], baselines: Mapping[str, str | None]) -> list[list[str]]:
@@ -41,104 +41,204 @@ def families(detectors: Sequence[str], baselines: Mapping[str, str | None]) -> l
     return list(groups.values())
 
 
-def _colors(names: Sequence[str]) -> dict[str, str]:
-    return {name: Category10_10[i % 10] for i, name in enumerate(names)}
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """About `count` round tick values covering [low, high] (steps of 1, 2 or 5 x 10^k)."""
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        return [low] if math.isfinite(low) else []
+    raw = (high - low) / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(low / step - 1e-9)
+    return [round(k * step, 12) for k in range(first, math.floor(high / step + 1e-9) + 1)]
 
 
-def _by_window(summary: pd.DataFrame, members: list[str], colors: dict[str, str], value: str,
-               title: str, with_ci: bool) -> Any:
-    rows = summary[summary["detector"].isin(members)].copy()
-    rows["order"] = rows["detector"].map(members.index)
-    rows = rows.sort_values(["window", "order"])
-    x = [(str(w), d) for w, d in zip(rows["window"], rows["detector"])]
-    low, high = confidence_interval(rows["mean"], rows["std"], rows["valid"])
-    source = ColumnDataSource({"x": x, "value": rows[value].to_numpy(), "low": low, "high": high,
-                               "color": [colors[d] for d in rows["detector"]], "detector": rows["detector"].tolist()})
-    values = rows[value].to_numpy(dtype="float64")
-    top = np.nanmax(np.concatenate([values, high if with_ci else values, [0.0]]))
-    bottom = np.nanmin(np.concatenate([values, low if with_ci else values, [0.0]]))
-    span = (top - bottom) or 1.0
-    # headroom above the bars and whiskers for the legend
-    y_range = Range1d(bottom - 0.05 * span if bottom < 0 else 0, top + 0.45 * span)
-    plot = figure(x_range=FactorRange(*x), y_range=y_range, width=WIDTH, height=HEIGHT, title=title,
-                  toolbar_location=None, tooltips=[("detector", "@detector"), (value, "@value{0.0000}")])
-    plot.vbar(x="x", top="value", width=0.8, color="color", legend_field="detector", source=source)
-    if with_ci:
-        plot.add_layout(Whisker(source=source, base="x", lower="low", upper="high"))
-    plot.xaxis.major_label_text_font_size = "0pt"  # the detector names are in the legend
-    plot.xaxis.group_text_font_size = "10pt"
-    plot.yaxis.formatter = NumeralTickFormatter(format="0.0%")
-    plot.legend.location = "top_left"
-    plot.legend.label_text_font_size = "8pt"
-    plot.legend.background_fill_alpha = 0.7
-    return plot
+class Chart:
+    """One SVG chart: linear axes over the data ranges given, with ticks, a title and a legend."""
+
+    def __init__(self, title: str, x_range: tuple[float, float], y_range: tuple[float, float],
+                 y_format: str = "{:.1%}", x_labels: Sequence[tuple[float, str]] | None = None,
+                 x_format: str = "{:g}"):
+        self.title, self.parts = title, []
+        pad = (y_range[1] - y_range[0]) * 0.05 or 0.01
+        self.x0, self.x1 = x_range
+        self.y0, self.y1 = y_range[0] - pad, y_range[1] + pad
+        if self.x1 == self.x0:
+            self.x0, self.x1 = self.x0 - 1, self.x1 + 1
+        self.y_format, self.x_format, self.x_labels = y_format, x_format, x_labels
+
+    def x(self, value: float) -> float:
+        return LEFT + (value - self.x0) / (self.x1 - self.x0) * (WIDTH - LEFT - RIGHT)
+
+    def y(self, value: float) -> float:
+        return HEIGHT - BOTTOM - (value - self.y0) / (self.y1 - self.y0) * (HEIGHT - TOP - BOTTOM)
+
+    def line(self, xs: Iterable[float], ys: Iterable[float], color: str, width: float = 2, dash: str = "") -> None:
+        """A polyline through the finite points (a gap where a value is NaN)."""
+        runs, run = [], []
+        for a, b in zip(xs, ys):
+            if math.isfinite(a) and math.isfinite(b):
+                run.append(f"{self.x(a):.1f},{self.y(b):.1f}")
+            elif run:
+                runs.append(run)
+                run = []
+        runs.append(run)
+        dashed = f' stroke-dasharray="{dash}"' if dash else ""
+        self.parts += [f'<polyline points="{" ".join(r)}" fill="none" stroke="{color}" stroke-width="{width}"{dashed}/>'
+                       for r in runs if r]
+
+    def band(self, xs: Sequence[float], low: Sequence[float], high: Sequence[float], color: str) -> None:
+        points = [(a, lo, hi) for a, lo, hi in zip(xs, low, high) if math.isfinite(lo) and math.isfinite(hi)]
+        if points:
+            path = [f"{self.x(a):.1f},{self.y(hi):.1f}" for a, _, hi in points]
+            path += [f"{self.x(a):.1f},{self.y(lo):.1f}" for a, lo, _ in reversed(points)]
+            self.parts.append(f'<polygon points="{" ".join(path)}" fill="{color}" fill-opacity="0.15" stroke="none"/>')
+
+    def bar(self, left: float, right: float, value: float, color: str, opacity: float = 1.0) -> None:
+        if math.isfinite(value):
+            top, base = sorted((self.y(value), self.y(max(self.y0, min(0.0, self.y1)))))
+            self.parts.append(f'<rect x="{self.x(left):.1f}" y="{top:.1f}" width="{self.x(right) - self.x(left):.1f}" '
+                              f'height="{max(base - top, 0.5):.1f}" fill="{color}" fill-opacity="{opacity}"/>')
+
+    def whisker(self, at: float, low: float, high: float) -> None:
+        if math.isfinite(low) and math.isfinite(high):
+            x = self.x(at)
+            self.parts.append(f'<path d="M{x:.1f},{self.y(low):.1f}V{self.y(high):.1f}M{x - 3:.1f},{self.y(low):.1f}'
+                              f'h6M{x - 3:.1f},{self.y(high):.1f}h6" stroke="#333" fill="none"/>')
+
+    def dot(self, at: float, value: float, color: str) -> None:
+        if math.isfinite(value):
+            self.parts.append(f'<circle cx="{self.x(at):.1f}" cy="{self.y(value):.1f}" r="2.5" fill="{color}"/>')
+
+    def svg(self) -> str:
+        axes = []
+        for tick in nice_ticks(self.y0, self.y1):
+            y = self.y(tick)
+            axes.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e5e5"/>'
+                        f'<text x="{LEFT - 4}" y="{y + 3:.1f}" text-anchor="end">{self.y_format.format(tick)}</text>')
+        if self.y0 < 0 < self.y1:
+            axes.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{self.y(0):.1f}" y2="{self.y(0):.1f}" stroke="#999"/>')
+        labels = self.x_labels if self.x_labels is not None else [
+            (t, self.x_format.format(t)) for t in nice_ticks(self.x0, self.x1)]
+        for at, label in labels:
+            axes.append(f'<text x="{self.x(at):.1f}" y="{HEIGHT - BOTTOM + 14}" text-anchor="middle">'
+                        f'{html.escape(label)}</text>')
+        return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-size="10" '
+                f'font-family="sans-serif"><text x="{WIDTH / 2}" y="14" text-anchor="middle" font-size="12" '
+                f'font-weight="bold">{html.escape(self.title)}</text>'
+                f'<rect x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" height="{HEIGHT - TOP - BOTTOM}" '
+                f'fill="none" stroke="#ccc"/>{"".join(axes)}{"".join(self.parts)}</svg>')
 
 
-def _per_year(forward: Mapping[str, pd.DataFrame], members: list[str], colors: dict[str, str]) -> Any:
-    plot = figure(width=WIDTH, height=HEIGHT, title="events per year", toolbar_location=None)
-    plot.y_range.start = 0
-    for name in members:
-        counts = events_per_year(forward[name]["date"])
-        plot.line(counts.index.to_numpy(), counts.to_numpy(), color=colors[name], legend_label=name, line_width=2)
-        plot.scatter(counts.index.to_numpy(), counts.to_numpy(), color=colors[name], size=5)
-    plot.legend.location = "bottom_right"
-    plot.legend.label_text_font_size = "8pt"
-    plot.legend.background_fill_alpha = 0.7
-    return plot
+def _span(*arrays: Iterable[float], include_zero: bool = True) -> tuple[float, float]:
+    values = np.concatenate([np.asarray(list(a), dtype="float64") for a in arrays] + [np.zeros(int(include_zero))])
+    values = values[np.isfinite(values)]
+    return (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
 
 
-def _distribution(forward: Mapping[str, pd.DataFrame], members: list[str], colors: dict[str, str]) -> Any:
-    column_name = forward_column(DISTRIBUTION_WINDOW)
-    plot = figure(width=WIDTH, height=HEIGHT, title=f"distribution of {column_name}", toolbar_location=None)
-    values = {name: forward[name][column_name].to_numpy(dtype="float64") for name in members
-              if column_name in forward[name]}
+def _path_chart(paths: pd.DataFrame, members: list[str], colors: dict[str, str]) -> str:
+    rows = {name: paths[paths["detector"] == name] for name in members}
+    chart = Chart("abnormal return around the event (95% band)",
+                  _span(*(r["offset"] for r in rows.values())),
+                  _span(*(r["abn_low"] for r in rows.values()), *(r["abn_high"] for r in rows.values()),
+                        *(r["mean_abn"] for r in rows.values())))
+    for name, r in rows.items():
+        chart.band(r["offset"].tolist(), r["abn_low"].tolist(), r["abn_high"].tolist(), colors[name])
+        chart.line(r["offset"], r["mean_abn"], colors[name])
+    chart.line([0, 0], [chart.y0, chart.y1], "#999", width=1, dash="3,3")
+    return chart.svg()
+
+
+def _window_chart(summary: pd.DataFrame, members: list[str], colors: dict[str, str], value: str,
+                  title: str, with_ci: bool, y_format: str = "{:.1%}") -> str:
+    rows = summary[summary["detector"].isin(members)]
+    windows = sorted(rows["window"].unique())
+    low, high = clustered_interval(rows["abn_mean"], rows["abn_t"])
+    span = _span(rows[value], *((low, high) if with_ci else ()))
+    chart = Chart(title, (0, len(windows)), span, y_format=y_format,
+                  x_labels=[(i + 0.5, f"{w} bars") for i, w in enumerate(windows)])
+    width = 0.8 / max(len(members), 1)
+    for row, lo, hi in zip(rows.to_dict("records"), low, high):
+        left = windows.index(row["window"]) + 0.1 + members.index(row["detector"]) * width
+        chart.bar(left, left + width, row[value], colors[row["detector"]])
+        if with_ci:
+            chart.whisker(left + width / 2, lo, hi)
+    return chart.svg()
+
+
+def _per_year_chart(forward: Mapping[str, pd.DataFrame], members: list[str], colors: dict[str, str]) -> str:
+    counts = {name: events_per_year(forward[name]["date"]) for name in members}
+    years = _span(*(c.index for c in counts.values() if len(c)), include_zero=False)
+    chart = Chart("events per year", years, _span(*(c.to_numpy() for c in counts.values())), y_format="{:g}",
+                  x_format="{:.0f}")
+    for name, c in counts.items():
+        chart.line(c.index.to_numpy(dtype="float64"), c.to_numpy(dtype="float64"), colors[name])
+        for year, n in c.items():
+            chart.dot(year, n, colors[name])
+    return chart.svg()
+
+
+def _distribution_chart(forward: Mapping[str, pd.DataFrame], members: list[str], colors: dict[str, str]) -> str:
+    column = forward_column(DISTRIBUTION_WINDOW)
+    values = {name: forward[name][column].to_numpy(dtype="float64") for name in members if column in forward[name]}
     pooled = np.concatenate(list(values.values())) if values else np.array([])
-    for name, data in values.items():
-        density, edges = histogram(data, pooled)
-        plot.quad(top=density, bottom=0, left=edges[:-1], right=edges[1:], fill_color=colors[name],
-                  fill_alpha=0.35, line_color=colors[name], legend_label=name)
-    plot.xaxis.formatter = NumeralTickFormatter(format="0%")
-    plot.legend.label_text_font_size = "8pt"
-    plot.legend.background_fill_alpha = 0.7
-    return plot
+    shapes = {name: histogram(v, pooled) for name, v in values.items()}
+    edges = next(iter(shapes.values()))[1] if shapes else np.array([-0.1, 0.1])
+    chart = Chart(f"distribution of {column}", (edges[0], edges[-1]),
+                  _span(*(d for d, _ in shapes.values())), y_format="{:g}", x_format="{:.0%}")
+    for name, (density, bins) in shapes.items():
+        for left, right, height in zip(bins[:-1], bins[1:], density):
+            chart.bar(left, right, height, colors[name], opacity=0.35)
+    return chart.svg()
 
 
-def _facts(info: Mapping[str, Any]) -> Div:
+def _facts(info: Mapping[str, Any]) -> str:
     symbols = info.get("symbols", {})
     where = (f"scheduler {info['scheduler_address']}" if info.get("scheduler_address")
              else f"{info.get('workers')} worker(s)" if info.get("workers", 1) > 1 else "serial (in-process)")
     cpu = info.get("cpu_seconds", {})
     total = sum(cpu.values()) or 1.0
-    shares = "".join(f"<tr><td>{html.escape(name)}</td><td style='text-align:right'>{seconds:.1f} s</td>"
-                     f"<td style='text-align:right'>{100 * seconds / total:.0f}%</td></tr>"
+    shares = "".join(f"<tr><td>{html.escape(name)}</td><td class=n>{seconds:.1f} s</td>"
+                     f"<td class=n>{100 * seconds / total:.0f}%</td></tr>"
                      for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]))
     failed = ", ".join(html.escape(f["symbol"]) for f in info.get("failed", [])[:20]) or "none"
-    text = f"""
-    <h1 style="margin-bottom:4px">symbol scan report</h1>
-    <p>Symbols scanned: <b>{symbols.get('done', '?')}</b> of {symbols.get('total', '?')};
-       failed: <b>{symbols.get('failed', 0)}</b> ({failed}).
-       Ran on: <b>{html.escape(where)}</b>. Duration: <b>{info.get('wall_seconds', 0):.1f} s</b>.</p>
-    <table style="border-collapse:collapse"><tr><th style="text-align:left">detector</th>
-       <th>CPU time</th><th>share</th></tr>{shares}</table>"""
-    return Div(text=text, width=900)
+    return f"""<h1>symbol scan report</h1>
+<p>Symbols scanned: <b>{symbols.get('done', '?')}</b> of {symbols.get('total', '?')};
+failed: <b>{symbols.get('failed', 0)}</b> ({failed}). Ran on: <b>{html.escape(where)}</b>.
+Duration: <b>{info.get('wall_seconds', 0):.1f} s</b>.</p>
+<p>Abnormal return: the return in excess of the equal-weighted market of the scanned universe over the
+same bars. Intervals and bands: 95%, with standard errors clustered by event date.</p>
+<table><tr><th>detector</th><th>CPU time</th><th>share</th></tr>{shares}</table>"""
 
 
-def build_report(summary: pd.DataFrame, forward: Mapping[str, pd.DataFrame], info: Mapping[str, Any]) -> str:
+PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>symbol scan report</title>
+<style>body{{font-family:sans-serif;margin:16px}} h1{{margin:0 0 4px}} h2{{margin:18px 0 4px}}
+.row{{display:flex;flex-wrap:wrap;gap:6px}} table{{border-collapse:collapse}} td,th{{padding:1px 8px}}
+th{{text-align:left}} .n{{text-align:right}}
+.key{{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:-1px}}</style></head>
+<body>{body}</body></html>
+"""
+
+
+def build_report(summary: pd.DataFrame, forward: Mapping[str, pd.DataFrame], paths: pd.DataFrame,
+                 info: Mapping[str, Any]) -> str:
     """The whole page as HTML text.
 
-    summary: summarize()'s table; forward: detector -> its forward rows (date, fwd_<h>);
+    summary: summarize()'s table; forward: detector -> its event rows (date, fwd_<h>);
+    paths: the event-time paths (harness.summary.PATH_COLUMNS);
     info: the run.json content (symbols, failed, workers, scheduler_address, wall_seconds, cpu_seconds).
     """
     detectors = list(dict.fromkeys(summary["detector"]))
     baselines = dict(zip(summary["detector"], summary["baseline"].replace("", None)))
-    colors = _colors(detectors)
-    rows = [_facts(info)]
+    colors = {name: COLORS[i % len(COLORS)] for i, name in enumerate(detectors)}
+    body = [_facts(info)]
     for members in families(detectors, baselines):
-        label = " vs ".join(members)
-        rows.append(Div(text=f"<h2 style='margin:16px 0 0 0'>{html.escape(label)}</h2>", width=900))
-        rows.append(row(
-            _by_window(summary, members, colors, "mean", "mean forward return (95% CI)", with_ci=True),
-            _by_window(summary, members, colors, "hit_rate", "hit rate (share > 0)", with_ci=False),
-            _per_year(forward, members, colors),
-            _distribution(forward, members, colors)))
-    return file_html(column(*rows), resources=INLINE, title="symbol scan report")
+        legend = " ".join(f"<span class=key style='background:{colors[m]}'></span>{html.escape(m)}" for m in members)
+        body.append(f"<h2>{html.escape(' vs '.join(members))}</h2><p>{legend}</p><div class=row>")
+        body += [_path_chart(paths, members, colors),
+                 _window_chart(summary, members, colors, "abn_mean", "mean abnormal return (95% CI)", True),
+                 _window_chart(summary, members, colors, "abn_hit_rate", "abnormal hit rate (share > 0)", False,
+                               y_format="{:.0%}"),
+                 _per_year_chart(forward, members, colors),
+                 _distribution_chart(forward, members, colors), "</div>"]
+    return PAGE.format(body="\n".join(body))

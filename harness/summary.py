@@ -8,10 +8,13 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.eval import forward_column
+from harness.eval import abnormal_column, forward_column, market_column
 
-SUMMARY_COLUMNS = ["detector", "baseline", "window", "events", "valid", "mean", "median", "std",
-                   "t_stat", "hit_rate", "baseline_mean", "symbols", "failed_symbols"]
+SUMMARY_COLUMNS = ["detector", "baseline", "window", "events", "valid", "mean", "median", "std", "t_stat",
+                   "t_clustered", "hit_rate", "market_mean", "abn_mean", "abn_median", "abn_hit_rate", "abn_t",
+                   "baseline_mean", "vs_baseline", "vs_baseline_t", "symbols", "failed_symbols"]
+PATH_COLUMNS = ["detector", "offset", "events", "mean_ret", "mean_abn", "abn_low", "abn_high"]
+Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
 def return_stats(returns: np.ndarray) -> dict[str, float | int]:
@@ -32,60 +35,200 @@ def return_stats(returns: np.ndarray) -> dict[str, float | int]:
             "t_stat": t_stat, "hit_rate": float((values > 0).sum() / n)}
 
 
+def _cluster_ids(groups: np.ndarray) -> tuple[np.ndarray, int]:
+    """(cluster number of each value, number of clusters) for any array of labels (dates)."""
+    _, ids = np.unique(groups, return_inverse=True)
+    return ids, int(ids.max()) + 1 if len(ids) else 0
+
+
+def clustered_mean_t(values: np.ndarray, groups: np.ndarray) -> float:
+    """t-value of the mean of `values` with the standard error clustered by `groups` (event dates).
+
+    The same number as the constant's t in statsmodels
+    `OLS(values, ones).fit(cov_type="cluster", cov_kwds={"groups": groups})`: with residuals
+    u = values - mean and S_g their sum over cluster g, var(mean) = G / (G - 1) * sum_g S_g^2 / N^2
+    (statsmodels' default small-sample correction; (N - 1) / (N - K) is 1 for K = 1 regressor).
+    Written out with +, -, *, / and sqrt only (no BLAS), so the bytes are the same on every CPU.
+    NaN with fewer than two clusters or when the clustered variance is 0.
+    """
+    ids, clusters = _cluster_ids(groups)
+    if clusters < 2:
+        return math.nan
+    mean = values.mean()
+    scores = np.bincount(ids, weights=values - mean, minlength=clusters)
+    var = clusters / (clusters - 1) * float((scores * scores).sum()) / (len(values) * len(values))
+    return float(mean / math.sqrt(var)) if var > 0 else math.nan
+
+
+def clustered_difference_t(base: np.ndarray, base_groups: np.ndarray, other: np.ndarray,
+                           other_groups: np.ndarray) -> float:
+    """t-value of the dummy in the stacked OLS y ~ 1 + is_other over both samples, clustered by group.
+
+    The same number as statsmodels' `OLS(y, [1, d]).fit(cov_type="cluster", ...)` t of d, with its
+    default correction G / (G - 1) * (N - 1) / (N - 2). The coefficient is mean(other) - mean(base);
+    with residuals u (each value less its own sample's mean), per cluster the scores
+    s_g = (sum_g u, sum_g d*u), and bread B = inv(X'X) written out for the dummy design, the
+    variance of the coefficient is c * (B M B)[1, 1] with M = sum_g s_g s_g'. Only +, -, *, /, sqrt.
+    NaN when either sample is empty, with fewer than two clusters, or a variance of 0.
+    """
+    n_base, n_other = len(base), len(other)
+    if n_base == 0 or n_other == 0:
+        return math.nan
+    ids, clusters = _cluster_ids(np.concatenate([base_groups, other_groups]))
+    if clusters < 2 or n_base + n_other < 3:
+        return math.nan
+    mean_base, mean_other = base.mean(), other.mean()
+    residual = np.concatenate([base - mean_base, other - mean_other])
+    dummy_residual = np.concatenate([np.zeros(n_base), other - mean_other])
+    s0 = np.bincount(ids, weights=residual, minlength=clusters)
+    s1 = np.bincount(ids, weights=dummy_residual, minlength=clusters)
+    m00, m01, m11 = float((s0 * s0).sum()), float((s0 * s1).sum()), float((s1 * s1).sum())
+    n = n_base + n_other
+    # B = inv([[n, n_other], [n_other, n_other]]); its second row is (-1/n_base, n/(n_other*n_base)).
+    b10, b11 = -1.0 / n_base, n / (n_other * n_base)
+    meat = b10 * b10 * m00 + 2 * b10 * b11 * m01 + b11 * b11 * m11
+    var = clusters / (clusters - 1) * (n - 1) / (n - 2) * meat
+    return float((mean_other - mean_base) / math.sqrt(var)) if var > 0 else math.nan
+
+
 def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int],
               baselines: Mapping[str, str | None], symbols: int = 0, failed_symbols: int = 0) -> pd.DataFrame:
     """One row per (detector, window) with SUMMARY_COLUMNS.
 
-    forward: detector name -> its forward-return rows (columns fwd_<h> for each window), in the
-    order the detectors should appear. baselines: detector -> the baseline it varies, or None.
-    baseline_mean is the baseline's mean for the same window when the baseline ran, else NaN.
-    symbols / failed_symbols: how many symbols were scanned / failed (skipped), repeated on every row
-    so that summary.csv says on its own how much of the universe it covers.
+    forward: detector name -> its event rows, in the order the detectors should appear, with
+    columns date (the event date, the cluster of the clustered statistics), fwd_<h>, abn_<h> and
+    mkt_<h> (the market over the same bars) for each window. baselines: detector -> the baseline
+    it varies, or None. Over the events whose fwd_<h> is valid (not NaN):
+    - valid, mean, median, std, t_stat, hit_rate: of the raw forward return, t_stat as if events
+      were independent; t_clustered: the same mean's t with errors clustered by event date;
+    - market_mean: the mean of the market's return over the same bars; abn_mean, abn_median,
+      abn_hit_rate, abn_t: of the abnormal return fwd - market, abn_t clustered by date;
+    - for a variant whose baseline ran: baseline_mean (the baseline's raw mean), vs_baseline
+      (abn_mean minus the baseline's) and vs_baseline_t (the stacked, date-clustered test of that
+      difference); NaN for baselines.
+    symbols / failed_symbols: how many symbols were scanned / failed (skipped), repeated on every
+    row so that summary.csv says on its own how much of the universe it covers.
     """
+    valid: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}  # (detector, h) -> (abn, dates)
     rows = []
     for detector, frame in forward.items():
+        dates = frame["date"].to_numpy()
         for h in windows:
-            stats = return_stats(frame[forward_column(h)].to_numpy(dtype="float64"))
+            raw = frame[forward_column(h)].to_numpy(dtype="float64")
+            ok = ~np.isnan(raw)
+            abn = frame[abnormal_column(h)].to_numpy(dtype="float64")[ok]
+            market = frame[market_column(h)].to_numpy(dtype="float64")[ok]
+            valid[(detector, h)] = (abn, dates[ok])
+            stats = return_stats(raw)
+            abn_stats = return_stats(abn)
             rows.append({"detector": detector, "baseline": baselines.get(detector) or "", "window": h,
-                         "events": len(frame), **stats})
-    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS[:-3])
-    means = {(r.detector, r.window): r.mean for r in table.itertuples()}
-    table["baseline_mean"] = [means.get((b, w), math.nan) if b else math.nan
-                              for b, w in zip(table["baseline"], table["window"])]
+                         "events": len(frame), **stats, "t_clustered": clustered_mean_t(raw[ok], dates[ok]),
+                         "market_mean": float(market.mean()) if len(market) else math.nan,
+                         "abn_mean": abn_stats["mean"], "abn_median": abn_stats["median"],
+                         "abn_hit_rate": abn_stats["hit_rate"], "abn_t": clustered_mean_t(abn, dates[ok])})
+    table = pd.DataFrame(rows, columns=[c for c in SUMMARY_COLUMNS if c not in
+                                        ("baseline_mean", "vs_baseline", "vs_baseline_t", "symbols", "failed_symbols")])
+    means = {(r.detector, r.window): (r.mean, r.abn_mean) for r in table.itertuples()}
+    base_mean, vs, vs_t = [], [], []
+    for detector, base, h in zip(table["detector"], table["baseline"], table["window"]):
+        if base and (base, h) in means:
+            base_mean.append(means[(base, h)][0])
+            vs.append(means[(detector, h)][1] - means[(base, h)][1])
+            vs_t.append(clustered_difference_t(*valid[(base, h)], *valid[(detector, h)]))
+        else:
+            base_mean.append(math.nan)
+            vs.append(math.nan)
+            vs_t.append(math.nan)
+    table["baseline_mean"], table["vs_baseline"], table["vs_baseline_t"] = base_mean, vs, vs_t
     table["symbols"] = symbols
     table["failed_symbols"] = failed_symbols
-    return table
+    return table[SUMMARY_COLUMNS]
+
+
+class PathSums:
+    """Running sums for the event-time paths of one detector, per (event date, offset).
+
+    offsets: the offsets k (bars from the event, negative = before); dates: the market's dates
+    (every event date is one). add() takes events in symbol order, chunk by chunk; paths() turns the
+    sums into the paths table. Memory: 3 x dates x offsets numbers, whatever the number of events.
+    """
+
+    def __init__(self, offsets: Sequence[int], dates: np.ndarray):
+        self.offsets = list(offsets)
+        self.dates = np.asarray(dates)
+        shape = (len(self.dates), len(self.offsets))
+        self.ret, self.abn, self.count = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.int64)
+
+    def add(self, event_dates: np.ndarray, ret: np.ndarray, mkt: np.ndarray) -> None:
+        """Add events: their dates, and [event, offset] arrays of their return and the market's over
+        the same bars (NaN where the bar does not exist)."""
+        rows = np.searchsorted(self.dates, event_dates)
+        ok = ~np.isnan(ret)
+        cell = (np.repeat(rows, len(self.offsets)).reshape(ret.shape), np.tile(np.arange(len(self.offsets)), (len(rows), 1)))
+        np.add.at(self.ret, (cell[0][ok], cell[1][ok]), ret[ok])
+        np.add.at(self.abn, (cell[0][ok], cell[1][ok]), ret[ok] - mkt[ok])
+        np.add.at(self.count, (cell[0][ok], cell[1][ok]), 1)
+
+    def paths(self, detector: str) -> pd.DataFrame:
+        """PATH_COLUMNS, one row per offset: events with that bar, mean_ret, mean_abn and its 95% band
+        mean_abn -+ 1.96 x the date-clustered standard error (as in clustered_mean_t). NaN means
+        where no event has that bar; NaN band with fewer than two event dates."""
+        rows = []
+        for k, offset in enumerate(self.offsets):
+            n = self.count[:, k]
+            total = int(n.sum())
+            mean_ret = float(self.ret[:, k].sum() / total) if total else math.nan
+            mean_abn = float(self.abn[:, k].sum() / total) if total else math.nan
+            clusters = int((n > 0).sum())
+            low = high = math.nan
+            if clusters >= 2:
+                scores = self.abn[:, k] - n * mean_abn
+                var = clusters / (clusters - 1) * float((scores * scores).sum()) / (total * total)
+                half = Z_95 * math.sqrt(var)
+                low, high = mean_abn - half, mean_abn + half
+            rows.append({"detector": detector, "offset": offset, "events": total, "mean_ret": mean_ret,
+                         "mean_abn": mean_abn, "abn_low": low, "abn_high": high})
+        return pd.DataFrame(rows, columns=PATH_COLUMNS)
 
 
 def format_summary(table: pd.DataFrame) -> str:
-    """A fixed-width text table for the terminal, returns in %, rows in the table's order."""
-    shown = table.copy()
-    for col in ("mean", "median", "std", "baseline_mean"):
-        shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{100 * v:+.2f}%")
-    shown["hit_rate"] = shown["hit_rate"].map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f}%")
-    shown["t_stat"] = shown["t_stat"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
-    shown = shown.drop(columns=["symbols", "failed_symbols"])
-    shown = shown.rename(columns={"baseline": "vs baseline", "baseline_mean": "baseline mean"})
+    """A fixed-width text table for the terminal, one row per (detector, window), returns in %.
+
+    Shows events, the raw mean, the abnormal (market-adjusted) mean with its date-clustered t, and
+    for a variant the difference of abnormal means against its baseline with the t of that
+    difference; a t whose size is at least 1.96 (5% two-sided) is marked with '*'.
+    """
+    percent = lambda v: "" if pd.isna(v) else f"{100 * v:+.2f}%"  # noqa: E731
+    t_value = lambda v: "" if pd.isna(v) else f"{v:.2f}" + ("*" if abs(v) >= 1.96 else " ")  # noqa: E731
+    shown = pd.DataFrame({
+        "detector": table["detector"], "window": table["window"], "events": table["events"],
+        "mean": table["mean"].map(percent), "abn mean": table["abn_mean"].map(percent),
+        "abn t": table["abn_t"].map(t_value),
+        "vs baseline": [f"{percent(v)} vs {b}" if b and not pd.isna(v) else ""
+                        for v, b in zip(table["vs_baseline"], table["baseline"])],
+        "vs t": table["vs_baseline_t"].map(t_value)})
     return shown.to_string(index=False)
 
 
-def confidence_interval(mean: pd.Series, std: pd.Series, valid: pd.Series, z: float = 1.96
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) of mean +- z * std / sqrt(valid): a normal-approximation 95% interval by default.
+def clustered_interval(mean: pd.Series, t: pd.Series, z: float = Z_95) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of mean -+ z * se with se = |mean / t| (the clustered standard error behind t).
 
-    NaN where std is NaN (fewer than two valid returns).
+    NaN where t is NaN or 0.
     """
-    half = z * np.asarray(std, dtype="float64") / np.sqrt(np.maximum(np.asarray(valid, dtype="float64"), 1))
-    return np.asarray(mean, dtype="float64") - half, np.asarray(mean, dtype="float64") + half
+    mean = np.asarray(mean, dtype="float64")
+    t = np.asarray(t, dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half = np.where(t != 0, z * np.abs(mean / t), np.nan)
+    return mean - half, mean + half
 
 
 def events_per_year(dates: pd.Series) -> pd.Series:
     """Number of events per calendar year, indexed by year, every year from first to last present."""
     if dates.empty:
         return pd.Series([], dtype="int64")
-    years = pd.DatetimeIndex(dates).year
-    counts = pd.Series(years).value_counts().sort_index()
-    return counts.reindex(range(counts.index.min(), counts.index.max() + 1), fill_value=0)
+    years = np.asarray(dates, dtype="datetime64[ns]").astype("datetime64[Y]").astype(np.int64) + 1970
+    counts = np.bincount(years - years.min())
+    return pd.Series(counts, index=np.arange(years.min(), years.max() + 1))
 
 
 def histogram(values: np.ndarray, pooled: np.ndarray, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:

@@ -39,12 +39,14 @@ class ScanTask:
     detectors: tuple[DetectorSpec, ...]
     windows: tuple[int, ...]
     storage_options: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs for s3:// data
+    stop_on_error: bool = False  # on_error: fail: a task of several symbols stops at its first failure
 
     @classmethod
     def from_config(cls, cfg: ScanConfig, detectors: Sequence[DetectorSpec]) -> ScanTask:
         """The task of a run of `cfg` with the resolved `detectors`."""
         return cls(cfg.ohlcv_path, cfg.lookback_days, pd.Timestamp(cfg.end_date) if cfg.end_date else None,
-                   tuple(detectors), cfg.forward_windows, tuple(sorted(cfg.storage_options.items())))
+                   tuple(detectors), cfg.forward_windows, tuple(sorted(cfg.storage_options.items())),
+                   cfg.on_error == "fail")
 
 
 @dataclasses.dataclass
@@ -59,8 +61,12 @@ class SymbolResult:
     """One symbol's output.
 
     rows: one row per event of every detector, grouped by detector in task order, dates ascending:
-    columns detector (int16: index into ScanTask.detectors), date, score, close, fwd_<h>...
+    columns detector (int16: index into ScanTask.detectors), bar (int32: the event's row in the
+    symbol's bars), date, score, close, fwd_<h>...
     extras: for detectors that return extra columns, those columns (rows as in `rows` for that detector).
+    days, close: every bar's date (int32 days since 1970-01-01) and close, for the market index and
+    the event-time paths, which need the whole universe and are computed by the driver's writer.
+    seconds: CPU time of the whole symbol (read, detectors, forward returns), for task sizing.
     """
 
     symbol: str
@@ -69,6 +75,9 @@ class SymbolResult:
     cpu_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     repairs: dict[str, int] = dataclasses.field(default_factory=dict)
     bars: int = 0
+    days: np.ndarray | None = None
+    close: np.ndarray | None = None
+    seconds: float = 0.0
     error: SymbolError | None = None
 
 
@@ -83,6 +92,7 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
     """Read `symbol`, run every detector, add forward returns; never raises for a symbol's own failure."""
     result = SymbolResult(symbol)
     current: str | None = None
+    began = time.thread_time()
     try:
         bars, repairs = load_symbol_bars(symbol, task.ohlcv_path, task.lookback_days, task.end_date,
                                          dict(task.storage_options))
@@ -110,8 +120,11 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
         current = None
         at = np.concatenate(rows).astype(np.int64)
         result.rows = pa.table({
-            "detector": np.concatenate(codes), "date": dates[at], "score": np.concatenate(scores),
-            "close": close[at], **forward_returns(close, at, task.windows)})
+            "detector": np.concatenate(codes), "bar": at.astype(np.int32), "date": dates[at],
+            "score": np.concatenate(scores), "close": close[at], **forward_returns(close, at, task.windows)})
+        result.days = dates.astype("datetime64[D]").astype(np.int32)
+        result.close = close
+        result.seconds = time.thread_time() - began
     except Exception as exc:  # a symbol's failure is data for the driver, see module docstring
         message = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
         result = SymbolResult(symbol, error=SymbolError(current, message.splitlines()[0] if message else "",
@@ -119,6 +132,15 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
     return result
 
 
-def scan_symbols(symbols: list[str], task: ScanTask) -> list[SymbolResult]:
-    """scan_symbol for several symbols in one task (config symbols_per_task > 1)."""
-    return [scan_symbol(symbol, task) for symbol in symbols]
+def scan_symbols(symbols: Sequence[str], task: ScanTask) -> list[SymbolResult]:
+    """scan_symbol for consecutive symbols, the unit of a Dask task.
+
+    With task.stop_on_error (on_error: fail) it stops at the first symbol that fails and returns
+    the results so far, that one included: the run is about to stop, the rest would be wasted.
+    """
+    results = []
+    for symbol in symbols:
+        results.append(scan_symbol(symbol, task))
+        if results[-1].error is not None and task.stop_on_error:
+            break
+    return results

@@ -60,21 +60,34 @@ def test_return_stats_edge_cases():
     assert flat["hit_rate"] == 0.0 and math.isnan(flat["t_stat"])
 
 
-def test_summarize_puts_baseline_mean_beside_variant():
-    base = pd.DataFrame({"fwd_5": [0.1, 0.3]})
-    variant = pd.DataFrame({"fwd_5": [0.2, np.nan, -0.1]})
+def frame(fwd, mkt=None, dates=None) -> pd.DataFrame:
+    """Event rows as summarize() takes them, for window 5: date, fwd_5, mkt_5, abn_5."""
+    fwd = np.asarray(fwd, dtype="float64")
+    mkt = np.zeros(len(fwd)) if mkt is None else np.asarray(mkt, dtype="float64")
+    dates = pd.bdate_range("2024-01-01", periods=len(fwd)) if dates is None else pd.to_datetime(dates)
+    return pd.DataFrame({"date": dates, "fwd_5": fwd, "mkt_5": np.where(np.isnan(fwd), np.nan, mkt),
+                         "abn_5": fwd - mkt})
+
+
+def test_summarize_puts_baseline_beside_variant():
+    base = frame([0.1, 0.3], mkt=[0.05, 0.05])
+    variant = frame([0.2, np.nan, -0.1], mkt=[0.1, 0.0, -0.1])
     table = summarize({"b": base, "v": variant}, [5], {"b": None, "v": "b"}, symbols=7, failed_symbols=1)
     assert table["events"].tolist() == [2, 3] and table["valid"].tolist() == [2, 2]
-    assert math.isnan(table.loc[0, "baseline_mean"])
+    assert math.isnan(table.loc[0, "baseline_mean"]) and math.isnan(table.loc[0, "vs_baseline"])
     assert table.loc[1, "baseline_mean"] == pytest.approx(0.2) and table.loc[1, "mean"] == pytest.approx(0.05)
+    assert table["market_mean"].tolist() == pytest.approx([0.05, 0.0])
+    assert table["abn_mean"].tolist() == pytest.approx([0.15, 0.05])
+    assert table.loc[1, "vs_baseline"] == pytest.approx(0.05 - 0.15)
+    assert table["abn_hit_rate"].tolist() == pytest.approx([1.0, 0.5])
     assert table["symbols"].tolist() == [7, 7] and table["failed_symbols"].tolist() == [1, 1]
     text = format_summary(table)
-    assert "+20.00%" in text and "vs baseline" in text
+    assert "+15.00%" in text and "+5.00%" in text and "-10.00% vs b" in text
 
 
-def test_variant_whose_baseline_did_not_run_has_nan_baseline_mean():
-    table = summarize({"v": pd.DataFrame({"fwd_5": [0.1]})}, [5], {"v": "b"})
-    assert math.isnan(table.loc[0, "baseline_mean"])
+def test_variant_whose_baseline_did_not_run_has_nan_baseline_columns():
+    table = summarize({"v": frame([0.1])}, [5], {"v": "b"})
+    assert math.isnan(table.loc[0, "baseline_mean"]) and math.isnan(table.loc[0, "vs_baseline_t"])
 
 
 def test_a_detector_returning_a_text_column_fails_as_that_symbols_error(tmp_path):

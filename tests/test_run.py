@@ -53,25 +53,30 @@ def test_serial_run_writes_every_output(serial, small_universe):
         events = pq.read_table(out / name / "events.parquet").to_pandas()
         forward = pq.read_table(out / name / "forward.parquet").to_pandas()
         assert list(events.columns) == ["symbol", "date", "detector", "score"]
-        assert list(forward.columns) == ["symbol", "date", "detector", "close", "fwd_5", "fwd_10", "fwd_20", "fwd_40"]
+        assert list(forward.columns) == ["symbol", "date", "detector", "close", "fwd_5", "fwd_10", "fwd_20", "fwd_40",
+                                         "abn_5", "abn_10", "abn_20", "abn_40"]
         assert len(events) == len(forward) > 0
         assert events[["symbol", "date"]].equals(forward[["symbol", "date"]])
         assert list(events.itertuples(index=False, name=None)) == sorted(events.itertuples(index=False, name=None))
         assert (events["detector"] == name).all()
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == len(DETECTORS) * 4
+    assert {"market.parquet", "paths.csv", "summary.csv"} <= set(output_files(out))
+    assert len(pd.read_csv(out / "paths.csv")) == len(DETECTORS) * 61
     assert summary.loc[summary.detector == "volume_spike_trend", "baseline"].eq("volume_spike").all()
     run = json.loads((out / "run.json").read_text())
     assert run["symbols"] == {"total": 20, "done": 20, "failed": 0}
     assert set(run["cpu_seconds"]) == set(DETECTORS) and all(v >= 0 for v in run["cpu_seconds"].values())
     assert run["events"]["gap"] == len(pq.read_table(out / "gap" / "events.parquet"))
     assert run["versions"]["pandas"] == pd.__version__ and run["workers"] == 1
+    assert set(run["timings"]) == {"imports", "prepare", "cluster_start", "scan", "finalize", "report", "total"}
+    assert run["timings"]["cluster_start"] == 0 and run["timings"]["scan"] > 0
     assert "Processed 20/20 symbols" in proc.stderr
     assert "volume_spike_trend" in proc.stdout and "vs baseline" in proc.stdout
     assert not (out / ".partial").exists()
 
 
-@pytest.mark.parametrize("workers, per_task", [(2, 1), (8, 1), (2, 3)])
+@pytest.mark.parametrize("workers, per_task", [(2, "auto"), (8, "auto"), (2, 1)])
 def test_local_cluster_outputs_are_byte_identical_to_serial(tmp_path, small_universe, serial, workers, per_task):
     proc, out = scan(tmp_path, small_universe, "out", "--workers", str(workers), symbols_per_task=per_task)
     assert proc.returncode == 0, proc.stderr

@@ -37,3 +37,16 @@ def slow(df: pd.DataFrame, cfg) -> pd.DataFrame:
     import time
     time.sleep(0.2)
     return df.iloc[::50][["date"]].assign(score=1.0)
+
+
+def every_bar(df: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Fires on every bar (score 1): the event study of 'any day'."""
+    return pd.DataFrame({"date": df["date"].to_numpy(), "score": np.ones(len(df))})
+
+
+def every_other_bar(df: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Fires on every second bar: a variant of every_bar, for the variant-vs-baseline statistics."""
+    return every_bar(df, cfg).iloc[::2].reset_index(drop=True)
+
+
+every_other_bar.baseline = "user_detectors:every_bar"

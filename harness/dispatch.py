@@ -1,0 +1,172 @@
+"""Sending a run's symbols to Dask as tasks and getting their results back, in completion order.
+
+A task is a run of consecutive symbols (harness.task.scan_symbols). Sizes come from harness.plan:
+with symbols_per_task: auto, a first task per worker carries one symbol; the first result gives
+the cost of a symbol, and the rest of the run is planned from it and submitted at once, so the
+dashboard's Progress panel counts every task of the run. An integer fixes the size, and the whole
+run is submitted at once.
+
+Keys are ("scan", run_id, first symbol of the task): one task prefix, so the dashboard shows one
+"scan" group and the scheduler's queuing stays on (dask/distributed#8671). Finished results are
+fetched in batches (one client.gather for up to GATHER_BATCH futures, a result waiting at most
+GATHER_WAIT_SECONDS for others): a fetch per future costs the scheduler, the worker and the
+driver a round trip each. Closing the generator (a failure, Ctrl-C) cancels what is pending.
+
+Dead workers. Dask re-runs the tasks of a worker that dies; a task whose workers died too often
+comes back as KilledWorker. Dask blames every task the dying worker held, an innocent one queued
+behind the guilty one included, so the driver runs a blamed task again as a *suspect*, one suspect
+at a time: a suspect that dies again is split in halves (each a new suspect) until the one symbol
+that kills its worker is found and reported as that symbol's failure; the others complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import deque
+from typing import Any, Iterator, Sequence
+
+from harness.plan import fixed_task_sizes, plan_task_sizes
+from harness.task import ScanTask, SymbolError, SymbolResult, scan_symbols
+
+log = logging.getLogger("scan")
+
+MAX_RESUBMITS = 3           # for a task whose finished result was lost with its worker
+GATHER_BATCH = 16           # finished futures fetched with one client.gather
+GATHER_WAIT_SECONDS = 0.25  # how long a finished result may wait for others to be fetched with it
+
+Unit = tuple[int, ...]  # the indices (into the run's symbols) of one task's symbols
+
+
+def split_units(indices: Sequence[int], sizes: Sequence[int]) -> list[Unit]:
+    """Consecutive runs of `indices` of the given sizes (which sum to len(indices))."""
+    units, start = [], 0
+    for size in sizes:
+        units.append(tuple(indices[start:start + size]))
+        start += size
+    return units
+
+
+def dask_results(client: Any, symbols: Sequence[str], todo: Sequence[int], task: ScanTask, workers: int,
+                 symbols_per_task: int | None, stats: dict[str, int] | None = None
+                 ) -> Iterator[tuple[int, SymbolResult]]:
+    """Scan symbols[i] for every i in `todo` on `client`'s cluster; yield (i, result) as results arrive.
+
+    workers: how many tasks the cluster runs at once (its worker threads), for the plan.
+    symbols_per_task: a fixed task size, or None for auto (see the module docstring).
+    stats: if given, gets "tasks": how many tasks were submitted (retries and suspects included).
+    A task that fails as a whole (its worker died each time, or Dask could not run it) yields an
+    error result for each of its symbols. With task.stop_on_error a task stops at its first
+    failing symbol, so fewer results than symbols can come back: the caller is about to stop.
+    """
+    from distributed import as_completed
+
+    run_id = uuid.uuid4().hex[:8]
+    pending: dict[Any, tuple[Unit, Any]] = {}  # key -> (unit, future)
+    resubmits: dict[Unit, int] = {}
+    suspects: deque[Unit] = deque()   # blamed by KilledWorker: run again, one at a time
+    suspect_key: Any = None
+    retried: set[Unit] = set()        # units that already ran as suspects
+    queue = as_completed(raise_errors=False)
+
+    resubmitted = iter(range(1, 1 << 62))  # a fresh key for every task submitted again
+
+    def submit(units: Sequence[Unit], again: str = "") -> list[Any]:
+        # A key is never reused: the scheduler may still hold the erred or lost task of an earlier
+        # submission of the same symbols under it, and would hand that state to the new future.
+        tag = f"{run_id}-{again}{next(resubmitted)}" if again else run_id
+        keys = [("scan", tag, symbols[unit[0]]) for unit in units]
+        futures = client.map(scan_symbols, [[symbols[i] for i in unit] for unit in units], task=task, key=keys)
+        pending.update((f.key, (unit, f)) for f, unit in zip(futures, units))
+        if stats is not None:
+            stats["tasks"] = stats.get("tasks", 0) + len(futures)
+        queue.update(futures)
+        return futures
+
+    rest: list[int] = []
+    if symbols_per_task is None:
+        pilot = min(workers, len(todo))
+        submit([(i,) for i in todo[:pilot]])
+        rest = list(todo[pilot:])
+    else:
+        submit(split_units(todo, fixed_task_sizes(len(todo), symbols_per_task)))
+
+    costs: list[float] = []  # CPU seconds of the symbols scanned so far
+
+    def plan_rest() -> None:
+        nonlocal rest
+        cost = max(costs, default=0.0)
+        sizes = plan_task_sizes(len(rest), workers, cost)
+        log.info("Planned %d tasks for the other %d symbols (%.0f ms per symbol; %d down to %d symbols per task)",
+                 len(sizes), len(rest), 1000 * cost, sizes[0], sizes[-1])
+        submit(split_units(rest, sizes))
+        rest = []
+
+    def run_next_suspect() -> None:
+        nonlocal suspect_key
+        if suspects and suspect_key not in pending:
+            unit = suspects.popleft()
+            retried.add(unit)
+            suspect_key = submit([unit], again="suspect")[0].key
+
+    def failed(unit: Unit, message: str) -> list[SymbolResult]:
+        return [SymbolResult(symbols[i], error=SymbolError(None, message)) for i in unit]
+
+    def collect(done: list[Any]) -> list[tuple[int, SymbolResult]]:
+        finished = {str(n): f for n, f in enumerate(done) if f.status == "finished"}
+        # errors="skip": a future that errs or is cancelled meanwhile comes back missing; one whose
+        # data was lost with its worker is recomputed by Dask before gather returns.
+        values = client.gather(finished, errors="skip") if finished else {}
+        out: list[tuple[int, SymbolResult]] = []
+        for n, future in enumerate(done):
+            unit, _ = pending.pop(future.key)
+            status, value = future.status, values.get(str(n))
+            exc = future.exception() if status == "error" else None
+            future.release()
+            if status == "finished" and isinstance(value, list):
+                results = value
+                costs.extend(r.seconds for r in results)
+            elif exc is not None:  # scan_symbols returns a symbol's own errors: this one is Dask's
+                if type(exc).__name__ != "KilledWorker":
+                    results = failed(unit, f"{type(exc).__name__}: {exc}")
+                elif unit not in retried:
+                    suspects.append(unit)
+                    continue
+                elif len(unit) > 1:
+                    half = len(unit) // 2
+                    suspects.extendleft([unit[half:], unit[:half]])
+                    continue
+                else:
+                    results = failed(unit, "its worker process died each time it ran this symbol, alone "
+                                           f"(Dask: {str(exc).split('. ')[0]})")
+            elif resubmits.get(unit, 0) < MAX_RESUBMITS:
+                # Finished on a worker that died before its result was fetched (the data is lost),
+                # or cancelled by the cluster: run it again; tasks are safe to run twice.
+                resubmits[unit] = resubmits.get(unit, 0) + 1
+                log.warning("Resubmitting the task of %s (its result was lost: %s)", symbols[unit[0]], status)
+                submit([unit], again="retry")
+                continue
+            else:
+                results = failed(unit, f"its result was lost {MAX_RESUBMITS + 1} times (status {status})")
+            out.extend(zip(unit, results))
+        if rest:  # after the first outcome of any pilot task, even a failure
+            plan_rest()
+        return out
+
+    try:
+        done: list[Any] = []
+        oldest = 0.0
+        for future in queue:
+            if not done:
+                oldest = time.monotonic()
+            done.append(future)
+            if (future.status == "finished" and len(done) < min(GATHER_BATCH, len(pending))
+                    and time.monotonic() - oldest < GATHER_WAIT_SECONDS and not rest):
+                continue
+            ready, done = done, []
+            yield from collect(ready)
+            run_next_suspect()
+    finally:
+        if pending:
+            client.cancel([f for _, f in pending.values()])
