@@ -29,7 +29,9 @@ BASELINES: dict[str, Detector] = {
     "ma_cross": baseline.ma_cross,
 }
 VARIANT_FUNCTIONS: dict[str, Detector] = {name: getattr(variants, name) for name in variants.VARIANTS}
-REGISTERED = (*BASELINES, *VARIANT_FUNCTIONS)
+# Each baseline followed by its variants: the default `detectors` (config.yaml lists them so too).
+REGISTERED = tuple(name for base in BASELINES
+                   for name in (base, *(v for v, varied in variants.VARIANTS.items() if varied == base)))
 _IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
