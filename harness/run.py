@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import platform
 import signal
 import sys
@@ -26,8 +27,8 @@ import pandas as pd
 
 from harness.config import ScanConfig, load_config, read_yaml
 from harness.detectors import resolve_detectors
-from harness.errors import ConfigError, Interrupted, ScanError, SymbolFailed
-from harness.io import Universe, invalid_folder_error, list_partitions
+from harness.errors import ConfigError, Interrupted, ScanError, StopRequested, SymbolFailed
+from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running
 from harness.output import OutputWriter
 from harness.report import build_report
 from harness.summary import format_summary, summarize
@@ -297,7 +298,7 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute) -> dic
             if result.error is not None:
                 error = result.error
                 if cfg.on_error == "fail":
-                    raise SymbolFailed(result.symbol, error.detector, error.message, error.traceback)
+                    raise SymbolFailed(result.symbol, error.detector, error.message, error.traceback, error.exit_code)
                 log.warning("Skipping symbol %s: %s", result.symbol,
                             (f"detector {error.detector!r}: " if error.detector else "") + error.message)
             buffer[i] = result
@@ -342,7 +343,7 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute) -> dic
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    raise StopRequested
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -352,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     log.propagate = False
     signal.signal(signal.SIGTERM, _raise_interrupted)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored (`cmd &`)
+        signal.signal(signal.SIGINT, _raise_interrupted)
     args = parse_args(argv)
     try:
         try:
@@ -362,6 +365,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, SymbolFailed) and exc.traceback_text:
             print(exc.traceback_text, file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
+        if remote_call_running():
+            # A remote listing abandoned by Ctrl-C or its timeout: pyarrow's exit handler would wait
+            # up to a minute for its S3 request. Nothing else is open yet (listing comes first).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.exit_code)
         return exc.exit_code
     return 0
 
