@@ -83,8 +83,8 @@ def _check_events(events: object, bar_dates: np.ndarray) -> pd.DataFrame:
     extra columns named as text and not like an output column (symbol, detector, close, fwd_*,
     abn_*), which they would overwrite. (That extras are numbers is checked where they are cast.)"""
     if not isinstance(events, pd.DataFrame) or "date" not in events or "score" not in events:
-        raise DetectorOutputError(f"must return a DataFrame with columns date and score, got {type(events).__name__}"
-                                  + (f" with columns {list(events.columns)}" if isinstance(events, pd.DataFrame) else ""))
+        got = f"columns {list(events.columns)}" if isinstance(events, pd.DataFrame) else type(events).__name__
+        raise DetectorOutputError(f"must return a DataFrame with columns date and score, got {got}")
     extra = [c for c in events.columns if c not in ("date", "score")]
     clash = [c for c in extra if not isinstance(c, str) or _OUTPUT_NAMES.fullmatch(c) or extra.count(c) > 1]
     if clash:
