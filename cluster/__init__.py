@@ -17,13 +17,14 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import dask
 from distributed import Client, LocalCluster
 from distributed.security import Security
 
 from harness.config import ScanConfig
+from harness.detectors import module_of
 from harness.errors import ScanError
 
 log = logging.getLogger("scan")
@@ -55,8 +56,9 @@ CHECKED_PACKAGES = (*RESULT_PACKAGES, "python", "dask", "distributed", "cloudpic
 CODE_PACKAGES = ("harness", "baseline", "cluster")
 
 
-def warm_up(client: Client) -> None:
-    """Import the scan's code on every worker now, so that the first tasks do not pay for it.
+def warm_up(client: Client, detector_modules: Iterable[str] = ()) -> None:
+    """Import the scan's code and the user's detector modules on every worker now, so that the
+    first tasks do not pay for it and a module the workers cannot import stops the run here.
 
     The probe is the builtin exec, not a function of this project: it must run on workers that
     cannot import this project, to say so clearly.
@@ -66,6 +68,14 @@ def warm_up(client: Client) -> None:
     except ImportError as exc:
         raise ScanError(f"the workers cannot import this project ({exc}); install it on every worker "
                         "or set ship_code: true") from None
+    for module in detector_modules:  # names checked by harness.detectors: dotted identifiers only
+        try:
+            client.run(exec, f"import {module}")
+        except Exception as exc:  # the module's own import-time error, whatever it is
+            detail = (str(exc).splitlines() or [""])[0]
+            raise ScanError(f"the workers cannot import detector module {module!r} ({type(exc).__name__}: "
+                            f"{detail}); make it importable on every worker (install it there or put it on "
+                            "their PYTHONPATH)") from None
 
 
 def version_mismatches(versions: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -129,7 +139,7 @@ def _prepare(client: Client, cfg: ScanConfig) -> None:
     if cfg.ship_code:
         ship_code(client)
     check_versions(client, cfg.allow_version_mismatch)
-    warm_up(client)
+    warm_up(client, sorted({m for m in map(module_of, cfg.detectors) if m}))
 
 
 def _preload_forkserver() -> None:
@@ -176,10 +186,15 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
             log.warning("workers: %d on a machine with %d cores: more CPU-bound worker processes than "
                         "cores make the scan slower, not faster; consider workers: %d",
                         cfg.workers, cores, cores)
-        with dask.config.set(FORKSERVER):
-            cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=True,
-                                   host="127.0.0.1", dashboard_address=cfg.dashboard_address,
-                                   silence_logs=logging.ERROR, preload=["cluster.worker_setup"])
+        try:
+            with dask.config.set(FORKSERVER):
+                cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=cfg.dashboard_address,
+                                       silence_logs=logging.ERROR, preload=["cluster.worker_setup"])
+        except (RuntimeError, OSError) as exc:  # e.g. a dashboard_address this machine does not have
+            raise ScanError(f"cannot start the local Dask cluster: {str(exc).splitlines()[0]} (is "
+                            f"dashboard_address {cfg.dashboard_address!r} an address of this machine? "
+                            "127.0.0.1:0 takes any free port)") from None
         try:
             client = Client(cluster)
             try:

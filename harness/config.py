@@ -7,10 +7,12 @@ that every detector name resolves.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,13 +24,18 @@ MAX_WORKERS = 12
 DEFAULT_WINDOWS = (5, 10, 20, 40)
 DEFAULT_PATH_OFFSETS = (-20, 40)
 MAX_PATH_OFFSET = 250
+MAX_WINDOW = 10_000  # bars (~40 years of trading days); far beyond any symbol's history
+DEFAULT_DATA = "data/ohlcv"
+# Bars are datetime64[ns]: dates outside these bounds cannot be represented (pandas.Timestamp.min/max).
+EARLIEST_DATE, LATEST_DATE = dt.date(1677, 9, 22), dt.date(2262, 4, 11)
+_ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})")
 
 
 @dataclasses.dataclass(frozen=True)
 class ScanConfig:
     """One run's settings. Built only by load_config; never mutated afterwards."""
 
-    ohlcv_path: str
+    ohlcv_path: str = DEFAULT_DATA
     out_dir: str = "results"
     lookback_days: int = 7305
     end_date: dt.date | None = None
@@ -93,14 +100,18 @@ def _optional_str(key: str, value: Any) -> str | None:
 
 
 def _date(key: str, value: Any) -> dt.date | None:
-    if value is None or isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return value
+    if value is None:
+        return None
+    date = value if isinstance(value, dt.date) and not isinstance(value, dt.datetime) else None
     if isinstance(value, str):
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise _fail(key, f"must be a date like 2024-12-31, got {value!r}")
+        with contextlib.suppress(ValueError):
+            date = dt.date.fromisoformat(value)
+    if date is None:
+        raise _fail(key, f"must be a date like 2024-12-31, got {value!r}")
+    if not EARLIEST_DATE <= date <= LATEST_DATE:
+        raise _fail(key, f"must be between {EARLIEST_DATE} and {LATEST_DATE} (what a nanosecond timestamp "
+                    f"can hold), got {date}")
+    return date
 
 
 def _str_list(key: str, value: Any) -> tuple[str, ...]:
@@ -115,8 +126,8 @@ def _windows(key: str, value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not value:
         raise _fail(key, f"must be a non-empty list of positive integers, got {value!r}")
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise _fail(key, f"windows must be positive integers (bars), got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_WINDOW:
+            raise _fail(key, f"windows must be integers from 1 to {MAX_WINDOW} (bars), got {v!r}")
     if len(set(value)) != len(value):
         raise _fail(key, f"windows must not repeat, got {value!r}")
     return tuple(sorted(value))
@@ -136,6 +147,10 @@ def _params(key: str, value: Any) -> dict[str, dict[str, Any]]:
         return {}
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise _fail(key, "must map a detector name to a mapping of parameter: value")
+    for name, given in value.items():
+        for param in given:
+            if not isinstance(param, str):
+                raise _fail(f"{key}.{name}", f"parameter names must be text, got {param!r}")
     return {str(name): dict(p) for name, p in value.items()}
 
 
@@ -146,6 +161,14 @@ def _per_task(key: str, value: Any) -> int | None:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
         raise _fail(key, f"must be auto or an integer between 1 and 10000, got {value!r}")
+    return value
+
+
+def _address(key: str, value: Any) -> str:
+    match = _ADDRESS.fullmatch(_str(key, value))
+    if not match or int(match["port"]) > 65535:
+        raise _fail(key, f"must be host:port with a port from 0 to 65535 (0 = any free port), "
+                    f"e.g. 127.0.0.1:8787, got {value!r}")
     return value
 
 
@@ -181,14 +204,32 @@ def _storage_options(key: str, value: Any) -> dict[str, Any]:
     return dict(value)
 
 
-def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a config file with yaml.safe_load; an empty file is an empty mapping."""
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader, except that a date-like scalar that is no real date (2024-02-30) stays text,
+    so that the key's own check reports it with the key's name."""
+
+
+def _timestamp_or_text(loader: _Loader, node: yaml.ScalarNode) -> Any:
     try:
-        text = Path(path).read_text()
+        return loader.construct_yaml_timestamp(node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a UTF-8 config file safely (no Python tags); an empty file is an empty mapping."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {exc.start}); "
+                          "save it as UTF-8") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_Loader)  # noqa: S506  (_Loader is a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -207,7 +248,7 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
     Relative local paths are resolved against `base_dir` (the config file's folder is the caller's
     choice; the CLI passes the current directory so that paths behave like any shell path).
     """
-    from harness.detectors import resolve_detectors  # late: detectors import baseline code
+    from harness.detectors import REGISTERED, resolve_detectors  # late: detectors import baseline code
     from harness.io import is_url, validate_symbol_name
 
     merged = dict(raw)
@@ -220,11 +261,12 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown config key '{key}'{hint}; allowed keys: {', '.join(KEYS)}")
 
-    if "ohlcv_path" not in merged:
-        raise _fail("ohlcv_path", "is required (the folder holding symbol=XXX/ partitions)")
-    ohlcv_path = _str("ohlcv_path", merged["ohlcv_path"])
+    ohlcv_path = _str("ohlcv_path", merged.get("ohlcv_path", DEFAULT_DATA))
     if not is_url(ohlcv_path):
         ohlcv_path = str((Path(base_dir) / ohlcv_path).resolve())
+        if Path(ohlcv_path).is_file():
+            raise _fail("ohlcv_path", f"{ohlcv_path!r} is a file; give the folder that holds the "
+                        "symbol=XXX/ folders")
         if not Path(ohlcv_path).is_dir():
             raise _fail("ohlcv_path", f"data folder {ohlcv_path!r} does not exist "
                         "(run `make data` to generate the sample universe, or pass --data PATH)")
@@ -233,6 +275,8 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
     if is_url(out_dir):
         raise _fail("out_dir", f"must be a local folder, got {out_dir!r} (outputs are written by the driver)")
     out_dir = str((Path(base_dir) / out_dir).resolve())
+    if Path(out_dir).is_file():
+        raise _fail("out_dir", f"{out_dir!r} is a file; give a folder (it is created if missing)")
 
     symbols = merged.get("symbols")
     if symbols is not None:
@@ -246,9 +290,10 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
                 raise _fail("symbols", str(exc)) from None
         symbols = tuple(sorted(set(symbols)))
 
-    detectors = _str_list("detectors", merged.get("detectors", []))
+    detectors = merged.get("detectors")
+    detectors = REGISTERED if detectors is None else _str_list("detectors", detectors)
     if not detectors:
-        raise _fail("detectors", "must list at least one detector name")
+        raise _fail("detectors", "must list at least one detector name (leave it out to run every registered one)")
     if len(set(detectors)) != len(detectors):
         raise _fail("detectors", f"names must not repeat, got {list(detectors)}")
     params = _params("params", merged.get("params"))
@@ -278,7 +323,7 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
         workers=_int("workers", merged.get("workers", 8), 1, MAX_WORKERS),
         symbols_per_task=_per_task("symbols_per_task", merged.get("symbols_per_task", "auto")),
         scheduler_address=scheduler_address,
-        dashboard_address=_str("dashboard_address", merged.get("dashboard_address", "127.0.0.1:8787")),
+        dashboard_address=_address("dashboard_address", merged.get("dashboard_address", "127.0.0.1:8787")),
         on_error=on_error,
         security=security,
         ship_code=_bool("ship_code", merged.get("ship_code", False)),

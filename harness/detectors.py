@@ -3,12 +3,17 @@
 A name is either registered here (the baselines and harness.variants) or an import path
 `package.module:function` to a user's detector. A user detector may carry two optional attributes:
 `defaults` (a dict of parameters) and `baseline` (the name of the detector it varies).
+
+Parameters are checked before anything runs: each against its default's type (int, float, bool,
+str; an int may stand for a float, a bool never for a number) and, for the registered detectors,
+against the range in PARAM_RULES (baseline/ is frozen, so the ranges live here).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import re
 from typing import Any, Callable, Mapping
 
@@ -16,7 +21,7 @@ import pandas as pd
 
 import baseline
 from harness import variants
-from harness.errors import ConfigError
+from harness.errors import ConfigError, ScanError
 
 Detector = Callable[[pd.DataFrame, Mapping[str, Any]], pd.DataFrame]
 
@@ -29,8 +34,47 @@ BASELINES: dict[str, Detector] = {
     "ma_cross": baseline.ma_cross,
 }
 VARIANT_FUNCTIONS: dict[str, Detector] = {name: getattr(variants, name) for name in variants.VARIANTS}
-REGISTERED = (*BASELINES, *VARIANT_FUNCTIONS)
+# Each baseline followed by its variants: the default `detectors` (config.yaml lists them so too).
+REGISTERED = tuple(name for base in BASELINES
+                   for name in (base, *(v for v, varied in variants.VARIANTS.items() if varied == base)))
 _IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+MAX_BARS = 10_000  # upper bound of every window-like parameter (~40 years of trading days)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The values a numeric parameter may take: from `low` (excluded when `low_open`) to `high`."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        return (value > self.low if self.low_open else value >= self.low) and value <= self.high
+
+    def __str__(self) -> str:
+        low = f"> {self.low}" if self.low_open else f">= {self.low}"
+        return low if self.high == math.inf else f"{low} and <= {self.high}"
+
+
+BARS = Bounds(1, MAX_BARS)
+POSITIVE = Bounds(0, low_open=True)
+_BASELINE_RULES: dict[str, dict[str, Bounds]] = {
+    "volume_spike": {"window": BARS, "multiple": POSITIVE, "min_move": Bounds(0)},
+    "breakout_52w": {"lookback": BARS, "cooldown": Bounds(0, MAX_BARS)},
+    "gap": {"min_gap": POSITIVE},
+    "rsi_oversold": {"period": BARS, "level": Bounds(0, 100)},
+    "squeeze_breakout": {"window": Bounds(2, MAX_BARS), "rank_window": BARS, "quantile": Bounds(0, 1),
+                         "horizon": BARS},
+    "ma_cross": {"fast": BARS, "slow": BARS},
+}
+# The allowed range of every parameter of every registered detector (tests check that none is missing).
+PARAM_RULES: dict[str, dict[str, Bounds]] = {
+    **_BASELINE_RULES,
+    "volume_spike_trend": {**_BASELINE_RULES["volume_spike"], "trend_window": BARS},
+    "breakout_52w_volume": {**_BASELINE_RULES["breakout_52w"], "volume_window": BARS, "volume_multiple": POSITIVE},
+    "rsi_oversold_fast": _BASELINE_RULES["rsi_oversold"],
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,17 +91,81 @@ class DetectorSpec:
         """Folder name under out_dir: the config name with ':' turned into '.'."""
         return self.name.replace(":", ".")
 
+    def __reduce__(self) -> tuple:
+        # A user's detector travels to a worker as its import path and is imported there by
+        # _spec_on_worker: a module that fails to import on the worker then fails the symbol,
+        # naming the detector. Pickled by reference, the failure would be in the worker's message
+        # stream, where Dask logs it and the task is never run: the driver would wait forever.
+        if _IMPORT_PATH.fullmatch(self.name):
+            return _spec_on_worker, (self.name, self.params, self.baseline)
+        return DetectorSpec, (self.name, self.func, self.params, self.baseline)
+
+
+class WorkerImportError(ScanError):
+    """A user's detector module that the driver imported cannot be imported on a worker."""
+
+
+def _spec_on_worker(name: str, params: dict[str, Any], base: str | None) -> DetectorSpec:
+    """The DetectorSpec of import path `name`; if the import fails, one whose function raises."""
+    try:
+        return DetectorSpec(name, _import_detector(name), params, base)
+    except ConfigError as exc:
+        message = f"{exc} (on a worker; the driver could import it: make it importable on every worker)"
+
+        def unavailable(df: pd.DataFrame, cfg: Mapping[str, Any]) -> pd.DataFrame:
+            raise WorkerImportError(message)
+        return DetectorSpec(name, unavailable, params, base)
+
+
+def module_of(name: str) -> str | None:
+    """The module of a `package.module:function` detector name; None for a registered detector."""
+    return name.split(":")[0] if _IMPORT_PATH.fullmatch(name) else None
+
 
 def _import_detector(path: str) -> Detector:
     module_name, func_name = path.split(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"config key 'detectors': cannot import module {module_name!r} for {path!r}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # a user's module can fail in any way, SyntaxError included
+        detail = (str(exc).splitlines() or [""])[0]
+        raise ConfigError(f"config key 'detectors': cannot import module {module_name!r} for {path!r}: "
+                          f"{type(exc).__name__}: {detail}") from None
     func = getattr(module, func_name, None)
     if not callable(func):
         raise ConfigError(f"config key 'detectors': {module_name!r} has no function {func_name!r}")
     return func
+
+
+def _type_needed(value: Any, default: Any) -> str | None:
+    """What `value` must be to replace `default` (an int, float, bool or str), or None if it is fine.
+    Defaults of other types are not checked."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if number and isinstance(value, int) else "an integer"
+    if isinstance(default, float):
+        return None if number and math.isfinite(value) else "a finite number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "text"
+    return None
+
+
+def check_params(name: str, defaults: Mapping[str, Any], given: Mapping[str, Any],
+                 rules: Mapping[str, Bounds]) -> None:
+    """ConfigError for the first parameter in `given` that `defaults` lacks, whose type differs from
+    its default's, or that lies outside its Bounds in `rules`."""
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ConfigError(f"config key 'params.{name}': unknown parameter(s) {', '.join(unknown)}; "
+                          f"allowed: {', '.join(defaults)}")
+    for param, value in given.items():
+        needed = _type_needed(value, defaults[param])
+        if needed is None and param in rules and value not in rules[param]:
+            needed = str(rules[param])
+        if needed:
+            raise ConfigError(f"config key 'params.{name}.{param}': must be {needed}, got {value!r} "
+                              f"(default {defaults[param]!r})")
 
 
 def resolve_detectors(names: tuple[str, ...], overrides: Mapping[str, Mapping[str, Any]]) -> list[DetectorSpec]:
@@ -74,16 +182,16 @@ def resolve_detectors(names: tuple[str, ...], overrides: Mapping[str, Mapping[st
             func, defaults, base = VARIANT_FUNCTIONS[name], variants.VARIANT_PARAMS[name], variants.VARIANTS[name]
         elif _IMPORT_PATH.fullmatch(name):
             func = _import_detector(name)
-            defaults, base = getattr(func, "defaults", {}), getattr(func, "baseline", None)
+            defaults, base = getattr(func, "defaults", None) or {}, getattr(func, "baseline", None)
+            if not isinstance(defaults, Mapping) or not all(isinstance(k, str) for k in defaults):
+                raise ConfigError(f"config key 'detectors': {name!r} has a `defaults` attribute that is not a "
+                                  f"dict of parameter name: value (got {type(defaults).__name__})")
         else:
             raise ConfigError(f"config key 'detectors': unknown detector {name!r}; available: "
                               f"{', '.join(REGISTERED)}, or an import path package.module:function")
         given = dict(overrides.get(name, {}))
-        if defaults:
-            unknown = sorted(set(given) - set(defaults))
-            if unknown:
-                raise ConfigError(f"config key 'params.{name}': unknown parameter(s) {', '.join(unknown)}; "
-                                  f"allowed: {', '.join(defaults)}")
+        if defaults:  # a user detector without defaults takes any parameters
+            check_params(name, defaults, given, PARAM_RULES.get(name, {}))
         specs.append(DetectorSpec(name, func, {**defaults, **given}, base))
     stray = sorted(set(overrides) - set(names))
     if stray:

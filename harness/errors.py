@@ -19,20 +19,32 @@ class DataError(ScanError):
     exit_code = 2
 
 
+class DetectorOutputError(ScanError):
+    """A detector returned something that breaks the output contract (DESIGN.md, Detectors)."""
+
+
 class SymbolFailed(ScanError):
-    """A symbol's task raised (or killed its worker); names the symbol and, when known, the detector."""
+    """A symbol's task raised (or killed its worker); names the symbol and, when known, the detector.
 
-    exit_code = 1
+    exit_code: 2 when the symbol's data is at fault (a DataError in the task), else 1.
+    """
 
-    def __init__(self, symbol: str, detector: str | None, message: str, traceback_text: str = ""):
+    def __init__(self, symbol: str, detector: str | None, message: str, traceback_text: str = "",
+                 exit_code: int = 1):
         where = f"symbol {symbol!r}" + (f", detector {detector!r}" if detector else "")
         super().__init__(f"{where} failed: {message}")
         self.symbol = symbol
         self.detector = detector
         self.traceback_text = traceback_text
+        self.exit_code = exit_code
 
 
 class Interrupted(ScanError):
     """SIGINT or SIGTERM stopped the run; flushed work is kept for --resume."""
 
     exit_code = 130
+
+
+class StopRequested(KeyboardInterrupt):
+    """Raised by the driver's SIGINT/SIGTERM handler. A KeyboardInterrupt that is not this one came
+    from a detector's own code, and fails that symbol like any other exception would."""

@@ -2,15 +2,20 @@
 
 There is deliberately no multi-symbol reader: each task reads exactly its own partition.
 Local paths are read with plain file listings (cheaper than dataset discovery on every call);
-URLs such as s3://bucket/prefix go through pyarrow's filesystem layer.
+URLs such as s3://bucket/prefix or gs://bucket/prefix go through pyarrow's filesystem layer, with
+bounded connect and retry times, and the driver lists a URL's root in a thread it waits for at most
+LIST_TIMEOUT_SECONDS, so that an unreachable endpoint is an error, not a hang that ignores Ctrl-C.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
+import queue
 import re
-from typing import Any, Mapping, NamedTuple
+import threading
+from typing import Any, Callable, Mapping, NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -26,6 +31,18 @@ PARTITION_PREFIX = "symbol="
 _SYMBOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _NUMERIC = (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal)
 _LOCAL = pafs.LocalFileSystem()
+# No share trades near a trillion per unit of currency: a price above this is a sentinel or an
+# overflow (1e308), and it breaks the detectors' ratios and variances like an infinite one.
+MAX_PRICE = 1e12
+# The first day datetime64[ns] holds (pandas.Timestamp.min is 1677-09-21 00:12:43).
+_EARLIEST_DAY = np.datetime64("1677-09-22", "D")
+# Remote storage: the SDKs' own defaults retry an unreachable endpoint for many minutes.
+S3_TIMEOUTS = {"connect_timeout": 5.0, "request_timeout": 20.0}
+S3_ATTEMPTS = 3
+GCS_RETRY_LIMIT = dt.timedelta(seconds=30)
+LIST_TIMEOUT_SECONDS = 90.0
+T = TypeVar("T")
+_remote_threads: list[threading.Thread] = []  # every thread _interruptible started, for remote_call_running
 
 
 @dataclasses.dataclass
@@ -34,8 +51,9 @@ class Repairs:
 
     duplicate_dates: int = 0       # rows dropped because a later row had the same date
     unsorted: int = 0              # 1 when the rows had to be sorted by date
-    bad_price_rows: int = 0        # rows dropped for a NaN, zero or negative price
-    ignored_files: int = 0         # files in the partition that are not *.parquet
+    bad_price_rows: int = 0        # rows dropped for a price that is NaN, infinite, <= 0 or > MAX_PRICE
+    bad_volume_rows: int = 0       # rows dropped for a negative or infinite volume (NaN volume is kept)
+    ignored_files: int = 0         # files in the partition that are not *.parquet, or hidden
 
     def any(self) -> bool:
         return any(dataclasses.astuple(self))
@@ -55,14 +73,19 @@ def validate_symbol_name(symbol: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _cached_filesystem(ohlcv_path: str, options: tuple[tuple[str, Any], ...]) -> tuple[pafs.FileSystem, str]:
-    if ohlcv_path.startswith("s3://"):
-        return pafs.S3FileSystem(**dict(options)), ohlcv_path[len("s3://"):].rstrip("/")
+    scheme, _, root = ohlcv_path.partition("://")
+    if scheme == "s3":
+        retries = pafs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS)
+        return pafs.S3FileSystem(**{**S3_TIMEOUTS, "retry_strategy": retries, **dict(options)}), root.rstrip("/")
+    if scheme in ("gs", "gcs"):
+        return pafs.GcsFileSystem(**{"retry_time_limit": GCS_RETRY_LIMIT, **dict(options)}), root.rstrip("/")
     return pafs.FileSystem.from_uri(ohlcv_path)
 
 
 def _filesystem(ohlcv_path: str, storage_options: Mapping[str, Any] | None = None) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, root path on it) for a local path or a URL; s3:// takes `storage_options`
-    (pyarrow.fs.S3FileSystem arguments; credentials default to the AWS_* environment variables)."""
+    """(filesystem, root path on it) for a local path or a URL; s3:// and gs:// take `storage_options`
+    (pyarrow.fs.S3FileSystem / GcsFileSystem arguments; S3 credentials default to the AWS_*
+    environment variables)."""
     if not is_url(ohlcv_path):
         return _LOCAL, ohlcv_path
     try:
@@ -71,13 +94,46 @@ def _filesystem(ohlcv_path: str, storage_options: Mapping[str, Any] | None = Non
         raise ConfigError(f"config key 'ohlcv_path': cannot open {ohlcv_path!r}: {exc}") from None
 
 
-def _list_dir(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
-    selector = pafs.FileSelector(path, allow_not_found=True, recursive=False)
+def _list_dir(fs: pafs.FileSystem, path: str, recursive: bool = False) -> list[pafs.FileInfo]:
+    """What is under `path` (nothing if it is missing), sorted by path; OSError if it cannot be listed."""
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=recursive))
+    return sorted(infos, key=lambda info: info.path)
+
+
+def remote_call_running() -> bool:
+    """Whether a remote call that _interruptible stopped waiting for (Ctrl-C, timeout) still runs."""
+    return any(thread.is_alive() for thread in _remote_threads)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _interruptible(call: Callable[[], T], seconds: float) -> T:
+    """call() in a daemon thread, waited for at most `seconds` (TimeoutError after that).
+
+    pyarrow's remote filesystems block in C++ while they retry, and a signal reaches Python code
+    only in the main thread: waiting here instead keeps Ctrl-C and SIGTERM working. A call still
+    running when the wait ends is abandoned (the thread is a daemon: it does not hold up exit).
+    """
+    outcome: queue.Queue = queue.Queue(maxsize=1)
+
+    def run() -> None:
+        try:
+            outcome.put((True, call()))
+        except BaseException as exc:  # handed to the waiting thread as it is
+            outcome.put((False, exc))
+
+    thread = threading.Thread(target=run, name="list-remote-root", daemon=True)
+    _remote_threads.append(thread)
+    thread.start()
     try:
-        infos = fs.get_file_info(selector)
-    except OSError as exc:
-        raise DataError(f"cannot list {path!r}: {exc}") from None
-    return sorted(infos, key=lambda info: info.base_name)
+        ok, value = outcome.get(timeout=seconds)
+    except queue.Empty:
+        raise TimeoutError(f"no answer within {seconds:.0f} s") from None
+    if not ok:
+        raise value
+    return value
 
 
 class Universe(NamedTuple):
@@ -89,10 +145,20 @@ class Universe(NamedTuple):
 
 
 def list_partitions(ohlcv_path: str, storage_options: Mapping[str, Any] | None = None) -> Universe:
-    """One listing of `ohlcv_path`, sorted into symbols, invalid symbol folders and ignored entries."""
+    """One listing of `ohlcv_path`, sorted into symbols, invalid symbol folders and ignored entries.
+
+    A URL that cannot be listed within LIST_TIMEOUT_SECONDS, or not at all, is a ConfigError.
+    """
     fs, root = _filesystem(ohlcv_path, storage_options)
+    try:
+        infos = (_interruptible(lambda: _list_dir(fs, root), LIST_TIMEOUT_SECONDS) if is_url(ohlcv_path)
+                 else _list_dir(fs, root))
+    except OSError as exc:  # TimeoutError included
+        raise ConfigError(f"config key 'ohlcv_path': cannot list {ohlcv_path!r}: {_first_line(exc)}"
+                          + (" (is the storage reachable from here? check the URL, storage_options and "
+                             "credentials)" if is_url(ohlcv_path) else "")) from None
     universe = Universe([], [], [])
-    for info in _list_dir(fs, root):
+    for info in infos:
         if info.type == pafs.FileType.Directory and info.base_name.startswith(PARTITION_PREFIX):
             name = info.base_name[len(PARTITION_PREFIX):]
             (universe.symbols if _SYMBOL_RE.fullmatch(name) else universe.invalid).append(name)
@@ -150,13 +216,17 @@ def _read_file(fs: pafs.FileSystem, path: str, symbol: str) -> pa.Table:
     if not (pa.types.is_date(date_type) or pa.types.is_timestamp(date_type)):
         raise DataError(f"symbol {symbol!r}: file {path!r}: column 'date' has type {date_type}; "
                         "expected a date or timestamp")
-    arrays = [table.column("date").cast(pa.timestamp("ns"))]
     for name in COLUMNS[1:]:
         col_type = table.schema.field(name).type
         if not any(check(col_type) for check in _NUMERIC):
             raise DataError(f"symbol {symbol!r}: file {path!r}: column {name!r} has type {col_type}; "
                             "expected numbers (int or float)")
-        arrays.append(table.column(name).cast(pa.float64()))
+    arrays = []
+    for name, target in zip(COLUMNS, (pa.timestamp("ns"), *[pa.float64()] * (len(COLUMNS) - 1))):
+        try:  # a safe cast: a date past 2262 or an integer float64 cannot hold is an error, not a wrap
+            arrays.append(table.column(name).cast(target))
+        except pa.ArrowInvalid as exc:
+            raise DataError(f"symbol {symbol!r}: file {path!r}: column {name!r}: {_first_line(exc)}") from None
     return pa.table(arrays, names=list(COLUMNS))
 
 
@@ -167,10 +237,16 @@ def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
     fs, root = _filesystem(ohlcv_path, storage_options)
     repairs = Repairs()
     tables = []
-    for info in _list_dir(fs, f"{root}/{PARTITION_PREFIX}{symbol}"):
+    partition = f"{root}/{PARTITION_PREFIX}{symbol}"
+    try:  # recursive: symbol=X/year=2024/part.parquet is the layout of a second partition key
+        infos = _list_dir(fs, partition, recursive=True)
+    except OSError as exc:
+        raise DataError(f"symbol {symbol!r}: cannot list {partition!r}: {_first_line(exc)}") from None
+    for info in infos:
         if info.type != pafs.FileType.File:
             continue
-        if not info.base_name.endswith(".parquet") or info.base_name.startswith((".", "_")):
+        hidden = any(part.startswith((".", "_")) for part in info.path[len(partition) + 1:].split("/"))
+        if hidden or not info.base_name.endswith(".parquet"):  # _SUCCESS, _temporary/, .crc, notes
             repairs.ignored_files += 1
             continue
         tables.append(_read_file(fs, info.path, symbol))
@@ -181,12 +257,15 @@ def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
     columns = {name: table.column(name).to_numpy() for name in COLUMNS}
     dates = columns["date"]
     with np.errstate(invalid="ignore"):
-        good = ~np.isnat(dates)
+        good_price = ~np.isnat(dates)
         for name in PRICE_COLUMNS:
-            good &= columns[name] > 0  # False for NaN too
-    if not good.all():
-        repairs.bad_price_rows = int((~good).sum())
-        columns = {name: values[good] for name, values in columns.items()}
+            good_price &= (columns[name] > 0) & (columns[name] <= MAX_PRICE)  # False for NaN and inf too
+        volume = columns["volume"]
+        good_volume = np.isnan(volume) | ((volume >= 0) & (volume < np.inf))
+    if not (good_price & good_volume).all():
+        repairs.bad_price_rows = int((~good_price).sum())
+        repairs.bad_volume_rows = int((good_price & ~good_volume).sum())
+        columns = {name: values[good_price & good_volume] for name, values in columns.items()}
         dates = columns["date"]
     steps = np.diff(dates)
     if not (steps > np.timedelta64(0)).all():
@@ -200,8 +279,11 @@ def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
         dates = columns["date"]
     if len(dates):
         end = np.datetime64(pd.Timestamp(end_date), "ns") if end_date is not None else dates[-1]
-        start = end - np.timedelta64(lookback_days, "D")
-        first, stop = np.searchsorted(dates, start, side="right"), np.searchsorted(dates, end, side="right")
+        stop, first = np.searchsorted(dates, end, side="right"), 0
+        # A lookback reaching before the first day datetime64[ns] holds means all history; the
+        # subtraction would wrap around instead.
+        if lookback_days < int((end.astype("datetime64[D]") - _EARLIEST_DAY).astype(np.int64)):
+            first = np.searchsorted(dates, end - np.timedelta64(lookback_days, "D"), side="right")
         if first > 0 or stop < len(dates):
             columns = {name: values[first:stop] for name, values in columns.items()}
     return pd.DataFrame(columns), repairs
@@ -217,12 +299,16 @@ def read_symbol_data(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
     else at the symbol's last bar: dates in (end - lookback_days, end].
 
     Edge cases:
-    - all *.parquet files of the partition are read, in file-name order; other files are ignored;
+    - all *.parquet files of the partition are read, sub-folders included (symbol=X/year=2024/
+      a.parquet), in path order; other files, and names starting with '.' or '_', are ignored;
     - duplicate dates: the row read last wins (a later file overrides an earlier one);
-    - rows with a NaN, zero or negative open/high/low/close are dropped;
+    - rows with an open/high/low/close that is NaN, infinite, zero, negative or above MAX_PRICE
+      are dropped, and so are rows with a negative or infinite volume (a NaN volume is kept);
+    - a lookback reaching before 1677-09-22 (what datetime64[ns] holds) means all history;
     - a missing partition, or one with no rows, gives an empty frame with the same columns;
-    - a missing required column, a non-numeric price, a tz-aware date or an unreadable file raises
-      DataError naming the symbol and the file.
-    `ohlcv_path` may be a URL (s3://bucket/prefix); `storage_options` then configures the filesystem.
+    - a missing required column, a non-numeric price, a tz-aware date, a value the column's type
+      cannot hold (a date past 2262, an integer above 2^53) or an unreadable file raises DataError
+      naming the symbol and the file.
+    `ohlcv_path` may be a URL (s3://, gs://); `storage_options` then configures the filesystem.
     """
     return load_symbol_bars(symbol, ohlcv_path, lookback_days, end_date, storage_options)[0]

@@ -230,12 +230,12 @@ class OutputWriter:
                 names = pa.array(np.full(rows.num_rows, spec.name, dtype=object), pa.string())
                 columns = {"symbol": symbol.filter(mask), "date": rows.column("date"), "detector": names,
                            **{c: rows.column(c) for c in rows.column_names if c not in ("detector", "date")}}
+                forward = pa.table({c: columns[c] for c in forward_schema.names}).cast(forward_schema)
                 extras = [r.extras[spec.name] for r in ok if spec.name in r.extras]
-                if extras:
+                if extras:  # a detector's extra columns, whatever their names, go to events only
                     extra_table = pa.concat_tables(extras)
                     columns.update({c: extra_table.column(c) for c in extra_table.column_names})
                 events = pa.table({c: columns[c] for c in events_schema.names}).cast(events_schema)
-                forward = pa.table({c: columns[c] for c in forward_schema.names}).cast(forward_schema)
             _write_parquet(events, self.staging / spec.out_name / f"events-{chunk:05d}.parquet")
             _write_parquet(forward, self.staging / spec.out_name / f"forward-{chunk:05d}.parquet")
         with_bars = [r for r in ok if r.bars]

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import platform
 import resource
 import signal
@@ -25,10 +26,10 @@ import psutil
 
 from harness.config import ScanConfig, load_config, read_yaml
 from harness.detectors import resolve_detectors
-from harness.errors import ConfigError, Interrupted, ScanError, SymbolFailed
+from harness.errors import ConfigError, Interrupted, ScanError, StopRequested, SymbolFailed
 from harness.finish import finish_outputs
+from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running
 from harness.progress import Progress
-from harness.io import Universe, invalid_folder_error, list_partitions
 from harness.output import OutputWriter
 from harness.summary import format_summary, summarize
 from harness.dispatch import dask_results
@@ -189,7 +190,7 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute, import
             if result.error is not None:
                 error = result.error
                 if cfg.on_error == "fail":
-                    raise SymbolFailed(result.symbol, error.detector, error.message, error.traceback)
+                    raise SymbolFailed(result.symbol, error.detector, error.message, error.traceback, error.exit_code)
                 log.warning("Skipping symbol %s: %s", result.symbol,
                             (f"detector {error.detector!r}: " if error.detector else "") + error.message)
             chunk = i // cfg.flush_every
@@ -239,7 +240,7 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute, import
             "timings": timings,
             "versions": versions(),
         })
-        from harness.report import build_report  # bokeh: imported only to draw the report
+        from harness.report import build_report  # imported when needed: a mistake exits before it
         files.text("report.html", build_report(summary, evaluated.events, evaluated.paths, info))
         timings.lap("report")
         timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 3)
@@ -254,7 +255,7 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute, import
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    raise StopRequested
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.propagate = False
     signal.signal(signal.SIGTERM, _raise_interrupted)
     imports = time.time() - psutil.Process().create_time()  # interpreter start and imports so far
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored (`cmd &`)
+        signal.signal(signal.SIGINT, _raise_interrupted)
     args = parse_args(argv)
     try:
         try:
@@ -275,6 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, SymbolFailed) and exc.traceback_text:
             print(exc.traceback_text, file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
+        if remote_call_running():
+            # A remote listing abandoned by Ctrl-C or its timeout: pyarrow's exit handler would wait
+            # up to a minute for its S3 request. Nothing else is open yet (listing comes first).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.exit_code)
         return exc.exit_code
     return 0
 

@@ -12,6 +12,7 @@ per-detector frames cost more to build and to pickle than the detectors take to 
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 import traceback
 from typing import TYPE_CHECKING, Any, Sequence
@@ -21,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from harness.detectors import DetectorSpec
-from harness.errors import DataError
+from harness.errors import DataError, DetectorOutputError, ScanError, StopRequested
 from harness.eval import event_rows, forward_returns
 from harness.io import load_symbol_bars
 
@@ -52,8 +53,9 @@ class ScanTask:
 @dataclasses.dataclass
 class SymbolError:
     detector: str | None   # None when the failure is not inside a detector (reading, a dead worker)
-    message: str           # one line: "ExceptionType: text"
-    traceback: str = ""
+    message: str           # one line: "ExceptionType: text", or a ScanError's own text
+    traceback: str = ""    # empty for a ScanError: the harness's own frames would not help the user
+    exit_code: int = 1     # 2 when the symbol's data is at fault
 
 
 @dataclasses.dataclass
@@ -81,10 +83,33 @@ class SymbolResult:
     error: SymbolError | None = None
 
 
-def _check_events(events: object, name: str) -> pd.DataFrame:
+_OUTPUT_NAMES = re.compile(r"symbol|date|detector|score|close|(fwd|abn)_.*")
+
+
+def _check_events(events: object, bar_dates: np.ndarray) -> pd.DataFrame:
+    """`events` if it keeps the detector output contract, else DetectorOutputError saying how not:
+    a DataFrame with date and score, one row per date, dates ascending, each a date of `bar_dates`;
+    extra columns named as text and not like an output column (symbol, detector, close, fwd_*,
+    abn_*), which they would overwrite. (That extras are numbers is checked where they are cast.)"""
     if not isinstance(events, pd.DataFrame) or "date" not in events or "score" not in events:
-        raise TypeError(f"detector {name!r} must return a DataFrame with columns date and score, "
-                        f"got {type(events).__name__}")
+        got = f"columns {list(events.columns)}" if isinstance(events, pd.DataFrame) else type(events).__name__
+        raise DetectorOutputError(f"must return a DataFrame with columns date and score, got {got}")
+    extra = [c for c in events.columns if c not in ("date", "score")]
+    clash = [c for c in extra if not isinstance(c, str) or _OUTPUT_NAMES.fullmatch(c) or extra.count(c) > 1]
+    if clash:
+        raise DetectorOutputError(f"returned an extra column named {clash[0]!r}; extra columns need distinct text "
+                                  "names unlike the outputs' (symbol, date, detector, score, close, fwd_*, abn_*)")
+    dates = events["date"].to_numpy(dtype="datetime64[ns]")
+    strangers = ~np.isin(dates, bar_dates)
+    steps = np.diff(dates)
+    if strangers.any():
+        raise DetectorOutputError(f"returned date {str(dates[strangers][0])[:10]}, which is not a bar of the symbol; "
+                                  "events must be dates of df['date']")
+    if (steps <= np.timedelta64(0)).any():
+        i = int(np.argmax(steps <= np.timedelta64(0))) + 1
+        how = "twice" if dates[i] == dates[i - 1] else f"after {str(dates[i - 1])[:10]}"
+        raise DetectorOutputError(f"returned date {str(dates[i])[:10]} {how}; a detector returns one row per date, "
+                                  "dates ascending")
     return events
 
 
@@ -104,7 +129,7 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
         for code, spec in enumerate(task.detectors):
             current = spec.name
             started = time.thread_time()
-            events = _check_events(spec.func(bars, spec.params), spec.name)
+            events = _check_events(spec.func(bars, spec.params), dates)
             result.cpu_seconds[spec.name] = time.thread_time() - started
             rows.append(event_rows(dates, events["date"].to_numpy(dtype="datetime64[ns]")))
             scores.append(events["score"].to_numpy(dtype="float64"))
@@ -114,8 +139,8 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
                 try:
                     numeric = events[extra].astype("float64")
                 except (TypeError, ValueError):
-                    raise TypeError(f"detector {spec.name!r}: extra columns must hold numbers, got "
-                                    f"{', '.join(f'{c} ({events[c].dtype})' for c in extra)}") from None
+                    raise DetectorOutputError("extra columns must hold numbers, got "
+                                              f"{', '.join(f'{c} ({events[c].dtype})' for c in extra)}") from None
                 result.extras[spec.name] = pa.Table.from_pandas(numeric, preserve_index=False)
         current = None
         at = np.concatenate(rows).astype(np.int64)
@@ -125,10 +150,14 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
         result.days = dates.astype("datetime64[D]").astype(np.int32)
         result.close = close
         result.seconds = time.thread_time() - began
-    except Exception as exc:  # a symbol's failure is data for the driver, see module docstring
-        message = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a symbol's failure is data, see module docstring
+        if isinstance(exc, StopRequested):  # the driver's Ctrl-C, not a detector's doing
+            raise
+        ours = isinstance(exc, ScanError)
+        message = str(exc) if ours else f"{type(exc).__name__}: {exc}"
         result = SymbolResult(symbol, error=SymbolError(current, message.splitlines()[0] if message else "",
-                                                        traceback.format_exc()))
+                                                        "" if ours else traceback.format_exc(),
+                                                        2 if isinstance(exc, DataError) else 1))
     return result
 
 

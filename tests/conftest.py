@@ -37,9 +37,8 @@ def bars(n: int = 30, start: str = "2024-01-01", close=None, volume=None) -> pd.
 
 def write_partition(root: Path, symbol: str, frame: pd.DataFrame, name: str = "part-0.parquet") -> Path:
     """Write `frame` as one parquet file of `symbol`'s partition under `root`."""
-    folder = root / f"symbol={symbol}"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
+    path = root / f"symbol={symbol}" / name  # `name` may hold sub-folders: year=2024/part.parquet
+    path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
     return path
 

@@ -147,8 +147,9 @@ def test_bad_data_with_fail_stops_at_the_first_bad_symbol(tmp_path, bad_universe
     assert proc.returncode == 2 and "invalid symbol name 'BAD NAME'" in proc.stderr
     shutil.rmtree(bad_universe / "symbol=BAD NAME")
     proc = run_cli("--config", str(config(tmp_path, bad_universe, detectors=["gap"], workers=1)))
-    assert proc.returncode == 1
+    assert proc.returncode == 2, "a data mistake found in a task exits like any other data mistake"
     assert proc.stderr.strip().splitlines()[-1].startswith("error: symbol 'CORRUPT' failed: symbol 'CORRUPT': cannot read file")
+    assert "Traceback" not in proc.stderr
 
 
 # --- interrupts and resume ---
