@@ -36,3 +36,15 @@ class Interrupted(ScanError):
     """SIGINT or SIGTERM stopped the run; flushed work is kept for --resume."""
 
     exit_code = 130
+
+
+class OutputError(ScanError):
+    """The output folder cannot be written: no space, no permission, read-only, a path in the way."""
+
+    exit_code = 1
+
+
+class FolderInUse(ScanError):
+    """Another run holds the output folder's lock."""
+
+    exit_code = 2

@@ -28,6 +28,7 @@ from harness.config import ScanConfig, load_config, read_yaml
 from harness.detectors import resolve_detectors
 from harness.errors import ConfigError, Interrupted, ScanError, SymbolFailed
 from harness.io import Universe, invalid_folder_error, list_partitions
+from harness.outdir import hold_output_folder
 from harness.output import OutputWriter
 from harness.report import build_report
 from harness.summary import format_summary, summarize
@@ -355,7 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         try:
-            run_scan(config_from_args(args), resume=args.resume)
+            cfg = config_from_args(args)
+            with hold_output_folder(cfg.out_dir):  # before any process starts; a second run stops here
+                run_scan(cfg, resume=args.resume)
         except KeyboardInterrupt:
             raise Interrupted("interrupted; flushed symbols are kept, rerun with --resume to continue") from None
     except ScanError as exc:  # the one place user errors are reported
