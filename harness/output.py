@@ -1,14 +1,21 @@
 """Writing the outputs: flushes go to a staging folder, the final files replace the old ones at the end.
 
-Layout while a run is going (all under <out_dir>/.partial/):
+Layout while a run is going (all under <out_dir>/.symbol-scan-staging/):
+    made-by-symbol-scan             the marker: only a staging folder holding it is ever deleted
     state.json                      the commit point: run key, symbols flushed, parts written
     <detector>/events-00000.parquet one part per flush, each written to a temp name, then renamed
     <detector>/forward-00000.parquet
 At the end, finalize() joins each detector's parts into <out_dir>/<detector>/{events,forward}.parquet
-(one row group per part) and writes summary.csv, report.html and run.json, all under temp names
-first; then it renames them into place (os.replace) and removes .partial. So a crash leaves every
-file at an output path whole (the previous run's, or during the final renames possibly some new
-ones), and every flush recorded in state.json can be resumed from (--resume).
+(one row group per part) and writes the top-level files (summary.csv, report.html, ...) and run.json,
+all under temp names first; then it renames them into place (os.replace) and removes the staging
+folder. So a crash leaves every file at an output path whole (the previous run's, or during the
+final renames possibly some new ones), and every flush recorded in state.json can be resumed from.
+
+A write that fails (no space, no permission, a read-only file system, a file too large, a path in
+the way) is one OutputError naming the path and saying what --resume can still use; the failed
+write's temp files are removed and the previous run's files stay as they were. Nothing in out_dir
+but the run's own paths (harness.outdir) is touched: other folders, such as those of detectors of
+an earlier run, stay; run.json lists the files of the run.
 
 Determinism: a part always holds the results of `flush_every` consecutive symbols in sorted order
 (the driver flushes in symbol order, whatever order tasks finished in), so the parts, and so the
@@ -17,11 +24,12 @@ final bytes, depend only on the data and the config.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,12 +38,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harness.detectors import DetectorSpec
-from harness.errors import ScanError
+from harness.errors import ConfigError, OutputError, ScanError
 from harness.eval import forward_column
+from harness.outdir import DETECTOR_FILES, RUN_FILES, STAGING, STAGING_MARKER, os_reason
 from harness.task import SymbolResult
 
-STAGING = ".partial"
 STATE_FILE = "state.json"
+MARKER_TEXT = ("symbol scan keeps the flushed results of an unfinished run here (for --resume); "
+               "the next run into this folder deletes it.\n")
 
 
 def write_synced(path: Path, data: bytes) -> None:
@@ -46,17 +56,22 @@ def write_synced(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same folder and os.replace."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write_synced(tmp, data)
-    os.replace(tmp, path)
+def temp_name(path: Path) -> Path:
+    """The temp file a new `path` is written to before it is renamed into place."""
+    return path.with_name(f".{path.name}.tmp")
 
 
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Yield a temp name for `path`; os.replace it into place when the block succeeds, remove it when not."""
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 class OutputWriter:
@@ -72,19 +87,98 @@ class OutputWriter:
         self.state: dict[str, Any] = {"run_key": run_key, "flushed": 0, "parts": 0, "extra_columns": {},
                                       "failed": [], "repairs": {}, "cpu_seconds": {}, "bars": 0,
                                       "no_bars": []}
-        state_path = self.staging / STATE_FILE
-        if resume and state_path.exists():
-            saved = json.loads(state_path.read_text())
-            if saved.get("run_key") != run_key:
-                raise ScanError(f"--resume: the unfinished run in {self.staging} was started with a different "
-                                "config or universe; rerun without --resume to start over")
-            self.state = saved
-        else:
-            if self.staging.exists():
-                shutil.rmtree(self.staging)
-            for spec in self.detectors:
-                (self.staging / spec.out_name).mkdir(parents=True)
-            self._save_state()
+        self.kept = 0  # symbols in the staged parts that state.json on disk records
+        self.resumed = resume and self.staging.exists()
+        if self.resumed:
+            self.state = self._load_state()
+            self.kept = self.flushed
+        self._check_paths(RUN_FILES)
+        if not self.resumed:
+            self._start_staging()
+
+    def _start_staging(self) -> None:
+        """A new, empty staging folder with its marker, in place of an earlier one of ours."""
+        with self._writing(self.staging):
+            self._remove_staging()
+            self.staging.mkdir()
+        try:
+            with self._writing(self.staging):
+                write_synced(self.staging / STAGING_MARKER, MARKER_TEXT.encode())
+                for spec in self.detectors:
+                    (self.staging / spec.out_name).mkdir()
+                self._save_state()
+        except OutputError:
+            shutil.rmtree(self.staging, ignore_errors=True)  # made just now, holds nothing to resume
+            raise
+
+    def _load_state(self) -> dict[str, Any]:
+        """The saved state of the run to resume; "cannot resume" when the staging folder is damaged."""
+        if not (self.staging / STAGING_MARKER).is_file():
+            raise self._not_ours()
+        path = self.staging / STATE_FILE
+        try:
+            saved = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise self._damaged(f"{path} is missing") from None
+        except (OSError, ValueError) as exc:
+            reason = os_reason(exc) if isinstance(exc, OSError) else f"not valid JSON: {exc}"
+            raise self._damaged(f"{path} is unreadable ({reason})") from None
+        if not isinstance(saved, dict) or any(type(saved.get(k)) is not type(v) for k, v in self.state.items()):
+            raise self._damaged(f"{path} is not a state file this tool wrote")
+        if saved["run_key"] != self.run_key:
+            raise ScanError(f"--resume: the unfinished run in {self.staging} was started with a different "
+                            "config or universe; rerun without --resume to start over")
+        for spec in self.detectors:
+            for kind in ("events", "forward"):
+                for part in self._part_paths(spec, kind, saved["parts"]):
+                    self._read_part(part, metadata_only=True)
+        return saved
+
+    def _not_ours(self) -> ConfigError:
+        return ConfigError(f"config key 'out_dir': {self.staging} was not made by this tool (it has no "
+                           f"{STAGING_MARKER} file) and is left alone; move or rename it")
+
+    def _damaged(self, problem: str) -> ScanError:
+        return ScanError(f"cannot resume: {problem}; rerun without --resume to start over")
+
+    def _remove_staging(self) -> None:
+        """Delete the staging folder if it is ours (it holds the marker), the marker last."""
+        if not self.staging.exists() and not self.staging.is_symlink():
+            return
+        marker = self.staging / STAGING_MARKER
+        if self.staging.is_symlink() or not marker.is_file():
+            raise self._not_ours()
+        for child in self.staging.iterdir():
+            if child.name != STAGING_MARKER:
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        marker.unlink(missing_ok=True)
+        self.staging.rmdir()
+
+    @contextlib.contextmanager
+    def _writing(self, path: Path) -> Iterator[None]:
+        """Turn an OSError while writing `path` into one OutputError that says what --resume keeps."""
+        try:
+            yield
+        except OSError as exc:
+            raise self._cannot_write(path, os_reason(exc)) from None
+
+    def _cannot_write(self, path: Path, reason: str) -> OutputError:
+        kept = (f"the {self.kept} symbols flushed so far are kept: rerun with --resume once that is fixed"
+                if self.kept else "no symbol was flushed yet, so there is nothing to resume")
+        return OutputError(f"cannot write {path}: {reason}; {kept}")
+
+    def _check_paths(self, top_files: Iterable[str]) -> None:
+        """OutputError if something of another kind occupies an output path: a file where a detector's
+        folder goes, a folder where a file goes (checked up front, and again before the final renames)."""
+        files = [self.out_dir / name for name in top_files]
+        for spec in self.detectors:
+            folder = self.out_dir / spec.out_name
+            if folder.exists() and not folder.is_dir():
+                raise self._cannot_write(folder, "a file is in the way (this scan writes a folder there)")
+            files += [folder / name for name in DETECTOR_FILES]
+        for path in files:
+            if path.is_dir() and not path.is_symlink():
+                raise self._cannot_write(path, "a folder is in the way (this scan writes a file there)")
 
     @property
     def flushed(self) -> int:
@@ -92,7 +186,14 @@ class OutputWriter:
         return self.state["flushed"]
 
     def _save_state(self) -> None:
-        atomic_write_bytes(self.staging / STATE_FILE, json.dumps(self.state, sort_keys=True).encode())
+        path = self.staging / STATE_FILE
+        with self._writing(path), replacing(path) as tmp:
+            write_synced(tmp, json.dumps(self.state, sort_keys=True).encode())
+        self.kept = self.flushed
+
+    def _write_part(self, table: pa.Table, path: Path) -> None:
+        with self._writing(path), replacing(path) as tmp:
+            pq.write_table(table, tmp)
 
     def _schemas(self, spec: DetectorSpec, extras_seen: Sequence[pa.Table | None] = ()
                  ) -> tuple[pa.Schema, pa.Schema]:
@@ -146,15 +247,27 @@ class OutputWriter:
                     columns.update({c: extra_table.column(c) for c in extra_table.column_names})
                 events = pa.table({c: columns[c] for c in events_schema.names}).cast(events_schema)
                 forward = pa.table({c: columns[c] for c in forward_schema.names}).cast(forward_schema)
-            _write_parquet(events, self.staging / spec.out_name / f"events-{part:05d}.parquet")
-            _write_parquet(forward, self.staging / spec.out_name / f"forward-{part:05d}.parquet")
+            self._write_part(events, self.staging / spec.out_name / f"events-{part:05d}.parquet")
+            self._write_part(forward, self.staging / spec.out_name / f"forward-{part:05d}.parquet")
         self.state["parts"] = part + 1
         self.state["flushed"] += len(results)
         self._save_state()  # the commit point: parts beyond state["parts"] are ignored on resume
 
+    def _part_paths(self, spec: DetectorSpec, kind: str, parts: int) -> list[Path]:
+        return [self.staging / spec.out_name / f"{kind}-{part:05d}.parquet" for part in range(parts)]
+
+    def _read_part(self, path: Path, metadata_only: bool = False) -> Any:
+        try:
+            return pq.read_metadata(path) if metadata_only else pq.read_table(path)
+        except FileNotFoundError:
+            raise self._damaged(f"the staged part {path} is missing") from None
+        except (OSError, pa.ArrowException) as exc:
+            reason = os_reason(exc) if isinstance(exc, OSError) else str(exc).splitlines()[0]
+            raise self._damaged(f"the staged part {path} is unreadable ({reason})") from None
+
     def _parts(self, spec: DetectorSpec, kind: str) -> Iterable[pa.Table]:
-        for part in range(self.state["parts"]):
-            yield pq.read_table(self.staging / spec.out_name / f"{kind}-{part:05d}.parquet")
+        for path in self._part_paths(spec, kind, self.state["parts"]):
+            yield self._read_part(path)
 
     def read_forward(self, spec: DetectorSpec) -> pd.DataFrame:
         """Every staged forward-return row of one detector, in (symbol, date) order."""
@@ -162,32 +275,73 @@ class OutputWriter:
         tables = [t for t in self._parts(spec, "forward") if t.num_rows]
         return (pa.concat_tables(tables) if tables else schema.empty_table()).to_pandas()
 
-    def finalize(self, summary: pd.DataFrame, run_info: dict[str, Any], report_html: str) -> None:
-        """Join the parts into the final files and replace the previous run's files.
+    def _check_some_symbol_succeeded(self) -> None:
+        """ScanError when no symbol gave results (all failed, or none had bars): such a run must not
+        replace the previous results with empty files. Its staging folder is removed."""
+        failed, empty = self.state["failed"], self.state["no_bars"]
+        if self.flushed > len(failed) + len(empty):
+            return
+        with self._writing(self.staging):
+            self._remove_staging()
+        first = ""
+        if failed:  # as the log line of a skipped symbol has it, without naming the symbol twice
+            where = f"symbol {failed[0]['symbol']!r}" + (f", detector {failed[0]['detector']!r}"
+                                                        if failed[0]["detector"] else "")
+            error = failed[0]["error"]
+            first = "; first failure: " + (error if error.startswith(where) else f"{where}: {error}")
+        raise ScanError(f"no symbol was scanned ({len(failed)} failed, {len(empty)} had no bars in the "
+                        f"lookback window{first}); the previous results in {self.out_dir} are left as they were")
 
+    def finalize(self, run_info: dict[str, Any], files: Mapping[str, bytes]) -> None:
+        """Join the parts into the final files, write `files` and run.json, and replace the previous run's files.
+
+        files: top-level file name (one of RUN_FILES) -> content. run.json is written last, with
+        `files` set to every path of this run, relative to out_dir.
         Every new file is first written completely under a temp name; only then are they all moved
         into place, so the window in which a crash could leave old and new files side by side is
-        that of a few renames, not of the writing.
+        that of a few renames, not of the writing. A failure removes the temp files and the folders
+        made here, and keeps the staging folder for --resume.
         """
+        if not set(files) <= set(RUN_FILES) - {"run.json"}:
+            raise ValueError(f"{sorted(files)}: a new top-level file must be added to RUN_FILES first")
+        self._check_some_symbol_succeeded()
+        names = [*(f"{spec.out_name}/{kind}" for spec in self.detectors for kind in DETECTOR_FILES), *files, "run.json"]
+        self._check_paths(names)  # again: something may have appeared there during the run
+        run_json = (json.dumps({**run_info, "files": names}, indent=2, default=str) + "\n").encode()
         moves: list[tuple[Path, Path]] = []
+        made: list[Path] = []
 
         def temp_for(final: Path) -> Path:
-            tmp = final.with_name(f".{final.name}.tmp")
-            moves.append((tmp, final))
-            return tmp
+            moves.append((temp_name(final), final))
+            return moves[-1][0]
 
-        for spec in self.detectors:
-            folder = self.out_dir / spec.out_name
-            folder.mkdir(parents=True, exist_ok=True)
-            for kind, schema in zip(("events", "forward"), self._schemas(spec)):
-                with pq.ParquetWriter(temp_for(folder / f"{kind}.parquet"), schema) as writer:
-                    for table in self._parts(spec, kind):
-                        if table.num_rows:
-                            writer.write_table(table, row_group_size=max(table.num_rows, 1))
-        write_synced(temp_for(self.out_dir / "summary.csv"), summary.to_csv(index=False).encode())
-        write_synced(temp_for(self.out_dir / "report.html"), report_html.encode())
-        write_synced(temp_for(self.out_dir / "run.json"), (json.dumps(run_info, indent=2, default=str) + "\n").encode())
-        for tmp, final in moves:
-            os.replace(tmp, final)
-        shutil.rmtree(self.staging)
-
+        try:
+            for spec in self.detectors:
+                folder = self.out_dir / spec.out_name
+                if not folder.is_dir():
+                    with self._writing(folder):
+                        folder.mkdir()
+                    made.append(folder)
+                for kind, schema in zip(("events", "forward"), self._schemas(spec)):
+                    final = folder / f"{kind}.parquet"
+                    with self._writing(final), pq.ParquetWriter(temp_for(final), schema) as writer:
+                        for table in self._parts(spec, kind):
+                            if table.num_rows:
+                                writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            for name, data in [*files.items(), ("run.json", run_json)]:
+                final = self.out_dir / name
+                with self._writing(final):
+                    write_synced(temp_for(final), data)
+            for tmp, final in moves:
+                with self._writing(final):
+                    os.replace(tmp, final)
+        except BaseException:
+            for tmp, _ in moves:
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only while it is empty
+            raise
+        with self._writing(self.staging):
+            self._remove_staging()

@@ -333,7 +333,8 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute) -> dic
         "resumed_from": first,
         "versions": versions(),
     })
-    writer.finalize(summary, info, build_report(summary, forward, info))
+    writer.finalize(info, {"summary.csv": summary.to_csv(index=False).encode(),
+                           "report.html": build_report(summary, forward, info).encode()})
     print(format_summary(summary))
     if failed:
         print(f"\n{len(failed)} symbol(s) failed and were skipped: "

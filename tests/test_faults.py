@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, bars, cli_env, run_cli, write_config, write_partition
+from harness.outdir import STAGING
 from test_run import marked_processes, marked_universe, output_files  # noqa: F401  (fixture)
 
 SLOW = ["gap", "user_detectors:slow"]
@@ -39,7 +40,7 @@ def start(cfg: Path, *flags: str, marker: str = "") -> subprocess.Popen:
 
 
 def wait_for_flushes(out: Path, count: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    state = out / ".partial" / "state.json"
+    state = out / STAGING / "state.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -166,7 +167,7 @@ def test_interrupt_then_resume_gives_the_uninterrupted_result(tmp_path, small_un
     assert "rerun with --resume" in stderr.strip().splitlines()[-1] and "Traceback" not in stderr
     time.sleep(1)
     assert marked_processes(marker) == []
-    flushed = json.loads((tmp_path / "out" / ".partial" / "state.json").read_text())["flushed"]
+    flushed = json.loads((tmp_path / "out" / STAGING / "state.json").read_text())["flushed"]
     assert 6 <= flushed < 20
     resumed = run_cli("--config", str(cfg), "--resume")
     assert resumed.returncode == 0, resumed.stderr
