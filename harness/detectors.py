@@ -17,6 +17,7 @@ import pandas as pd
 import baseline
 from harness import variants
 from harness.errors import ConfigError
+from harness.outdir import RESERVED_NAMES
 
 Detector = Callable[[pd.DataFrame, Mapping[str, Any]], pd.DataFrame]
 
@@ -44,8 +45,12 @@ class DetectorSpec:
 
     @property
     def out_name(self) -> str:
-        """Folder name under out_dir: the config name with ':' turned into '.'."""
-        return self.name.replace(":", ".")
+        return out_name(self.name)
+
+
+def out_name(name: str) -> str:
+    """A detector's folder under out_dir: its config name with ':' turned into '.'."""
+    return name.replace(":", ".")
 
 
 def _import_detector(path: str) -> Detector:
@@ -68,6 +73,9 @@ def resolve_detectors(names: tuple[str, ...], overrides: Mapping[str, Mapping[st
     """
     specs = []
     for name in names:
+        if out_name(name).casefold() in (reserved.casefold() for reserved in RESERVED_NAMES):
+            raise ConfigError(f"config key 'detectors': {name!r} would write to the folder {out_name(name)!r}, a name "
+                              f"the scan keeps for its own files ({', '.join(RESERVED_NAMES)}); rename the module or function")
         if name in BASELINES:
             func, defaults, base = BASELINES[name], baseline.DEFAULT_PARAMS[name], None
         elif name in VARIANT_FUNCTIONS:
