@@ -37,3 +37,14 @@ def slow(df: pd.DataFrame, cfg) -> pd.DataFrame:
     import time
     time.sleep(0.2)
     return df.iloc[::50][["date"]].assign(score=1.0)
+
+
+def gated(df: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Every 50th row; while the file named by $SCAN_TEST_GATE does not exist, waits for it first.
+
+    Holds a run at its first symbol for as long as a test needs it running (no sleep-and-hope)."""
+    import time
+    gate = os.environ.get("SCAN_TEST_GATE")
+    while gate and not os.path.exists(gate):
+        time.sleep(0.05)
+    return df.iloc[::50][["date"]].assign(score=1.0)
