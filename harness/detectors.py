@@ -74,8 +74,9 @@ def resolve_detectors(names: tuple[str, ...], overrides: Mapping[str, Mapping[st
     specs = []
     for name in names:
         if out_name(name).casefold() in (reserved.casefold() for reserved in RESERVED_NAMES):
-            raise ConfigError(f"config key 'detectors': {name!r} would write to the folder {out_name(name)!r}, a name "
-                              f"the scan keeps for its own files ({', '.join(RESERVED_NAMES)}); rename the module or function")
+            raise ConfigError(f"config key 'detectors': {name!r} would write to the folder {out_name(name)!r}, a "
+                              f"name the scan keeps for its own files ({', '.join(RESERVED_NAMES)}); rename the "
+                              "module or function")
         if name in BASELINES:
             func, defaults, base = BASELINES[name], baseline.DEFAULT_PARAMS[name], None
         elif name in VARIANT_FUNCTIONS:

@@ -240,7 +240,8 @@ def test_an_out_dir_that_cannot_be_the_scans_is_refused_up_front(tmp_path, data)
                                           "cannot be a folder",
         "/": "'/' is the file-system root",
         str(data): f"'{data}' is the dataset root 'ohlcv_path' or inside it",
-        str(data / "symbol=AAA" / "out"): f"'{data / 'symbol=AAA' / 'out'}' is the dataset root 'ohlcv_path' or inside it",
+        str(data / "symbol=AAA" / "out"): f"'{data / 'symbol=AAA' / 'out'}' is the dataset root 'ohlcv_path' or "
+                                          "inside it",
     }
     cfg = config(tmp_path, data, tmp_path / "unused")
     data_before = every_file(data)
@@ -333,7 +334,8 @@ def test_a_run_in_which_no_symbol_succeeded_keeps_the_previous_results(tmp_path,
     before = every_file(out)
     proc = cli(config(tmp_path, data, out, on_error="skip"))
     assert proc.returncode == 1
-    detail = ("2 failed, 0 had no bars in the lookback window; first failure: symbol 'AAA': cannot read file" if broken == "unreadable files" else "0 failed, 2 had no bars in the lookback window)")
+    detail = ("2 failed, 0 had no bars in the lookback window; first failure: symbol 'AAA': cannot read file"
+              if broken == "unreadable files" else "0 failed, 2 had no bars in the lookback window)")
     assert last_line(proc).startswith(f"error: no symbol was scanned ({detail}")
     assert last_line(proc).endswith(f"; the previous results in {out} are left as they were")
     assert every_file(out) == before
