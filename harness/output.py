@@ -100,7 +100,7 @@ class OutputWriter:
         """A new, empty staging folder with its marker, in place of an earlier one of ours."""
         with self._writing(self.staging):
             self._remove_staging()
-            self.staging.mkdir()
+            self.staging.mkdir(parents=True)  # out_dir too, for callers of run_scan without the lock
         try:
             with self._writing(self.staging):
                 write_synced(self.staging / STAGING_MARKER, MARKER_TEXT.encode())
