@@ -204,6 +204,26 @@ def _storage_options(key: str, value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _out_dir(key: str, value: Any, ohlcv_path: str, base_dir: str | os.PathLike) -> str:
+    """The output folder, absolute. Refused: a URL, a file (or a path through one), the file-system
+    root, the dataset root or a folder inside it (the scan would write among its inputs)."""
+    from harness.io import is_url
+
+    out_dir = _str(key, value)
+    if is_url(out_dir):
+        raise _fail(key, f"must be a local folder, got {out_dir!r} (outputs are written by the driver)")
+    path = (Path(base_dir) / out_dir).resolve()
+    if path == Path(path.anchor):
+        raise _fail(key, f"{str(path)!r} is the file-system root; give the results a folder of their own")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        through = "" if existing == path else f", so {str(path)!r} cannot be a folder"
+        raise _fail(key, f"{str(existing)!r} is a file{through}; give a folder (it is created if missing)")
+    if not is_url(ohlcv_path) and path.is_relative_to(ohlcv_path):
+        raise _fail(key, f"{str(path)!r} is the dataset root 'ohlcv_path' or inside it; write the results elsewhere")
+    return str(path)
+
+
 class _Loader(yaml.SafeLoader):
     """yaml.SafeLoader, except that a date-like scalar that is no real date (2024-02-30) stays text,
     so that the key's own check reports it with the key's name."""
@@ -271,12 +291,7 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
             raise _fail("ohlcv_path", f"data folder {ohlcv_path!r} does not exist "
                         "(run `make data` to generate the sample universe, or pass --data PATH)")
 
-    out_dir = _str("out_dir", merged.get("out_dir", "results"))
-    if is_url(out_dir):
-        raise _fail("out_dir", f"must be a local folder, got {out_dir!r} (outputs are written by the driver)")
-    out_dir = str((Path(base_dir) / out_dir).resolve())
-    if Path(out_dir).is_file():
-        raise _fail("out_dir", f"{out_dir!r} is a file; give a folder (it is created if missing)")
+    out_dir = _out_dir("out_dir", merged.get("out_dir", "results"), ohlcv_path, base_dir)
 
     symbols = merged.get("symbols")
     if symbols is not None:

@@ -22,6 +22,7 @@ import pandas as pd
 import baseline
 from harness import variants
 from harness.errors import ConfigError, ScanError
+from harness.outdir import RESERVED_NAMES
 
 Detector = Callable[[pd.DataFrame, Mapping[str, Any]], pd.DataFrame]
 
@@ -88,8 +89,7 @@ class DetectorSpec:
 
     @property
     def out_name(self) -> str:
-        """Folder name under out_dir: the config name with ':' turned into '.'."""
-        return self.name.replace(":", ".")
+        return out_name(self.name)
 
     def __reduce__(self) -> tuple:
         # A user's detector travels to a worker as its import path and is imported there by
@@ -99,6 +99,11 @@ class DetectorSpec:
         if _IMPORT_PATH.fullmatch(self.name):
             return _spec_on_worker, (self.name, self.params, self.baseline)
         return DetectorSpec, (self.name, self.func, self.params, self.baseline)
+
+
+def out_name(name: str) -> str:
+    """A detector's folder under out_dir: its config name with ':' turned into '.'."""
+    return name.replace(":", ".")
 
 
 class WorkerImportError(ScanError):
@@ -176,6 +181,10 @@ def resolve_detectors(names: tuple[str, ...], overrides: Mapping[str, Mapping[st
     """
     specs = []
     for name in names:
+        if out_name(name).casefold() in (reserved.casefold() for reserved in RESERVED_NAMES):
+            raise ConfigError(f"config key 'detectors': {name!r} would write to the folder {out_name(name)!r}, a "
+                              f"name the scan keeps for its own files ({', '.join(RESERVED_NAMES)}); rename the "
+                              "module or function")
         if name in BASELINES:
             func, defaults, base = BASELINES[name], baseline.DEFAULT_PARAMS[name], None
         elif name in VARIANT_FUNCTIONS:

@@ -48,3 +48,15 @@ class Interrupted(ScanError):
 class StopRequested(KeyboardInterrupt):
     """Raised by the driver's SIGINT/SIGTERM handler. A KeyboardInterrupt that is not this one came
     from a detector's own code, and fails that symbol like any other exception would."""
+
+
+class OutputError(ScanError):
+    """The output folder cannot be written: no space, no permission, read-only, a path in the way."""
+
+    exit_code = 1
+
+
+class FolderInUse(ScanError):
+    """Another run holds the output folder's lock."""
+
+    exit_code = 2

@@ -4,19 +4,27 @@ The run's symbols, sorted, are cut into chunks of `flush_every` consecutive symb
 may be shorter); chunk c is symbols[c * flush_every : (c + 1) * flush_every]. The driver writes a
 chunk as soon as all its symbols' results are in, in whatever order chunks complete.
 
-Layout while a run is going (all under <out_dir>/.partial/):
+Layout while a run is going (all under <out_dir>/.symbol-scan-staging/):
+    made-by-symbol-scan              the marker: only a staging folder holding it is ever deleted
     state.json                       the commit point: run key, chunks written, counts
     <detector>/events-00000.parquet  one part per chunk (named by chunk number): events, and forward
     <detector>/forward-00000.parquet returns with the event's bar number (for finalize)
     series-00000.parquet             every bar's day and close of the chunk's symbols
     market-00000.parquet             the chunk's market sums (harness.market.chunk_sums)
-Each part is written to a temp name, then renamed. At the end, FinalFiles writes every final file
-under a temp name: the driver streams the staged chunks (staged()), in chunk order, through the
-market-adjusted statistics into <out_dir>/<detector>/{events,forward}.parquet (one row group per
-chunk), then summary.csv, market.parquet, paths.csv, report.html and run.json; only then are they
-all renamed into place (os.replace) and .partial removed. So a crash leaves every file at an
-output path whole (the previous run's, or during the final renames possibly some new ones), and
-every chunk recorded in state.json is kept for --resume.
+Each part is written to a temp name, then renamed. At the end, final_files() gives a FinalFiles
+that writes every final file under a temp name: the driver streams the staged chunks (staged()),
+in chunk order, through the market-adjusted statistics into <out_dir>/<detector>/{events,forward}
+.parquet (one row group per chunk), then the top-level files (summary.csv, market.parquet,
+paths.csv, report.html, run.json); only then are they all renamed into place (os.replace) and
+the staging folder removed. So a crash leaves every file at an output path whole (the previous
+run's, or during the final renames possibly some new ones), and every chunk recorded in
+state.json is kept for --resume.
+
+A write that fails (no space, no permission, a read-only file system, a file too large, a path in
+the way) is one OutputError naming the path and saying what --resume can still use; the failed
+write's temp files are removed and the previous run's files stay as they were. Nothing in out_dir
+but the run's own paths (harness.outdir) is touched: other folders, such as those of detectors of
+an earlier run, stay; run.json lists the files of the run.
 
 Determinism: a part always holds the results of one chunk's symbols in sorted order, so the parts,
 and so the final bytes, depend only on the data and the config, not on task sizes or the order in
@@ -31,7 +39,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,13 +48,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harness.detectors import DetectorSpec
-from harness.errors import ScanError
+from harness.errors import ConfigError, OutputError, ScanError
 from harness.eval import abnormal_column, forward_column
 from harness.market import chunk_sums
+from harness.outdir import DETECTOR_FILES, RUN_FILES, STAGING, STAGING_MARKER, os_reason
 from harness.task import SymbolResult
 
-STAGING = ".partial"
 STATE_FILE = "state.json"
+MARKER_TEXT = ("symbol scan keeps the flushed results of an unfinished run here (for --resume); "
+               "the next run into this folder deletes it.\n")
 BAR = "bar"  # staged forward parts only: the event's row in its symbol's bars
 
 
@@ -58,17 +68,22 @@ def write_synced(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same folder and os.replace."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write_synced(tmp, data)
-    os.replace(tmp, path)
+def temp_name(path: Path) -> Path:
+    """The temp file a new `path` is written to before it is renamed into place."""
+    return path.with_name(f".{path.name}.tmp")
 
 
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Yield a temp name for `path`; os.replace it into place when the block succeeds, remove it when not."""
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 @dataclasses.dataclass
@@ -83,51 +98,78 @@ class StagedChunk:
 
 
 class FinalFiles:
-    """The new final files, each written under a temp name; commit() moves them all into place."""
+    """The new final files of a run, each written under a temp name; commit() moves them all into place.
 
-    def __init__(self, out_dir: Path):
-        self.out_dir = out_dir
+    Names are relative to out_dir: a top-level one must be one of harness.outdir.RUN_FILES, a
+    detector's one of DETECTOR_FILES in its folder. A failing write is the writer's OutputError.
+    """
+
+    def __init__(self, writer: OutputWriter):
+        self.writer = writer
+        self.out_dir = writer.out_dir
         self.moves: list[tuple[Path, Path]] = []
-        self.writers: dict[Path, pq.ParquetWriter] = {}
+        self.made: list[Path] = []  # detector folders made here (removed again if the run fails)
+        self.parquet: dict[str, pq.ParquetWriter] = {}
+
+    @property
+    def names(self) -> list[str]:
+        """Every file of this run, relative to out_dir, in the order it was begun."""
+        return [str(final.relative_to(self.out_dir)) for _, final in self.moves]
 
     def _temp_for(self, name: str) -> Path:
+        folder, _, file = name.rpartition("/")
+        if not (file in RUN_FILES if not folder else file in DETECTOR_FILES):
+            raise ValueError(f"{name}: a new output file must be added to harness.outdir first")
         final = self.out_dir / name
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.tmp")
-        self.moves.append((tmp, final))
-        return tmp
+        if folder and not final.parent.is_dir():
+            with self.writer.writing(final.parent):
+                final.parent.mkdir()
+            self.made.append(final.parent)
+        self.moves.append((temp_name(final), final))
+        return self.moves[-1][0]
 
     def append(self, name: str, table: pa.Table) -> None:
-        """Add `table` as one row group of parquet file `name` (a path relative to out_dir)."""
-        if name not in self.writers:
-            self.writers[name] = pq.ParquetWriter(self._temp_for(name), table.schema)
-        if table.num_rows:
-            self.writers[name].write_table(table, row_group_size=table.num_rows)
+        """Add `table` as one row group of parquet file `name`."""
+        with self.writer.writing(self.out_dir / name):
+            if name not in self.parquet:
+                self.parquet[name] = pq.ParquetWriter(self._temp_for(name), table.schema)
+            if table.num_rows:
+                self.parquet[name].write_table(table, row_group_size=table.num_rows)
 
     def table(self, name: str, table: pa.Table) -> None:
         """Write parquet file `name` whole."""
-        pq.write_table(table, self._temp_for(name))
+        with self.writer.writing(self.out_dir / name):
+            pq.write_table(table, self._temp_for(name))
 
     def text(self, name: str, text: str) -> None:
         """Write text file `name`."""
-        write_synced(self._temp_for(name), text.encode())
+        with self.writer.writing(self.out_dir / name):
+            write_synced(self._temp_for(name), text.encode())
 
-    def close(self) -> None:
-        for writer in self.writers.values():
-            writer.close()
-        self.writers.clear()
+    def _close(self) -> None:
+        for name, parquet in self.parquet.items():
+            with self.writer.writing(self.out_dir / name):
+                parquet.close()
+        self.parquet.clear()
 
     def discard(self) -> None:
-        """Remove every temp file written so far (a failure before commit)."""
-        self.close()
+        """Remove every temp file written so far, and the folders made for them (a failure before commit)."""
+        with contextlib.suppress(OSError, ScanError):
+            self._close()
         for tmp, _ in self.moves:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        for folder in reversed(self.made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only while it is empty
 
     def commit(self) -> None:
-        """Move every file into place."""
-        self.close()
+        """Move every file into place, after checking again that nothing is in the way."""
+        self._close()
+        self.writer.check_paths(self.names)  # something may have appeared there during the run
         for tmp, final in self.moves:
-            os.replace(tmp, final)
+            with self.writer.writing(final):
+                os.replace(tmp, final)
 
 
 class OutputWriter:
@@ -145,19 +187,103 @@ class OutputWriter:
         self.state: dict[str, Any] = {"run_key": run_key, "chunks": [], "extra_columns": {},
                                       "failed": [], "repairs": {}, "cpu_seconds": {}, "bars": 0,
                                       "no_bars": []}
-        state_path = self.staging / STATE_FILE
-        if resume and state_path.exists():
-            saved = json.loads(state_path.read_text())
-            if saved.get("run_key") != run_key:
-                raise ScanError(f"--resume: the unfinished run in {self.staging} was started with a different "
-                                "config or universe; rerun without --resume to start over")
-            self.state = saved
-        else:
-            if self.staging.exists():
-                shutil.rmtree(self.staging)
-            for spec in self.detectors:
-                (self.staging / spec.out_name).mkdir(parents=True)
-            self._save_state()
+        self.kept = 0  # symbols in the staged chunks that state.json on disk records
+        self.resumed = resume and self.staging.exists()
+        if self.resumed:
+            self.state = self._load_state()
+            self.kept = self.flushed
+        self.check_paths(RUN_FILES)
+        if not self.resumed:
+            self._start_staging()
+
+    # ---------------------------------------------------------------- the staging folder
+
+    def _start_staging(self) -> None:
+        """A new, empty staging folder with its marker, in place of an earlier one of ours."""
+        with self.writing(self.staging):
+            self._remove_staging()
+            self.staging.mkdir(parents=True)  # out_dir too, for callers of run_scan without the lock
+        try:
+            with self.writing(self.staging):
+                write_synced(self.staging / STAGING_MARKER, MARKER_TEXT.encode())
+                for spec in self.detectors:
+                    (self.staging / spec.out_name).mkdir()
+                self._save_state()
+        except OutputError:
+            shutil.rmtree(self.staging, ignore_errors=True)  # made just now, holds nothing to resume
+            raise
+
+    def _load_state(self) -> dict[str, Any]:
+        """The saved state of the run to resume; "cannot resume" when the staging folder is damaged."""
+        if not (self.staging / STAGING_MARKER).is_file():
+            raise self._not_ours()
+        path = self.staging / STATE_FILE
+        try:
+            saved = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise self._damaged(f"{path} is missing") from None
+        except (OSError, ValueError) as exc:
+            reason = os_reason(exc) if isinstance(exc, OSError) else f"not valid JSON: {exc}"
+            raise self._damaged(f"{path} is unreadable ({reason})") from None
+        if not isinstance(saved, dict) or any(type(saved.get(k)) is not type(v) for k, v in self.state.items()):
+            raise self._damaged(f"{path} is not a state file this tool wrote")
+        if saved["run_key"] != self.run_key:
+            raise ScanError(f"--resume: the unfinished run in {self.staging} was started with a different "
+                            "config or universe; rerun without --resume to start over")
+        if any(not isinstance(c, int) or not 0 <= c < self.chunks for c in saved["chunks"]):
+            raise self._damaged(f"{path} lists chunks this run does not have")
+        for chunk in saved["chunks"]:
+            for part in self._part_paths(chunk):
+                self._read_part(part, metadata_only=True)
+        return saved
+
+    def _not_ours(self) -> ConfigError:
+        return ConfigError(f"config key 'out_dir': {self.staging} was not made by this tool (it has no "
+                           f"{STAGING_MARKER} file) and is left alone; move or rename it")
+
+    def _damaged(self, problem: str) -> ScanError:
+        return ScanError(f"cannot resume: {problem}; rerun without --resume to start over")
+
+    def _remove_staging(self) -> None:
+        """Delete the staging folder if it is ours (it holds the marker), the marker last."""
+        if not self.staging.exists() and not self.staging.is_symlink():
+            return
+        marker = self.staging / STAGING_MARKER
+        if self.staging.is_symlink() or not marker.is_file():
+            raise self._not_ours()
+        for child in self.staging.iterdir():
+            if child.name != STAGING_MARKER:
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        marker.unlink(missing_ok=True)
+        self.staging.rmdir()
+
+    @contextlib.contextmanager
+    def writing(self, path: Path) -> Iterator[None]:
+        """Turn an OSError while writing `path` into one OutputError that says what --resume keeps."""
+        try:
+            yield
+        except OSError as exc:
+            raise self._cannot_write(path, os_reason(exc)) from None
+
+    def _cannot_write(self, path: Path, reason: str) -> OutputError:
+        kept = (f"the {self.kept} symbols flushed so far are kept: rerun with --resume once that is fixed"
+                if self.kept else "no symbol was flushed yet, so there is nothing to resume")
+        return OutputError(f"cannot write {path}: {reason}; {kept}")
+
+    def check_paths(self, top_files: Iterable[str]) -> None:
+        """OutputError if something of another kind occupies an output path: a file where a detector's
+        folder goes, a folder where a file goes (checked up front, and again before the final renames)."""
+        files = [self.out_dir / name for name in top_files]
+        for spec in self.detectors:
+            folder = self.out_dir / spec.out_name
+            if folder.exists() and not folder.is_dir():
+                raise self._cannot_write(folder, "a file is in the way (this scan writes a folder there)")
+            files += [folder / name for name in DETECTOR_FILES]
+        for path in files:
+            if path.is_dir() and not path.is_symlink():
+                raise self._cannot_write(path, "a folder is in the way (this scan writes a file there)")
+
+    # ---------------------------------------------------------------- chunks
 
     def chunk_range(self, chunk: int) -> range:
         """The indices (into the run's sorted symbols) of chunk `chunk`."""
@@ -174,7 +300,29 @@ class OutputWriter:
         return sum(len(self.chunk_range(c)) for c in self.state["chunks"])
 
     def _save_state(self) -> None:
-        atomic_write_bytes(self.staging / STATE_FILE, json.dumps(self.state, sort_keys=True).encode())
+        path = self.staging / STATE_FILE
+        with self.writing(path), replacing(path) as tmp:
+            write_synced(tmp, json.dumps(self.state, sort_keys=True).encode())
+        self.kept = self.flushed
+
+    def _write_part(self, table: pa.Table, path: Path) -> None:
+        with self.writing(path), replacing(path) as tmp:
+            pq.write_table(table, tmp)
+
+    def _part_paths(self, chunk: int) -> list[Path]:
+        """Every staged file of chunk `chunk`."""
+        return [*(self.staging / spec.out_name / f"{kind}-{chunk:05d}.parquet"
+                  for spec in self.detectors for kind in ("events", "forward")),
+                self.staging / f"series-{chunk:05d}.parquet", self.staging / f"market-{chunk:05d}.parquet"]
+
+    def _read_part(self, path: Path, metadata_only: bool = False) -> Any:
+        try:
+            return pq.read_metadata(path) if metadata_only else pq.read_table(path)
+        except FileNotFoundError:
+            raise self._damaged(f"the staged part {path} is missing") from None
+        except (OSError, pa.ArrowException) as exc:
+            reason = os_reason(exc) if isinstance(exc, OSError) else str(exc).splitlines()[0]
+            raise self._damaged(f"the staged part {path} is unreadable ({reason})") from None
 
     def schemas(self, spec: DetectorSpec, extras_seen: Sequence[pa.Table | None] = ()
                 ) -> tuple[pa.Schema, pa.Schema]:
@@ -236,29 +384,31 @@ class OutputWriter:
                     extra_table = pa.concat_tables(extras)
                     columns.update({c: extra_table.column(c) for c in extra_table.column_names})
                 events = pa.table({c: columns[c] for c in events_schema.names}).cast(events_schema)
-            _write_parquet(events, self.staging / spec.out_name / f"events-{chunk:05d}.parquet")
-            _write_parquet(forward, self.staging / spec.out_name / f"forward-{chunk:05d}.parquet")
+            self._write_part(events, self.staging / spec.out_name / f"events-{chunk:05d}.parquet")
+            self._write_part(forward, self.staging / spec.out_name / f"forward-{chunk:05d}.parquet")
         with_bars = [r for r in ok if r.bars]
         series = pa.table({
             "symbol": pa.array(np.repeat([r.symbol for r in with_bars], [r.bars for r in with_bars]).astype(object),
                                pa.string()).dictionary_encode(),
             "day": pa.array(np.concatenate([r.days for r in with_bars]) if with_bars else [], pa.int32()),
             "close": pa.array(np.concatenate([r.close for r in with_bars]) if with_bars else [], pa.float64())})
-        _write_parquet(series, self.staging / f"series-{chunk:05d}.parquet")
+        self._write_part(series, self.staging / f"series-{chunk:05d}.parquet")
         market = chunk_sums([(r.days, r.close) for r in with_bars])
-        _write_parquet(pa.Table.from_pandas(market, preserve_index=False), self.staging / f"market-{chunk:05d}.parquet")
+        self._write_part(pa.Table.from_pandas(market, preserve_index=False), self.staging / f"market-{chunk:05d}.parquet")
         self.state["chunks"] = sorted({*self.state["chunks"], chunk})
         self._save_state()  # the commit point: parts of chunks not listed are ignored on resume
+
+    # ---------------------------------------------------------------- the end
 
     def market_parts(self) -> Iterator[pd.DataFrame]:
         """Every chunk's market sums, in chunk order."""
         for chunk in range(self.chunks):
-            yield pq.read_table(self.staging / f"market-{chunk:05d}.parquet").to_pandas()
+            yield self._read_part(self.staging / f"market-{chunk:05d}.parquet").to_pandas()
 
     def staged(self) -> Iterator[StagedChunk]:
         """Every staged chunk, in chunk order."""
         for chunk in range(self.chunks):
-            table = pq.read_table(self.staging / f"series-{chunk:05d}.parquet")
+            table = self._read_part(self.staging / f"series-{chunk:05d}.parquet")
             symbol = table.column("symbol").combine_chunks()
             if not isinstance(symbol, pa.DictionaryArray):
                 symbol = symbol.dictionary_encode()
@@ -267,21 +417,39 @@ class OutputWriter:
             edges = [0, *(np.flatnonzero(np.diff(codes)) + 1), len(codes)] if len(codes) else [0]
             names = symbol.dictionary.to_pylist()
             spans = {names[codes[a]]: (a, b - a) for a, b in zip(edges, edges[1:])}
-            yield StagedChunk(
-                days, close, spans,
-                {s.name: pq.read_table(self.staging / s.out_name / f"events-{chunk:05d}.parquet") for s in self.detectors},
-                {s.name: pq.read_table(self.staging / s.out_name / f"forward-{chunk:05d}.parquet") for s in self.detectors})
+            part = lambda spec, kind: self._read_part(self.staging / spec.out_name / f"{kind}-{chunk:05d}.parquet")  # noqa: E731
+            yield StagedChunk(days, close, spans, {s.name: part(s, "events") for s in self.detectors},
+                              {s.name: part(s, "forward") for s in self.detectors})
+
+    def check_some_symbol_succeeded(self) -> None:
+        """ScanError when no symbol gave results (all failed, or none had bars): such a run must not
+        replace the previous results with empty files. Its staging folder is removed."""
+        failed, empty = self.state["failed"], self.state["no_bars"]
+        if self.flushed > len(failed) + len(empty):
+            return
+        with self.writing(self.staging):
+            self._remove_staging()
+        first = ""
+        if failed:  # as the log line of a skipped symbol has it, without naming the symbol twice
+            where = f"symbol {failed[0]['symbol']!r}" + (f", detector {failed[0]['detector']!r}"
+                                                        if failed[0]["detector"] else "")
+            error = failed[0]["error"]
+            first = "; first failure: " + (error if error.startswith(where) else f"{where}: {error}")
+        raise ScanError(f"no symbol was scanned ({len(failed)} failed, {len(empty)} had no bars in the "
+                        f"lookback window{first}); the previous results in {self.out_dir} are left as they were")
 
     @contextlib.contextmanager
     def final_files(self) -> Iterator[FinalFiles]:
         """The new final files: moved into place (and staging removed) when the block ends without an
-        error; on an error every temp file is removed and the previous files stay as they were."""
-        files = FinalFiles(self.out_dir)
+        error; on an error every temp file is removed, the previous files stay as they were and the
+        staging folder is kept for --resume. A run in which no symbol succeeded stops here."""
+        self.check_some_symbol_succeeded()
+        files = FinalFiles(self)
         try:
             yield files
+            files.commit()
         except BaseException:
             files.discard()
             raise
-        files.commit()
-        shutil.rmtree(self.staging)
-
+        with self.writing(self.staging):
+            self._remove_staging()

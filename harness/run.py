@@ -30,6 +30,7 @@ from harness.errors import ConfigError, Interrupted, ScanError, StopRequested, S
 from harness.finish import finish_outputs
 from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running
 from harness.progress import Progress
+from harness.outdir import hold_output_folder
 from harness.output import OutputWriter
 from harness.summary import format_summary, summarize
 from harness.dispatch import dask_results
@@ -245,6 +246,7 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute, import
         timings.lap("report")
         timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 3)
         info["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        info["files"] = [*files.names, "run.json"]
         files.text("run.json", json.dumps(info, indent=2, default=str) + "\n")
     print(format_summary(summary))
     if failed:
@@ -271,7 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         try:
-            run_scan(config_from_args(args), resume=args.resume, imports_seconds=imports)
+            cfg = config_from_args(args)
+            with hold_output_folder(cfg.out_dir):  # before any process starts; a second run stops here
+                run_scan(cfg, resume=args.resume, imports_seconds=imports)
         except KeyboardInterrupt:
             raise Interrupted("interrupted; flushed symbols are kept, rerun with --resume to continue") from None
     except ScanError as exc:  # the one place user errors are reported

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, bars, cli_env, run_cli, write_config, write_partition
+from harness.outdir import STAGING
 from test_run import marked_processes, marked_universe, output_files  # noqa: F401  (fixture)
 
 SLOW = ["gap", "user_detectors:slow"]
@@ -40,7 +41,7 @@ def start(cfg: Path, *flags: str, marker: str = "") -> subprocess.Popen:
 
 def staged_symbols(out: Path, symbols: int = 20, flush_every: int = 3) -> int:
     """How many symbols the staged chunks of the run in `out` hold (0 while there is no state)."""
-    chunks = json.loads((out / ".partial" / "state.json").read_text())["chunks"]
+    chunks = json.loads((out / STAGING / "state.json").read_text())["chunks"]
     return sum(min(flush_every, symbols - c * flush_every) for c in chunks)
 
 

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, DaskProcesses, cli_env, free_port, run_cli, write_config
+from harness.outdir import LOCK_FILE, STAGING
 from user_detectors import MARKER_VOLUME
 
 DETECTORS = ["volume_spike", "volume_spike_trend", "breakout_52w", "breakout_52w_volume", "gap",
@@ -25,9 +26,9 @@ DETECTORS = ["volume_spike", "volume_spike_trend", "breakout_52w", "breakout_52w
 
 def output_files(out: Path) -> dict[str, bytes]:
     """Every output file the determinism contract covers: not run.json and report.html (they hold
-    timings), not the resumable staging folder .partial/."""
+    timings), not the resumable staging folder nor the lock file."""
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("run.json", "report.html")
-                   and ".partial" not in p.parts)
+                   and not {STAGING, LOCK_FILE} & set(p.relative_to(out).parts))
     return {str(p.relative_to(out)): p.read_bytes() for p in files}
 
 
@@ -73,7 +74,7 @@ def test_serial_run_writes_every_output(serial, small_universe):
     assert run["timings"]["cluster_start"] == 0 and run["timings"]["scan"] > 0
     assert "Processed 20/20 symbols" in proc.stderr
     assert "volume_spike_trend" in proc.stdout and "vs baseline" in proc.stdout
-    assert not (out / ".partial").exists()
+    assert not (out / STAGING).exists() and not (out / LOCK_FILE).exists()
 
 
 @pytest.mark.parametrize("workers, per_task", [(2, "auto"), (8, "auto"), (2, 1)])

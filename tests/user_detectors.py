@@ -50,3 +50,14 @@ def every_other_bar(df: pd.DataFrame, cfg) -> pd.DataFrame:
 
 
 every_other_bar.baseline = "user_detectors:every_bar"
+
+
+def gated(df: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Every 50th row; while the file named by $SCAN_TEST_GATE does not exist, waits for it first.
+
+    Holds a run at its first symbol for as long as a test needs it running (no sleep-and-hope)."""
+    import time
+    gate = os.environ.get("SCAN_TEST_GATE")
+    while gate and not os.path.exists(gate):
+        time.sleep(0.05)
+    return df.iloc[::50][["date"]].assign(score=1.0)
