@@ -24,6 +24,7 @@ from distributed import Client, LocalCluster
 from distributed.security import Security
 
 from harness.config import ScanConfig
+from harness.cpuslots import make_slots
 from harness.detectors import module_of
 from harness.errors import ScanError
 
@@ -158,6 +159,28 @@ def _preload_forkserver() -> None:
     context.set_forkserver_preload([*preload, *(m for m in FORKSERVER_PRELOAD if m not in preload)])
 
 
+def machine_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container may limit)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def local_cpu_slots(cfg: ScanConfig) -> Iterator[tuple[str, int] | None]:
+    """harness.cpuslots slots for a LocalCluster with more workers than cores, else None.
+
+    The slots' lock files live in a temporary folder for the life of the block.
+    """
+    cores = machine_cores()
+    if cfg.scheduler_address or cfg.workers <= cores:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="symbol-scan-slots-") as folder:
+        yield make_slots(Path(folder), cores)
+
+
 @contextlib.contextmanager
 def connect(cfg: ScanConfig) -> Iterator[Client]:
     """A Client for this run; closes it (and a LocalCluster it started) on the way out."""
@@ -179,12 +202,10 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
                 client.close()  # never client.shutdown(): the cluster is not ours
             return
         _preload_forkserver()
-        cores = os.cpu_count() or 1
+        cores = machine_cores()
         if cfg.workers > cores:
-            # Kept as asked (the user may know better, e.g. for slow s3:// reads), but said once:
-            # measured here, 8 workers on 2 cores ran 33-76% slower than 2 (BENCHMARKS.md).
-            log.warning("workers: %d on a machine with %d cores: more CPU-bound worker processes than "
-                        "cores make the scan slower, not faster; consider workers: %d",
+            log.warning("workers: %d on a machine with %d cores: detector code runs in at most %d of them at "
+                        "a time (more CPU-bound processes than cores only slow each other down); reads overlap",
                         cfg.workers, cores, cores)
         try:
             with dask.config.set(FORKSERVER):

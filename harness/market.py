@@ -91,14 +91,6 @@ def level_grid(market: pd.DataFrame) -> np.ndarray:
     return grid
 
 
-def bars_at(first: np.ndarray, length: np.ndarray, bars: np.ndarray, offset: int) -> np.ndarray:
-    """Row numbers of bar `bars + offset` of each event's symbol, in arrays that hold the symbols' bars
-    one after another (the symbol's bars are rows first .. first + length - 1); -1 where that bar
-    does not exist (before the first or past the last bar)."""
-    at = bars.astype(np.int64) + offset
-    return np.where((at >= 0) & (at < length), first + at, -1)
-
-
 def event_returns(days: np.ndarray, close: np.ndarray, levels: np.ndarray, first: np.ndarray,
                   length: np.ndarray, bars: np.ndarray, offsets: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """(ret, mkt): arrays [event, offset] of close[i+k] / close[i] - 1 and of the market over the same
@@ -108,14 +100,13 @@ def event_returns(days: np.ndarray, close: np.ndarray, levels: np.ndarray, first
     symbol's rows there; bars: each event's bar number i; levels: level_grid(). NaN where bar i+k
     does not exist. Bars are counted in the symbol's own data: missing days are never filled.
     """
-    at = bars_at(first, length, bars, 0)
-    ret = np.full((len(bars), len(offsets)), np.nan)
-    mkt = np.full((len(bars), len(offsets)), np.nan)
-    for column, offset in enumerate(offsets):
-        ahead = bars_at(first, length, bars, offset)
-        ok = ahead >= 0
-        ret[ok, column] = close[ahead[ok]] / close[at[ok]] - 1
-        start = days[at[ok]].astype(np.int64) - GRID_START
-        end = days[ahead[ok]].astype(np.int64) - GRID_START
-        mkt[ok, column] = levels[end] / levels[start] - 1
+    offsets = np.asarray(offsets, dtype=np.int64)
+    ahead = bars.astype(np.int64)[:, None] + offsets[None, :]          # [event, offset] bar numbers
+    ok = (ahead >= 0) & (ahead < length[:, None])
+    at = (first + bars)[:, None].repeat(len(offsets), axis=1)[ok]      # row of bar i, per valid cell
+    later = (first[:, None] + ahead)[ok]                               # row of bar i + k
+    ret = np.full(ahead.shape, np.nan)
+    mkt = np.full(ahead.shape, np.nan)
+    ret[ok] = close[later] / close[at] - 1
+    mkt[ok] = levels[days[later].astype(np.int64) - GRID_START] / levels[days[at].astype(np.int64) - GRID_START] - 1
     return ret, mkt

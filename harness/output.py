@@ -5,12 +5,14 @@ may be shorter); chunk c is symbols[c * flush_every : (c + 1) * flush_every]. Th
 chunk as soon as all its symbols' results are in, in whatever order chunks complete.
 
 Layout while a run is going (all under <out_dir>/.symbol-scan-staging/):
-    made-by-symbol-scan              the marker: only a staging folder holding it is ever deleted
-    state.json                       the commit point: run key, chunks written, counts
-    <detector>/events-00000.parquet  one part per chunk (named by chunk number): events, and forward
-    <detector>/forward-00000.parquet returns with the event's bar number (for finalize)
-    series-00000.parquet             every bar's day and close of the chunk's symbols
-    market-00000.parquet             the chunk's market sums (harness.market.chunk_sums)
+    made-by-symbol-scan   the marker: only a staging folder holding it is ever deleted
+    state.json            the commit point: run key, chunks written, counts
+    rows-00000.arrow      one part per chunk (named by chunk number): every detector's events with
+                          their bar number, score, close and forward returns (and extra columns)
+    series-00000.arrow    every bar's day and close of the chunk's symbols
+    market-00000.arrow    the chunk's market sums (harness.market.chunk_sums)
+Parts are Arrow IPC files: staging is internal, and they write and read several times faster than
+parquet (the driver writes them while the workers scan).
 Each part is written to a temp name, then renamed. At the end, final_files() gives a FinalFiles
 that writes every final file under a temp name: the driver streams the staged chunks (staged()),
 in chunk order, through the market-adjusted statistics into <out_dir>/<detector>/{events,forward}
@@ -93,8 +95,45 @@ class StagedChunk:
     days: np.ndarray                     # every bar's day number (int32), symbol after symbol
     close: np.ndarray                    # every bar's close
     spans: dict[str, tuple[int, int]]    # symbol -> (first row in days/close, number of bars)
-    events: dict[str, pa.Table]          # detector name -> events part
-    forward: dict[str, pa.Table]         # detector name -> forward part, with BAR
+    events: dict[str, pa.Table]          # detector name -> its events, in the final schema
+    forward: dict[str, pa.Table]         # detector name -> its forward returns, with BAR
+
+
+def write_arrow(table: pa.Table, path: Path) -> None:
+    """`table` as an Arrow IPC file."""
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def read_arrow(path: Path) -> pa.Table:
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def staged_rows(results: Sequence[SymbolResult], detectors: Sequence[DetectorSpec]) -> pa.Table:
+    """Every detector's event rows of `results` (ok ones, in symbol order) as one table: symbol,
+    then SymbolResult.rows' columns (detector code, bar, date, score, close, fwd_<h>), then each
+    detector's extra columns as "<code>:<name>" (NaN on other detectors' rows)."""
+    if not results:
+        return pa.table({"symbol": pa.array([], pa.string()).dictionary_encode(), "detector": pa.array([], pa.int16())})
+    rows = pa.concat_tables([r.rows for r in results])
+    symbol = pa.array(np.repeat([r.symbol for r in results], [r.rows.num_rows for r in results]).astype(object),
+                      pa.string()).dictionary_encode()
+    table = rows.add_column(0, "symbol", symbol)
+    code_column = rows.column("detector").to_numpy()
+    for code, spec in enumerate(detectors):
+        extras = [(n, r.extras[spec.name]) for n, r in enumerate(results) if spec.name in r.extras]
+        if not extras:
+            continue
+        names = extras[0][1].column_names
+        starts = np.cumsum([0] + [r.rows.num_rows for r in results])
+        for name in names:
+            values = np.full(rows.num_rows, np.nan)
+            for n, extra in extras:  # a result's rows of one detector are consecutive
+                block = np.flatnonzero(code_column[starts[n]:starts[n + 1]] == code) + starts[n]
+                values[block] = extra.column(name).to_numpy(zero_copy_only=False)
+            table = table.append_column(f"{code}:{name}", pa.array(values, pa.float64()))
+    return table
 
 
 class FinalFiles:
@@ -206,8 +245,6 @@ class OutputWriter:
         try:
             with self.writing(self.staging):
                 write_synced(self.staging / STAGING_MARKER, MARKER_TEXT.encode())
-                for spec in self.detectors:
-                    (self.staging / spec.out_name).mkdir()
                 self._save_state()
         except OutputError:
             shutil.rmtree(self.staging, ignore_errors=True)  # made just now, holds nothing to resume
@@ -234,7 +271,7 @@ class OutputWriter:
             raise self._damaged(f"{path} lists chunks this run does not have")
         for chunk in saved["chunks"]:
             for part in self._part_paths(chunk):
-                self._read_part(part, metadata_only=True)
+                self._read_part(part)
         return saved
 
     def _not_ours(self) -> ConfigError:
@@ -307,17 +344,15 @@ class OutputWriter:
 
     def _write_part(self, table: pa.Table, path: Path) -> None:
         with self.writing(path), replacing(path) as tmp:
-            pq.write_table(table, tmp)
+            write_arrow(table, tmp)
 
     def _part_paths(self, chunk: int) -> list[Path]:
         """Every staged file of chunk `chunk`."""
-        return [*(self.staging / spec.out_name / f"{kind}-{chunk:05d}.parquet"
-                  for spec in self.detectors for kind in ("events", "forward")),
-                self.staging / f"series-{chunk:05d}.parquet", self.staging / f"market-{chunk:05d}.parquet"]
+        return [self.staging / f"{kind}-{chunk:05d}.arrow" for kind in ("rows", "series", "market")]
 
-    def _read_part(self, path: Path, metadata_only: bool = False) -> Any:
+    def _read_part(self, path: Path) -> pa.Table:
         try:
-            return pq.read_metadata(path) if metadata_only else pq.read_table(path)
+            return read_arrow(path)
         except FileNotFoundError:
             raise self._damaged(f"the staged part {path} is missing") from None
         except (OSError, pa.ArrowException) as exc:
@@ -342,11 +377,6 @@ class OutputWriter:
                              *((abnormal_column(h), pa.float64()) for h in self.windows)])
         return events, forward
 
-    def _staged_forward_schema(self, spec: DetectorSpec) -> pa.Schema:
-        _, forward = self.schemas(spec)
-        staged = [f for f in forward if not f.name.startswith("abn_")]
-        return pa.schema([*staged, (BAR, pa.int32())])
-
     def write_chunk(self, chunk: int, results: Sequence[SymbolResult]) -> None:
         """Stage chunk `chunk`: its symbols' results, in symbol order, as one part per staged file."""
         if len(results) != len(self.chunk_range(chunk)):
@@ -364,37 +394,18 @@ class OutputWriter:
             self.state["bars"] += result.bars
             if not result.bars:
                 self.state["no_bars"].append(result.symbol)
-        rows_all = pa.concat_tables([r.rows for r in ok]) if ok else None
-        symbol = pa.array(np.repeat([r.symbol for r in ok], [r.rows.num_rows for r in ok]), pa.string()) \
-            if ok else None
-        for code, spec in enumerate(self.detectors):
-            events_schema, _ = self.schemas(spec, [r.extras.get(spec.name) for r in ok])
-            forward_schema = self._staged_forward_schema(spec)
-            if rows_all is None:
-                events, forward = events_schema.empty_table(), forward_schema.empty_table()
-            else:
-                mask = pc.equal(rows_all.column("detector"), code)
-                rows = rows_all.filter(mask)
-                names = pa.array(np.full(rows.num_rows, spec.name, dtype=object), pa.string())
-                columns = {"symbol": symbol.filter(mask), "date": rows.column("date"), "detector": names,
-                           **{c: rows.column(c) for c in rows.column_names if c not in ("detector", "date")}}
-                forward = pa.table({c: columns[c] for c in forward_schema.names}).cast(forward_schema)
-                extras = [r.extras[spec.name] for r in ok if spec.name in r.extras]
-                if extras:  # a detector's extra columns, whatever their names, go to events only
-                    extra_table = pa.concat_tables(extras)
-                    columns.update({c: extra_table.column(c) for c in extra_table.column_names})
-                events = pa.table({c: columns[c] for c in events_schema.names}).cast(events_schema)
-            self._write_part(events, self.staging / spec.out_name / f"events-{chunk:05d}.parquet")
-            self._write_part(forward, self.staging / spec.out_name / f"forward-{chunk:05d}.parquet")
+        for spec in self.detectors:
+            self.schemas(spec, [r.extras.get(spec.name) for r in ok])  # extra columns: the same every time
+        self._write_part(staged_rows(ok, self.detectors), self.staging / f"rows-{chunk:05d}.arrow")
         with_bars = [r for r in ok if r.bars]
         series = pa.table({
             "symbol": pa.array(np.repeat([r.symbol for r in with_bars], [r.bars for r in with_bars]).astype(object),
                                pa.string()).dictionary_encode(),
             "day": pa.array(np.concatenate([r.days for r in with_bars]) if with_bars else [], pa.int32()),
             "close": pa.array(np.concatenate([r.close for r in with_bars]) if with_bars else [], pa.float64())})
-        self._write_part(series, self.staging / f"series-{chunk:05d}.parquet")
+        self._write_part(series, self.staging / f"series-{chunk:05d}.arrow")
         market = chunk_sums([(r.days, r.close) for r in with_bars])
-        self._write_part(pa.Table.from_pandas(market, preserve_index=False), self.staging / f"market-{chunk:05d}.parquet")
+        self._write_part(pa.Table.from_pandas(market, preserve_index=False), self.staging / f"market-{chunk:05d}.arrow")
         self.state["chunks"] = sorted({*self.state["chunks"], chunk})
         self._save_state()  # the commit point: parts of chunks not listed are ignored on resume
 
@@ -403,12 +414,12 @@ class OutputWriter:
     def market_parts(self) -> Iterator[pd.DataFrame]:
         """Every chunk's market sums, in chunk order."""
         for chunk in range(self.chunks):
-            yield self._read_part(self.staging / f"market-{chunk:05d}.parquet").to_pandas()
+            yield self._read_part(self.staging / f"market-{chunk:05d}.arrow").to_pandas()
 
     def staged(self) -> Iterator[StagedChunk]:
         """Every staged chunk, in chunk order."""
         for chunk in range(self.chunks):
-            table = self._read_part(self.staging / f"series-{chunk:05d}.parquet")
+            table = self._read_part(self.staging / f"series-{chunk:05d}.arrow")
             symbol = table.column("symbol").combine_chunks()
             if not isinstance(symbol, pa.DictionaryArray):
                 symbol = symbol.dictionary_encode()
@@ -417,9 +428,29 @@ class OutputWriter:
             edges = [0, *(np.flatnonzero(np.diff(codes)) + 1), len(codes)] if len(codes) else [0]
             names = symbol.dictionary.to_pylist()
             spans = {names[codes[a]]: (a, b - a) for a, b in zip(edges, edges[1:])}
-            part = lambda spec, kind: self._read_part(self.staging / spec.out_name / f"{kind}-{chunk:05d}.parquet")  # noqa: E731
-            yield StagedChunk(days, close, spans, {s.name: part(s, "events") for s in self.detectors},
-                              {s.name: part(s, "forward") for s in self.detectors})
+            rows = self._read_part(self.staging / f"rows-{chunk:05d}.arrow")
+            events, forward = {}, {}
+            for code, spec in enumerate(self.detectors):
+                events[spec.name], forward[spec.name] = self._split_rows(rows, code, spec)
+            yield StagedChunk(days, close, spans, events, forward)
+
+    def _split_rows(self, rows: pa.Table, code: int, spec: DetectorSpec) -> tuple[pa.Table, pa.Table]:
+        """One detector's events (final schema) and forward rows (final columns but abn_<h>, plus BAR)."""
+        events_schema, forward_schema = self.schemas(spec)
+        forward_names = [f.name for f in forward_schema if not f.name.startswith("abn_")] + [BAR]
+        if BAR not in rows.column_names:  # a chunk in which every symbol failed
+            staged = pa.schema([*(forward_schema.field(c) for c in forward_names[:-1]), (BAR, pa.int32())])
+            return events_schema.empty_table(), staged.empty_table()
+        mine = rows.filter(pc.equal(rows.column("detector"), code))
+        names = pa.array(np.full(mine.num_rows, spec.name, dtype=object), pa.string())
+        nan = pa.array(np.full(mine.num_rows, np.nan), pa.float64())
+        columns = {"symbol": mine.column("symbol").cast(pa.string()), "date": mine.column("date"),
+                   "detector": names, "score": mine.column("score"), "close": mine.column("close"),
+                   BAR: mine.column(BAR), **{forward_column(h): mine.column(forward_column(h)) for h in self.windows},
+                   **{c: mine.column(f"{code}:{c}") if f"{code}:{c}" in mine.column_names else nan
+                      for c in events_schema.names[4:]}}
+        return (pa.table({c: columns[c] for c in events_schema.names}).cast(events_schema),
+                pa.table({c: columns[c] for c in forward_names}))
 
     def check_some_symbol_succeeded(self) -> None:
         """ScanError when no symbol gave results (all failed, or none had bars): such a run must not

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -99,12 +100,11 @@ def serial_results(symbols: Sequence[str], todo: Sequence[int], task: ScanTask) 
 
 
 def versions() -> dict[str, str]:
-    import dask
-    import distributed
-    import numpy
-    import pyarrow
-    return {"python": platform.python_version(), "pandas": pd.__version__, "numpy": numpy.__version__,
-            "pyarrow": pyarrow.__version__, "dask": dask.__version__, "distributed": distributed.__version__}
+    """Versions of Python and of the packages that decide the results, for run.json. Read from the
+    installed metadata: importing dask and distributed for this would cost a serial run a second."""
+    from importlib.metadata import version
+    return {"python": platform.python_version(),
+            **{name: version(name) for name in ("pandas", "numpy", "pyarrow", "dask", "distributed")}}
 
 
 @contextlib.contextmanager
@@ -127,9 +127,10 @@ def execute(cfg: ScanConfig, symbols: Sequence[str], todo: Sequence[int], task: 
 def execute_on_dask(cfg: ScanConfig, symbols: Sequence[str], todo: Sequence[int], task: ScanTask,
                     info: dict[str, Any]) -> Iterator[Iterator[tuple[int, SymbolResult]]]:
     """execute() on a Dask cluster, whatever `workers` says (the benchmark's one-worker LocalCluster)."""
-    from cluster import connect
+    from cluster import connect, local_cpu_slots
     t0 = time.time()
-    with connect(cfg) as client:
+    with connect(cfg) as client, local_cpu_slots(cfg) as slots:
+        task = dataclasses.replace(task, cpu_slots=slots)
         info["cluster_start_seconds"] = round(time.time() - t0, 3)
         info["dashboard"] = client.dashboard_link
         threads = sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values())

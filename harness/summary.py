@@ -164,10 +164,11 @@ class PathSums:
         the same bars (NaN where the bar does not exist)."""
         rows = np.searchsorted(self.dates, event_dates)
         ok = ~np.isnan(ret)
-        cell = (np.repeat(rows, len(self.offsets)).reshape(ret.shape), np.tile(np.arange(len(self.offsets)), (len(rows), 1)))
-        np.add.at(self.ret, (cell[0][ok], cell[1][ok]), ret[ok])
-        np.add.at(self.abn, (cell[0][ok], cell[1][ok]), ret[ok] - mkt[ok])
-        np.add.at(self.count, (cell[0][ok], cell[1][ok]), 1)
+        cells = (rows[:, None] * len(self.offsets) + np.arange(len(self.offsets))[None, :])[ok]
+        size = self.ret.size  # np.bincount adds in input order: events in symbol order, deterministic
+        self.ret += np.bincount(cells, weights=ret[ok], minlength=size).reshape(self.ret.shape)
+        self.abn += np.bincount(cells, weights=ret[ok] - mkt[ok], minlength=size).reshape(self.ret.shape)
+        self.count += np.bincount(cells, minlength=size).reshape(self.ret.shape)
 
     def paths(self, detector: str) -> pd.DataFrame:
         """PATH_COLUMNS, one row per offset: events with that bar, mean_ret, mean_abn and its 95% band

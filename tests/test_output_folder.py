@@ -22,8 +22,8 @@ from harness.outdir import LOCK_FILE, RESERVED_NAMES, STAGING, STAGING_MARKER
 from test_run import output_files
 
 DETECTORS = ["gap", "user_detectors:gated"]
-# File-size limits (bytes). Measured: the first two flushes' parts are under 3 KB, the third's gap
-# events part (the first file of that flush) 16 KB, its bars (series) part ~60 KB; every final file
+# File-size limits (bytes). Measured: the first two flushes' parts are under 3 KB, the third's rows
+# part (the first file of that flush) over 10 KB, its bars (series) part ~70 KB; every final file
 # but market.parquet is under 100 KB, market.parquet (6,000 dates) about 170 KB (checked in `reference`).
 PART_LIMIT, FINAL_LIMIT = 8_000, 120_000
 
@@ -164,7 +164,7 @@ def test_a_run_killed_with_sigkill_never_blocks_the_next(tmp_path, data, referen
 # --- writes that fail ---
 
 @pytest.mark.parametrize("limit, failing, kept", [
-    (PART_LIMIT, f"{STAGING}/gap/events-00002.parquet", 6),  # the third flush
+    (PART_LIMIT, f"{STAGING}/rows-00002.arrow", 6),  # the third flush
     (FINAL_LIMIT, "market.parquet", 7),  # the final files, once every symbol is flushed
 ])
 def test_a_failing_write_is_one_line_and_resume_finishes_the_run(tmp_path, data, previous, reference,
@@ -294,7 +294,7 @@ def staged(tmp_path_factory, data) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("damage, problem", [
     ("broken state.json", "{staging}/state.json is unreadable (not valid JSON"),
-    ("missing part", "the staged part {staging}/gap/forward-00001.parquet is missing"),
+    ("missing part", "the staged part {staging}/rows-00001.arrow is missing"),
 ])
 def test_resume_from_a_damaged_staging_folder_is_one_line_and_changes_nothing(tmp_path, staged, reference,
                                                                               damage, problem):
@@ -304,7 +304,7 @@ def test_resume_from_a_damaged_staging_folder_is_one_line_and_changes_nothing(tm
     if damage == "broken state.json":
         (out / STAGING / "state.json").write_text('{"run_key": ')
     else:
-        (out / STAGING / "gap" / "forward-00001.parquet").unlink()
+        (out / STAGING / "rows-00001.arrow").unlink()
     before = every_file(out)
     proc = run_cli("--config", str(cfg), "--out", str(out), "--resume")
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
