@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -143,12 +144,14 @@ def _prepare(client: Client, cfg: ScanConfig) -> None:
     warm_up(client, sorted({m for m in map(module_of, cfg.detectors) if m}))
 
 
-def _preload_forkserver() -> None:
-    """Have the forkserver import the scan's code before it forks the first worker.
+def _start_forkserver() -> None:
+    """Start the forkserver now, in the background, having it import the scan's code first.
 
     distributed sets its own preload list (distributed, numpy, pandas...) the first time it builds
-    a forkserver context; ours adds this project's modules to it. It takes effect when the
-    forkserver starts, i.e. with this process's first LocalCluster.
+    a forkserver context; ours adds this project's modules to it. The forkserver's imports then
+    overlap the scheduler's start-up (its dashboard imports bokeh) instead of following it; the
+    first worker to start waits for the forkserver (ensure_running holds a lock). A forkserver
+    already running (a second LocalCluster in this process) is reused.
     """
     import multiprocessing.forkserver
 
@@ -157,6 +160,7 @@ def _preload_forkserver() -> None:
         context = get_mp_context()
     preload = list(multiprocessing.forkserver._forkserver._preload_modules or ["distributed"])
     context.set_forkserver_preload([*preload, *(m for m in FORKSERVER_PRELOAD if m not in preload)])
+    threading.Thread(target=multiprocessing.forkserver.ensure_running, name="forkserver-start", daemon=True).start()
 
 
 def machine_cores() -> int:
@@ -201,7 +205,7 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
             finally:
                 client.close()  # never client.shutdown(): the cluster is not ours
             return
-        _preload_forkserver()
+        _start_forkserver()
         cores = machine_cores()
         if cfg.workers > cores:
             log.warning("workers: %d on a machine with %d cores: detector code runs in at most %d of them at "

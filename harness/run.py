@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import pandas as pd
 import psutil
 
 from harness.config import ScanConfig, load_config, read_yaml

@@ -25,7 +25,7 @@ from harness.cpuslots import cpu_slot
 from harness.detectors import DetectorSpec
 from harness.errors import DataError, DetectorOutputError, ScanError, StopRequested
 from harness.eval import event_rows, forward_returns
-from harness.io import load_symbol_bars
+from harness.io import is_url, load_symbol_bars
 
 if TYPE_CHECKING:
     from harness.config import ScanConfig
@@ -117,41 +117,53 @@ def _check_events(events: object, bar_dates: np.ndarray) -> pd.DataFrame:
     return events
 
 
+def _run_detectors(bars: pd.DataFrame, task: ScanTask, result: SymbolResult, running: list[str | None]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every detector on `bars`: (detector code, bar number, score) of every event, detector after
+    detector; fills result.cpu_seconds and result.extras. running[0] names the detector running."""
+    dates = bars["date"].to_numpy()
+    codes, rows, scores = [], [], []
+    for code, spec in enumerate(task.detectors):
+        running[0] = spec.name
+        started = time.thread_time()
+        events = _check_events(spec.func(bars, spec.params), dates)
+        result.cpu_seconds[spec.name] = time.thread_time() - started
+        rows.append(event_rows(dates, events["date"].to_numpy(dtype="datetime64[ns]")))
+        scores.append(events["score"].to_numpy(dtype="float64"))
+        codes.append(np.full(len(events), code, dtype=np.int16))
+        extra = [c for c in events.columns if c not in ("date", "score")]
+        if extra:
+            try:
+                numeric = events[extra].astype("float64")
+            except (TypeError, ValueError):
+                raise DetectorOutputError("extra columns must hold numbers, got "
+                                          f"{', '.join(f'{c} ({events[c].dtype})' for c in extra)}") from None
+            result.extras[spec.name] = pa.Table.from_pandas(numeric, preserve_index=False)
+    running[0] = None
+    return np.concatenate(codes), np.concatenate(rows).astype(np.int64), np.concatenate(scores)
+
+
 def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
     """Read `symbol`, run every detector, add forward returns; never raises for a symbol's own failure."""
     result = SymbolResult(symbol)
-    current: str | None = None
+    running: list[str | None] = [None]
     began = time.thread_time()
+    remote = is_url(task.ohlcv_path)
     try:
-        bars, repairs = load_symbol_bars(symbol, task.ohlcv_path, task.lookback_days, task.end_date,
-                                         dict(task.storage_options))
+        # A CPU slot (harness.cpuslots) for the CPU work: reading a local file is CPU work like the
+        # detectors', while a remote read mostly waits on I/O, so only the detectors hold one then.
+        with cpu_slot(None if remote else task.cpu_slots):
+            bars, repairs = load_symbol_bars(symbol, task.ohlcv_path, task.lookback_days, task.end_date,
+                                             dict(task.storage_options))
+            with cpu_slot(task.cpu_slots if remote else None):
+                codes, at, scores = _run_detectors(bars, task, result, running)
         result.bars = len(bars)
         result.repairs = {k: v for k, v in dataclasses.asdict(repairs).items() if v}
         dates = bars["date"].to_numpy()
         close = bars["close"].to_numpy(dtype="float64")
-        codes, rows, scores = [], [], []
-        with cpu_slot(task.cpu_slots):  # detector CPU; reading is outside, it may wait on I/O
-            for code, spec in enumerate(task.detectors):
-                current = spec.name
-                started = time.thread_time()
-                events = _check_events(spec.func(bars, spec.params), dates)
-                result.cpu_seconds[spec.name] = time.thread_time() - started
-                rows.append(event_rows(dates, events["date"].to_numpy(dtype="datetime64[ns]")))
-                scores.append(events["score"].to_numpy(dtype="float64"))
-                codes.append(np.full(len(events), code, dtype=np.int16))
-                extra = [c for c in events.columns if c not in ("date", "score")]
-                if extra:
-                    try:
-                        numeric = events[extra].astype("float64")
-                    except (TypeError, ValueError):
-                        raise DetectorOutputError("extra columns must hold numbers, got "
-                                                  f"{', '.join(f'{c} ({events[c].dtype})' for c in extra)}") from None
-                    result.extras[spec.name] = pa.Table.from_pandas(numeric, preserve_index=False)
-        current = None
-        at = np.concatenate(rows).astype(np.int64)
         result.rows = pa.table({
-            "detector": np.concatenate(codes), "bar": at.astype(np.int32), "date": dates[at],
-            "score": np.concatenate(scores), "close": close[at], **forward_returns(close, at, task.windows)})
+            "detector": codes, "bar": at.astype(np.int32), "date": dates[at],
+            "score": scores, "close": close[at], **forward_returns(close, at, task.windows)})
         result.days = dates.astype("datetime64[D]").astype(np.int32)
         result.close = close
         result.seconds = time.thread_time() - began
@@ -160,7 +172,7 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
             raise
         ours = isinstance(exc, ScanError)
         message = str(exc) if ours else f"{type(exc).__name__}: {exc}"
-        result = SymbolResult(symbol, error=SymbolError(current, message.splitlines()[0] if message else "",
+        result = SymbolResult(symbol, error=SymbolError(running[0], message.splitlines()[0] if message else "",
                                                         "" if ours else traceback.format_exc(),
                                                         2 if isinstance(exc, DataError) else 1))
     return result
