@@ -39,21 +39,21 @@ def _adjust(chunk: StagedChunk, staged: pa.Table, windows: Sequence[int], offset
     Returns the final forward table (abn_<h> added, the bar number dropped), the in-memory columns
     for the summary (date, fwd_<h>, abn_<h>, mkt_<h>), and the event-time (ret, mkt) arrays.
     """
-    spans = [chunk.spans[s] for s in staged.column("symbol").to_pylist()]
-    first = np.array([s[0] for s in spans], dtype=np.int64)
-    length = np.array([s[1] for s in spans], dtype=np.int64)
+    first, length = chunk.spans_of(staged.column("symbol"))
     bars = staged.column(BAR).to_numpy()
-    _, market = event_returns(chunk.days, chunk.close, levels, first, length, bars, windows)
+    # one gather for the paths' offsets and the windows (usually among them)
+    extra = [h for h in windows if h not in offsets]
+    ret, market = event_returns(chunk.days, chunk.close, levels, first, length, bars, [*offsets, *extra])
+    at = {k: n for n, k in enumerate([*offsets, *extra])}
     columns = {"date": staged.column("date").to_numpy()}
     table = staged.drop_columns([BAR])
-    for column, h in enumerate(windows):
+    for h in windows:
         raw = staged.column(forward_column(h)).to_numpy()
-        mkt = np.where(np.isnan(raw), np.nan, market[:, column])
+        mkt = np.where(np.isnan(raw), np.nan, market[:, at[h]])
         abn = raw - mkt
         table = table.append_column(abnormal_column(h), pa.array(abn, pa.float64()))
         columns.update({forward_column(h): raw, abnormal_column(h): abn, market_column(h): mkt})
-    path_ret, path_mkt = event_returns(chunk.days, chunk.close, levels, first, length, bars, offsets)
-    return table, pd.DataFrame(columns), path_ret, path_mkt
+    return table, pd.DataFrame(columns), ret[:, :len(offsets)], market[:, :len(offsets)]
 
 
 def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[DetectorSpec],

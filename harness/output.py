@@ -46,7 +46,6 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harness.detectors import DetectorSpec
@@ -97,6 +96,15 @@ class StagedChunk:
     spans: dict[str, tuple[int, int]]    # symbol -> (first row in days/close, number of bars)
     events: dict[str, pa.Table]          # detector name -> its events, in the final schema
     forward: dict[str, pa.Table]         # detector name -> its forward returns, with BAR
+
+    def spans_of(self, symbols: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+        """(first row, number of bars) in days/close of each entry of `symbols` (symbols of this chunk)."""
+        encoded = symbols.combine_chunks().dictionary_encode()
+        names = encoded.dictionary.to_pylist()
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        first = np.array([self.spans[n][0] for n in names], dtype=np.int64)
+        length = np.array([self.spans[n][1] for n in names], dtype=np.int64)
+        return first[indices], length[indices]
 
 
 def write_arrow(table: pa.Table, path: Path) -> None:
@@ -429,19 +437,24 @@ class OutputWriter:
             names = symbol.dictionary.to_pylist()
             spans = {names[codes[a]]: (a, b - a) for a, b in zip(edges, edges[1:])}
             rows = self._read_part(self.staging / f"rows-{chunk:05d}.arrow")
+            if rows.num_rows:  # one stable sort by detector, then a slice each (a filter each copies all)
+                codes = rows.column("detector").to_numpy()
+                rows = rows.take(pa.array(np.argsort(codes, kind="stable")))
+                bounds = np.searchsorted(np.sort(codes), np.arange(len(self.detectors) + 1))
             events, forward = {}, {}
             for code, spec in enumerate(self.detectors):
-                events[spec.name], forward[spec.name] = self._split_rows(rows, code, spec)
+                mine = rows.slice(bounds[code], bounds[code + 1] - bounds[code]) if rows.num_rows else rows
+                events[spec.name], forward[spec.name] = self._split_rows(mine, code, spec)
             yield StagedChunk(days, close, spans, events, forward)
 
-    def _split_rows(self, rows: pa.Table, code: int, spec: DetectorSpec) -> tuple[pa.Table, pa.Table]:
-        """One detector's events (final schema) and forward rows (final columns but abn_<h>, plus BAR)."""
+    def _split_rows(self, mine: pa.Table, code: int, spec: DetectorSpec) -> tuple[pa.Table, pa.Table]:
+        """One detector's events (final schema) and forward rows (final columns but abn_<h>, plus BAR)
+        from `mine`, its rows of a staged rows part."""
         events_schema, forward_schema = self.schemas(spec)
         forward_names = [f.name for f in forward_schema if not f.name.startswith("abn_")] + [BAR]
-        if BAR not in rows.column_names:  # a chunk in which every symbol failed
+        if BAR not in mine.column_names:  # a chunk in which every symbol failed
             staged = pa.schema([*(forward_schema.field(c) for c in forward_names[:-1]), (BAR, pa.int32())])
             return events_schema.empty_table(), staged.empty_table()
-        mine = rows.filter(pc.equal(rows.column("detector"), code))
         names = pa.array(np.full(mine.num_rows, spec.name, dtype=object), pa.string())
         nan = pa.array(np.full(mine.num_rows, np.nan), pa.float64())
         columns = {"symbol": mine.column("symbol").cast(pa.string()), "date": mine.column("date"),

@@ -1,8 +1,8 @@
 """The driver: `python -m harness.run [--config config.yaml] [flags]`.
 
 Wires the steps together and holds no detector or statistics logic:
-config -> symbols -> results (in-process, or one Dask task per symbol) -> ordered flushes ->
-summary -> run.json. It alone writes files (through harness.output) and logs.
+config -> symbols -> results (in-process, or Dask tasks of several symbols) -> staged chunks ->
+market, statistics, final files -> run.json. It alone writes files (through harness.output) and logs.
 """
 
 from __future__ import annotations
