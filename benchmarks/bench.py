@@ -62,14 +62,39 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def descendants_cpu(procs: list[subprocess.Popen], seen: dict[int, float]) -> None:
+    """Record in `seen` the CPU seconds so far of every process below `procs` (workers fork from a
+    forkserver, which reaps them: getrusage of this process never sees their CPU)."""
+    import psutil
+    for proc in procs:
+        try:
+            below = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.Error:
+            continue
+        for child in below:
+            try:
+                times = child.cpu_times()
+                seen[child.pid] = times.user + times.system
+            except psutil.Error:
+                pass
+
+
 def run_processes(configs: list[Path], workers: int) -> dict:
-    """Start one CLI process per config together, wait for all; wall and CPU of all of them."""
+    """Start one CLI process per config together, wait for all; wall and CPU of all of them (the CLI
+    processes' own from getrusage, their descendants' sampled every 0.2 s, so a descendant's last
+    0.2 s at most is missed)."""
     cpu0, t0 = children_cpu(), time.perf_counter()
     procs = [subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(c), "--workers", str(workers)],
                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for c in configs]
+    below: dict[int, float] = {}
+    while any(p.poll() is None for p in procs):
+        descendants_cpu(procs, below)
+        time.sleep(0.2)
     errors = [p.communicate()[1] for p in procs]
-    wall, cpu = time.perf_counter() - t0, children_cpu() - cpu0
+    # getrusage counts the CLI processes and what they reaped themselves (the resource tracker);
+    # the forkserver and its workers are not reaped by them: add what was sampled of those
+    wall, cpu = time.perf_counter() - t0, children_cpu() - cpu0 + sum(below.values())
     for proc, err in zip(procs, errors):
         if proc.returncode != 0:
             raise SystemExit(f"benchmark run failed:\n{err}")

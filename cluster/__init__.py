@@ -25,9 +25,10 @@ from distributed import Client, LocalCluster
 from distributed.security import Security
 
 from harness.config import ScanConfig
-from harness.cpuslots import make_slots
+from harness.cpuslots import make_slots, remove_slots
 from harness.detectors import module_of
 from harness.errors import ScanError
+from harness.io import is_url
 
 log = logging.getLogger("scan")
 
@@ -171,18 +172,27 @@ def machine_cores() -> int:
         return os.cpu_count() or 1
 
 
-@contextlib.contextmanager
-def local_cpu_slots(cfg: ScanConfig) -> Iterator[tuple[str, int] | None]:
-    """harness.cpuslots slots for a LocalCluster with more workers than cores, else None.
+def local_worker_processes(cfg: ScanConfig) -> int:
+    """How many worker processes the LocalCluster starts: `workers`, but at most one per core when
+    the data is local. Reading a local file is CPU work like the detectors', and more CPU-bound
+    processes than cores only slow each other down (measured on 2 cores: 8 workers ran 20-30%
+    slower than 2, the detectors alone 6-70% slower, BENCHMARKS.md). Remote data (s3://) keeps
+    every worker asked for: their reads wait on the network and overlap; CPU slots then keep the
+    detectors to one process per core (local_cpu_slots)."""
+    return cfg.workers if is_url(cfg.ohlcv_path) else min(cfg.workers, machine_cores())
 
-    The slots' lock files live in a temporary folder for the life of the block.
-    """
+
+@contextlib.contextmanager
+def local_cpu_slots(cfg: ScanConfig) -> Iterator[int | None]:
+    """harness.cpuslots slots (one per core) for a LocalCluster with more worker processes than
+    cores, else None; removed when the block ends."""
     cores = machine_cores()
-    if cfg.scheduler_address or cfg.workers <= cores:
-        yield None
-        return
-    with tempfile.TemporaryDirectory(prefix="symbol-scan-slots-") as folder:
-        yield make_slots(Path(folder), cores)
+    many = not cfg.scheduler_address and local_worker_processes(cfg) > cores
+    semid = make_slots(cores) if many else None
+    try:
+        yield semid
+    finally:
+        remove_slots(semid)
 
 
 @contextlib.contextmanager
@@ -206,14 +216,17 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
                 client.close()  # never client.shutdown(): the cluster is not ours
             return
         _start_forkserver()
-        cores = machine_cores()
-        if cfg.workers > cores:
-            log.warning("workers: %d on a machine with %d cores: detector code runs in at most %d of them at "
-                        "a time (more CPU-bound processes than cores only slow each other down); reads overlap",
-                        cfg.workers, cores, cores)
+        cores, processes = machine_cores(), local_worker_processes(cfg)
+        if processes < cfg.workers:
+            log.warning("workers: %d, but this machine has %d cores and the data is local: starting %d worker "
+                        "processes (more CPU-bound processes than cores only slow the scan down)",
+                        cfg.workers, cores, processes)
+        elif processes > cores:
+            log.warning("workers: %d on a machine with %d cores: their reads overlap, but detector code runs in "
+                        "at most %d of them at a time", processes, cores, cores)
         try:
             with dask.config.set(FORKSERVER):
-                cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=True,
+                cluster = LocalCluster(n_workers=processes, threads_per_worker=1, processes=True,
                                        host="127.0.0.1", dashboard_address=cfg.dashboard_address,
                                        silence_logs=logging.ERROR, preload=["cluster.worker_setup"])
         except (RuntimeError, OSError) as exc:  # e.g. a dashboard_address this machine does not have

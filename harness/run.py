@@ -132,7 +132,9 @@ def execute_on_dask(cfg: ScanConfig, symbols: Sequence[str], todo: Sequence[int]
         task = dataclasses.replace(task, cpu_slots=slots)
         info["cluster_start_seconds"] = round(time.time() - t0, 3)
         info["dashboard"] = client.dashboard_link
-        threads = sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values())
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        threads = sum(w["nthreads"] for w in workers)
+        info["worker_processes"] = len(workers)
         results = dask_results(client, symbols, todo, task, workers=max(threads, 1),
                                symbols_per_task=cfg.symbols_per_task, stats=info)
         try:
@@ -182,7 +184,7 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute, import
 
     progress = Progress(len(symbols), first)
     timings.lap("prepare")
-    info: dict[str, Any] = {"workers": cfg.workers, "scheduler_address": cfg.scheduler_address,
+    info: dict[str, Any] = {"workers": cfg.workers, "worker_processes": 0, "scheduler_address": cfg.scheduler_address,
                             "dashboard": None, "cluster_start_seconds": 0.0, "tasks": 0}
 
     def consume(results: Iterator[tuple[int, SymbolResult]]) -> None:

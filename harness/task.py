@@ -42,7 +42,7 @@ class ScanTask:
     windows: tuple[int, ...]
     storage_options: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs for s3:// data
     stop_on_error: bool = False  # on_error: fail: a task of several symbols stops at its first failure
-    cpu_slots: tuple[str, int] | None = None  # harness.cpuslots: a LocalCluster with more workers than cores
+    cpu_slots: int | None = None  # harness.cpuslots semaphore: a LocalCluster with more workers than cores
 
     @classmethod
     def from_config(cls, cfg: ScanConfig, detectors: Sequence[DetectorSpec]) -> ScanTask:

@@ -7,7 +7,9 @@ import os
 import signal
 import time
 
-from harness.cpuslots import cpu_slot, make_slots
+import pytest
+
+from harness.cpuslots import cpu_slot, make_slots, remove_slots
 
 
 def _hold(slots, log, seconds):
@@ -17,8 +19,16 @@ def _hold(slots, log, seconds):
         log.put(("out", time.monotonic()))
 
 
-def test_at_most_as_many_holders_as_slots(tmp_path):
-    slots = make_slots(tmp_path / "slots", 2)
+@pytest.fixture()
+def slots(request):
+    semid = make_slots(request.param)
+    assert semid is not None, "System V semaphores should work on Linux"
+    yield semid
+    remove_slots(semid)
+
+
+@pytest.mark.parametrize("slots", [2], indirect=True)
+def test_at_most_as_many_holders_as_slots(slots):
     context = multiprocessing.get_context("fork")
     log = context.Queue()
     procs = [context.Process(target=_hold, args=(slots, log, 0.2)) for _ in range(5)]
@@ -34,8 +44,8 @@ def test_at_most_as_many_holders_as_slots(tmp_path):
     assert most == 2
 
 
-def test_a_killed_holder_frees_its_slot_and_no_limit_without_slots(tmp_path):
-    slots = make_slots(tmp_path / "slots", 1)
+@pytest.mark.parametrize("slots", [1], indirect=True)
+def test_a_killed_holder_frees_its_slot_and_a_removed_semaphore_frees_its_waiters(slots):
     context = multiprocessing.get_context("fork")
     log = context.Queue()
     holder = context.Process(target=_hold, args=(slots, log, 60))
@@ -43,8 +53,17 @@ def test_a_killed_holder_frees_its_slot_and_no_limit_without_slots(tmp_path):
     assert log.get(timeout=10)[0] == "in"
     os.kill(holder.pid, signal.SIGKILL)
     holder.join(10)
-    started = time.monotonic()
+    after = context.Process(target=_hold, args=(slots, log, 0))
+    after.start()  # waits forever unless the kernel gave the dead holder's unit back
+    assert log.get(timeout=10)[0] == "in" and log.get(timeout=10)[0] == "out"
+    after.join(10)
     with cpu_slot(slots):
-        assert time.monotonic() - started < 5
+        waiter = context.Process(target=_hold, args=(slots, log, 0))
+        waiter.start()
+        time.sleep(0.2)
+        assert log.empty(), "the only slot is held here"
+        remove_slots(slots)
+        waiter.join(10)
+        assert log.get(timeout=5)[0] == "in", "a waiter goes on once the semaphore is gone"
     with cpu_slot(None):
         pass

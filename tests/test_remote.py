@@ -148,11 +148,15 @@ def test_scan_from_s3_equals_scan_from_disk(tmp_path, small_universe, reference,
     pafs.copy_files(str(small_universe), "bars/ohlcv", source_filesystem=pafs.LocalFileSystem(),
                     destination_filesystem=s3)
     env = cli_env(**credentials)
-    for workers in ("1", "2"):
+    cores = len(os.sched_getaffinity(0))
+    for workers in ("1", str(2 * cores)):  # remote data: every worker asked for, CPU slots for detectors
         proc, out = scan(tmp_path, f"out{workers}", "s3://bars/ohlcv", "--workers", workers, env=env,
                          storage_options=options)
         assert proc.returncode == 0, proc.stderr
         assert output_files(out) == reference
+        if workers != "1":
+            assert json.loads((out / "run.json").read_text())["worker_processes"] == 2 * cores
+            assert f"detector code runs in at most {cores} of them at a time" in proc.stderr
         assert json.loads((out / "run.json").read_text())["config"]["ohlcv_path"] == "s3://bars/ohlcv"
 
 

@@ -83,8 +83,10 @@ def test_local_cluster_outputs_are_byte_identical_to_serial(tmp_path, small_univ
     assert proc.returncode == 0, proc.stderr
     assert output_files(out) == output_files(serial[1])
     assert "Dask dashboard: http://127.0.0.1:" in proc.stderr
-    assert json.loads((out / "run.json").read_text())["workers"] == workers
-    assert ("detector code runs in at most" in proc.stderr) == (workers > len(os.sched_getaffinity(0)))
+    run = json.loads((out / "run.json").read_text())
+    cores = len(os.sched_getaffinity(0))
+    assert run["workers"] == workers and run["worker_processes"] == min(workers, cores)
+    assert (f"starting {cores} worker processes" in proc.stderr) == (workers > cores)
 
 
 def test_remote_scheduler_outputs_are_byte_identical_to_serial(tmp_path, small_universe, serial):
