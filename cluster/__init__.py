@@ -224,22 +224,25 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
         elif processes > cores:
             log.warning("workers: %d on a machine with %d cores: their reads overlap, but detector code runs in "
                         "at most %d of them at a time", processes, cores, cores)
-        try:
-            with dask.config.set(FORKSERVER):
+        # FORKSERVER for the cluster's whole life: a nanny restarting a dead worker reads it again.
+        # Worker logs below CRITICAL stay out of the user's terminal: the scan's own errors come
+        # back as data, and a Ctrl-C would otherwise print workers' heartbeat tracebacks.
+        with dask.config.set(FORKSERVER):
+            try:
                 cluster = LocalCluster(n_workers=processes, threads_per_worker=1, processes=True,
                                        host="127.0.0.1", dashboard_address=cfg.dashboard_address,
-                                       silence_logs=logging.ERROR, preload=["cluster.worker_setup"])
-        except (RuntimeError, OSError) as exc:  # e.g. a dashboard_address this machine does not have
-            raise ScanError(f"cannot start the local Dask cluster: {str(exc).splitlines()[0]} (is "
-                            f"dashboard_address {cfg.dashboard_address!r} an address of this machine? "
-                            "127.0.0.1:0 takes any free port)") from None
-        try:
-            client = Client(cluster)
+                                       silence_logs=logging.CRITICAL, preload=["cluster.worker_setup"])
+            except (RuntimeError, OSError) as exc:  # e.g. a dashboard_address this machine does not have
+                raise ScanError(f"cannot start the local Dask cluster: {str(exc).splitlines()[0]} (is "
+                                f"dashboard_address {cfg.dashboard_address!r} an address of this machine? "
+                                "127.0.0.1:0 takes any free port)") from None
             try:
-                log.info("Dask dashboard: %s", client.dashboard_link)
-                _prepare(client, cfg)
-                yield client
+                client = Client(cluster)
+                try:
+                    log.info("Dask dashboard: %s", client.dashboard_link)
+                    _prepare(client, cfg)
+                    yield client
+                finally:
+                    client.close()
             finally:
-                client.close()
-        finally:
-            cluster.close()
+                cluster.close()

@@ -42,7 +42,10 @@ def make_slots(slots: int) -> int | None:
     if libc is None:
         return None
     semid = libc.semget(IPC_PRIVATE, 1, IPC_CREAT | 0o600)
-    if semid < 0 or libc.semctl(semid, 0, SETVAL, ctypes.c_int(slots)) < 0:
+    if semid < 0:
+        return None
+    if libc.semctl(semid, 0, SETVAL, ctypes.c_int(slots)) < 0:
+        libc.semctl(semid, 0, IPC_RMID)
         return None
     return semid
 

@@ -1,28 +1,28 @@
 """Sending a run's symbols to Dask as tasks and getting their results back, in completion order.
 
 A task is a run of consecutive symbols (harness.task.scan_symbols). Sizes come from harness.plan:
-with symbols_per_task: auto, a first task per worker carries one symbol; the first result gives
-the cost of a symbol, and the rest of the run is planned from it and submitted at once, so the
-dashboard's Progress panel counts every task of the run. An integer fixes the size, and the whole
-run is submitted at once.
+with symbols_per_task: auto, a first (pilot) task per worker carries one symbol; once they are
+back, the slowest of them gives the cost of a symbol, and the rest of the run is planned from it
+and submitted at once, so the dashboard's Progress panel counts every task of the run. An integer
+fixes the size, and the whole run is submitted at once.
 
 Keys are ("scan", run_id, first symbol of the task): one task prefix, so the dashboard shows one
 "scan" group and the scheduler's queuing stays on (dask/distributed#8671). Finished results are
-fetched in batches (one client.gather for up to GATHER_BATCH futures, a result waiting at most
-GATHER_WAIT_SECONDS for others): a fetch per future costs the scheduler, the worker and the
+fetched in batches (one client.gather for the futures already done, up to GATHER_BATCH; a result
+never waits for one still running): a fetch per future costs the scheduler, the worker and the
 driver a round trip each. Closing the generator (a failure, Ctrl-C) cancels what is pending.
 
 Dead workers. Dask re-runs the tasks of a worker that dies; a task whose workers died too often
 comes back as KilledWorker. Dask blames every task the dying worker held, an innocent one queued
-behind the guilty one included, so the driver runs a blamed task again as a *suspect*, one suspect
-at a time: a suspect that dies again is split in halves (each a new suspect) until the one symbol
-that kills its worker is found and reported as that symbol's failure; the others complete.
+behind the guilty one included, so the driver runs a blamed task again as a *suspect*, alone: once
+nothing else is running, one suspect at a time. A suspect that dies again is split in halves (each
+a new suspect) until the one symbol that kills its worker is found and reported as that symbol's
+failure; the others complete. (So such a symbol is reported at the end of the run.)
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections import deque
 from typing import Any, Iterator, Sequence
@@ -34,7 +34,7 @@ log = logging.getLogger("scan")
 
 MAX_RESUBMITS = 3           # for a task whose finished result was lost with its worker
 GATHER_BATCH = 16           # finished futures fetched with one client.gather
-GATHER_WAIT_SECONDS = 0.25  # how long a finished result may wait for others to be fetched with it
+GUESSED_SECONDS_PER_SYMBOL = 0.02  # for the plan when no pilot symbol could be measured
 
 Unit = tuple[int, ...]  # the indices (into the run's symbols) of one task's symbols
 
@@ -66,7 +66,6 @@ def dask_results(client: Any, symbols: Sequence[str], todo: Sequence[int], task:
     pending: dict[Any, tuple[Unit, Any]] = {}  # key -> (unit, future)
     resubmits: dict[Unit, int] = {}
     suspects: deque[Unit] = deque()   # blamed by KilledWorker: run again, one at a time
-    suspect_key: Any = None
     retried: set[Unit] = set()        # units that already ran as suspects
     queue = as_completed(raise_errors=False)
 
@@ -85,9 +84,11 @@ def dask_results(client: Any, symbols: Sequence[str], todo: Sequence[int], task:
         return futures
 
     rest: list[int] = []
+    pilots_left: set[Unit] = set()
     if symbols_per_task is None:
         pilot = min(workers, len(todo))
-        submit([(i,) for i in todo[:pilot]])
+        pilots_left = {(i,) for i in todo[:pilot]}
+        submit(sorted(pilots_left))
         rest = list(todo[pilot:])
     else:
         submit(split_units(todo, fixed_task_sizes(len(todo), symbols_per_task)))
@@ -96,7 +97,7 @@ def dask_results(client: Any, symbols: Sequence[str], todo: Sequence[int], task:
 
     def plan_rest() -> None:
         nonlocal rest
-        cost = max(costs, default=0.0)
+        cost = max(costs, default=GUESSED_SECONDS_PER_SYMBOL)
         sizes = plan_task_sizes(len(rest), workers, cost)
         log.info("Planned %d tasks for the other %d symbols (%.0f ms per symbol; %d down to %d symbols per task)",
                  len(sizes), len(rest), 1000 * cost, sizes[0], sizes[-1])
@@ -104,11 +105,10 @@ def dask_results(client: Any, symbols: Sequence[str], todo: Sequence[int], task:
         rest = []
 
     def run_next_suspect() -> None:
-        nonlocal suspect_key
-        if suspects and suspect_key not in pending:
+        if suspects and not pending:  # alone: a task dying beside it would blame it again
             unit = suspects.popleft()
             retried.add(unit)
-            suspect_key = submit([unit], again="suspect")[0].key
+            submit([unit], again="suspect")
 
     def failed(unit: Unit, message: str) -> list[SymbolResult]:
         return [SymbolResult(symbols[i], error=SymbolError(None, message)) for i in unit]
@@ -126,7 +126,7 @@ def dask_results(client: Any, symbols: Sequence[str], todo: Sequence[int], task:
             future.release()
             if status == "finished" and isinstance(value, list):
                 results = value
-                costs.extend(r.seconds for r in results)
+                costs.extend(r.seconds for r in results if r.error is None and r.bars)
             elif exc is not None:  # scan_symbols returns a symbol's own errors: this one is Dask's
                 if type(exc).__name__ != "KilledWorker":
                     results = failed(unit, f"{type(exc).__name__}: {exc}")
@@ -150,20 +150,17 @@ def dask_results(client: Any, symbols: Sequence[str], todo: Sequence[int], task:
             else:
                 results = failed(unit, f"its result was lost {MAX_RESUBMITS + 1} times (status {status})")
             out.extend(zip(unit, results))
-        if rest:  # after the first outcome of any pilot task, even a failure
+            pilots_left.discard(unit)
+        if rest and not pilots_left:  # the slowest pilot symbol sets the plan (an IPO's short history would not)
             plan_rest()
         return out
 
     try:
         done: list[Any] = []
-        oldest = 0.0
         for future in queue:
-            if not done:
-                oldest = time.monotonic()
             done.append(future)
-            if (future.status == "finished" and len(done) < min(GATHER_BATCH, len(pending))
-                    and time.monotonic() - oldest < GATHER_WAIT_SECONDS and not rest):
-                continue
+            if future.status == "finished" and len(done) < GATHER_BATCH and queue.has_ready():
+                continue  # another one is done already: fetch them together
             ready, done = done, []
             yield from collect(ready)
             run_next_suspect()

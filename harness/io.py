@@ -53,6 +53,7 @@ class Repairs:
     unsorted: int = 0              # 1 when the rows had to be sorted by date
     bad_price_rows: int = 0        # rows dropped for a price that is NaN, infinite, <= 0 or > MAX_PRICE
     bad_volume_rows: int = 0       # rows dropped for a negative or infinite volume (NaN volume is kept)
+    time_of_day: int = 0           # rows whose timestamp had a time of day (bars are days: cut to midnight)
     ignored_files: int = 0         # files in the partition that are not *.parquet, or hidden
 
     def any(self) -> bool:
@@ -255,6 +256,11 @@ def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     # Plain numpy from here on: on ~2,500 rows pandas' per-operation overhead costs more than the work.
     columns = {name: table.column(name).to_numpy() for name in COLUMNS}
+    days = columns["date"].astype("datetime64[D]").astype("datetime64[ns]")  # NaT stays NaT
+    timed = ~np.isnat(days) & (days != columns["date"])
+    if timed.any():  # a bar is a day: 2024-01-02 16:00 is the bar of 2024-01-02
+        repairs.time_of_day = int(timed.sum())
+        columns["date"] = days
     dates = columns["date"]
     with np.errstate(invalid="ignore"):
         good_price = ~np.isnat(dates)
@@ -294,13 +300,15 @@ def read_symbol_data(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
     """Read ONE symbol's partition as clean daily bars.
 
     Returns a frame with a RangeIndex and exactly the columns date (datetime64[ns]), open, high,
-    low, close, volume (all float64), sorted by date, one row per date, limited to the
+    low, close, volume (all float64), sorted by date, one row per date (a timestamp with a time of
+    day counts as its date, midnight), limited to the
     `lookback_days` calendar days ending at `end_date` (when given; rows after it are dropped) or
     else at the symbol's last bar: dates in (end - lookback_days, end].
 
     Edge cases:
     - all *.parquet files of the partition are read, sub-folders included (symbol=X/year=2024/
       a.parquet), in path order; other files, and names starting with '.' or '_', are ignored;
+    - a timestamp with a time of day is cut to its date (counted in time_of_day);
     - duplicate dates: the row read last wins (a later file overrides an earlier one);
     - rows with an open/high/low/close that is NaN, infinite, zero, negative or above MAX_PRICE
       are dropped, and so are rows with a negative or infinite volume (a NaN volume is kept);

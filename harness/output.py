@@ -46,6 +46,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harness.detectors import DetectorSpec
@@ -402,8 +403,9 @@ class OutputWriter:
             self.state["bars"] += result.bars
             if not result.bars:
                 self.state["no_bars"].append(result.symbol)
-        for spec in self.detectors:
-            self.schemas(spec, [r.extras.get(spec.name) for r in ok])  # extra columns: the same every time
+        for code, spec in enumerate(self.detectors):  # extra columns: the same for every symbol with events
+            self.schemas(spec, [r.extras.get(spec.name) for r in ok
+                                if pc.any(pc.equal(r.rows.column("detector"), code)).as_py()])
         self._write_part(staged_rows(ok, self.detectors), self.staging / f"rows-{chunk:05d}.arrow")
         with_bars = [r for r in ok if r.bars]
         series = pa.table({

@@ -214,6 +214,10 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute, import
             consume(results)
         finally:
             progress.close()
+    missing = [symbols[i] for c in range(writer.chunks) if c not in writer.done_chunks for i in writer.chunk_range(c)]
+    if missing:  # never expected: every task yields each of its symbols, or the run stopped
+        raise ScanError(f"no result came back for {len(missing)} symbol(s) ({', '.join(missing[:5])}); "
+                        "rerun with --resume to scan them")
     timings["cluster_start"] = info["cluster_start_seconds"]
     timings.lap("scan", less=info["cluster_start_seconds"])
 

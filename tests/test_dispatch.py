@@ -47,19 +47,19 @@ def scan_task_count(client: Client) -> int:
     return client.run_on_scheduler(count)
 
 
-def test_the_whole_run_is_submitted_once_the_first_result_is_in(small_universe):
+def test_the_whole_run_is_submitted_once_the_pilot_results_are_in(small_universe):
     symbols = list_symbols(str(small_universe))
     task = ScanTask(str(small_universe), 10_000, None, tuple(resolve_detectors(("gap", "ma_cross"), {})), (5,))
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         results = dask_results(client, symbols, range(len(symbols)), task, workers=2, symbols_per_task=None)
-        seen = [next(results)]
+        seen = [next(results), next(results)]  # the pilot task of each worker: then the plan
         # the generator is paused here, so it submits nothing more; its graph updates travel on a
         # batched stream, so let them arrive before counting
         time.sleep(1.0)
         submitted = scan_task_count(client)
         seen += list(results)
-        assert scan_task_count(client) == submitted, "nothing may be submitted after the first result"
+        assert scan_task_count(client) == submitted, "nothing may be submitted after the pilots' results"
     assert sorted(i for i, _ in seen) == list(range(len(symbols)))
     assert all(r.error is None for _, r in seen)
     assert 2 < submitted < len(symbols), "a pilot task per worker, then a few bigger ones"

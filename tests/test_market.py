@@ -6,6 +6,7 @@ independent implementation of cluster-robust OLS), both on the pure functions an
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -90,6 +91,7 @@ def scan_universe(tmp_path, frames: dict[str, pd.DataFrame], detectors: list[str
     data = tmp_path / "data"
     for symbol, frame in frames.items():
         write_partition(data, symbol, frame)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config = write_config(tmp_path / "c.yaml", ohlcv_path=str(data), out_dir=str(tmp_path / "out"),
                           detectors=detectors, forward_windows=[1, 2], **keys)
     proc = run_cli("--config", str(config), "--workers", "1")
@@ -171,3 +173,16 @@ def test_summary_and_paths_of_a_real_scan_equal_statsmodels(tmp_path, small_univ
     # a universe that drifts up: raw means are positive, the market takes most of it away
     every = summary.loc[("user_detectors:every_bar", 20)]
     assert every["mean"] > 0 and abs(every["abn_mean"]) < every["mean"] / 5
+
+
+def test_bars_with_a_time_of_day_count_as_their_dates(tmp_path):
+    rng = np.random.default_rng(3)
+    frames = {s: bars(close=100 * np.cumprod(1 + rng.normal(0, 0.02, 12))) for s in ("A", "B")}
+    timed = {s: f.assign(date=f["date"] + pd.Timedelta(hours=16)) for s, f in frames.items()}
+    plain = scan_universe(tmp_path / "plain", frames, ["user_detectors:every_bar"])
+    at_four = scan_universe(tmp_path / "timed", timed, ["user_detectors:every_bar"])
+    for name in ("user_detectors.every_bar/forward.parquet", "market.parquet"):
+        assert (at_four / name).read_bytes() == (plain / name).read_bytes()
+    assert pd.read_csv(at_four / "paths.csv").equals(pd.read_csv(plain / "paths.csv"))
+    run = json.loads((at_four / "run.json").read_text())
+    assert run["repairs"] == {"A": {"time_of_day": 12}, "B": {"time_of_day": 12}}
