@@ -319,7 +319,8 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
 
     scheduler_address = _optional_str("scheduler_address", merged.get("scheduler_address"))
     if scheduler_address and not scheduler_address.startswith(("tcp://", "tls://")):
-        raise _fail("scheduler_address", f"must look like tcp://host:port or tls://host:port, got {scheduler_address!r}")
+        raise _fail("scheduler_address",
+                    f"must look like tcp://host:port or tls://host:port, got {scheduler_address!r}")
     security = _security("security", merged.get("security"), base_dir)
     if scheduler_address and scheduler_address.startswith("tls://") and security is None:
         raise _fail("security", "a tls:// scheduler_address needs security: {ca_file, cert, key}")

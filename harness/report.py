@@ -116,7 +116,8 @@ class Chart:
             axes.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e5e5"/>'
                         f'<text x="{LEFT - 4}" y="{y + 3:.1f}" text-anchor="end">{self.y_format.format(tick)}</text>')
         if self.y0 < 0 < self.y1:
-            axes.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{self.y(0):.1f}" y2="{self.y(0):.1f}" stroke="#999"/>')
+            zero = self.y(0)
+            axes.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{zero:.1f}" y2="{zero:.1f}" stroke="#999"/>')
         labels = self.x_labels if self.x_labels is not None else [
             (t, self.x_format.format(t)) for t in nice_ticks(self.x0, self.x1)]
         for at, label in labels:
