@@ -46,7 +46,6 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harness.detectors import DetectorSpec
@@ -119,6 +118,13 @@ def read_arrow(path: Path) -> pa.Table:
         return pa.ipc.open_file(source).read_all()
 
 
+def repeated_names(names: Sequence[str], counts: Sequence[int]) -> pa.DictionaryArray:
+    """names[0] counts[0] times, then names[1] counts[1] times, ...: dictionary-encoded, without
+    building a Python string per row (a chunk of 20-year histories has a million bars)."""
+    indices = np.repeat(np.arange(len(names), dtype=np.int32), np.asarray(counts, dtype=np.int64))
+    return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(list(names), pa.string()))
+
+
 def staged_rows(results: Sequence[SymbolResult], detectors: Sequence[DetectorSpec]) -> pa.Table:
     """Every detector's event rows of `results` (ok ones, in symbol order) as one table: symbol,
     then SymbolResult.rows' columns (detector code, bar, date, score, close, fwd_<h>), then each
@@ -126,8 +132,7 @@ def staged_rows(results: Sequence[SymbolResult], detectors: Sequence[DetectorSpe
     if not results:
         return pa.table({"symbol": pa.array([], pa.string()).dictionary_encode(), "detector": pa.array([], pa.int16())})
     rows = pa.concat_tables([r.rows for r in results])
-    symbol = pa.array(np.repeat([r.symbol for r in results], [r.rows.num_rows for r in results]).astype(object),
-                      pa.string()).dictionary_encode()
+    symbol = repeated_names([r.symbol for r in results], [r.rows.num_rows for r in results])
     table = rows.add_column(0, "symbol", symbol)
     code_column = rows.column("detector").to_numpy()
     for code, spec in enumerate(detectors):
@@ -403,14 +408,13 @@ class OutputWriter:
             self.state["bars"] += result.bars
             if not result.bars:
                 self.state["no_bars"].append(result.symbol)
+        with_events = [(set(np.unique(r.rows.column("detector").to_numpy()).tolist()), r) for r in ok]
         for code, spec in enumerate(self.detectors):  # extra columns: the same for every symbol with events
-            self.schemas(spec, [r.extras.get(spec.name) for r in ok
-                                if pc.any(pc.equal(r.rows.column("detector"), code)).as_py()])
+            self.schemas(spec, [r.extras.get(spec.name) for codes, r in with_events if code in codes])
         self._write_part(staged_rows(ok, self.detectors), self.staging / f"rows-{chunk:05d}.arrow")
         with_bars = [r for r in ok if r.bars]
         series = pa.table({
-            "symbol": pa.array(np.repeat([r.symbol for r in with_bars], [r.bars for r in with_bars]).astype(object),
-                               pa.string()).dictionary_encode(),
+            "symbol": repeated_names([r.symbol for r in with_bars], [r.bars for r in with_bars]),
             "day": pa.array(np.concatenate([r.days for r in with_bars]) if with_bars else [], pa.int32()),
             "close": pa.array(np.concatenate([r.close for r in with_bars]) if with_bars else [], pa.float64())})
         self._write_part(series, self.staging / f"series-{chunk:05d}.arrow")
