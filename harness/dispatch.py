@@ -25,8 +25,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import deque
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+from harness.errors import ScanError
 from harness.plan import fixed_task_sizes, plan_task_sizes
 from harness.task import ScanTask, SymbolError, SymbolResult, scan_symbols
 
@@ -167,3 +168,26 @@ def dask_results(client: Any, symbols: Sequence[str], todo: Sequence[int], task:
     finally:
         if pending:
             client.cancel([f for _, f in pending.values()])
+
+
+def dask_run_all(client: Any, function: Callable[[Any], Any], jobs: Sequence[Any]) -> list[Any]:
+    """function(job) for every job as one task each on `client`'s cluster; the results in job order.
+
+    For the end of a run on a LocalCluster (harness.finish's detector jobs: the workers see the
+    driver's disk). Waits for every task before raising the first job's error, so that nothing is
+    still writing when the caller cleans up; a worker that died is a ScanError.
+    """
+    from distributed import wait
+
+    run_id = uuid.uuid4().hex[:8]
+    futures = [client.submit(function, job, key=("finish", run_id, n)) for n, job in enumerate(jobs)]
+    wait(futures)
+    try:
+        return [future.result() for future in futures]
+    except Exception as exc:
+        if type(exc).__name__ != "KilledWorker":
+            raise
+        raise ScanError("a worker process died while writing the final files; the scanned symbols are "
+                        "kept: rerun with --resume") from None
+    finally:
+        client.cancel(futures)

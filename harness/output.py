@@ -14,13 +14,14 @@ Layout while a run is going (all under <out_dir>/.symbol-scan-staging/):
 Parts are Arrow IPC files: staging is internal, and they write and read several times faster than
 parquet (the driver writes them while the workers scan).
 Each part is written to a temp name, then renamed. At the end, final_files() gives a FinalFiles
-that writes every final file under a temp name: the driver streams the staged chunks (staged()),
-in chunk order, through the market-adjusted statistics into <out_dir>/<detector>/{events,forward}
-.parquet (one row group per chunk), then the top-level files (summary.csv, market.parquet,
-paths.csv, report.html, run.json); only then are they all renamed into place (os.replace) and
-the staging folder removed. So a crash leaves every file at an output path whole (the previous
-run's, or during the final renames possibly some new ones), and every chunk recorded in
-state.json is kept for --resume.
+that has every final file written under a temp name: market.parquet; each detector's staged
+chunks (read_staged_chunk), in chunk order, through the market-adjusted statistics into
+<out_dir>/<detector>/{events,forward}.parquet (one row group per chunk with events; written by
+harness.finish.finish_detector, in the driver or on a LocalCluster's workers); then the other
+top-level files (summary.csv, paths.csv, report.html, run.json). Only then are they all renamed
+into place (os.replace) and the staging folder removed. So a crash leaves every file at an
+output path whole (the previous run's, or during the final renames possibly some new ones), and
+every chunk recorded in state.json is kept for --resume.
 
 A write that fails (no space, no permission, a read-only file system, a file too large, a path in
 the way) is one OutputError naming the path and saying what --resume can still use; the failed
@@ -89,13 +90,13 @@ def replacing(path: Path) -> Iterator[Path]:
 
 @dataclasses.dataclass
 class StagedChunk:
-    """One staged chunk, read back: its symbols' bars and each detector's staged rows."""
+    """One staged chunk, read back: its symbols' bars and some detectors' rows."""
 
     days: np.ndarray                     # every bar's day number (int32), symbol after symbol
     close: np.ndarray                    # every bar's close
     spans: dict[str, tuple[int, int]]    # symbol -> (first row in days/close, number of bars)
     events: dict[str, pa.Table]          # detector name -> its events, in the final schema
-    forward: dict[str, pa.Table]         # detector name -> its forward returns, with BAR
+    forward: dict[str, pa.Table]         # detector name -> its forward returns but abn_<h>, plus BAR
 
     def spans_of(self, symbols: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
         """(first row, number of bars) in days/close of each entry of `symbols` (symbols of this chunk)."""
@@ -123,6 +124,51 @@ def repeated_names(names: Sequence[str], counts: Sequence[int]) -> pa.Dictionary
     building a Python string per row (a chunk of 20-year histories has a million bars)."""
     indices = np.repeat(np.arange(len(names), dtype=np.int32), np.asarray(counts, dtype=np.int64))
     return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(list(names), pa.string()))
+
+
+def read_staged_chunk(staging: Path, chunk: int, detectors: Sequence[tuple[int, str, pa.Schema, pa.Schema]]
+                      ) -> StagedChunk:
+    """Staged chunk `chunk` as OutputWriter.write_chunk laid it out, with the rows of `detectors`:
+    (number in the run, name, events schema, forward schema: OutputWriter.schemas()) each.
+    Reads only the staging folder, so any process that sees it can call this."""
+    table = read_arrow(staging / f"series-{chunk:05d}.arrow")
+    symbol = table.column("symbol").combine_chunks()
+    if not isinstance(symbol, pa.DictionaryArray):
+        symbol = symbol.dictionary_encode()
+    codes = symbol.indices.to_numpy(zero_copy_only=False)
+    days, close = table.column("day").to_numpy(), table.column("close").to_numpy()
+    edges = [0, *(np.flatnonzero(np.diff(codes)) + 1), len(codes)] if len(codes) else [0]
+    names = symbol.dictionary.to_pylist()
+    spans = {names[codes[a]]: (a, b - a) for a, b in zip(edges, edges[1:])}
+    rows = read_arrow(staging / f"rows-{chunk:05d}.arrow")
+    if rows.num_rows:  # one stable sort by detector, then a slice each (a filter each reads all rows)
+        codes = rows.column("detector").to_numpy()
+        rows = rows.take(pa.array(np.argsort(codes, kind="stable")))
+        bounds = np.searchsorted(np.sort(codes), np.arange(max(code for code, *_ in detectors) + 2))
+    events, forward = {}, {}
+    for code, name, events_schema, forward_schema in detectors:
+        mine = rows.slice(bounds[code], bounds[code + 1] - bounds[code]) if rows.num_rows else rows
+        events[name], forward[name] = _split_rows(mine, code, name, events_schema, forward_schema)
+    return StagedChunk(days, close, spans, events, forward)
+
+
+def _split_rows(mine: pa.Table, code: int, name: str, events_schema: pa.Schema, forward_schema: pa.Schema
+                ) -> tuple[pa.Table, pa.Table]:
+    """A detector's events (final schema) and forward rows (final columns but abn_<h>, plus BAR)
+    from `mine`, its rows of a staged rows part."""
+    forward_names = [f.name for f in forward_schema if not f.name.startswith("abn_")] + [BAR]
+    if BAR not in mine.column_names:  # a chunk in which every symbol failed
+        staged = pa.schema([*(forward_schema.field(c) for c in forward_names[:-1]), (BAR, pa.int32())])
+        return events_schema.empty_table(), staged.empty_table()
+    names = pa.array(np.full(mine.num_rows, name, dtype=object), pa.string())
+    nan = pa.array(np.full(mine.num_rows, np.nan), pa.float64())
+    columns = {"symbol": mine.column("symbol").cast(pa.string()), "date": mine.column("date"),
+               "detector": names, "score": mine.column("score"), "close": mine.column("close"),
+               **{c: mine.column(c) for c in forward_names[4:]},  # fwd_<h>, BAR
+               **{c: mine.column(f"{code}:{c}") if f"{code}:{c}" in mine.column_names else nan
+                  for c in events_schema.names[4:]}}
+    return (pa.table({c: columns[c] for c in events_schema.names}).cast(events_schema),
+            pa.table({c: columns[c] for c in forward_names}))
 
 
 def staged_rows(results: Sequence[SymbolResult], detectors: Sequence[DetectorSpec]) -> pa.Table:
@@ -162,7 +208,6 @@ class FinalFiles:
         self.out_dir = writer.out_dir
         self.moves: list[tuple[Path, Path]] = []
         self.made: list[Path] = []  # detector folders made here (removed again if the run fails)
-        self.parquet: dict[str, pq.ParquetWriter] = {}
 
     @property
     def names(self) -> list[str]:
@@ -181,13 +226,12 @@ class FinalFiles:
         self.moves.append((temp_name(final), final))
         return self.moves[-1][0]
 
-    def append(self, name: str, table: pa.Table) -> None:
-        """Add `table` as one row group of parquet file `name`."""
-        with self.writer.writing(self.out_dir / name):
-            if name not in self.parquet:
-                self.parquet[name] = pq.ParquetWriter(self._temp_for(name), table.schema)
-            if table.num_rows:
-                self.parquet[name].write_table(table, row_group_size=table.num_rows)
+    def reserve(self, name: str) -> Path:
+        """The path of final file `name`, for a writer in another process (such as
+        harness.finish.finish_detector) that writes it at temp_name(path); commit() moves it into
+        place with the others, discard() removes it."""
+        self._temp_for(name)
+        return self.out_dir / name
 
     def table(self, name: str, table: pa.Table) -> None:
         """Write parquet file `name` whole."""
@@ -199,16 +243,8 @@ class FinalFiles:
         with self.writer.writing(self.out_dir / name):
             write_synced(self._temp_for(name), text.encode())
 
-    def _close(self) -> None:
-        for name, parquet in self.parquet.items():
-            with self.writer.writing(self.out_dir / name):
-                parquet.close()
-        self.parquet.clear()
-
     def discard(self) -> None:
         """Remove every temp file written so far, and the folders made for them (a failure before commit)."""
-        with contextlib.suppress(OSError, ScanError):
-            self._close()
         for tmp, _ in self.moves:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
@@ -218,7 +254,6 @@ class FinalFiles:
 
     def commit(self) -> None:
         """Move every file into place, after checking again that nothing is in the way."""
-        self._close()
         self.writer.check_paths(self.names)  # something may have appeared there during the run
         for tmp, final in self.moves:
             with self.writer.writing(final):
@@ -314,9 +349,9 @@ class OutputWriter:
         try:
             yield
         except OSError as exc:
-            raise self._cannot_write(path, os_reason(exc)) from None
+            raise self.cannot_write(path, os_reason(exc)) from None
 
-    def _cannot_write(self, path: Path, reason: str) -> OutputError:
+    def cannot_write(self, path: Path, reason: str) -> OutputError:
         kept = (f"the {self.kept} symbols flushed so far are kept: rerun with --resume once that is fixed"
                 if self.kept else "no symbol was flushed yet, so there is nothing to resume")
         return OutputError(f"cannot write {path}: {reason}; {kept}")
@@ -328,11 +363,11 @@ class OutputWriter:
         for spec in self.detectors:
             folder = self.out_dir / spec.out_name
             if folder.exists() and not folder.is_dir():
-                raise self._cannot_write(folder, "a file is in the way (this scan writes a folder there)")
+                raise self.cannot_write(folder, "a file is in the way (this scan writes a folder there)")
             files += [folder / name for name in DETECTOR_FILES]
         for path in files:
             if path.is_dir() and not path.is_symlink():
-                raise self._cannot_write(path, "a folder is in the way (this scan writes a file there)")
+                raise self.cannot_write(path, "a folder is in the way (this scan writes a file there)")
 
     # ---------------------------------------------------------------- chunks
 
@@ -425,51 +460,19 @@ class OutputWriter:
 
     # ---------------------------------------------------------------- the end
 
+    def event_counts(self) -> np.ndarray:
+        """How many events each detector has in the staged chunks (index: its number in the run)."""
+        counts = np.zeros(len(self.detectors), dtype=np.int64)
+        for chunk in range(self.chunks):
+            rows = self._read_part(self.staging / f"rows-{chunk:05d}.arrow")
+            if rows.num_rows:
+                counts += np.bincount(rows.column("detector").to_numpy(), minlength=len(self.detectors))
+        return counts
+
     def market_parts(self) -> Iterator[pd.DataFrame]:
         """Every chunk's market sums, in chunk order."""
         for chunk in range(self.chunks):
             yield self._read_part(self.staging / f"market-{chunk:05d}.arrow").to_pandas()
-
-    def staged(self) -> Iterator[StagedChunk]:
-        """Every staged chunk, in chunk order."""
-        for chunk in range(self.chunks):
-            table = self._read_part(self.staging / f"series-{chunk:05d}.arrow")
-            symbol = table.column("symbol").combine_chunks()
-            if not isinstance(symbol, pa.DictionaryArray):
-                symbol = symbol.dictionary_encode()
-            codes = symbol.indices.to_numpy(zero_copy_only=False)
-            days, close = table.column("day").to_numpy(), table.column("close").to_numpy()
-            edges = [0, *(np.flatnonzero(np.diff(codes)) + 1), len(codes)] if len(codes) else [0]
-            names = symbol.dictionary.to_pylist()
-            spans = {names[codes[a]]: (a, b - a) for a, b in zip(edges, edges[1:])}
-            rows = self._read_part(self.staging / f"rows-{chunk:05d}.arrow")
-            if rows.num_rows:  # one stable sort by detector, then a slice each (a filter each copies all)
-                codes = rows.column("detector").to_numpy()
-                rows = rows.take(pa.array(np.argsort(codes, kind="stable")))
-                bounds = np.searchsorted(np.sort(codes), np.arange(len(self.detectors) + 1))
-            events, forward = {}, {}
-            for code, spec in enumerate(self.detectors):
-                mine = rows.slice(bounds[code], bounds[code + 1] - bounds[code]) if rows.num_rows else rows
-                events[spec.name], forward[spec.name] = self._split_rows(mine, code, spec)
-            yield StagedChunk(days, close, spans, events, forward)
-
-    def _split_rows(self, mine: pa.Table, code: int, spec: DetectorSpec) -> tuple[pa.Table, pa.Table]:
-        """One detector's events (final schema) and forward rows (final columns but abn_<h>, plus BAR)
-        from `mine`, its rows of a staged rows part."""
-        events_schema, forward_schema = self.schemas(spec)
-        forward_names = [f.name for f in forward_schema if not f.name.startswith("abn_")] + [BAR]
-        if BAR not in mine.column_names:  # a chunk in which every symbol failed
-            staged = pa.schema([*(forward_schema.field(c) for c in forward_names[:-1]), (BAR, pa.int32())])
-            return events_schema.empty_table(), staged.empty_table()
-        names = pa.array(np.full(mine.num_rows, spec.name, dtype=object), pa.string())
-        nan = pa.array(np.full(mine.num_rows, np.nan), pa.float64())
-        columns = {"symbol": mine.column("symbol").cast(pa.string()), "date": mine.column("date"),
-                   "detector": names, "score": mine.column("score"), "close": mine.column("close"),
-                   BAR: mine.column(BAR), **{forward_column(h): mine.column(forward_column(h)) for h in self.windows},
-                   **{c: mine.column(f"{code}:{c}") if f"{code}:{c}" in mine.column_names else nan
-                      for c in events_schema.names[4:]}}
-        return (pa.table({c: columns[c] for c in events_schema.names}).cast(events_schema),
-                pa.table({c: columns[c] for c in forward_names}))
 
     def check_some_symbol_succeeded(self) -> None:
         """ScanError when no symbol gave results (all failed, or none had bars): such a run must not

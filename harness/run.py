@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -27,13 +28,13 @@ import psutil
 from harness.config import ScanConfig, load_config, read_yaml
 from harness.detectors import resolve_detectors
 from harness.errors import ConfigError, Interrupted, ScanError, StopRequested, SymbolFailed
-from harness.finish import finish_outputs
+from harness.finish import RunAll, finish_outputs, in_this_process
 from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running
 from harness.progress import Progress
 from harness.outdir import hold_output_folder
 from harness.output import OutputWriter
 from harness.summary import format_summary, summarize
-from harness.dispatch import dask_results
+from harness.dispatch import dask_results, dask_run_all
 from harness.task import ScanTask, SymbolResult, scan_symbol
 
 log = logging.getLogger("scan")
@@ -106,26 +107,39 @@ def versions() -> dict[str, str]:
             **{name: version(name) for name in ("pandas", "numpy", "pyarrow", "dask", "distributed")}}
 
 
+@dataclasses.dataclass
+class Execution:
+    """Where a run's work goes: the scan's results, and how the end of the run finishes detectors."""
+
+    results: Iterator[tuple[int, SymbolResult]]  # (symbol index, result), in completion order
+    run_all: RunAll = in_this_process            # runs harness.finish's jobs
+    processes: int = 1                           # how many jobs run_all runs at once
+    cpu_slots: int | None = None                 # harness.cpuslots semaphore of a LocalCluster
+
+
 @contextlib.contextmanager
 def execute(cfg: ScanConfig, symbols: Sequence[str], todo: Sequence[int], task: ScanTask,
-            info: dict[str, Any]) -> Iterator[Iterator[tuple[int, SymbolResult]]]:
+            info: dict[str, Any]) -> Iterator[Execution]:
     """Where the tasks run: in this process for workers 1 without a scheduler, else on Dask.
 
-    Yields an iterator of (symbol index, result) for the symbols[i], i in `todo`, in completion
-    order; records cluster facts in `info`; on the way out cancels what is pending and closes the
-    cluster.
+    The results cover the symbols[i], i in `todo`. Records cluster facts in `info`; on the way out
+    cancels what is pending and closes the cluster.
     """
     if cfg.workers == 1 and not cfg.scheduler_address:
-        yield serial_results(symbols, todo, task)
+        yield Execution(serial_results(symbols, todo, task))
         return
-    with execute_on_dask(cfg, symbols, todo, task, info) as results:
-        yield results
+    with execute_on_dask(cfg, symbols, todo, task, info) as execution:
+        yield execution
 
 
 @contextlib.contextmanager
 def execute_on_dask(cfg: ScanConfig, symbols: Sequence[str], todo: Sequence[int], task: ScanTask,
-                    info: dict[str, Any]) -> Iterator[Iterator[tuple[int, SymbolResult]]]:
-    """execute() on a Dask cluster, whatever `workers` says (the benchmark's one-worker LocalCluster)."""
+                    info: dict[str, Any]) -> Iterator[Execution]:
+    """execute() on a Dask cluster, whatever `workers` says (the benchmark's one-worker LocalCluster).
+
+    A LocalCluster's workers also finish the detectors at the end (they see the driver's disk); a
+    remote cluster's may not, so the driver finishes them itself.
+    """
     from cluster import connect, local_cpu_slots
     t0 = time.time()
     with connect(cfg) as client, local_cpu_slots(cfg) as slots:
@@ -137,8 +151,12 @@ def execute_on_dask(cfg: ScanConfig, symbols: Sequence[str], todo: Sequence[int]
         info["worker_processes"] = len(workers)
         results = dask_results(client, symbols, todo, task, workers=max(threads, 1),
                                symbols_per_task=cfg.symbols_per_task, stats=info)
+        if cfg.scheduler_address:
+            execution = Execution(results)
+        else:
+            execution = Execution(results, functools.partial(dask_run_all, client), max(threads, 1), slots)
         try:
-            yield results
+            yield execution
         finally:
             results.close()
 
@@ -156,12 +174,9 @@ class Timings(dict):
         self.mark = now
 
 
-def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute, imports_seconds: float = 0.0
-             ) -> dict[str, Any]:
+def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0) -> dict[str, Any]:
     """Run the whole scan; returns the run.json content. Raises ScanError subclasses.
 
-    open_results: the execute() of this module, or a stand-in with the same signature (the
-    benchmark plugs in a ProcessPoolExecutor there to compare like with like).
     imports_seconds: how long the process took to get here, for run.json's timings.
     """
     started = time.time()
@@ -208,52 +223,54 @@ def run_scan(cfg: ScanConfig, resume: bool = False, open_results=execute, import
                 del chunks[chunk]
                 progress.report()
 
-    with open_results(cfg, symbols, todo, task, info) as results:
+    failed = [{"symbol": name, "detector": None, "error": "invalid symbol name (folder left out)"}
+              for name in invalid]
+    offsets = range(cfg.path_offsets[0], cfg.path_offsets[1] + 1)
+    with execute(cfg, symbols, todo, task, info) as execution:
         progress.start()
         try:
-            consume(results)
+            consume(execution.results)
         finally:
             progress.close()
-    missing = [symbols[i] for c in range(writer.chunks) if c not in writer.done_chunks for i in writer.chunk_range(c)]
-    if missing:  # never expected: every task yields each of its symbols, or the run stopped
-        raise ScanError(f"no result came back for {len(missing)} symbol(s) ({', '.join(missing[:5])}); "
-                        "rerun with --resume to scan them")
-    timings["cluster_start"] = info["cluster_start_seconds"]
-    timings.lap("scan", less=info["cluster_start_seconds"])
-
-    failed = [{"symbol": name, "detector": None, "error": "invalid symbol name (folder left out)"}
-              for name in invalid] + sorted(writer.state["failed"], key=lambda f: f["symbol"])
-    offsets = range(cfg.path_offsets[0], cfg.path_offsets[1] + 1)
-    with writer.final_files() as files:
-        evaluated = finish_outputs(writer, files, specs, cfg.forward_windows, offsets)
-        summary = summarize(evaluated.events, cfg.forward_windows, {s.name: s.baseline for s in specs},
-                            symbols=len(symbols) + len(invalid) - len(failed), failed_symbols=len(failed))
-        files.text("summary.csv", summary.to_csv(index=False))
-        files.text("paths.csv", evaluated.paths.to_csv(index=False))
-        timings.lap("finalize")
-        info.update({
-            "config": cfg.as_dict(),
-            "symbols": {"total": len(symbols) + len(invalid), "done": len(symbols) + len(invalid) - len(failed),
-                        "failed": len(failed)},
-            "failed": failed,
-            "events": {name: len(frame) for name, frame in evaluated.events.items()},
-            "bars_read": writer.state["bars"],
-            "repairs": dict(sorted(writer.state["repairs"].items())),
-            "symbols_without_bars": sorted(writer.state["no_bars"]),
-            "ignored_entries": ignored,
-            "cpu_seconds": {k: round(v, 3) for k, v in sorted(writer.state["cpu_seconds"].items())},
-            "wall_seconds": round(time.time() - started, 3),
-            "resumed_from": first,
-            "timings": timings,
-            "versions": versions(),
-        })
-        from harness.report import build_report  # imported when needed: a mistake exits before it
-        files.text("report.html", build_report(summary, evaluated.events, evaluated.paths, info))
-        timings.lap("report")
-        timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 3)
-        info["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        info["files"] = [*files.names, "run.json"]
-        files.text("run.json", json.dumps(info, indent=2, default=str) + "\n")
+        missing = [symbols[i] for c in range(writer.chunks) if c not in writer.done_chunks
+                   for i in writer.chunk_range(c)]
+        if missing:  # never expected: every task yields each of its symbols, or the run stopped
+            raise ScanError(f"no result came back for {len(missing)} symbol(s) ({', '.join(missing[:5])}); "
+                            "rerun with --resume to scan them")
+        timings["cluster_start"] = info["cluster_start_seconds"]
+        timings.lap("scan", less=info["cluster_start_seconds"])
+        failed += sorted(writer.state["failed"], key=lambda f: f["symbol"])
+        with writer.final_files() as files:  # the cluster's workers finish the detectors
+            evaluated = finish_outputs(writer, files, specs, cfg.forward_windows, offsets, execution.run_all,
+                                       execution.processes, execution.cpu_slots)
+            summary = summarize(evaluated.events, cfg.forward_windows, {s.name: s.baseline for s in specs},
+                                symbols=len(symbols) + len(invalid) - len(failed), failed_symbols=len(failed))
+            files.text("summary.csv", summary.to_csv(index=False))
+            files.text("paths.csv", evaluated.paths.to_csv(index=False))
+            timings.lap("finalize")
+            info.update({
+                "config": cfg.as_dict(),
+                "symbols": {"total": len(symbols) + len(invalid), "done": len(symbols) + len(invalid) - len(failed),
+                            "failed": len(failed)},
+                "failed": failed,
+                "events": {name: len(frame) for name, frame in evaluated.events.items()},
+                "bars_read": writer.state["bars"],
+                "repairs": dict(sorted(writer.state["repairs"].items())),
+                "symbols_without_bars": sorted(writer.state["no_bars"]),
+                "ignored_entries": ignored,
+                "cpu_seconds": {k: round(v, 3) for k, v in sorted(writer.state["cpu_seconds"].items())},
+                "wall_seconds": round(time.time() - started, 3),
+                "resumed_from": first,
+                "timings": timings,
+                "versions": versions(),
+            })
+            from harness.report import build_report  # imported when needed: a mistake exits before it
+            files.text("report.html", build_report(summary, evaluated.events, evaluated.paths, info))
+            timings.lap("report")
+            timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 3)
+            info["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+            info["files"] = [*files.names, "run.json"]
+            files.text("run.json", json.dumps(info, indent=2, default=str) + "\n")
     print(format_summary(summary))
     if failed:
         print(f"\n{len(failed)} symbol(s) failed and were skipped: "

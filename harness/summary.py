@@ -36,8 +36,18 @@ def return_stats(returns: np.ndarray) -> dict[str, float | int]:
 
 
 def _cluster_ids(groups: np.ndarray) -> tuple[np.ndarray, int]:
-    """(cluster number of each value, number of clusters) for any array of labels (dates)."""
+    """(cluster number of each value, number of clusters) for any array of labels (dates): the
+    clusters numbered in the labels' sorted order."""
+    if groups.dtype.kind == "M":  # midnights (event dates): day numbers, which need no sort
+        days, rest = np.divmod(groups.astype("datetime64[ns]").view(np.int64), 86_400 * 10**9)
+        groups = groups if rest.any() else days
+    if groups.dtype.kind in "iu" and len(groups) and int(groups.max()) - int(groups.min()) < 4 * len(groups) + 1024:
+        low = groups.min()
+        present = np.bincount(groups - low) > 0
+        number = np.cumsum(present) - 1
+        return number[groups - low], int(number[-1]) + 1
     _, ids = np.unique(groups, return_inverse=True)
+    ids = ids.reshape(-1)
     return ids, int(ids.max()) + 1 if len(ids) else 0
 
 
@@ -162,13 +172,17 @@ class PathSums:
     def add(self, event_dates: np.ndarray, ret: np.ndarray, mkt: np.ndarray) -> None:
         """Add events: their dates, and [event, offset] arrays of their return and the market's over
         the same bars (NaN where the bar does not exist)."""
-        rows = np.searchsorted(self.dates, event_dates)
+        # Sums over the event dates present only (a chunk of a rare detector has few): the same
+        # bits as over every date, since np.bincount adds in input order (events in symbol order)
+        # and a date without events would add 0.0.
+        dates, at = np.unique(np.searchsorted(self.dates, event_dates), return_inverse=True)
+        width = len(self.offsets)
         ok = ~np.isnan(ret)
-        cells = (rows[:, None] * len(self.offsets) + np.arange(len(self.offsets))[None, :])[ok]
-        size = self.ret.size  # np.bincount adds in input order: events in symbol order, deterministic
-        self.ret += np.bincount(cells, weights=ret[ok], minlength=size).reshape(self.ret.shape)
-        self.abn += np.bincount(cells, weights=ret[ok] - mkt[ok], minlength=size).reshape(self.ret.shape)
-        self.count += np.bincount(cells, minlength=size).reshape(self.ret.shape)
+        cells = (at.reshape(-1)[:, None] * width + np.arange(width)[None, :])[ok]
+        shape = (len(dates), width)
+        self.ret[dates] += np.bincount(cells, weights=ret[ok], minlength=dates.size * width).reshape(shape)
+        self.abn[dates] += np.bincount(cells, weights=ret[ok] - mkt[ok], minlength=dates.size * width).reshape(shape)
+        self.count[dates] += np.bincount(cells, minlength=dates.size * width).reshape(shape)
 
     def paths(self, detector: str) -> pd.DataFrame:
         """PATH_COLUMNS, one row per offset: events with that bar, mean_ret, mean_abn and its 95% band

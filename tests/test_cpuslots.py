@@ -47,10 +47,12 @@ def test_at_most_as_many_holders_as_slots(slots):
 @pytest.mark.parametrize("slots", [1], indirect=True)
 def test_a_killed_holder_frees_its_slot_and_a_removed_semaphore_frees_its_waiters(slots):
     context = multiprocessing.get_context("fork")
-    log = context.Queue()
-    holder = context.Process(target=_hold, args=(slots, log, 60))
+    # The holder gets a queue of its own: killed just after a put, it may still hold the queue's
+    # write lock, which would block every later put to that queue.
+    holder_log, log = context.Queue(), context.Queue()
+    holder = context.Process(target=_hold, args=(slots, holder_log, 60))
     holder.start()
-    assert log.get(timeout=10)[0] == "in"
+    assert holder_log.get(timeout=10)[0] == "in"
     os.kill(holder.pid, signal.SIGKILL)
     holder.join(10)
     after = context.Process(target=_hold, args=(slots, log, 0))

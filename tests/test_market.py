@@ -14,10 +14,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import statsmodels.api as sm
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import bars, run_cli, write_config, write_partition
 from harness.market import chunk_sums, market_index
-from harness.summary import PathSums, clustered_difference_t, clustered_mean_t
+from harness.summary import PathSums, _cluster_ids, clustered_difference_t, clustered_mean_t
 
 RTOL = 1e-9  # statsmodels solves the same OLS by pinv; the last bits of its sums differ from ours
 
@@ -186,3 +188,35 @@ def test_bars_with_a_time_of_day_count_as_their_dates(tmp_path):
     assert pd.read_csv(at_four / "paths.csv").equals(pd.read_csv(plain / "paths.csv"))
     run = json.loads((at_four / "run.json").read_text())
     assert run["repairs"] == {"A": {"time_of_day": 12}, "B": {"time_of_day": 12}}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 3000), max_size=60), st.sampled_from(["int", "midnight", "time of day"]))
+def test_cluster_ids_number_the_labels_in_sorted_order_as_np_unique_does(labels, kind):
+    groups = np.array(labels, dtype=np.int64)
+    if kind != "int":
+        groups = np.datetime64("2001-01-01", "ns") + groups.astype("timedelta64[D]")
+        if kind == "time of day":  # two times of one day are two clusters
+            groups = groups + (np.arange(len(groups)) % 2).astype("timedelta64[h]")
+    ids, clusters = _cluster_ids(groups)
+    expected = np.unique(groups, return_inverse=True)[1].reshape(-1)
+    assert ids.tolist() == expected.tolist() and clusters == len(set(groups.tolist()))
+
+
+def test_path_sums_added_chunk_by_chunk_have_the_bits_of_dense_sums():
+    # add() sums only the dates a chunk has events on; the reference adds a whole-grid bincount
+    rng = np.random.default_rng(7)
+    dates = pd.bdate_range("2020-01-01", periods=300).to_numpy()
+    offsets = [-2, 0, 3]
+    sums = PathSums(offsets, dates)
+    dense_ret, dense_abn = np.zeros((300, 3)), np.zeros((300, 3))
+    for size in (40, 0, 7, 120):
+        rows = rng.integers(0, 300, size)
+        ret = np.where(rng.random((size, 3)) < 0.1, np.nan, rng.normal(0, 0.02, (size, 3)))
+        mkt = rng.normal(0, 0.01, (size, 3))
+        sums.add(dates[rows], ret, mkt)
+        ok = ~np.isnan(ret)
+        cells = (rows[:, None] * 3 + np.arange(3)[None, :])[ok]
+        dense_ret += np.bincount(cells, weights=ret[ok], minlength=900).reshape(300, 3)
+        dense_abn += np.bincount(cells, weights=ret[ok] - mkt[ok], minlength=900).reshape(300, 3)
+    assert sums.ret.tobytes() == dense_ret.tobytes() and sums.abn.tobytes() == dense_abn.tobytes()

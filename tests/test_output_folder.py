@@ -192,6 +192,30 @@ def test_a_failing_write_is_one_line_and_resume_finishes_the_run(tmp_path, data,
         {k: v for k, v in before.items() if k.startswith(("volume_spike/", "mine/"))}
 
 
+def test_a_final_file_that_a_local_clusters_worker_cannot_write_is_one_line_and_resume_finishes(
+        tmp_path, data, previous, reference):
+    # With workers: 2 the LocalCluster's workers write the detectors' final files; the failure
+    # (a folder at the temp name of gap's forward.parquet) must come back as the driver's one line.
+    out = tmp_path / "out"
+    shutil.copytree(previous, out)
+    blocker = out / "gap" / ".forward.parquet.tmp"
+    blocker.mkdir()
+    before = every_file(out)
+    cfg = config(tmp_path, data, out, workers=2, dashboard_address="127.0.0.1:0")
+    proc = cli(cfg)
+    assert proc.returncode == 1, proc.stderr
+    assert last_line(proc) == (f"error: cannot write {out / 'gap' / 'forward.parquet'}: Is a directory; the 7 "
+                               "symbols flushed so far are kept: rerun with --resume once that is fixed")
+    assert "Traceback" not in proc.stderr
+    now = every_file(out)
+    assert {k: v for k, v in now.items() if not k.startswith(STAGING)} == before, "previous results untouched"
+    assert not [name for name in now if name.endswith(".tmp")]
+    blocker.rmdir()
+    resumed = cli(cfg, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert run_files(out) == reference  # the workers' files have the serial run's bytes
+
+
 def test_a_file_where_a_detector_folder_goes_is_refused_before_the_scan(tmp_path, data):
     out = tmp_path / "out"
     out.mkdir()
