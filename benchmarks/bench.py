@@ -99,7 +99,8 @@ def run_processes(configs: list[Path], workers: int) -> dict:
         if proc.returncode != 0:
             raise SystemExit(f"benchmark run failed:\n{err}")
     runs = [json.loads((Path(yaml.safe_load(c.read_text())["out_dir"]) / "run.json").read_text()) for c in configs]
-    return {"wall": wall, "cpu": cpu, "timings": runs[0]["timings"], "tasks": sum(r.get("tasks", 0) for r in runs),
+    return {"wall": wall, "cpu": cpu, "timings": runs[0]["timings"], "finish_jobs": runs[0]["finish_jobs"],
+            "tasks": sum(r.get("tasks", 0) for r in runs),
             "detector_cpu": sum(sum(r["cpu_seconds"].values()) for r in runs)}
 
 
@@ -139,7 +140,9 @@ def summarise(runs: list[dict]) -> dict:
     timings = {k: statistics.median(r["timings"][k] for r in runs) for k in runs[0]["timings"]}
     return {"wall_median": statistics.median(walls), "wall_min": min(walls), "wall_max": max(walls),
             "cpu_median": statistics.median(cpus), "detector_cpu_median": statistics.median(r["detector_cpu"] for r in runs),
-            "timings_median": timings, "tasks_median": statistics.median(r["tasks"] for r in runs), "walls": walls}
+            "timings_median": timings, "tasks_median": statistics.median(r["tasks"] for r in runs), "walls": walls,
+            "finish_jobs_seconds_median": statistics.median(r["finish_jobs"]["seconds"] for r in runs),
+            "finish_costs": runs[0]["finish_jobs"]["costs"]}
 
 
 # ---------------------------------------------------------------- Dask's own cost per task
@@ -197,18 +200,22 @@ def dask_overhead(workers: int = 2, tasks: int = 300, sleep: float = 0.02) -> di
 
 def projection(full: dict[str, dict], symbols: int, overhead: dict, cores: int = 8) -> dict:
     """8 workers on 8 cores from the measured parts (see BENCHMARKS.md for the formula)."""
+    from harness.finish import detector_groups
     serial = full["serial"]["timings_median"]
     per_symbol = serial["scan"] / symbols                     # c: CPU of one symbol, serial
     fixed_serial = serial["total"] - serial["scan"]           # imports, prepare, finalize, report
+    jobs = full["serial"]["finish_jobs_seconds_median"]       # J: the detectors' jobs, in one process
+    costs = full["serial"]["finish_costs"]
+    share = max(sum(costs[c] for c in group) for group in detector_groups(costs, cores)) / sum(costs)
     tasks = full["dask-8"]["tasks_median"]                    # as planned at 8 workers (run.json)
     dask_cost = tasks * overhead["scan_cpu_ms_per_task"] / 1000
     cluster_start = full["dask-8"]["timings_median"]["cluster_start"]
     scan8 = (symbols * per_symbol + dask_cost) / cores
     t_serial = fixed_serial + symbols * per_symbol
-    t_8 = fixed_serial + cluster_start + scan8
-    return {"per_symbol_seconds": per_symbol, "fixed_seconds": fixed_serial, "cluster_start_8": cluster_start,
-            "dask_seconds": dask_cost, "serial_seconds": t_serial, "eight_core_seconds": t_8,
-            "speedup": t_serial / t_8}
+    t_8 = fixed_serial - jobs + jobs * share + cluster_start + scan8
+    return {"per_symbol_seconds": per_symbol, "fixed_seconds": fixed_serial, "finish_jobs_seconds": jobs,
+            "largest_job_share": share, "cluster_start_8": cluster_start, "dask_seconds": dask_cost,
+            "serial_seconds": t_serial, "eight_core_seconds": t_8, "speedup": t_serial / t_8}
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -45,6 +46,7 @@ class Evaluated:
     market: pd.DataFrame               # harness.market.MARKET_COLUMNS
     events: dict[str, pd.DataFrame]    # detector -> date, fwd_<h>, abn_<h>, mkt_<h> of every event
     paths: pd.DataFrame                # harness.summary.PATH_COLUMNS, detectors in run order
+    jobs: dict[str, Any]               # for run.json: jobs run, their seconds, each detector's cost
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +196,7 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
     costs = writer.event_counts() + EVENTS_PER_CHUNK_COST * writer.chunks
     jobs = [FinishJob(writer.staging, writer.chunks, tuple(described[c] for c in group), tuple(windows),
                       tuple(offsets), market, cpu_slots) for group in detector_groups(costs.tolist(), processes)]
+    started = time.perf_counter()
     try:
         done = run_all(finish_detectors, jobs)
     except OSError as exc:
@@ -201,4 +204,5 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
     finished = {d.name: result for job, results in zip(jobs, done) for d, result in zip(job.detectors, results)}
     events = {spec.name: finished[spec.name][0] for spec in detectors}
     paths = pd.concat([finished[spec.name][1] for spec in detectors], ignore_index=True)
-    return Evaluated(market, events, paths)
+    facts = {"jobs": len(jobs), "seconds": round(time.perf_counter() - started, 3), "costs": costs.tolist()}
+    return Evaluated(market, events, paths, facts)

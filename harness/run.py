@@ -262,6 +262,7 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
                 "wall_seconds": round(time.time() - started, 3),
                 "resumed_from": first,
                 "timings": timings,
+                "finish_jobs": evaluated.jobs,  # within finalize: the detectors' jobs (harness.finish)
                 "versions": versions(),
             })
             from harness.report import build_report  # imported when needed: a mistake exits before it

@@ -72,6 +72,7 @@ def test_serial_run_writes_every_output(serial, small_universe):
     assert run["versions"]["pandas"] == pd.__version__ and run["workers"] == 1
     assert set(run["timings"]) == {"imports", "prepare", "cluster_start", "scan", "finalize", "report", "total"}
     assert run["timings"]["cluster_start"] == 0 and run["timings"]["scan"] > 0
+    assert run["finish_jobs"]["jobs"] == 1 and len(run["finish_jobs"]["costs"]) == len(DETECTORS)
     assert "Processed 20/20 symbols" in proc.stderr
     assert "volume_spike_trend" in proc.stdout and "vs baseline" in proc.stdout
     assert not (out / STAGING).exists() and not (out / LOCK_FILE).exists()
@@ -86,6 +87,7 @@ def test_local_cluster_outputs_are_byte_identical_to_serial(tmp_path, small_univ
     run = json.loads((out / "run.json").read_text())
     cores = len(os.sched_getaffinity(0))
     assert run["workers"] == workers and run["worker_processes"] == min(workers, cores)
+    assert run["finish_jobs"]["jobs"] == min(run["worker_processes"], len(DETECTORS)), "one job per worker"
     assert (f"starting {cores} worker processes" in proc.stderr) == (workers > cores)
 
 
@@ -96,7 +98,9 @@ def test_remote_scheduler_outputs_are_byte_identical_to_serial(tmp_path, small_u
         assert proc.returncode == 0, proc.stderr
         assert output_files(out) == output_files(serial[1])
         assert "'workers' is ignored" in proc.stderr
-        assert json.loads((out / "run.json").read_text())["scheduler_address"] == cluster.address
+        run = json.loads((out / "run.json").read_text())
+        assert run["scheduler_address"] == cluster.address
+        assert run["finish_jobs"]["jobs"] == 1, "a remote cluster's workers may not see the driver's disk"
         assert cluster.alive(), "the remote cluster must survive the scan"
 
 
