@@ -102,11 +102,12 @@ def event_returns(days: np.ndarray, close: np.ndarray, levels: np.ndarray, first
     """
     offsets = np.asarray(offsets, dtype=np.int64)
     ahead = bars.astype(np.int64)[:, None] + offsets[None, :]          # [event, offset] bar numbers
-    ok = (ahead >= 0) & (ahead < length[:, None])
-    at = (first + bars)[:, None].repeat(len(offsets), axis=1)[ok]      # row of bar i, per valid cell
-    later = (first[:, None] + ahead)[ok]                               # row of bar i + k
-    ret = np.full(ahead.shape, np.nan)
-    mkt = np.full(ahead.shape, np.nan)
-    ret[ok] = close[later] / close[at] - 1
-    mkt[ok] = levels[days[later].astype(np.int64) - GRID_START] / levels[days[at].astype(np.int64) - GRID_START] - 1
+    missing = (ahead < 0) | (ahead >= length[:, None])
+    at = first + bars                                                  # row of bar i
+    # row of bar i + k, clamped into the symbol's rows: computed everywhere, then NaN where missing
+    later = first[:, None] + np.clip(ahead, 0, np.maximum(length - 1, 0)[:, None])
+    ret = close[later] / close[at][:, None] - 1
+    mkt = levels[days[later] - GRID_START] / levels[days[at].astype(np.int64) - GRID_START][:, None] - 1
+    ret[missing] = np.nan
+    mkt[missing] = np.nan
     return ret, mkt
