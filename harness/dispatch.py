@@ -8,9 +8,10 @@ fixes the size, and the whole run is submitted at once.
 
 Keys are ("scan", run_id, first symbol of the task): one task prefix, so the dashboard shows one
 "scan" group and the scheduler's queuing stays on (dask/distributed#8671). Finished results are
-fetched in batches (one client.gather for the futures already done, up to GATHER_BATCH; a result
-never waits for one still running): a fetch per future costs the scheduler, the worker and the
-driver a round trip each. Closing the generator (a failure, Ctrl-C) cancels what is pending.
+fetched in batches (one client.gather for up to GATHER_BATCH futures; a finished result waits at
+most GATHER_WAIT_SECONDS for others, and not at all after the pilots or when nothing else runs): a
+fetch per future costs the scheduler, the worker and the driver a round trip each, which at
+symbols_per_task: 1 was about a third of Dask's whole cost per task (BENCHMARKS.md). Closing the generator (a failure, Ctrl-C) cancels what is pending.
 
 Dead workers. Dask re-runs the tasks of a worker that dies; a task whose workers died too often
 comes back as KilledWorker. Dask blames every task the dying worker held, an innocent one queued
@@ -23,6 +24,7 @@ failure; the others complete. (So such a symbol is reported at the end of the ru
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import deque
 from typing import Any, Callable, Iterator, Sequence
@@ -35,6 +37,8 @@ log = logging.getLogger("scan")
 
 MAX_RESUBMITS = 3           # for a task whose finished result was lost with its worker
 GATHER_BATCH = 16           # finished futures fetched with one client.gather
+GATHER_WAIT_SECONDS = 0.05  # how long a finished result may wait for others to be fetched with it
+GATHER_POLL_SECONDS = 0.005
 GUESSED_SECONDS_PER_SYMBOL = 0.02  # for the plan when no pilot symbol could be measured
 
 Unit = tuple[int, ...]  # the indices (into the run's symbols) of one task's symbols
@@ -158,10 +162,18 @@ def dask_results(client: Any, symbols: Sequence[str], todo: Sequence[int], task:
 
     try:
         done: list[Any] = []
+        deadline = 0.0
         for future in queue:
+            if not done:
+                deadline = time.monotonic() + GATHER_WAIT_SECONDS
             done.append(future)
-            if future.status == "finished" and len(done) < GATHER_BATCH and queue.has_ready():
-                continue  # another one is done already: fetch them together
+            if future.status == "finished" and len(done) < GATHER_BATCH and not rest:
+                # others still running may finish in a moment: fetch them together, but never
+                # keep a result waiting more than GATHER_WAIT_SECONDS (nor the plan after pilots)
+                while not queue.has_ready() and len(pending) > len(done) and time.monotonic() < deadline:
+                    time.sleep(GATHER_POLL_SECONDS)
+                if queue.has_ready():
+                    continue
             ready, done = done, []
             yield from collect(ready)
             run_next_suspect()
