@@ -17,7 +17,7 @@ Each part is written to a temp name, then renamed. At the end, final_files() giv
 that has every final file written under a temp name: market.parquet; each detector's staged
 chunks (read_staged_chunk), in chunk order, through the market-adjusted statistics into
 <out_dir>/<detector>/{events,forward}.parquet (one row group per chunk with events; written by
-harness.finish.finish_detector, in the driver or on a LocalCluster's workers); then the other
+harness.finish.finish_detectors, in the driver or on a LocalCluster's workers); then the other
 top-level files (summary.csv, paths.csv, report.html, run.json). Only then are they all renamed
 into place (os.replace) and the staging folder removed. So a crash leaves every file at an
 output path whole (the previous run's, or during the final renames possibly some new ones), and

@@ -2,7 +2,9 @@
 
 Wires the steps together and holds no detector or statistics logic:
 config -> symbols -> results (in-process, or Dask tasks of several symbols) -> staged chunks ->
-market, statistics, final files -> run.json. It alone writes files (through harness.output) and logs.
+market, statistics, final files -> run.json. It writes the files (through harness.output) and logs;
+only the detectors' final files may be written by a LocalCluster's workers (harness.finish), under
+temp names the driver reserved and moves into place.
 """
 
 from __future__ import annotations
