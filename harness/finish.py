@@ -200,7 +200,8 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
     try:
         done = run_all(finish_detectors, jobs)
     except OSError as exc:
-        raise writer.cannot_write(Path(exc.filename) if exc.filename else writer.out_dir, os_reason(exc)) from None
+        reason = exc.strerror or os_reason(exc)  # _naming keeps an errno-less message as strerror
+        raise writer.cannot_write(Path(exc.filename) if exc.filename else writer.out_dir, reason) from None
     finished = {d.name: result for job, results in zip(jobs, done) for d, result in zip(job.detectors, results)}
     events = {spec.name: finished[spec.name][0] for spec in detectors}
     paths = pd.concat([finished[spec.name][1] for spec in detectors], ignore_index=True)

@@ -228,7 +228,9 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
     failed = [{"symbol": name, "detector": None, "error": "invalid symbol name (folder left out)"}
               for name in invalid]
     offsets = range(cfg.path_offsets[0], cfg.path_offsets[1] + 1)
-    with execute(cfg, symbols, todo, task, info) as execution:
+    # The final files' block ends after the cluster's: on an error, its temp files are removed only
+    # once no worker can still be writing one (a LocalCluster's workers write the detectors' files).
+    with contextlib.ExitStack() as finishing, execute(cfg, symbols, todo, task, info) as execution:
         progress.start()
         try:
             consume(execution.results)
@@ -242,38 +244,38 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
         timings["cluster_start"] = info["cluster_start_seconds"]
         timings.lap("scan", less=info["cluster_start_seconds"])
         failed += sorted(writer.state["failed"], key=lambda f: f["symbol"])
-        with writer.final_files() as files:  # the cluster's workers finish the detectors
-            evaluated = finish_outputs(writer, files, specs, cfg.forward_windows, offsets, execution.run_all,
-                                       execution.processes, execution.cpu_slots)
-            summary = summarize(evaluated.events, cfg.forward_windows, {s.name: s.baseline for s in specs},
-                                symbols=len(symbols) + len(invalid) - len(failed), failed_symbols=len(failed))
-            files.text("summary.csv", summary.to_csv(index=False))
-            files.text("paths.csv", evaluated.paths.to_csv(index=False))
-            timings.lap("finalize")
-            info.update({
-                "config": cfg.as_dict(),
-                "symbols": {"total": len(symbols) + len(invalid), "done": len(symbols) + len(invalid) - len(failed),
-                            "failed": len(failed)},
-                "failed": failed,
-                "events": {name: len(frame) for name, frame in evaluated.events.items()},
-                "bars_read": writer.state["bars"],
-                "repairs": dict(sorted(writer.state["repairs"].items())),
-                "symbols_without_bars": sorted(writer.state["no_bars"]),
-                "ignored_entries": ignored,
-                "cpu_seconds": {k: round(v, 3) for k, v in sorted(writer.state["cpu_seconds"].items())},
-                "wall_seconds": round(time.time() - started, 3),
-                "resumed_from": first,
-                "timings": timings,
-                "finish_jobs": evaluated.jobs,  # within finalize: the detectors' jobs (harness.finish)
-                "versions": versions(),
-            })
-            from harness.report import build_report  # imported when needed: a mistake exits before it
-            files.text("report.html", build_report(summary, evaluated.events, evaluated.paths, info))
-            timings.lap("report")
-            timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 3)
-            info["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-            info["files"] = [*files.names, "run.json"]
-            files.text("run.json", json.dumps(info, indent=2, default=str) + "\n")
+        files = finishing.enter_context(writer.final_files())
+        evaluated = finish_outputs(writer, files, specs, cfg.forward_windows, offsets, execution.run_all,
+                                   execution.processes, execution.cpu_slots)
+        summary = summarize(evaluated.events, cfg.forward_windows, {s.name: s.baseline for s in specs},
+                            symbols=len(symbols) + len(invalid) - len(failed), failed_symbols=len(failed))
+        files.text("summary.csv", summary.to_csv(index=False))
+        files.text("paths.csv", evaluated.paths.to_csv(index=False))
+        timings.lap("finalize")
+        info.update({
+            "config": cfg.as_dict(),
+            "symbols": {"total": len(symbols) + len(invalid), "done": len(symbols) + len(invalid) - len(failed),
+                        "failed": len(failed)},
+            "failed": failed,
+            "events": {name: len(frame) for name, frame in evaluated.events.items()},
+            "bars_read": writer.state["bars"],
+            "repairs": dict(sorted(writer.state["repairs"].items())),
+            "symbols_without_bars": sorted(writer.state["no_bars"]),
+            "ignored_entries": ignored,
+            "cpu_seconds": {k: round(v, 3) for k, v in sorted(writer.state["cpu_seconds"].items())},
+            "wall_seconds": round(time.time() - started, 3),
+            "resumed_from": first,
+            "timings": timings,
+            "finish_jobs": evaluated.jobs,  # within finalize: the detectors' jobs (harness.finish)
+            "versions": versions(),
+        })
+        from harness.report import build_report  # imported when needed: a mistake exits before it
+        files.text("report.html", build_report(summary, evaluated.events, evaluated.paths, info))
+        timings.lap("report")
+        timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 3)
+        info["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        info["files"] = [*files.names, "run.json"]
+        files.text("run.json", json.dumps(info, indent=2, default=str) + "\n")
     print(format_summary(summary))
     if failed:
         print(f"\n{len(failed)} symbol(s) failed and were skipped: "

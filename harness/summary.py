@@ -42,10 +42,9 @@ def _cluster_ids(groups: np.ndarray) -> tuple[np.ndarray, int]:
         days, rest = np.divmod(groups.astype("datetime64[ns]").view(np.int64), 86_400 * 10**9)
         groups = groups if rest.any() else days
     if groups.dtype.kind in "iu" and len(groups) and int(groups.max()) - int(groups.min()) < 4 * len(groups) + 1024:
-        low = groups.min()
-        present = np.bincount(groups - low) > 0
-        number = np.cumsum(present) - 1
-        return number[groups - low], int(number[-1]) + 1
+        at = groups.astype(np.int64) - int(groups.min())  # int64: a narrow type would wrap
+        number = np.cumsum(np.bincount(at) > 0) - 1
+        return number[at], int(number[-1]) + 1
     _, ids = np.unique(groups, return_inverse=True)
     ids = ids.reshape(-1)
     return ids, int(ids.max()) + 1 if len(ids) else 0
