@@ -163,6 +163,18 @@ def test_a_run_killed_with_sigkill_never_blocks_the_next(tmp_path, data, referen
 
 # --- writes that fail ---
 
+def assert_failed_write_left_previous_results(proc, out: Path, before: dict[str, bytes], failing: Path,
+                                              reason: str, kept: int) -> None:
+    """The run exited 1 with one line naming `failing`; outside staging nothing changed, no temp file."""
+    assert proc.returncode == 1, proc.stderr
+    assert last_line(proc) == (f"error: cannot write {failing}: {reason}; the {kept} symbols "
+                               "flushed so far are kept: rerun with --resume once that is fixed")
+    assert "Traceback" not in proc.stderr
+    now = every_file(out)
+    assert {k: v for k, v in now.items() if not k.startswith(STAGING)} == before, "previous results untouched"
+    assert not [name for name in now if name.endswith(".tmp")]
+
+
 @pytest.mark.parametrize("limit, failing, kept", [
     (PART_LIMIT, f"{STAGING}/rows-00002.arrow", 6),  # the third flush
     (FINAL_LIMIT, "market.parquet", 7),  # the final files, once every symbol is flushed
@@ -176,13 +188,7 @@ def test_a_failing_write_is_one_line_and_resume_finishes_the_run(tmp_path, data,
     before = every_file(out)
     cfg = config(tmp_path, data, out)
     proc = cli(cfg, file_size_limit=limit)
-    assert proc.returncode == 1
-    assert last_line(proc) == (f"error: cannot write {out / failing}: File too large; the {kept} symbols "
-                               "flushed so far are kept: rerun with --resume once that is fixed")
-    assert "Traceback" not in proc.stderr
-    now = every_file(out)
-    assert {k: v for k, v in now.items() if not k.startswith(STAGING)} == before, "previous results untouched"
-    assert not [name for name in now if name.endswith(".tmp")]
+    assert_failed_write_left_previous_results(proc, out, before, out / failing, "File too large", kept)
     resumed = cli(cfg, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert f"Resuming: {kept}/7 symbols already flushed" in resumed.stderr
@@ -203,13 +209,7 @@ def test_a_final_file_that_a_local_clusters_worker_cannot_write_is_one_line_and_
     before = every_file(out)
     cfg = config(tmp_path, data, out, workers=2, dashboard_address="127.0.0.1:0")
     proc = cli(cfg)
-    assert proc.returncode == 1, proc.stderr
-    assert last_line(proc) == (f"error: cannot write {out / 'gap' / 'forward.parquet'}: Is a directory; the 7 "
-                               "symbols flushed so far are kept: rerun with --resume once that is fixed")
-    assert "Traceback" not in proc.stderr
-    now = every_file(out)
-    assert {k: v for k, v in now.items() if not k.startswith(STAGING)} == before, "previous results untouched"
-    assert not [name for name in now if name.endswith(".tmp")]
+    assert_failed_write_left_previous_results(proc, out, before, out / "gap" / "forward.parquet", "Is a directory", 7)
     blocker.rmdir()
     resumed = cli(cfg, "--resume")
     assert resumed.returncode == 0, resumed.stderr
