@@ -17,7 +17,7 @@ Each part is written to a temp name, then renamed. At the end, final_files() giv
 that has every final file written under a temp name: market.parquet; each detector's staged
 chunks (read_staged_chunk), in chunk order, through the market-adjusted statistics into
 <out_dir>/<detector>/{events,forward}.parquet (one row group per chunk with events; written by
-harness.finish.finish_detectors, in the driver or on a LocalCluster's workers); then the other
+harness.finish, in the driver or on a LocalCluster's workers); then the other
 top-level files (summary.csv, paths.csv, report.html, run.json). Only then are they all renamed
 into place (os.replace) and the staging folder removed. So a crash leaves every file at an
 output path whole (the previous run's, or during the final renames possibly some new ones), and
@@ -461,12 +461,12 @@ class OutputWriter:
     # ---------------------------------------------------------------- the end
 
     def event_counts(self) -> np.ndarray:
-        """How many events each detector has in the staged chunks (index: its number in the run)."""
-        counts = np.zeros(len(self.detectors), dtype=np.int64)
+        """How many events each detector has in each staged chunk: [chunk, detector number in the run]."""
+        counts = np.zeros((self.chunks, len(self.detectors)), dtype=np.int64)
         for chunk in range(self.chunks):
             rows = self._read_part(self.staging / f"rows-{chunk:05d}.arrow")
             if rows.num_rows:
-                counts += np.bincount(rows.column("detector").to_numpy(), minlength=len(self.detectors))
+                counts[chunk] = np.bincount(rows.column("detector").to_numpy(), minlength=len(self.detectors))
         return counts
 
     def market_parts(self) -> Iterator[pd.DataFrame]:

@@ -158,8 +158,9 @@ class PathSums:
     """Running sums for the event-time paths of one detector, per (event date, offset).
 
     offsets: the offsets k (bars from the event, negative = before); dates: the market's dates
-    (every event date is one). add() takes events in symbol order, chunk by chunk; paths() turns the
-    sums into the paths table. Memory: 3 x dates x offsets numbers, whatever the number of events.
+    (every event date is one). add() takes events in symbol order, chunk by chunk; add_sums() adds
+    another PathSums' totals (harness.finish's units, in unit order); paths() turns the sums into
+    the paths table. Memory: 3 x dates x offsets numbers, whatever the number of events.
     """
 
     def __init__(self, offsets: Sequence[int], dates: np.ndarray):
@@ -182,6 +183,12 @@ class PathSums:
         self.ret[dates] += np.bincount(cells, weights=ret[ok], minlength=dates.size * width).reshape(shape)
         self.abn[dates] += np.bincount(cells, weights=ret[ok] - mkt[ok], minlength=dates.size * width).reshape(shape)
         self.count[dates] += np.bincount(cells, minlength=dates.size * width).reshape(shape)
+
+    def add_sums(self, ret: np.ndarray, abn: np.ndarray, count: np.ndarray) -> None:
+        """Add another PathSums' ret, abn and count (of the same offsets and dates)."""
+        self.ret += ret
+        self.abn += abn
+        self.count += count
 
     def paths(self, detector: str) -> pd.DataFrame:
         """PATH_COLUMNS, one row per offset: events with that bar, mean_ret, mean_abn and its 95% band

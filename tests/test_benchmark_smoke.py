@@ -19,5 +19,5 @@ def test_bench_smoke(tmp_path):
         assert mode["wall_median"] > 0 and mode["cpu_median"] > 0 and mode["timings_median"]["scan"] > 0
     assert report["full"]["dask-2-per1"]["tasks_median"] == 12 and report["full"]["serial"]["tasks_median"] == 0
     assert report["dask_overhead"]["bare_cpu_ms_per_task"] > 0 and report["projection_8_cores"]["speedup"] > 0
-    assert 0 < report["projection_8_cores"]["largest_job_share"] <= 1
+    assert 0 < report["projection_8_cores"]["largest_units_share"] <= 1
     assert "| full | dask-2 |" in proc.stdout

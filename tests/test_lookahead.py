@@ -1,7 +1,6 @@
 """No look-ahead: the events a detector reports up to row t do not change when rows after t are cut."""
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.finish import detector_groups
+from harness.finish import balanced_groups
 from harness.plan import MAX_TASK_SECONDS, MIN_TASK_SECONDS, fixed_task_sizes, plan_task_sizes
 
 
@@ -48,22 +48,22 @@ def test_plan_properties(symbols, workers, cost):
         assert len(sizes) <= symbols
 
 
-def test_detector_groups_by_hand():
+def test_balanced_groups_by_hand():
     # largest first, each to the cheapest group: 9 -> A, 5 -> B, 4 -> B (9), 3 -> A (12), 1 -> B (10)
-    assert detector_groups([3, 9, 1, 5, 4], 2) == [[0, 1], [2, 3, 4]]
-    assert detector_groups([3, 9, 1], 8) == [[1], [0], [2]]  # never an empty group
-    assert detector_groups([3, 9, 1], 1) == [[0, 1, 2]]
-    assert detector_groups([], 4) == []
-    assert detector_groups([0, 0, 0], 2) == [[0, 2], [1]]  # free detectors spread too
+    assert balanced_groups([3, 9, 1, 5, 4], 2) == [[0, 1], [2, 3, 4]]
+    assert balanced_groups([3, 9, 1], 8) == [[1], [0], [2]]  # never an empty group
+    assert balanced_groups([3, 9, 1], 1) == [[0, 1, 2]]
+    assert balanced_groups([], 4) == []
+    assert balanced_groups([0, 0, 0], 2) == [[0, 2], [1]]  # free detectors spread too
 
 
 @given(st.lists(st.integers(0, 10**6), max_size=30), st.integers(1, 16))
-def test_detector_groups_cover_every_detector_once_and_are_balanced(costs, groups):
-    split = detector_groups(costs, groups)
+def test_balanced_groups_cover_every_detector_once_and_are_balanced(costs, groups):
+    split = balanced_groups(costs, groups)
     assert sorted(c for group in split for c in group) == list(range(len(costs)))
     assert all(group == sorted(group) and group for group in split)
     assert len(split) == min(groups, len(costs))
     loads = [sum(costs[c] for c in group) for group in split]
     if loads:  # greedy largest-first: the heaviest group exceeds the lightest by at most one detector
         assert max(loads) - min(loads) <= max(costs)
-    assert detector_groups(costs, groups) == split
+    assert balanced_groups(costs, groups) == split

@@ -1,0 +1,124 @@
+"""Detectors finished in units: chunk ranges, parquet parts joined byte for byte, and whole runs.
+
+A detector of several units (harness.finish) has its files written in parts by several workers
+and joined by harness.parquet_parts; its parquet bytes must equal one writer's, and the units, which
+decide how its path sums are added up, must not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import REPO, cli_env, write_config
+from harness.finish import chunk_ranges
+from harness.parquet_parts import decode_footer, encode_footer, join_parquet_parts
+from test_run import DETECTORS, output_files
+
+
+def test_chunk_ranges_by_hand():
+    assert chunk_ranges([5, 5, 5, 5], 10) == [(0, 2), (2, 4)]
+    assert chunk_ranges([5, 5, 5, 5], 100) == [(0, 4)]          # one unit
+    assert chunk_ranges([1, 1, 1], 0) == [(0, 1), (1, 2), (2, 3)]  # at most one range per chunk
+    assert chunk_ranges([1, 30, 1, 1], 10) == [(0, 2), (2, 4)]  # cuts that fall in one chunk are one cut
+    assert chunk_ranges([], 10) == []
+
+
+@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=80), st.integers(1, 3 * 10**6))
+def test_chunk_ranges_cover_the_chunks_once_in_order(costs, unit):
+    ranges = chunk_ranges(costs, unit)
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(costs)
+    assert all(a < b for a, b in ranges) and all(b == c for (_, b), (c, _) in zip(ranges, ranges[1:]))
+    assert len(ranges) <= max(1, -(-sum(costs) // unit))
+    share = sum(costs) / len(ranges)  # every range but the last ends when it has its share or more
+    assert all(sum(costs[a:b]) <= share + max(costs) for a, b in ranges)
+    assert chunk_ranges(costs, unit) == ranges
+
+
+def frame(rows: int, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    return pa.table({"symbol": pa.array([f"S{i % 7}" for i in range(rows)], pa.string()),
+                     "date": pa.array(np.arange(rows).astype("datetime64[D]").astype("datetime64[ns]")),
+                     "score": np.where(rng.random(rows) < 0.1, np.nan, rng.normal(size=rows)),
+                     "n": pa.array(rng.integers(0, 5, rows), pa.int64())})
+
+
+def write_groups(path: Path, tables: list[pa.Table], schema: pa.Schema) -> Path:
+    with pq.ParquetWriter(path, schema) as writer:
+        for table in tables:
+            writer.write_table(table, row_group_size=table.num_rows)
+    return path
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 3000), max_size=6), st.data())
+def test_parts_join_into_the_bytes_one_writer_writes(tmp_path_factory, sizes, data):
+    tmp = tmp_path_factory.mktemp("parts")
+    tables = [frame(n, seed) for seed, n in enumerate(sizes)]
+    schema = frame(1, 0).schema
+    whole = write_groups(tmp / "whole.parquet", tables, schema).read_bytes()
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(tables)), max_size=4)))  # parts may be empty
+    bounds = [0, *cuts, len(tables)]
+    parts = [write_groups(tmp / f"part{k}.parquet", tables[a:b], schema) for k, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+    join_parquet_parts(parts, tmp / "joined.parquet")
+    assert (tmp / "joined.parquet").read_bytes() == whole
+    pd.testing.assert_frame_equal(pq.read_table(tmp / "joined.parquet").to_pandas(),
+                                  pa.concat_tables([schema.empty_table(), *tables]).to_pandas())
+
+
+def test_a_footer_decodes_and_encodes_to_the_same_bytes(tmp_path):
+    data = write_groups(tmp_path / "f.parquet", [frame(100, 1), frame(20, 2)], frame(1, 0).schema).read_bytes()
+    size = int.from_bytes(data[-8:-4], "little")
+    footer = data[-8 - size:-8]
+    assert encode_footer(decode_footer(footer)) == footer
+
+
+def test_a_part_that_is_not_parquet_is_refused(tmp_path):
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(ValueError, match="is not a parquet file"):
+        join_parquet_parts([tmp_path / "bad.parquet"], tmp_path / "out.parquet")
+
+
+def scan_in_units(tmp_path: Path, data: Path, out: str, workers: int, unit_cost: int | None) -> Path:
+    """The real CLI (harness.run.main) in a subprocess, with FINISH_UNIT_COST set to `unit_cost`
+    (None: as shipped) so that a small universe's detectors are cut into units."""
+    config = write_config(tmp_path / f"{out}.yaml", ohlcv_path=str(data), detectors=DETECTORS,
+                          out_dir=str(tmp_path / out), flush_every=3, dashboard_address="127.0.0.1:0")
+    patch = f"harness.finish.FINISH_UNIT_COST = {unit_cost}; " if unit_cost is not None else ""
+    code = (f"import sys, harness.finish; {patch}from harness.run import main; "
+            f"sys.exit(main(['--config', {str(config)!r}, '--workers', '{workers}']))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return tmp_path / out
+
+
+def test_detectors_in_units_give_the_same_files_serially_and_on_workers(tmp_path, small_universe):
+    whole = scan_in_units(tmp_path, small_universe, "whole", 1, None)
+    serial = scan_in_units(tmp_path, small_universe, "serial", 1, 2000)
+    workers = scan_in_units(tmp_path, small_universe, "workers", 2, 2000)
+    run = json.loads((serial / "run.json").read_text())["finish_jobs"]
+    assert run["units"] > len(DETECTORS) and run["joins"] > 0, "the small unit cost must cut detectors"
+    assert json.loads((whole / "run.json").read_text())["finish_jobs"]["units"] == len(DETECTORS)
+    assert json.loads((workers / "run.json").read_text())["finish_jobs"]["jobs"] == 2
+    # the same units whatever the workers: every file, byte for byte
+    assert output_files(workers) == output_files(serial)
+    # the parquet files do not depend on the units at all; the paths' sums only by rounding
+    files, reference = output_files(serial), output_files(whole)
+    assert {n: b for n, b in files.items() if n.endswith(".parquet")} == \
+        {n: b for n, b in reference.items() if n.endswith(".parquet")}
+    assert files["summary.csv"] == reference["summary.csv"]
+    split, one = (pd.read_csv(out / "paths.csv") for out in (serial, whole))
+    assert split[["detector", "offset", "events"]].equals(one[["detector", "offset", "events"]])
+    np.testing.assert_allclose(split[["mean_ret", "mean_abn", "abn_low", "abn_high"]],
+                               one[["mean_ret", "mean_abn", "abn_low", "abn_high"]], rtol=1e-12)
