@@ -223,3 +223,16 @@ def test_a_terminal_gets_a_live_progress_bar_instead_of_log_lines(tmp_path, smal
     text = seen.decode(errors="replace")
     assert "\r[" in text and "20/20 symbols (" in text and "symbols/s, ETA" in text
     assert "Processed " not in text, "on a terminal the bar replaces the log lines"
+
+
+def test_the_process_age_in_run_json_timings_is_not_more_than_the_process_lived():
+    # run.json's imports is the driver's age when main() starts; psutil's create_time() was up to
+    # a second off (whole-second boot time), which made imports look like 1.7 s instead of 0.8.
+    code = "from harness.run import seconds_since_start; print(seconds_since_start(), flush=True); input()"
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=cli_env(), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    age = float(proc.stdout.readline())
+    lived = time.monotonic() - started
+    proc.communicate("\n", timeout=30)
+    assert 0 < age <= lived + 0.011, (age, lived)  # the kernel counts a start in 10 ms ticks
