@@ -177,21 +177,20 @@ def staged_rows(results: Sequence[SymbolResult], detectors: Sequence[DetectorSpe
     detector's extra columns as "<code>:<name>" (NaN on other detectors' rows)."""
     if not results:
         return pa.table({"symbol": pa.array([], pa.string()).dictionary_encode(), "detector": pa.array([], pa.int16())})
-    rows = pa.concat_tables([r.rows for r in results])
-    symbol = repeated_names([r.symbol for r in results], [r.rows.num_rows for r in results])
-    table = rows.add_column(0, "symbol", symbol)
-    code_column = rows.column("detector").to_numpy()
+    counts = [len(r.rows["detector"]) for r in results]
+    columns = {name: np.concatenate([r.rows[name] for r in results]) for name in results[0].rows}
+    table = pa.table({"symbol": repeated_names([r.symbol for r in results], counts),
+                      **{name: pa.array(values) for name, values in columns.items()}})
+    starts = np.cumsum([0, *counts])
     for code, spec in enumerate(detectors):
         extras = [(n, r.extras[spec.name]) for n, r in enumerate(results) if spec.name in r.extras]
         if not extras:
             continue
-        names = extras[0][1].column_names
-        starts = np.cumsum([0] + [r.rows.num_rows for r in results])
-        for name in names:
-            values = np.full(rows.num_rows, np.nan)
+        for name in extras[0][1]:
+            values = np.full(table.num_rows, np.nan)
             for n, extra in extras:  # a result's rows of one detector are consecutive
-                block = np.flatnonzero(code_column[starts[n]:starts[n + 1]] == code) + starts[n]
-                values[block] = extra.column(name).to_numpy(zero_copy_only=False)
+                block = np.flatnonzero(columns["detector"][starts[n]:starts[n + 1]] == code) + starts[n]
+                values[block] = extra[name]
             table = table.append_column(f"{code}:{name}", pa.array(values, pa.float64()))
     return table
 
@@ -408,12 +407,13 @@ class OutputWriter:
             reason = os_reason(exc) if isinstance(exc, OSError) else str(exc).splitlines()[0]
             raise self._damaged(f"the staged part {path} is unreadable ({reason})") from None
 
-    def schemas(self, spec: DetectorSpec, extras_seen: Sequence[pa.Table | None] = ()
+    def schemas(self, spec: DetectorSpec, extras_seen: Sequence[dict[str, np.ndarray] | None] = ()
                 ) -> tuple[pa.Schema, pa.Schema]:
         """The detector's final (events, forward) schemas; extra event columns are fixed by the first
-        symbol that returned them, and a detector that later returns other columns is an error."""
-        for table in extras_seen:
-            names = table.column_names if table is not None else []
+        symbol that returned them (SymbolResult.extras), and a detector that later returns other
+        columns is an error."""
+        for columns in extras_seen:
+            names = list(columns) if columns is not None else []
             known = self.state["extra_columns"].setdefault(spec.name, names)
             if names != known:
                 raise ScanError(f"detector {spec.name!r} returned extra columns {names} for one symbol "
@@ -443,7 +443,7 @@ class OutputWriter:
             self.state["bars"] += result.bars
             if not result.bars:
                 self.state["no_bars"].append(result.symbol)
-        with_events = [(set(np.unique(r.rows.column("detector").to_numpy()).tolist()), r) for r in ok]
+        with_events = [(set(np.unique(r.rows["detector"]).tolist()), r) for r in ok]
         for code, spec in enumerate(self.detectors):  # extra columns: the same for every symbol with events
             self.schemas(spec, [r.extras.get(spec.name) for codes, r in with_events if code in codes])
         self._write_part(staged_rows(ok, self.detectors), self.staging / f"rows-{chunk:05d}.arrow")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 
 import numpy as np
@@ -31,7 +32,35 @@ def test_a_multi_symbol_task_stops_at_its_first_failure_only_when_failing_fast(t
     assert [r.symbol for r in results] == ["A", "B", "C"][:expected]
     assert results[0].error is None and results[1].error.detector == "x" and "boom" in results[1].error.message
     if not stop_on_error:
-        assert results[2].error is None and results[2].rows.num_rows == 3
+        assert results[2].error is None and len(results[2].rows["detector"]) == 3
+
+
+def test_a_tasks_results_pickle_as_concatenated_arrays_and_come_back_the_same(tmp_path):
+    frames = {"A": bars(60, close=np.linspace(10, 20, 60)), "B": bars(30, close=np.full(30, 2.0)),
+              "C": bars(45, close=np.linspace(30, 5, 45))}
+    for symbol, frame in frames.items():
+        write_partition(tmp_path, symbol, frame)
+    specs = resolve_detectors(["user_detectors:with_range", "user_detectors:every_bar"], {})
+    task = ScanTask(str(tmp_path), 3650, None, (*specs, DetectorSpec("x", explode_on_b, {})), (5, 10))
+    results = scan_symbols(["A", "B", "C"], task)
+    assert results[1].error is not None and results[0].extras and results[2].rows is not None
+    back = pickle.loads(pickle.dumps(results, protocol=5))
+    assert type(back) is type(results) and len(back) == 3
+    for before, after in zip(results, back):
+        assert (after.symbol, after.error, after.bars, after.repairs, after.cpu_seconds, after.seconds) == \
+            (before.symbol, before.error, before.bars, before.repairs, before.cpu_seconds, before.seconds)
+        for name in ("days", "close"):
+            assert (getattr(after, name) is None) == (getattr(before, name) is None)
+            if getattr(before, name) is not None:
+                np.testing.assert_array_equal(getattr(after, name), getattr(before, name))
+        assert (after.rows is None) == (before.rows is None)
+        for key, values in (before.rows or {}).items():
+            assert after.rows[key].dtype == values.dtype
+            np.testing.assert_array_equal(after.rows[key], values)
+        assert {d: list(c) for d, c in after.extras.items()} == {d: list(c) for d, c in before.extras.items()}
+        for detector, columns in before.extras.items():
+            for column, values in columns.items():
+                np.testing.assert_array_equal(after.extras[detector][column], values)
 
 
 def test_split_units():
@@ -52,8 +81,11 @@ def test_the_whole_run_is_submitted_once_the_pilot_results_are_in(small_universe
     task = ScanTask(str(small_universe), 10_000, None, tuple(resolve_detectors(("gap", "ma_cross"), {})), (5,))
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as cluster, \
             Client(cluster) as client:
-        results = dask_results(client, symbols, range(len(symbols)), task, workers=2, symbols_per_task=None)
+        stats: dict[str, int] = {}
+        results = dask_results(client, symbols, range(len(symbols)), task, workers=2, symbols_per_task=None,
+                               stats=stats)
         seen = [next(results), next(results)]  # the pilot task of each worker: then the plan
+        planned = stats["tasks"]
         # the generator is paused here, so it submits nothing more; its graph updates travel on a
         # batched stream, so let them arrive before counting
         time.sleep(1.0)
@@ -62,4 +94,5 @@ def test_the_whole_run_is_submitted_once_the_pilot_results_are_in(small_universe
         assert scan_task_count(client) == submitted, "nothing may be submitted after the pilots' results"
     assert sorted(i for i, _ in seen) == list(range(len(symbols)))
     assert all(r.error is None for _, r in seen)
-    assert 2 < submitted < len(symbols), "a pilot task per worker, then a few bigger ones"
+    assert stats["tasks"] == planned, "the driver submitted nothing after the pilots' results either"
+    assert 2 < planned < len(symbols), "a pilot task per worker, then a few bigger ones"

@@ -40,7 +40,7 @@ def golden_frames(root: Path) -> dict[str, pd.DataFrame]:
     for symbol in list_symbols(str(root)):
         result = scan_symbol(symbol, task)
         assert result.error is None, result.error
-        rows = result.rows.to_pandas()
+        rows = pd.DataFrame(result.rows)
         for code, spec in enumerate(specs):
             part = rows[rows["detector"] == code].drop(columns="detector")
             pieces[spec.name].append(part.assign(symbol=symbol))
