@@ -144,7 +144,10 @@ def summarise(runs: list[dict]) -> dict:
             "finish_jobs_seconds_median": statistics.median(r["finish_jobs"]["seconds"] for r in runs),
             "finish_joins_seconds_median": statistics.median(r["finish_jobs"]["join_seconds"] for r in runs),
             "finish_costs": runs[0]["finish_jobs"]["costs"], "finish_unit_costs": runs[0]["finish_jobs"]["unit_costs"],
-            "finish_join_costs": runs[0]["finish_jobs"]["join_costs"]}
+            "finish_join_job_seconds": runs[0]["finish_jobs"]["join_job_seconds"],
+            # per run, so that sums of steps come from one run (medians of steps do not add up)
+            "timings_runs": [r["timings"] for r in runs],
+            "fixed_median": statistics.median(r["timings"]["total"] - r["timings"]["scan"] for r in runs)}
 
 
 # ---------------------------------------------------------------- Dask's own cost per task
@@ -212,11 +215,11 @@ def projection(full: dict[str, dict], symbols: int, overhead: dict, cores: int =
     """8 workers on 8 cores from the measured parts (see BENCHMARKS.md for the formula)."""
     serial = full["serial"]["timings_median"]
     per_symbol = serial["scan"] / symbols                     # c: CPU of one symbol, serial
-    fixed_serial = serial["total"] - serial["scan"]           # imports, prepare, finalize, report
+    fixed_serial = full["serial"]["fixed_median"]             # imports, prepare, finalize, report (per run)
     units = full["serial"]["finish_jobs_seconds_median"]      # J_u: the detectors' units, in one process
     joins = full["serial"]["finish_joins_seconds_median"]     # J_j: the joins of detectors of several units
     unit_share = largest_share(full["serial"]["finish_unit_costs"], cores)
-    join_share = largest_share(full["serial"]["finish_join_costs"], cores)
+    join_share = largest_share(full["serial"]["finish_join_job_seconds"], cores)  # by the jobs' own seconds
     tasks = full["dask-8"]["tasks_median"]                    # as planned at 8 workers (run.json)
     dask_cost = tasks * overhead["scan_cpu_ms_per_task"] / 1000
     cluster_start = full["dask-8"]["timings_median"]["cluster_start"]

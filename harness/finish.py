@@ -114,10 +114,12 @@ class FinishJob:
 
 @dataclasses.dataclass(frozen=True)
 class JoinJob:
-    """Putting together the parts of a detector of several units."""
+    """Putting together one kind of part of a detector of several units: its events or forward
+    part files, or its path sums (three jobs, so that the largest detector's is not one job)."""
 
     staging: Path
     detector: DetectorFiles
+    kind: str                          # events, forward or sums (part_file's kinds)
     parts: int
     offsets: tuple[int, ...]
     dates: np.ndarray                  # the market's dates (PathSums)
@@ -248,24 +250,28 @@ def finish_units(job: FinishJob) -> list[tuple[pd.DataFrame, pd.DataFrame | None
     return results
 
 
-def join_detector_parts(job: JoinJob) -> pd.DataFrame:
-    """The final files of a detector of several units, from its units' part files (then removed),
-    and its PATH_COLUMNS paths from their path sums, added up in unit order."""
+def join_detector_parts(job: JoinJob) -> tuple[pd.DataFrame | None, float]:
+    """A detector of several units: its final events or forward file from its units' part files,
+    or its PATH_COLUMNS paths from their path sums added up in unit order (else None); the parts
+    are removed. Returns (paths or None, the seconds it took)."""
+    started = time.perf_counter()
     d = job.detector
+    parts = [part_file(job.staging, d.code, p, job.kind) for p in range(job.parts)]
+    paths = None
     with cpu_slot(job.cpu_slots):
-        for kind, final in (("events", d.events_file), ("forward", d.forward_file)):
-            parts = [part_file(job.staging, d.code, p, kind) for p in range(job.parts)]
+        if job.kind == "sums":
+            total = PathSums(job.offsets, job.dates)
+            for path in parts:
+                with np.load(path) as saved:
+                    total.add_sums(saved["ret"], saved["abn"], saved["count"])
+            paths = total.paths(d.name)
+        else:
+            final = d.events_file if job.kind == "events" else d.forward_file
             with _naming(final):
                 join_parquet_parts(parts, temp_name(final))
-            for part in parts:
-                part.unlink()
-        total = PathSums(job.offsets, job.dates)
-        for p in range(job.parts):
-            path = part_file(job.staging, d.code, p, "sums")
-            with np.load(path) as saved:
-                total.add_sums(saved["ret"], saved["abn"], saved["count"])
+        for path in parts:
             path.unlink()
-    return total.paths(d.name)
+    return paths, time.perf_counter() - started
 
 
 # How the driver runs the jobs: a function applied to each job, the results in job order.
@@ -305,8 +311,9 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
             unit_costs.append(int(chunk_costs[first:last, d.code].sum()))
     jobs = [FinishJob(writer.staging, tuple(units[u] for u in group), tuple(windows), tuple(offsets), market,
                       cpu_slots) for group in balanced_groups(unit_costs, processes)]
-    joins = [JoinJob(writer.staging, d, units[n].parts, tuple(offsets), market["date"].to_numpy(), cpu_slots)
-             for n, d in enumerate(u.detector for u in units) if units[n].part == 0 and units[n].parts > 1]
+    joins = [JoinJob(writer.staging, unit.detector, kind, unit.parts, tuple(offsets), market["date"].to_numpy(),
+                     cpu_slots)
+             for unit in units if unit.part == 0 and unit.parts > 1 for kind in ("forward", "events", "sums")]
     started = time.perf_counter()
     try:
         done = run_all(finish_units, jobs)
@@ -319,15 +326,15 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
     for job, results in zip(jobs, done):
         for unit, result in zip(job.units, results):
             finished[unit.detector.name].append((unit.part, *result))
-    paths = {job.detector.name: frame for job, frame in zip(joins, joined)}
+    paths = {job.detector.name: frame for job, (frame, _) in zip(joins, joined) if frame is not None}
     for name, results in finished.items():
         results.sort(key=lambda r: r[0])
         if len(results) == 1:
             paths[name] = results[0][2]
     events = {spec.name: pd.concat([frame for _, frame, _ in finished[spec.name]], ignore_index=True)
-              for spec in detectors}
+              if len(finished[spec.name]) > 1 else finished[spec.name][0][1] for spec in detectors}
     facts = {"jobs": len(jobs), "units": len(units), "joins": len(joins),
              "seconds": round(between - started, 3), "join_seconds": round(time.perf_counter() - between, 3),
              "costs": chunk_costs.sum(axis=0).tolist(), "unit_costs": unit_costs,
-             "join_costs": [int(chunk_costs[:, job.detector.code].sum()) for job in joins]}
+             "join_job_seconds": [round(seconds, 3) for _, seconds in joined]}
     return Evaluated(market, events, pd.concat([paths[spec.name] for spec in detectors], ignore_index=True), facts)

@@ -109,6 +109,7 @@ def test_detectors_in_units_give_the_same_files_serially_and_on_workers(tmp_path
     workers = scan_in_units(tmp_path, small_universe, "workers", 2, 2000)
     run = json.loads((serial / "run.json").read_text())["finish_jobs"]
     assert run["units"] > len(DETECTORS) and run["joins"] > 0, "the small unit cost must cut detectors"
+    assert run["joins"] % 3 == 0 and len(run["join_job_seconds"]) == run["joins"], "events, forward, sums each"
     assert json.loads((whole / "run.json").read_text())["finish_jobs"]["units"] == len(DETECTORS)
     assert json.loads((workers / "run.json").read_text())["finish_jobs"]["jobs"] == 2
     # the same units whatever the workers: every file, byte for byte
