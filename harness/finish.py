@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -196,79 +197,89 @@ def finish_units(job: FinishJob) -> list[tuple[pd.DataFrame, pd.DataFrame | None
     and, for a detector's only unit, its PATH_COLUMNS paths (else None: the unit's path sums are
     saved for join_detector_parts), in the job's order.
 
-    Reads each staged chunk once for all the job's units. Raises OSError with the final file's path
-    as filename when a write fails. A unit's bytes depend only on the staged chunks and the market,
-    not on the other units of the job or on the process.
+    Reads each staged chunk once for all the job's units, in chunk order; a unit's writers and sums
+    exist only from its first chunk to its last, so memory and open files do not grow with the
+    number of units. Raises OSError with the final file's path as filename when a write fails. A
+    unit's bytes depend only on the staged chunks and the market, not on the other units of the
+    job or on the process.
     """
-    writers: list[tuple[Path, pq.ParquetWriter]] = []  # (final path, its writer), two per unit
+    writers: dict[int, list[tuple[Path, pq.ParquetWriter]]] = {}  # unit -> (final path, its writer) x 2
+    results: dict[int, tuple[pd.DataFrame, pd.DataFrame | None]] = {}
     try:
         with cpu_slot(job.cpu_slots):
             levels = level_grid(job.market)
             dates = job.market["date"].to_numpy()
-            for unit in job.units:
-                d = unit.detector
-                for path, tmp, schema in zip((d.events_file, d.forward_file), unit.files(job.staging),
-                                             (d.events_schema, d.forward_schema)):
-                    with _naming(path):
-                        writers.append((path, pq.ParquetWriter(tmp, schema)))
-            sums = [PathSums(job.offsets, dates) for _ in job.units]
-            columns: list[dict[str, list[np.ndarray]]] = [{} for _ in job.units]
+            sums: dict[int, PathSums] = {}
+            columns: dict[int, dict[str, list[np.ndarray]]] = {}
             for number in sorted({c for unit in job.units for c in range(unit.first, unit.last)}):
                 here = [n for n, unit in enumerate(job.units) if unit.first <= number < unit.last]
                 wanted = {job.units[n].detector.code: job.units[n].detector for n in here}.values()
                 chunk = read_staged_chunk(job.staging, number, [(d.code, d.name, d.events_schema, d.forward_schema)
                                                                 for d in wanted])
                 for n in here:
-                    d = job.units[n].detector
+                    unit, d = job.units[n], job.units[n].detector
+                    if number == unit.first:
+                        writers[n] = []
+                        for path, tmp, schema in zip((d.events_file, d.forward_file), unit.files(job.staging),
+                                                     (d.events_schema, d.forward_schema)):
+                            with _naming(path):
+                                writers[n].append((path, pq.ParquetWriter(tmp, schema)))
+                        sums[n], columns[n] = PathSums(job.offsets, dates), {}
                     table, frame, path_ret, path_mkt = _adjust(chunk, d.name, job.windows, job.offsets, levels)
                     if table.num_rows:  # as many as its events
-                        for (path, writer), part in zip(writers[2 * n:2 * n + 2],
-                                                        (chunk.events[d.name], table.cast(d.forward_schema))):
+                        for (path, writer), part in zip(writers[n], (chunk.events[d.name], table.cast(d.forward_schema))):
                             with _naming(path):
                                 writer.write_table(part, row_group_size=part.num_rows)
                     for key, values in frame.items():
                         columns[n].setdefault(key, []).append(values)
                     sums[n].add(frame["date"], path_ret, path_mkt)
-            while writers:
-                path, writer = writers.pop(0)
-                with _naming(path):
-                    writer.close()
-            results = []
-            for unit, unit_sums, unit_columns in zip(job.units, sums, columns):
-                frame = pd.DataFrame({key: np.concatenate(parts) for key, parts in unit_columns.items()})
-                if unit.parts == 1:
-                    results.append((frame, unit_sums.paths(unit.detector.name)))
-                    continue
-                with _naming(unit.detector.forward_file):
-                    np.savez(part_file(job.staging, unit.detector.code, unit.part, "sums"),
-                             ret=unit_sums.ret, abn=unit_sums.abn, count=unit_sums.count)
-                results.append((frame, None))
+                    if number == unit.last - 1:
+                        while writers[n]:
+                            path, writer = writers[n].pop(0)
+                            with _naming(path):
+                                writer.close()
+                        del writers[n]
+                        results[n] = (pd.DataFrame({k: np.concatenate(v) for k, v in columns.pop(n).items()}),
+                                      _finish_sums(job, unit, sums.pop(n)))
     finally:
-        for _, writer in writers:  # after a failure: the driver removes the temp files
-            with contextlib.suppress(Exception):
+        for _, writer in (w for unit_writers in writers.values() for w in unit_writers):
+            with contextlib.suppress(Exception):  # after a failure: the driver removes the temp files
                 writer.close()
-    return results
+    return [results[n] for n in range(len(job.units))]
+
+
+def _finish_sums(job: FinishJob, unit: FinishUnit, sums: PathSums) -> pd.DataFrame | None:
+    """A detector's only unit: its paths; else the unit's sums saved for join_detector_parts, None."""
+    if unit.parts == 1:
+        return sums.paths(unit.detector.name)
+    with _naming(unit.detector.forward_file):
+        np.savez(part_file(job.staging, unit.detector.code, unit.part, "sums"), ret=sums.ret, abn=sums.abn,
+                 count=sums.count)
+    return None
 
 
 def join_detector_parts(job: JoinJob) -> tuple[pd.DataFrame | None, float]:
     """A detector of several units: its final events or forward file from its units' part files,
     or its PATH_COLUMNS paths from their path sums added up in unit order (else None); the parts
-    are removed. Returns (paths or None, the seconds it took)."""
+    are removed. Returns (paths or None, the seconds it took). Any failure, a part damaged from
+    outside included, is an OSError naming the final file (for the sums, the detector's folder)."""
     started = time.perf_counter()
     d = job.detector
+    named = {"events": d.events_file, "forward": d.forward_file}.get(job.kind, d.forward_file.parent)
     parts = [part_file(job.staging, d.code, p, job.kind) for p in range(job.parts)]
     paths = None
-    with cpu_slot(job.cpu_slots):
-        if job.kind == "sums":
-            total = PathSums(job.offsets, job.dates)
-            for path in parts:
-                with np.load(path) as saved:
-                    total.add_sums(saved["ret"], saved["abn"], saved["count"])
-            paths = total.paths(d.name)
-        else:
-            final = d.events_file if job.kind == "events" else d.forward_file
-            with _naming(final):
-                join_parquet_parts(parts, temp_name(final))
+    with cpu_slot(job.cpu_slots), _naming(named):
+        try:
+            if job.kind == "sums":
+                total = PathSums(job.offsets, job.dates)
+                for path in parts:
+                    with np.load(path) as saved:
+                        total.add_sums(saved["ret"], saved["abn"], saved["count"])
+                paths = total.paths(d.name)
+            else:
+                join_parquet_parts(parts, temp_name(named))
+        except (ValueError, KeyError, zipfile.BadZipFile) as exc:  # not written by this run's units
+            raise OSError(f"a part file in the staging folder is damaged ({exc})") from None
         for path in parts:
             path.unlink()
     return paths, time.perf_counter() - started

@@ -123,3 +123,48 @@ def test_detectors_in_units_give_the_same_files_serially_and_on_workers(tmp_path
     assert split[["detector", "offset", "events"]].equals(one[["detector", "offset", "events"]])
     np.testing.assert_allclose(split[["mean_ret", "mean_abn", "abn_low", "abn_high"]],
                                one[["mean_ret", "mean_abn", "abn_low", "abn_high"]], rtol=1e-12)
+
+
+def test_a_job_of_many_units_holds_the_writers_of_one_unit_per_detector_at_a_time(tmp_path, small_universe,
+                                                                                    monkeypatch):
+    import harness.finish as finish
+    from harness.config import load_config
+    from harness.run import run_scan
+
+    open_now, most = [0], [0]
+
+    class CountingWriter(pq.ParquetWriter):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            open_now[0] += 1
+            most[0] = max(most[0], open_now[0])
+
+        def close(self):
+            if self.is_open:
+                open_now[0] -= 1
+            super().close()
+
+    monkeypatch.setattr(finish, "FINISH_UNIT_COST", 2000)
+    monkeypatch.setattr(finish.pq, "ParquetWriter", CountingWriter)
+    cfg = load_config({"ohlcv_path": str(small_universe), "detectors": DETECTORS, "out_dir": str(tmp_path / "out"),
+                       "flush_every": 3, "workers": 1})
+    info = run_scan(cfg)
+    assert info["finish_jobs"]["jobs"] == 1 and info["finish_jobs"]["units"] > 2 * len(DETECTORS)
+    assert open_now[0] == 0 and 0 < most[0] <= 2 * len(DETECTORS), most[0]
+
+
+def test_a_damaged_part_file_is_an_error_naming_the_final_file(tmp_path):
+    from harness.finish import DetectorFiles, JoinJob, join_detector_parts, part_file
+
+    schema = frame(1, 0).schema
+    files = DetectorFiles(0, "gap", schema, schema, tmp_path / "gap" / "events.parquet",
+                          tmp_path / "gap" / "forward.parquet")
+    (tmp_path / "gap").mkdir()
+    write_groups(part_file(tmp_path, 0, 0, "forward"), [frame(5, 1)], schema)
+    part_file(tmp_path, 0, 1, "forward").write_bytes(b"PAR1 cut short")
+    part_file(tmp_path, 0, 0, "sums").write_bytes(b"not a zip")
+    for kind, named in (("forward", files.forward_file), ("sums", files.forward_file.parent)):
+        with pytest.raises(OSError, match="part file in the staging folder is damaged") as caught:
+            join_detector_parts(JoinJob(tmp_path, files, kind, 2 if kind == "forward" else 1, (0,),
+                                        np.array([], "datetime64[ns]")))
+        assert caught.value.filename == str(named)
