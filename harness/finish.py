@@ -333,7 +333,7 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
     except OSError as exc:
         reason = exc.strerror or os_reason(exc)  # _naming keeps an errno-less message as strerror
         raise writer.cannot_write(Path(exc.filename) if exc.filename else writer.out_dir, reason) from None
-    finished: dict[str, list[tuple[pd.DataFrame, pd.DataFrame | None]]] = {d.name: [] for d in described}
+    finished: dict[str, list[tuple[int, pd.DataFrame, pd.DataFrame | None]]] = {d.name: [] for d in described}
     for job, results in zip(jobs, done):
         for unit, result in zip(job.units, results):
             finished[unit.detector.name].append((unit.part, *result))
