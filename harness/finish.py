@@ -138,8 +138,7 @@ def chunk_ranges(chunk_costs: Sequence[int], unit_cost: int) -> list[tuple[int, 
     total = int(running[-1])
     count = min(len(chunk_costs), max(1, -(-total // max(1, unit_cost))))
     cuts = np.searchsorted(running * count, total * np.arange(1, count, dtype=np.int64)) + 1
-    edges = [0, *np.unique(np.clip(cuts, 1, len(chunk_costs) - 1)).tolist(), len(chunk_costs)] if count > 1 \
-        else [0, len(chunk_costs)]
+    edges = [0, *np.unique(np.clip(cuts, 1, len(chunk_costs) - 1)).tolist(), len(chunk_costs)]
     return list(zip(edges, edges[1:]))
 
 
@@ -333,19 +332,16 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
     except OSError as exc:
         reason = exc.strerror or os_reason(exc)  # _naming keeps an errno-less message as strerror
         raise writer.cannot_write(Path(exc.filename) if exc.filename else writer.out_dir, reason) from None
-    finished: dict[str, list[tuple[int, pd.DataFrame, pd.DataFrame | None]]] = {d.name: [] for d in described}
-    for job, results in zip(jobs, done):
-        for unit, result in zip(job.units, results):
-            finished[unit.detector.name].append((unit.part, *result))
-    paths = {job.detector.name: frame for job, (frame, _) in zip(joins, joined) if frame is not None}
-    for name, results in finished.items():
-        results.sort(key=lambda r: r[0])
-        if len(results) == 1:
-            paths[name] = results[0][2]
-    events = {spec.name: pd.concat([frame for _, frame, _ in finished[spec.name]], ignore_index=True)
-              if len(finished[spec.name]) > 1 else finished[spec.name][0][1] for spec in detectors}
+    by_unit = {(unit.detector.code, unit.part): result for job, results in zip(jobs, done)
+               for unit, result in zip(job.units, results)}
+    joined_paths = {job.detector.code: frame for job, (frame, _) in zip(joins, joined) if frame is not None}
+    events, paths = {}, []
+    for d in described:  # a detector's units in unit order
+        mine = [result for (code, _), result in sorted(by_unit.items()) if code == d.code]
+        events[d.name] = mine[0][0] if len(mine) == 1 else pd.concat([f for f, _ in mine], ignore_index=True)
+        paths.append(mine[0][1] if len(mine) == 1 else joined_paths[d.code])
     facts = {"jobs": len(jobs), "units": len(units), "joins": len(joins),
              "seconds": round(between - started, 3), "join_seconds": round(time.perf_counter() - between, 3),
              "costs": chunk_costs.sum(axis=0).tolist(), "unit_costs": unit_costs,
              "join_job_seconds": [round(seconds, 3) for _, seconds in joined]}
-    return Evaluated(market, events, pd.concat([paths[spec.name] for spec in detectors], ignore_index=True), facts)
+    return Evaluated(market, events, pd.concat(paths, ignore_index=True), facts)

@@ -225,7 +225,7 @@ def _read_part(source: BinaryIO, path: Path) -> tuple[int, bytes]:
     return size - 12 - footer_size, footer
 
 
-def _copy(source: BinaryIO, sink: BinaryIO, size: int, path: Path) -> int:
+def _copy(source: BinaryIO, sink: BinaryIO, size: int, path: Path) -> None:
     """Copy `size` bytes from `source`'s position to `sink`'s (os.copy_file_range was no faster)."""
     left = size
     while left:
@@ -234,7 +234,6 @@ def _copy(source: BinaryIO, sink: BinaryIO, size: int, path: Path) -> int:
             raise ValueError(f"{path} was cut short while being read")
         sink.write(block)
         left -= len(block)
-    return size
 
 
 def join_parquet_parts(parts: Sequence[Path], out: Path) -> None:
@@ -256,7 +255,8 @@ def join_parquet_parts(parts: Sequence[Path], out: Path) -> None:
                 groups += _moved_row_groups(decoded, written - len(MAGIC), len(groups))
                 rows += _field(decoded, _FILE_NUM_ROWS)[2]
                 footer = footer or decoded
-                written += _copy(source, sink, body, Path(path))
+                _copy(source, sink, body, Path(path))
+                written += body
         _field(footer, _FILE_NUM_ROWS)[2] = rows
         row_groups = _field(footer, _FILE_ROW_GROUPS)
         if row_groups is not None:
