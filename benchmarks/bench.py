@@ -144,7 +144,8 @@ def summarise(runs: list[dict]) -> dict:
             "finish_jobs_seconds_median": statistics.median(r["finish_jobs"]["seconds"] for r in runs),
             "finish_joins_seconds_median": statistics.median(r["finish_jobs"]["join_seconds"] for r in runs),
             "finish_costs": runs[0]["finish_jobs"]["costs"], "finish_unit_costs": runs[0]["finish_jobs"]["unit_costs"],
-            "finish_join_job_seconds": runs[0]["finish_jobs"]["join_job_seconds"],
+            "finish_pieces": runs[0]["finish_jobs"]["pieces"],
+            "finish_join_job_cpu_seconds": runs[0]["finish_jobs"]["join_job_cpu_seconds"],
             # per run, so that sums of steps come from one run (medians of steps do not add up)
             "timings_runs": [r["timings"] for r in runs],
             "fixed_median": statistics.median(r["timings"]["total"] - r["timings"]["scan"] for r in runs)}
@@ -203,12 +204,21 @@ def dask_overhead(workers: int = 2, tasks: int = 300, sleep: float = 0.02) -> di
 
 # ---------------------------------------------------------------- report
 
-def largest_share(costs: list[float], cores: int) -> float:
-    """The largest of `cores` balanced groups' share of the total cost (harness.finish's split)."""
-    from harness.finish import balanced_groups
-    if not costs or not sum(costs):
+def largest_share(unit_costs: list[list[int]], cores: int) -> float:
+    """The largest of `cores` jobs' share of the units' total cost, as harness.finish plans them."""
+    from harness.finish import plan_pieces
+    total = sum(map(sum, unit_costs))
+    if not total:
         return 0.0
-    return max(sum(costs[c] for c in group) for group in balanced_groups(costs, cores)) / sum(costs)
+    return max(sum(sum(unit_costs[d][a:b]) for d, a, b in job) for job in plan_pieces(unit_costs, cores)) / total
+
+
+def list_schedule(seconds: list[float], cores: int) -> float:
+    """When the last of tasks of these durations ends, each started in order on the first free core."""
+    free = [0.0] * cores
+    for s in seconds:
+        free[free.index(min(free))] += s
+    return max(free, default=0.0)
 
 
 def projection(full: dict[str, dict], symbols: int, overhead: dict, cores: int = 8) -> dict:
@@ -217,17 +227,17 @@ def projection(full: dict[str, dict], symbols: int, overhead: dict, cores: int =
     per_symbol = serial["scan"] / symbols                     # c: CPU of one symbol, serial
     fixed_serial = full["serial"]["fixed_median"]             # imports, prepare, finalize, report (per run)
     units = full["serial"]["finish_jobs_seconds_median"]      # J_u: the detectors' units, in one process
-    joins = full["serial"]["finish_joins_seconds_median"]     # J_j: the joins of detectors of several units
     unit_share = largest_share(full["serial"]["finish_unit_costs"], cores)
-    join_share = largest_share(full["serial"]["finish_join_job_seconds"], cores)  # by the jobs' own seconds
+    # the joins of the detectors that 8 jobs split: the 8-worker run plans them as 8 cores would
+    joins = list_schedule(full["dask-8"]["finish_join_job_cpu_seconds"], cores)
     tasks = full["dask-8"]["tasks_median"]                    # as planned at 8 workers (run.json)
     dask_cost = tasks * overhead["scan_cpu_ms_per_task"] / 1000
     cluster_start = full["dask-8"]["timings_median"]["cluster_start"]
     scan8 = (symbols * per_symbol + dask_cost) / cores
     t_serial = fixed_serial + symbols * per_symbol
-    t_8 = fixed_serial - units - joins + units * unit_share + joins * join_share + cluster_start + scan8
+    t_8 = fixed_serial - units + units * unit_share + joins + cluster_start + scan8
     return {"per_symbol_seconds": per_symbol, "fixed_seconds": fixed_serial, "finish_units_seconds": units,
-            "finish_joins_seconds": joins, "largest_units_share": unit_share, "largest_join_share": join_share,
+            "largest_units_share": unit_share, "joins_seconds_8": joins,
             "cluster_start_8": cluster_start, "dask_seconds": dask_cost,
             "serial_seconds": t_serial, "eight_core_seconds": t_8, "speedup": t_serial / t_8}
 

@@ -5,19 +5,22 @@ in), so it runs after the scan. The driver builds the market index from the chun
 then each detector's staged chunks, in chunk order, become its final events.parquet and
 forward.parquet (abn_<h> added), the columns the summary needs and its event-time paths.
 
-Units. A detector is cut into units, runs of consecutive chunks of about FINISH_UNIT_COST
-(chunk_ranges; a rare detector is one unit, the busiest several), so that no single detector
-bounds the end of a run on many cores. A unit writes its detector's row groups (one per chunk
-with events) and sums its paths over its own chunks. A detector of one unit writes its final
-files directly; one of several units writes a part file per unit into the staging folder, and a
-join (join_detector_parts, harness.parquet_parts) puts the parts together into the file one
-writer would have written and adds up the units' path sums in unit order. The units depend only on
-the data and the config, never on the number of workers, so the bytes are the same in every mode.
+Units and pieces. A detector is cut into units, runs of consecutive chunks of about
+FINISH_UNIT_COST (chunk_ranges; a rare detector is one unit, the busiest several). The units
+depend only on the data and the config, never on the number of workers: a unit's path sums are
+added up from zero, and a detector's units in unit order, so the paths have the same bits in
+every mode. The driver puts the units into one job per process (plan_pieces): whole detectors
+where that balances the jobs, else a detector's consecutive units split into pieces in several
+jobs, so that no single detector bounds the end of a run on many cores. A job reads each staged
+chunk once for all its pieces. A detector of one piece writes its final files directly; one of
+several pieces has each piece write its row groups to a part file in the staging folder and save
+its units' path sums, and join jobs put them together (join_detector_parts; harness.parquet_parts
+gives the bytes one writer writes). So the files are the same whatever the pieces, and a serial
+run or one on two workers joins little or nothing.
 
-The driver splits the units into jobs of about equal cost (a job reads each chunk once for its
-units) and hands the jobs to whatever runs them: its own loop (one job), or a LocalCluster's
-workers (one job per worker), which see the same disk; the driver writes every other file and
-moves them all into place. Memory per unit grows with its events and the market dates (the
+The jobs run wherever the driver says: its own loop (one job), or a LocalCluster's workers (one
+job per worker), which see the same disk; the driver writes every other file and moves them all
+into place. Memory per piece grows with its events and the market dates (the
 paths' sums), not with the number of bars. The arithmetic lives in harness.market and
 harness.summary; this module moves arrays between them and the files.
 """
@@ -78,18 +81,27 @@ class DetectorFiles:
 
 
 @dataclasses.dataclass(frozen=True)
-class FinishUnit:
-    """Part of one detector's finish: its staged chunks first .. last - 1."""
+class FinishPiece:
+    """Consecutive units of one detector, finished by one job: its staged chunks first .. last - 1."""
 
     detector: DetectorFiles
-    first: int
-    last: int
-    part: int                          # its number among the detector's units
-    parts: int                         # how many units the detector has
+    units: tuple[tuple[int, int], ...]  # the units' chunk ranges (first, last + 1), consecutive
+    first_unit: int                    # the number of its first unit among the detector's units
+    part: int                          # its number among the detector's pieces
+    parts: int                         # how many pieces the detector has
+    detector_units: int                # how many units the detector has
+
+    @property
+    def first(self) -> int:
+        return self.units[0][0]
+
+    @property
+    def last(self) -> int:
+        return self.units[-1][1]
 
     def files(self, staging: Path) -> tuple[Path, Path]:
-        """Where the unit writes its (events, forward) rows: the final files' temp names when it is
-        the detector's only unit, else part files in the staging folder."""
+        """Where the piece writes its (events, forward) rows: the final files' temp names when it is
+        the detector's only piece, else part files in the staging folder."""
         d = self.detector
         if self.parts == 1:
             return temp_name(d.events_file), temp_name(d.forward_file)
@@ -97,16 +109,17 @@ class FinishUnit:
 
 
 def part_file(staging: Path, code: int, part: int, kind: str) -> Path:
-    """The staging file of unit `part` of detector `code`: kind events, forward (parquet) or sums (npz)."""
+    """A staging file of detector `code`: piece `part`'s events or forward rows (parquet), or unit
+    `part`'s path sums (kind sums, npz)."""
     return staging / f"part-{code:03d}-{part:04d}-{kind}.{'npz' if kind == 'sums' else 'parquet'}"
 
 
 @dataclasses.dataclass(frozen=True)
 class FinishJob:
-    """Everything finishing some units needs, for any process that sees the staging folder."""
+    """Everything finishing some pieces needs, for any process that sees the staging folder."""
 
     staging: Path
-    units: tuple[FinishUnit, ...]
+    pieces: tuple[FinishPiece, ...]
     windows: tuple[int, ...]
     offsets: tuple[int, ...]           # the paths' offsets
     market: pd.DataFrame               # market_index()
@@ -115,13 +128,14 @@ class FinishJob:
 
 @dataclasses.dataclass(frozen=True)
 class JoinJob:
-    """Putting together one kind of part of a detector of several units: its events or forward
-    part files, or its path sums (three jobs, so that the largest detector's is not one job)."""
+    """Putting together one kind of part of a detector of several pieces: its pieces' events or
+    forward part files, or its units' path sums (three jobs, so that the largest detector's is not
+    one job)."""
 
     staging: Path
     detector: DetectorFiles
     kind: str                          # events, forward or sums (part_file's kinds)
-    parts: int
+    parts: int                         # its pieces (events, forward) or its units (sums)
     offsets: tuple[int, ...]
     dates: np.ndarray                  # the market's dates (PathSums)
     cpu_slots: int | None = None
@@ -142,18 +156,35 @@ def chunk_ranges(chunk_costs: Sequence[int], unit_cost: int) -> list[tuple[int, 
     return list(zip(edges, edges[1:]))
 
 
-def balanced_groups(costs: Sequence[float], groups: int) -> list[list[int]]:
-    """Item numbers split into at most `groups` groups of about equal total cost (largest first,
-    each to the cheapest group so far; ties to the smaller, then the lower-numbered group). Each
-    group is sorted; no group is empty; the same costs always give the same groups. No items: no
-    groups."""
-    loads = [0.0] * max(1, min(groups, len(costs)))
-    members: list[list[int]] = [[] for _ in loads]
-    for item in sorted(range(len(costs)), key=lambda c: (-costs[c], c)):
-        cheapest = min(range(len(loads)), key=lambda g: (loads[g], len(members[g]), g))
-        loads[cheapest] += costs[item]
-        members[cheapest].append(item)
-    return [sorted(group) for group in members if group]
+def plan_pieces(unit_costs: Sequence[Sequence[int]], jobs: int) -> list[list[tuple[int, int, int]]]:
+    """Detectors' units (unit_costs[d]: the costs of detector d's units, in order) put into at
+    most `jobs` jobs of about equal cost, as pieces (d, first unit, last unit + 1) of consecutive
+    units; each job's pieces sorted.
+
+    Detectors go largest first, each to the job with the least cost so far (ties: the one with
+    fewer pieces, then the lower number), whole if it fits there; else that job takes its next units while they fit and the
+    rest goes on to the next least-loaded job. A unit fits while the job's cost stays within the
+    mean job cost plus half that unit. So a detector is split only where balance needs it, into
+    few pieces (a split detector costs joins). Every unit is in exactly one piece; no job is empty;
+    the same costs always give the same pieces. No units: no jobs.
+    """
+    total = sum(sum(costs) for costs in unit_costs)
+    count = max(1, min(jobs, sum(len(costs) for costs in unit_costs)))
+    loads = [0] * count
+    pieces: list[list[tuple[int, int, int]]] = [[] for _ in loads]
+    for d in sorted(range(len(unit_costs)), key=lambda d: (-sum(unit_costs[d]), d)):
+        first = 0
+        while first < len(unit_costs[d]):
+            job = min(range(count), key=lambda j: (loads[j], len(pieces[j]), j))
+            last = first + 1  # at least one unit
+            # fits: load + cost <= total / count + cost / 2, in integers
+            while last < len(unit_costs[d]) and \
+                    2 * count * (loads[job] + sum(unit_costs[d][first:last + 1])) <= 2 * total + count * unit_costs[d][last]:
+                last += 1
+            loads[job] += sum(unit_costs[d][first:last])
+            pieces[job].append((d, first, last))
+            first = last
+    return [sorted(job) for job in pieces if job]
 
 
 def _adjust(chunk: StagedChunk, name: str, windows: Sequence[int], offsets: Sequence[int], levels: np.ndarray
@@ -190,40 +221,47 @@ def _naming(path: Path) -> Iterator[None]:
         raise OSError(exc.errno, os_reason(exc), str(path)) from None
 
 
-def finish_units(job: FinishJob) -> list[tuple[pd.DataFrame, pd.DataFrame | None]]:
-    """For each of the job's units: write its detector's rows of its chunks (FinishUnit.files: one
-    row group per chunk that has events) and return the events' (date, fwd_<h>, abn_<h>, mkt_<h>)
-    and, for a detector's only unit, its PATH_COLUMNS paths (else None: the unit's path sums are
-    saved for join_detector_parts), in the job's order.
+def finish_pieces(job: FinishJob) -> list[tuple[dict[str, np.ndarray], pd.DataFrame | None]]:
+    """For each of the job's pieces: write its detector's rows of its chunks (FinishPiece.files:
+    one row group per chunk that has events) and return the events' columns (date, fwd_<h>,
+    abn_<h>, mkt_<h>; numpy arrays, which Dask sends several times faster than a DataFrame) and,
+    for a detector's only piece, its PATH_COLUMNS paths (else None: its units' path sums are saved
+    for join_detector_parts), in the job's order.
 
-    Reads each staged chunk once for all the job's units, in chunk order; a unit's writers and sums
-    exist only from its first chunk to its last, so memory and open files do not grow with the
-    number of units. Raises OSError with the final file's path as filename when a write fails. A
-    unit's bytes depend only on the staged chunks and the market, not on the other units of the
-    job or on the process.
+    Path sums are summed per unit, each from zero, and a detector's units are added up in unit
+    order (PathSums.add_sums; a detector of one unit keeps its unit's sums), whichever pieces and
+    jobs hold them: the same bits in every mode. Reads each staged chunk once for all the job's
+    pieces, in chunk order; a piece's writers and sums exist only from its first chunk to its
+    last. Raises OSError with the final file's path as filename when a write fails. A piece's bytes
+    depend only on the staged chunks and the market, not on the other pieces or the process.
     """
-    writers: dict[int, list[tuple[Path, pq.ParquetWriter]]] = {}  # unit -> (final path, its writer) x 2
-    results: dict[int, tuple[pd.DataFrame, pd.DataFrame | None]] = {}
+    writers: dict[int, list[tuple[Path, pq.ParquetWriter]]] = {}  # piece -> (final path, its writer) x 2
+    results: dict[int, tuple[dict[str, np.ndarray], pd.DataFrame | None]] = {}
     try:
         with cpu_slot(job.cpu_slots):
             levels = level_grid(job.market)
             dates = job.market["date"].to_numpy()
-            sums: dict[int, PathSums] = {}
+            sums: dict[int, PathSums] = {}     # piece -> its current unit's sums
+            totals: dict[int, PathSums] = {}   # piece -> its units' sums so far (a detector's only piece)
             columns: dict[int, dict[str, list[np.ndarray]]] = {}
-            for number in sorted({c for unit in job.units for c in range(unit.first, unit.last)}):
-                here = [n for n, unit in enumerate(job.units) if unit.first <= number < unit.last]
-                wanted = {job.units[n].detector.code: job.units[n].detector for n in here}.values()
+            for number in sorted({c for piece in job.pieces for c in range(piece.first, piece.last)}):
+                here = [n for n, piece in enumerate(job.pieces) if piece.first <= number < piece.last]
+                wanted = {job.pieces[n].detector.code: job.pieces[n].detector for n in here}.values()
                 chunk = read_staged_chunk(job.staging, number, [(d.code, d.name, d.events_schema, d.forward_schema)
                                                                 for d in wanted])
                 for n in here:
-                    unit, d = job.units[n], job.units[n].detector
-                    if number == unit.first:
+                    piece, d = job.pieces[n], job.pieces[n].detector
+                    if number == piece.first:
                         writers[n] = []
-                        for path, tmp, schema in zip((d.events_file, d.forward_file), unit.files(job.staging),
+                        for path, tmp, schema in zip((d.events_file, d.forward_file), piece.files(job.staging),
                                                      (d.events_schema, d.forward_schema)):
                             with _naming(path):
                                 writers[n].append((path, pq.ParquetWriter(tmp, schema)))
-                        sums[n], columns[n] = PathSums(job.offsets, dates), {}
+                        columns[n] = {}
+                        if piece.parts == 1 and piece.detector_units > 1:
+                            totals[n] = PathSums(job.offsets, dates)
+                    if any(number == first for first, _ in piece.units):
+                        sums[n] = PathSums(job.offsets, dates)
                     table, frame, path_ret, path_mkt = _adjust(chunk, d.name, job.windows, job.offsets, levels)
                     if table.num_rows:  # as many as its events
                         for (path, writer), part in zip(writers[n], (chunk.events[d.name], table.cast(d.forward_schema))):
@@ -232,37 +270,39 @@ def finish_units(job: FinishJob) -> list[tuple[pd.DataFrame, pd.DataFrame | None
                     for key, values in frame.items():
                         columns[n].setdefault(key, []).append(values)
                     sums[n].add(frame["date"], path_ret, path_mkt)
-                    if number == unit.last - 1:
+                    ends = [k for k, (_, last) in enumerate(piece.units) if number == last - 1]
+                    if ends:  # a unit summed
+                        unit_sums = sums.pop(n)
+                        if piece.parts > 1:
+                            with _naming(d.forward_file):
+                                np.savez(part_file(job.staging, d.code, piece.first_unit + ends[0], "sums"),
+                                         ret=unit_sums.ret, abn=unit_sums.abn, count=unit_sums.count)
+                        elif piece.detector_units == 1:
+                            totals[n] = unit_sums
+                        else:
+                            totals[n].add_sums(unit_sums.ret, unit_sums.abn, unit_sums.count)
+                    if number == piece.last - 1:
                         while writers[n]:
                             path, writer = writers[n].pop(0)
                             with _naming(path):
                                 writer.close()
                         del writers[n]
-                        results[n] = (pd.DataFrame({k: np.concatenate(v) for k, v in columns.pop(n).items()}),
-                                      _finish_sums(job, unit, sums.pop(n)))
+                        results[n] = ({k: np.concatenate(v) for k, v in columns.pop(n).items()},
+                                      totals.pop(n).paths(d.name) if piece.parts == 1 else None)
     finally:
-        for _, writer in (w for unit_writers in writers.values() for w in unit_writers):
+        for _, writer in (w for piece_writers in writers.values() for w in piece_writers):
             with contextlib.suppress(Exception):  # after a failure: the driver removes the temp files
                 writer.close()
-    return [results[n] for n in range(len(job.units))]
-
-
-def _finish_sums(job: FinishJob, unit: FinishUnit, sums: PathSums) -> pd.DataFrame | None:
-    """A detector's only unit: its paths; else the unit's sums saved for join_detector_parts, None."""
-    if unit.parts == 1:
-        return sums.paths(unit.detector.name)
-    with _naming(unit.detector.forward_file):
-        np.savez(part_file(job.staging, unit.detector.code, unit.part, "sums"), ret=sums.ret, abn=sums.abn,
-                 count=sums.count)
-    return None
+    return [results[n] for n in range(len(job.pieces))]
 
 
 def join_detector_parts(job: JoinJob) -> tuple[pd.DataFrame | None, float]:
-    """A detector of several units: its final events or forward file from its units' part files,
-    or its PATH_COLUMNS paths from their path sums added up in unit order (else None); the parts
-    are removed. Returns (paths or None, the seconds it took). Any failure, a part damaged from
-    outside included, is an OSError naming the final file (for the sums, the detector's folder)."""
-    started = time.perf_counter()
+    """A detector of several pieces: its final events or forward file from its pieces' part files,
+    or its PATH_COLUMNS paths from its units' path sums added up in unit order (else None); the
+    parts are removed. Returns (paths or None, the CPU seconds it took: its own work, however
+    many processes share the cores). Any failure, a part damaged from outside included, is an
+    OSError naming the final file (for the sums, the detector's folder)."""
+    started = time.thread_time()
     d = job.detector
     named = {"events": d.events_file, "forward": d.forward_file}.get(job.kind, d.forward_file.parent)
     parts = [part_file(job.staging, d.code, p, job.kind) for p in range(job.parts)]
@@ -277,11 +317,11 @@ def join_detector_parts(job: JoinJob) -> tuple[pd.DataFrame | None, float]:
                 paths = total.paths(d.name)
             else:
                 join_parquet_parts(parts, temp_name(named))
-        except (ValueError, KeyError, zipfile.BadZipFile) as exc:  # not written by this run's units
+        except (ValueError, KeyError, zipfile.BadZipFile) as exc:  # not written by this run's pieces
             raise OSError(f"a part file in the staging folder is damaged ({exc})") from None
         for path in parts:
             path.unlink()
-    return paths, time.perf_counter() - started
+    return paths, time.thread_time() - started
 
 
 # How the driver runs the jobs: a function applied to each job, the results in job order.
@@ -300,8 +340,8 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
     (abn_<h> added) into `files`; return the market, the events' returns and the paths.
 
     run_all runs the jobs: in_this_process, or on `processes` workers that see the staging folder
-    (the units are split into that many jobs of about equal cost, then the joins of detectors of
-    several units run). A failed write is the writer's OutputError naming the file.
+    (the units are planned into that many jobs of about equal cost, then the joins of detectors of
+    several pieces run). A failed write is the writer's OutputError naming the file.
     """
     market = market_index(writer.market_parts())
     files.table("market.parquet", pa.Table.from_pandas(market, preserve_index=False))
@@ -313,35 +353,37 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
                                        files.reserve(f"{spec.out_name}/forward.parquet")))
     # what a unit costs: its events, and a fixed part per chunk (reading, writing, path sums)
     chunk_costs = writer.event_counts() + EVENTS_PER_CHUNK_COST  # [chunk, detector]
-    units, unit_costs = [], []
-    for d in described:
-        ranges = chunk_ranges(chunk_costs[:, d.code].tolist(), FINISH_UNIT_COST)
-        for part, (first, last) in enumerate(ranges):
-            units.append(FinishUnit(d, first, last, part, len(ranges)))
-            unit_costs.append(int(chunk_costs[first:last, d.code].sum()))
-    jobs = [FinishJob(writer.staging, tuple(units[u] for u in group), tuple(windows), tuple(offsets), market,
-                      cpu_slots) for group in balanced_groups(unit_costs, processes)]
-    joins = [JoinJob(writer.staging, unit.detector, kind, unit.parts, tuple(offsets), market["date"].to_numpy(),
-                     cpu_slots)
-             for unit in units if unit.part == 0 and unit.parts > 1 for kind in ("forward", "events", "sums")]
+    units = [chunk_ranges(chunk_costs[:, d.code].tolist(), FINISH_UNIT_COST) for d in described]
+    unit_costs = [[int(chunk_costs[first:last, d.code].sum()) for first, last in ranges]
+                  for d, ranges in zip(described, units)]
+    plan = plan_pieces(unit_costs, processes)
+    starts = {d: sorted(first for job in plan for e, first, _ in job if e == d) for d in range(len(described))}
+    jobs = [FinishJob(writer.staging, tuple(FinishPiece(described[d], tuple(units[d][first:last]), first,
+                                                        starts[d].index(first), len(starts[d]), len(units[d]))
+                                            for d, first, last in job), tuple(windows), tuple(offsets), market,
+                      cpu_slots) for job in plan]
+    joins = [JoinJob(writer.staging, described[d], kind, len(starts[d]) if kind != "sums" else len(units[d]),
+                     tuple(offsets), market["date"].to_numpy(), cpu_slots)
+             for d in range(len(described)) if len(starts[d]) > 1 for kind in ("forward", "events", "sums")]
     started = time.perf_counter()
     try:
-        done = run_all(finish_units, jobs)
+        done = run_all(finish_pieces, jobs)
         between = time.perf_counter()
         joined = run_all(join_detector_parts, joins) if joins else []
     except OSError as exc:
         reason = exc.strerror or os_reason(exc)  # _naming keeps an errno-less message as strerror
         raise writer.cannot_write(Path(exc.filename) if exc.filename else writer.out_dir, reason) from None
-    by_unit = {(unit.detector.code, unit.part): result for job, results in zip(jobs, done)
-               for unit, result in zip(job.units, results)}
+    by_piece = {(piece.detector.code, piece.part): result for job, results in zip(jobs, done)
+                for piece, result in zip(job.pieces, results)}
     joined_paths = {job.detector.code: frame for job, (frame, _) in zip(joins, joined) if frame is not None}
     events, paths = {}, []
-    for d in described:  # a detector's units in unit order
-        mine = [result for (code, _), result in sorted(by_unit.items()) if code == d.code]
-        events[d.name] = mine[0][0] if len(mine) == 1 else pd.concat([f for f, _ in mine], ignore_index=True)
+    for d in described:  # a detector's pieces in order
+        mine = [by_piece[(d.code, part)] for part in range(len(starts[d.code]))]
+        events[d.name] = pd.DataFrame({key: np.concatenate([columns[key] for columns, _ in mine])
+                                       for key in mine[0][0]})
         paths.append(mine[0][1] if len(mine) == 1 else joined_paths[d.code])
-    facts = {"jobs": len(jobs), "units": len(units), "joins": len(joins),
+    facts = {"jobs": len(jobs), "units": sum(map(len, units)), "pieces": len(by_piece), "joins": len(joins),
              "seconds": round(between - started, 3), "join_seconds": round(time.perf_counter() - between, 3),
              "costs": chunk_costs.sum(axis=0).tolist(), "unit_costs": unit_costs,
-             "join_job_seconds": [round(seconds, 3) for _, seconds in joined]}
+             "join_job_cpu_seconds": [round(seconds, 3) for _, seconds in joined]}
     return Evaluated(market, events, pd.concat(paths, ignore_index=True), facts)

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO, cli_env, write_config
-from harness.finish import chunk_ranges
+from harness.finish import chunk_ranges, plan_pieces
 from harness.parquet_parts import decode_footer, encode_footer, join_parquet_parts
 from test_run import DETECTORS, output_files
 
@@ -43,6 +43,35 @@ def test_chunk_ranges_cover_the_chunks_once_in_order(costs, unit):
     share = sum(costs) / len(ranges)  # every range but the last ends when it has its share or more
     assert all(sum(costs[a:b]) <= share + max(costs) for a, b in ranges)
     assert chunk_ranges(costs, unit) == ranges
+
+
+def test_plan_pieces_by_hand():
+    assert plan_pieces([[5], [3], [4]], 1) == [[(0, 0, 1), (1, 0, 1), (2, 0, 1)]]  # one job: nothing split
+    # largest first, each whole to the least-loaded job: 9 -> A; 5 -> B; 4 -> B (9)
+    assert plan_pieces([[9], [5], [4]], 2) == [[(0, 0, 1)], [(1, 0, 1), (2, 0, 1)]]
+    # mean 9: A takes units 0-1 (8; a third would make 12, over 9 + 2), B the rest, then 2 -> A (10)
+    assert plan_pieces([[4, 4, 4, 4], [2]], 2) == [[(0, 0, 2), (1, 0, 1)], [(0, 2, 4)]]
+    # whole if within half a unit of the mean: 3 + 3 -> A, 3 + 3 -> B, then the third is split
+    assert plan_pieces([[3, 3], [3, 3], [3, 3]], 2) == [[(0, 0, 2), (2, 0, 1)], [(1, 0, 2), (2, 1, 2)]]
+    assert plan_pieces([[3], [1]], 8) == [[(0, 0, 1)], [(1, 0, 1)]]  # never an empty job
+    assert plan_pieces([[0, 0], [0]], 2) == [[(0, 0, 2)], [(1, 0, 1)]]
+    assert plan_pieces([], 4) == [] and plan_pieces([[]], 2) == []
+
+
+@given(st.lists(st.lists(st.integers(0, 10**6), max_size=6), max_size=12), st.integers(1, 16))
+def test_plan_pieces_cover_every_unit_once_in_balanced_jobs(unit_costs, jobs):
+    plan = plan_pieces(unit_costs, jobs)
+    assert len(plan) <= min(jobs, sum(map(len, unit_costs))) and all(job and job == sorted(job) for job in plan)
+    for d, costs in enumerate(unit_costs):  # consecutive pieces of each detector cover its units once
+        pieces = sorted((first, last) for job in plan for e, first, last in job if e == d)
+        assert [first for first, _ in pieces] == [0, *(last for _, last in pieces[:-1])] if costs else pieces == []
+        assert all(first < last for first, last in pieces) and (not costs or pieces[-1][1] == len(costs))
+    if jobs == 1 and plan:  # one job: every detector whole
+        assert [(first, last) for d, first, last in plan[0]] == [(0, len(unit_costs[d])) for d, *_ in plan[0]]
+    loads = [sum(sum(unit_costs[d][first:last]) for d, first, last in job) for job in plan]
+    if loads:  # no job above the mean by more than one unit
+        assert max(loads) <= sum(loads) / len(loads) + max(c for costs in unit_costs for c in costs)
+    assert plan_pieces(unit_costs, jobs) == plan
 
 
 def frame(rows: int, seed: int) -> pa.Table:
@@ -107,11 +136,14 @@ def test_detectors_in_units_give_the_same_files_serially_and_on_workers(tmp_path
     whole = scan_in_units(tmp_path, small_universe, "whole", 1, None)
     serial = scan_in_units(tmp_path, small_universe, "serial", 1, 2000)
     workers = scan_in_units(tmp_path, small_universe, "workers", 2, 2000)
-    run = json.loads((serial / "run.json").read_text())["finish_jobs"]
-    assert run["units"] > len(DETECTORS) and run["joins"] > 0, "the small unit cost must cut detectors"
-    assert run["joins"] % 3 == 0 and len(run["join_job_seconds"]) == run["joins"], "events, forward, sums each"
+    run, spread = (json.loads((out / "run.json").read_text())["finish_jobs"] for out in (serial, workers))
+    assert run["units"] > len(DETECTORS), "the small unit cost must cut detectors"
+    assert run["jobs"] == 1 and run["pieces"] == len(DETECTORS) and run["joins"] == 0, "one job: each detector whole"
+    assert spread["jobs"] == 2 and spread["pieces"] > len(DETECTORS), "two jobs: a detector split in pieces"
+    # three joins (events, forward, sums) per detector in several pieces
+    assert 0 < spread["joins"] <= 3 * (spread["pieces"] - len(DETECTORS)) and spread["joins"] % 3 == 0
+    assert len(spread["join_job_cpu_seconds"]) == spread["joins"]
     assert json.loads((whole / "run.json").read_text())["finish_jobs"]["units"] == len(DETECTORS)
-    assert json.loads((workers / "run.json").read_text())["finish_jobs"]["jobs"] == 2
     # the same units whatever the workers: every file, byte for byte
     assert output_files(workers) == output_files(serial)
     # the parquet files do not depend on the units at all; the paths' sums only by rounding
@@ -125,7 +157,7 @@ def test_detectors_in_units_give_the_same_files_serially_and_on_workers(tmp_path
                                one[["mean_ret", "mean_abn", "abn_low", "abn_high"]], rtol=1e-12)
 
 
-def test_a_job_of_many_units_holds_the_writers_of_one_unit_per_detector_at_a_time(tmp_path, small_universe,
+def test_a_serial_run_holds_two_writers_per_detector_whatever_its_units(tmp_path, small_universe,
                                                                                     monkeypatch):
     import harness.finish as finish
     from harness.config import load_config

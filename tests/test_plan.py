@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.finish import balanced_groups
 from harness.plan import MAX_TASK_SECONDS, MIN_TASK_SECONDS, fixed_task_sizes, plan_task_sizes
 
 
@@ -46,24 +45,3 @@ def test_plan_properties(symbols, workers, cost):
         # enough tasks to keep every worker busy, few enough to submit at once
         assert len(sizes) >= min(workers, symbols // max(1, math.ceil(MIN_TASK_SECONDS / cost)))
         assert len(sizes) <= symbols
-
-
-def test_balanced_groups_by_hand():
-    # largest first, each to the cheapest group: 9 -> A, 5 -> B, 4 -> B (9), 3 -> A (12), 1 -> B (10)
-    assert balanced_groups([3, 9, 1, 5, 4], 2) == [[0, 1], [2, 3, 4]]
-    assert balanced_groups([3, 9, 1], 8) == [[1], [0], [2]]  # never an empty group
-    assert balanced_groups([3, 9, 1], 1) == [[0, 1, 2]]
-    assert balanced_groups([], 4) == []
-    assert balanced_groups([0, 0, 0], 2) == [[0, 2], [1]]  # free detectors spread too
-
-
-@given(st.lists(st.integers(0, 10**6), max_size=30), st.integers(1, 16))
-def test_balanced_groups_cover_every_detector_once_and_are_balanced(costs, groups):
-    split = balanced_groups(costs, groups)
-    assert sorted(c for group in split for c in group) == list(range(len(costs)))
-    assert all(group == sorted(group) and group for group in split)
-    assert len(split) == min(groups, len(costs))
-    loads = [sum(costs[c] for c in group) for group in split]
-    if loads:  # greedy largest-first: the heaviest group exceeds the lightest by at most one detector
-        assert max(loads) - min(loads) <= max(costs)
-    assert balanced_groups(costs, groups) == split
