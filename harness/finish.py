@@ -370,6 +370,7 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
         done = run_all(finish_pieces, jobs)
         between = time.perf_counter()
         joined = run_all(join_detector_parts, joins) if joins else []
+        ended = time.perf_counter()
     except OSError as exc:
         reason = exc.strerror or os_reason(exc)  # _naming keeps an errno-less message as strerror
         raise writer.cannot_write(Path(exc.filename) if exc.filename else writer.out_dir, reason) from None
@@ -383,7 +384,7 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
                                        for key in mine[0][0]})
         paths.append(mine[0][1] if len(mine) == 1 else joined_paths[d.code])
     facts = {"jobs": len(jobs), "units": sum(map(len, units)), "pieces": len(by_piece), "joins": len(joins),
-             "seconds": round(between - started, 3), "join_seconds": round(time.perf_counter() - between, 3),
+             "seconds": round(between - started, 3), "join_seconds": round(ended - between, 3),
              "costs": chunk_costs.sum(axis=0).tolist(), "unit_costs": unit_costs,
              "join_job_cpu_seconds": [round(seconds, 3) for _, seconds in joined]}
     return Evaluated(market, events, pd.concat(paths, ignore_index=True), facts)
