@@ -380,8 +380,10 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
     events, paths = {}, []
     for d in described:  # a detector's pieces in order
         mine = [by_piece[(d.code, part)] for part in range(len(starts[d.code]))]
-        events[d.name] = pd.DataFrame({key: np.concatenate([columns[key] for columns, _ in mine])
-                                       for key in mine[0][0]})
+        # no copy of an only piece's arrays: 13 columns of every event (0.3 s at 5,000 x 20 years)
+        events[d.name] = pd.DataFrame({key: mine[0][0][key] if len(mine) == 1 else
+                                       np.concatenate([columns[key] for columns, _ in mine]) for key in mine[0][0]},
+                                      copy=False)
         paths.append(mine[0][1] if len(mine) == 1 else joined_paths[d.code])
     facts = {"jobs": len(jobs), "units": sum(map(len, units)), "pieces": len(by_piece), "joins": len(joins),
              "seconds": round(between - started, 3), "join_seconds": round(ended - between, 3),
