@@ -159,7 +159,10 @@ def test_interrupt_then_resume_gives_the_uninterrupted_result(tmp_path, small_un
     """SIGTERM goes to the driver (as `kill` sends it); SIGINT to the whole process group, workers
     included, as Ctrl-C in a terminal does."""
     marker = os.urandom(8).hex()
-    cfg = config(tmp_path, small_universe, workers=workers)
+    # one symbol per task, so that chunks are staged one after the other: with auto sizes the slow
+    # detector's sleep is not CPU, the plan makes a few large tasks, and the chunks can all be
+    # staged within one poll (the run was over before the signal came, once in a full suite run)
+    cfg = config(tmp_path, small_universe, workers=workers, symbols_per_task=1)
     proc = start(cfg, marker=marker)
     wait_for_flushes(tmp_path / "out", 6, proc)
     sent = time.monotonic()
