@@ -221,6 +221,51 @@ def list_schedule(seconds: list[float], cores: int) -> float:
     return max(free, default=0.0)
 
 
+def planned_joins(out: Path, cores: int) -> list[float]:
+    """CPU seconds of each join job that `cores` finish jobs would need for the run in `out` (a
+    serial run, whose end has no joins): the real join code (harness.finish.join_detector_parts)
+    on that run's final files, each detector that plan_pieces splits cut into one part file per
+    piece (its row groups in proportion to its pieces' costs), its units' path sums as zeros of
+    the real shape. On a machine with fewer cores the 8-worker run plans fewer jobs: this is how
+    the projection gets the joins of 8."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from harness.detectors import out_name
+    from harness.finish import DetectorFiles, JoinJob, join_detector_parts, part_file, plan_pieces
+    run = json.loads((out / "run.json").read_text())
+    unit_costs, names = run["finish_jobs"]["unit_costs"], list(run["events"])
+    low, high = run["config"]["path_offsets"]
+    offsets = tuple(range(low, high + 1))
+    dates = pq.read_table(out / "market.parquet", columns=["date"]).column("date").to_numpy()
+    seconds = []
+    with tempfile.TemporaryDirectory() as staging_name:
+        staging = Path(staging_name)
+        for code, name in enumerate(names):
+            pieces = sorted((a, b) for job in plan_pieces(unit_costs, cores) for d, a, b in job if d == code)
+            if len(pieces) < 2:
+                continue
+            files = {kind: pq.ParquetFile(out / out_name(name) / f"{kind}.parquet") for kind in ("events", "forward")}
+            final = staging / out_name(name)
+            final.mkdir()
+            detector = DetectorFiles(code, name, files["events"].schema_arrow, files["forward"].schema_arrow,
+                                     final / "events.parquet", final / "forward.parquet")
+            share = np.cumsum([sum(unit_costs[code][a:b]) for a, b in pieces]) / sum(unit_costs[code])
+            for kind, source in files.items():
+                cuts = [0, *np.round(share * source.num_row_groups).astype(int).tolist()]
+                for part, (first, last) in enumerate(zip(cuts, cuts[1:])):
+                    with pq.ParquetWriter(part_file(staging, code, part, kind), source.schema_arrow) as writer:
+                        for group in range(first, last):
+                            table = source.read_row_group(group)
+                            writer.write_table(table, row_group_size=table.num_rows)
+                seconds.append(join_detector_parts(JoinJob(staging, detector, kind, len(pieces), offsets, dates))[1])
+            zeros = np.zeros((len(dates), len(offsets)))
+            for unit in range(len(unit_costs[code])):
+                np.savez(part_file(staging, code, unit, "sums"), ret=zeros, abn=zeros, count=zeros.astype(np.int64))
+            seconds.append(join_detector_parts(JoinJob(staging, detector, "sums", len(unit_costs[code]), offsets,
+                                                       dates))[1])
+    return seconds
+
+
 def projection(full: dict[str, dict], symbols: int, overhead: dict, cores: int = 8) -> dict:
     """8 workers on 8 cores from the measured parts (see BENCHMARKS.md for the formula)."""
     serial = full["serial"]["timings_median"]
@@ -228,8 +273,7 @@ def projection(full: dict[str, dict], symbols: int, overhead: dict, cores: int =
     fixed_serial = full["serial"]["fixed_median"]             # imports, prepare, finalize, report (per run)
     units = full["serial"]["finish_jobs_seconds_median"]      # J_u: the detectors' units, in one process
     unit_share = largest_share(full["serial"]["finish_unit_costs"], cores)
-    # the joins of the detectors that 8 jobs split: the 8-worker run plans them as 8 cores would
-    joins = list_schedule(full["dask-8"]["finish_join_job_cpu_seconds"], cores)
+    joins = list_schedule(full["serial"]["planned_joins_8"], cores)  # J_8: the joins 8 jobs need
     tasks = full["dask-8"]["tasks_median"]                    # as planned at 8 workers (run.json)
     dask_cost = tasks * overhead["scan_cpu_ms_per_task"] / 1000
     cluster_start = full["dask-8"]["timings_median"]["cluster_start"]
@@ -276,7 +320,8 @@ def main() -> None:
         sample_configs = write_configs(tmp / "sample", sample, list_symbols(str(sample)))
         small = measure({m: sample_configs[m] for m in ("serial", "dask-8")}, args.rounds, "sample")
         overhead = dask_overhead(tasks=40 if args.smoke else 300)
-    full_s = {m: summarise(r) for m, r in full.items()}
+        full_s = {m: summarise(r) for m, r in full.items()}
+        full_s["serial"]["planned_joins_8"] = planned_joins(tmp / "full" / "serial", 8)
     small_s = {m: summarise(r) for m, r in small.items()}
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

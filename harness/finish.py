@@ -162,11 +162,12 @@ def plan_pieces(unit_costs: Sequence[Sequence[int]], jobs: int) -> list[list[tup
     units; each job's pieces sorted.
 
     Detectors go largest first, each to the job with the least cost so far (ties: the one with
-    fewer pieces, then the lower number), whole if it fits there; else that job takes its next units while they fit and the
-    rest goes on to the next least-loaded job. A unit fits while the job's cost stays within the
-    mean job cost plus half that unit. So a detector is split only where balance needs it, into
-    few pieces (a split detector costs joins). Every unit is in exactly one piece; no job is empty;
-    the same costs always give the same pieces. No units: no jobs.
+    fewer pieces, then the lower number), whole if it fits there; else that job takes its next
+    units while they fit, and the rest goes on to the next least-loaded job. A unit fits while the
+    job's cost stays within the mean job cost plus half that unit. So a detector is split only
+    where balance needs it, into few pieces (a split detector costs joins). Every unit is in
+    exactly one piece; no job is empty; the same costs always give the same pieces. No units: no
+    jobs.
     """
     total = sum(sum(costs) for costs in unit_costs)
     count = max(1, min(jobs, sum(len(costs) for costs in unit_costs)))
