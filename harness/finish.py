@@ -161,30 +161,39 @@ def plan_pieces(unit_costs: Sequence[Sequence[int]], jobs: int) -> list[list[tup
     most `jobs` jobs of about equal cost, as pieces (d, first unit, last unit + 1) of consecutive
     units; each job's pieces sorted.
 
-    Detectors go largest first, each to the job with the least cost so far (ties: the one with
-    fewer pieces, then the lower number), whole if it fits there; else that job takes its next
-    units while they fit, and the rest goes on to the next least-loaded job. A unit fits while the
-    job's cost stays within the mean job cost plus half that unit. So a detector is split only
-    where balance needs it, into few pieces (a split detector costs joins). Every unit is in
-    exactly one piece; no job is empty; the same costs always give the same pieces. No units: no
-    jobs.
+    Detectors go largest first. A detector's first unit goes to the job with the least cost so far
+    (ties: the one with fewer pieces, then the lower number); each next unit stays in the same job
+    if it fits there (the job's cost stays within the mean job cost plus half that unit) or if no
+    other job costs less so far; else the detector is split and the unit starts a piece in the
+    least-loaded other job. So a detector is split only where balance needs it, into few pieces
+    (a split detector costs joins), and two consecutive pieces are never in one job. Every unit is
+    in exactly one piece; no job is empty; the same costs always give the same pieces. No units:
+    no jobs.
     """
     total = sum(sum(costs) for costs in unit_costs)
     count = max(1, min(jobs, sum(len(costs) for costs in unit_costs)))
     loads = [0] * count
     pieces: list[list[tuple[int, int, int]]] = [[] for _ in loads]
+
+    def least_loaded(but: int | None = None) -> int | None:
+        return min((j for j in range(count) if j != but), key=lambda j: (loads[j], len(pieces[j]), j), default=None)
+
     for d in sorted(range(len(unit_costs)), key=lambda d: (-sum(unit_costs[d]), d)):
-        first = 0
-        while first < len(unit_costs[d]):
-            job = min(range(count), key=lambda j: (loads[j], len(pieces[j]), j))
-            last = first + 1  # at least one unit
-            # fits: load + cost <= total / count + cost / 2, in integers
-            while last < len(unit_costs[d]) and \
-                    2 * count * (loads[job] + sum(unit_costs[d][first:last + 1])) <= 2 * total + count * unit_costs[d][last]:
-                last += 1
-            loads[job] += sum(unit_costs[d][first:last])
-            pieces[job].append((d, first, last))
-            first = last
+        current = None
+        for unit, cost in enumerate(unit_costs[d]):
+            if current is None:
+                job = least_loaded()
+            else:
+                fits = 2 * count * (loads[current] + cost) <= 2 * total + count * cost  # in integers
+                other = least_loaded(but=current)
+                job = current if fits or other is None or loads[current] <= loads[other] else other
+            if job == current:
+                first = pieces[job][-1][1]
+                pieces[job][-1] = (d, first, unit + 1)
+            else:
+                pieces[job].append((d, unit, unit + 1))
+            loads[job] += cost
+            current = job
     return [sorted(job) for job in pieces if job]
 
 

@@ -53,6 +53,8 @@ def test_plan_pieces_by_hand():
     assert plan_pieces([[4, 4, 4, 4], [2]], 2) == [[(0, 0, 2), (1, 0, 1)], [(0, 2, 4)]]
     # whole if within half a unit of the mean: 3 + 3 -> A, 3 + 3 -> B, then the third is split
     assert plan_pieces([[3, 3], [3, 3], [3, 3]], 2) == [[(0, 0, 2), (2, 0, 1)], [(1, 0, 2), (2, 1, 2)]]
+    # a unit that does not fit stays if no other job costs less: [3, 5] is not split for 9 vs 8
+    assert plan_pieces([[4, 4], [3, 5]], 3) == [[(0, 0, 1)], [(0, 1, 2)], [(1, 0, 2)]]
     assert plan_pieces([[3], [1]], 8) == [[(0, 0, 1)], [(1, 0, 1)]]  # never an empty job
     assert plan_pieces([[0, 0], [0]], 2) == [[(0, 0, 2)], [(1, 0, 1)]]
     assert plan_pieces([], 4) == [] and plan_pieces([[]], 2) == []
@@ -66,6 +68,8 @@ def test_plan_pieces_cover_every_unit_once_in_balanced_jobs(unit_costs, jobs):
         pieces = sorted((first, last) for job in plan for e, first, last in job if e == d)
         assert [first for first, _ in pieces] == [0, *(last for _, last in pieces[:-1])] if costs else pieces == []
         assert all(first < last for first, last in pieces) and (not costs or pieces[-1][1] == len(costs))
+        jobs_of = [next(n for n, job in enumerate(plan) if (d, *piece) in job) for piece in pieces]
+        assert all(a != b for a, b in zip(jobs_of, jobs_of[1:])), "consecutive pieces in one job: a needless split"
     if jobs == 1 and plan:  # one job: every detector whole
         assert [(first, last) for d, first, last in plan[0]] == [(0, len(unit_costs[d])) for d, *_ in plan[0]]
     loads = [sum(sum(unit_costs[d][first:last]) for d, first, last in job) for job in plan]
@@ -157,8 +161,7 @@ def test_detectors_in_units_give_the_same_files_serially_and_on_workers(tmp_path
                                one[["mean_ret", "mean_abn", "abn_low", "abn_high"]], rtol=1e-12)
 
 
-def test_a_serial_run_holds_two_writers_per_detector_whatever_its_units(tmp_path, small_universe,
-                                                                                    monkeypatch):
+def test_a_serial_run_holds_two_writers_per_detector_whatever_its_units(tmp_path, small_universe, monkeypatch):
     import harness.finish as finish
     from harness.config import load_config
     from harness.run import run_scan
