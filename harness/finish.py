@@ -284,7 +284,7 @@ def finish_pieces(job: FinishJob) -> list[tuple[dict[str, np.ndarray], pd.DataFr
                     if ends:  # a unit summed
                         unit_sums = sums.pop(n)
                         if piece.parts > 1:
-                            with _naming(d.forward_file):
+                            with _naming(d.forward_file.parent):  # as join_detector_parts names the sums
                                 np.savez(part_file(job.staging, d.code, piece.first_unit + ends[0], "sums"),
                                          ret=unit_sums.ret, abn=unit_sums.abn, count=unit_sums.count)
                         elif piece.detector_units == 1:
