@@ -297,7 +297,12 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a tiny universe, one round (the test suite's)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["dask-2-per1"],
                         help="modes of the full universe to leave out (one future per symbol takes a quarter of the time)")
+    parser.add_argument("--pair", action="store_true",
+                        help="only dask-2 against the limit, alternated over the rounds: the noisiest target, measured alone")
     args = parser.parse_args()
+    if args.pair:
+        pair(args)
+        return
     sys.path.insert(0, str(HERE))
     from harness.io import list_symbols
     from harness.synth import write_universe
@@ -342,6 +347,27 @@ def main() -> None:
     path.write_text(json.dumps(report, indent=2))
     print(format_report(report))
     print(f"\nsaved {path}")
+
+
+def pair(args: argparse.Namespace) -> None:
+    """--pair: dask-2 and the limit alternated over args.rounds rounds; saves pair-<time>.json."""
+    from harness.io import list_symbols
+    data = universe(args.symbols, args.years, Path(args.data_root))
+    with tempfile.TemporaryDirectory() as tmp_name:
+        configs = write_configs(Path(tmp_name), data, list_symbols(str(data)))
+        runs = measure({m: configs[m] for m in ("dask-2", "limit-2")}, args.rounds, "pair")
+    walls = {m: [r["wall"] for r in rs] for m, rs in runs.items()}
+    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "universe": {"symbols": args.symbols, "years": args.years,
+                                                                        "rounds": args.rounds},
+              "walls": walls, "timings": {m: [r["timings"] for r in rs] for m, rs in runs.items()},
+              "cpu": {m: [r["cpu"] for r in rs] for m, rs in runs.items()},
+              "per_round": [limit / dask for dask, limit in zip(walls["dask-2"], walls["limit-2"])],
+              "dask2_vs_limit": statistics.median(walls["limit-2"]) / statistics.median(walls["dask-2"])}
+    path = Path(args.results) / f"pair-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    print(f"dask-2 vs limit-2: {report['dask2_vs_limit']:.3f} (medians); per round "
+          + ", ".join(f"{r:.3f}" for r in report["per_round"]) + f"\nsaved {path}")
 
 
 def cpu_model() -> str:
