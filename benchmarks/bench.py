@@ -237,11 +237,12 @@ def planned_joins(out: Path, cores: int) -> list[float]:
     low, high = run["config"]["path_offsets"]
     offsets = tuple(range(low, high + 1))
     dates = pq.read_table(out / "market.parquet", columns=["date"]).column("date").to_numpy()
+    plan = plan_pieces(unit_costs, cores)
     seconds = []
     with tempfile.TemporaryDirectory() as staging_name:
         staging = Path(staging_name)
         for code, name in enumerate(names):
-            pieces = sorted((a, b) for job in plan_pieces(unit_costs, cores) for d, a, b in job if d == code)
+            pieces = sorted((a, b) for job in plan for d, a, b in job if d == code)
             if len(pieces) < 2:
                 continue
             files = {kind: pq.ParquetFile(out / out_name(name) / f"{kind}.parquet") for kind in ("events", "forward")}
