@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import dataclasses
 import functools
+import gc
 import hashlib
 import json
 import logging
@@ -331,4 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The interpreter's exit would collect garbage over every object of the run (pandas, Dask,
+    # the run's frames): 0.2-0.7 s at 20-year histories. Frozen, they are simply left to the
+    # process's end; every file is written and closed by now.
+    gc.freeze()
+    sys.exit(code)

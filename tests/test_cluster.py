@@ -1,0 +1,34 @@
+"""The processes of a run: the LocalCluster connect() starts, and the CLI process's exit."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+
+from conftest import REPO, cli_env, write_config
+from cluster import connect, machine_cores
+from harness.config import load_config
+
+
+def test_local_workers_are_forked_frozen(small_universe, tmp_path):
+    cfg = load_config({"ohlcv_path": str(small_universe), "out_dir": str(tmp_path / "out"), "workers": 2,
+                       "dashboard_address": "127.0.0.1:0"})
+    with connect(cfg) as client:
+        frozen = client.run(gc.get_freeze_count)
+    assert len(frozen) == min(2, machine_cores())
+    # the forkserver froze its imports (Dask, pandas, the scan's code) before forking the workers
+    assert all(count > 10_000 for count in frozen.values()), frozen
+
+
+def test_the_cli_freezes_its_objects_before_the_interpreter_exits(small_universe, tmp_path):
+    config = write_config(tmp_path / "config.yaml", ohlcv_path=str(small_universe), out_dir=str(tmp_path / "out"),
+                          workers=1)
+    # runpy runs the module as `python -m harness.run` does; the atexit hook runs after its last line
+    code = ("import atexit, gc, runpy, sys; atexit.register(lambda: print('frozen', gc.get_freeze_count())); "
+            f"sys.argv = ['harness.run', '--config', {str(config)!r}]; runpy.run_module('harness.run', run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "summary.csv").is_file()
+    assert int(proc.stdout.rsplit("frozen", 1)[1]) > 10_000, proc.stdout[-500:]
