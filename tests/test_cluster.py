@@ -11,14 +11,16 @@ from cluster import connect, machine_cores
 from harness.config import load_config
 
 
-def test_local_workers_are_forked_frozen(small_universe, tmp_path):
+def test_local_workers_are_forked_frozen_and_send_results_straight_to_the_driver(small_universe, tmp_path):
     cfg = load_config({"ohlcv_path": str(small_universe), "out_dir": str(tmp_path / "out"), "workers": 2,
                        "dashboard_address": "127.0.0.1:0"})
     with connect(cfg) as client:
         frozen = client.run(gc.get_freeze_count)
+        direct = client.direct_to_workers
     assert len(frozen) == min(2, machine_cores())
     # the forkserver froze its imports (Dask, pandas, the scan's code) before forking the workers
     assert all(count > 10_000 for count in frozen.values()), frozen
+    assert direct is True
 
 
 def test_the_cli_freezes_its_objects_before_the_interpreter_exits(small_universe, tmp_path):
