@@ -16,7 +16,7 @@ import math
 
 TASKS_PER_WORKER = 2     # tasks in flight per worker while the work is shared out
 MIN_TASK_SECONDS = 0.2   # Dask's per-task cost (~5-10 ms of CPU) is then a few percent
-MAX_TASK_SECONDS = 2.0   # bounds the work lost with a dead worker and the jumps of progress
+MAX_TASK_SECONDS = 4.0   # bounds the work lost with a dead worker and the jumps of progress
 
 
 def plan_task_sizes(symbols: int, workers: int, seconds_per_symbol: float) -> list[int]:

@@ -10,11 +10,11 @@ from harness.plan import MAX_TASK_SECONDS, MIN_TASK_SECONDS, fixed_task_sizes, p
 
 
 def test_sizes_by_hand():
-    # 100 symbols, 2 workers, 10 ms each: smallest 20 symbols (0.2 s), largest 200 (2 s);
+    # 100 symbols, 2 workers, 10 ms each: smallest 20 symbols (0.2 s), largest 400 (4 s);
     # ceil(100/4) = 25, ceil(75/4) = 19 -> 20, ceil(55/4) = 14 -> 20, then the last 15.
     assert plan_task_sizes(100, 2, 0.01) == [25, 20, 20, 20, 15]
-    # 1 s per symbol: tasks of at most 2 symbols, shrinking to single symbols
-    assert plan_task_sizes(10, 2, 1.0) == [2, 2, 2, 1, 1, 1, 1]
+    # 2 s per symbol: tasks of at most 2 symbols, shrinking to single symbols
+    assert plan_task_sizes(10, 2, 2.0) == [2, 2, 2, 1, 1, 1, 1]
     assert plan_task_sizes(0, 8, 0.01) == []
     assert plan_task_sizes(1, 8, 0.0) == [1]
 
