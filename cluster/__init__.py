@@ -15,7 +15,6 @@ import hashlib
 import logging
 import os
 import tempfile
-import threading
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -28,6 +27,7 @@ from harness.config import ScanConfig
 from harness.cpuslots import make_slots, remove_slots
 from harness.detectors import module_of
 from harness.errors import ScanError
+from harness.forkserver import start_forkserver
 from harness.io import is_url
 
 log = logging.getLogger("scan")
@@ -52,7 +52,6 @@ QUIET_DASK = {
 # four times per bisection step, the death of a worker that a symbol kills every time.
 FORKSERVER = {"distributed.worker.multiprocessing-method": "forkserver",
               "distributed.scheduler.allowed-failures": 0}
-FORKSERVER_PRELOAD = ["harness.task", "cluster.worker_setup"]
 # Packages whose version can change a detector's numbers or the bytes written: a mismatch between
 # driver and workers is an error unless allow_version_mismatch is set. Others only get a warning.
 RESULT_PACKAGES = ("numpy", "pandas", "pyarrow")
@@ -147,22 +146,12 @@ def _prepare(client: Client, cfg: ScanConfig) -> None:
 
 
 def _start_forkserver() -> None:
-    """Start the forkserver now, in the background, having it import the scan's code first.
-
-    distributed sets its own preload list (distributed, numpy, pandas...) the first time it builds
-    a forkserver context; ours adds this project's modules to it. The forkserver's imports then
-    overlap the scheduler's start-up (its dashboard imports bokeh) instead of following it; the
-    first worker to start waits for the forkserver (ensure_running holds a lock). A forkserver
-    already running (a second LocalCluster in this process) is reused.
-    """
-    import multiprocessing.forkserver
-
+    """harness.forkserver.start_forkserver, after distributed has set its own preload list (which it
+    does once, the first time it builds a forkserver context): ours replaces it, and stays."""
     from distributed.utils import get_mp_context
     with dask.config.set(FORKSERVER):
-        context = get_mp_context()
-    preload = list(multiprocessing.forkserver._forkserver._preload_modules or ["distributed"])
-    context.set_forkserver_preload([*preload, *(m for m in FORKSERVER_PRELOAD if m not in preload)])
-    threading.Thread(target=multiprocessing.forkserver.ensure_running, name="forkserver-start", daemon=True).start()
+        get_mp_context()
+    start_forkserver()
 
 
 def machine_cores() -> int:

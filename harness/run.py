@@ -32,6 +32,7 @@ from harness.config import ScanConfig, load_config, read_yaml
 from harness.detectors import resolve_detectors
 from harness.errors import ConfigError, Interrupted, ScanError, StopRequested, SymbolFailed
 from harness.finish import RunAll, finish_outputs, in_this_process
+from harness.forkserver import start_forkserver
 from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running
 from harness.progress import Progress
 from harness.outdir import hold_output_folder
@@ -143,8 +144,10 @@ def execute_on_dask(cfg: ScanConfig, symbols: Sequence[str], todo: Sequence[int]
     A LocalCluster's workers also finish the detectors at the end (they see the driver's disk); a
     remote cluster's may not, so the driver finishes them itself.
     """
+    t0 = time.time()  # the cluster's start includes importing Dask
+    if not cfg.scheduler_address:
+        start_forkserver()  # before that import, which its own imports then overlap
     from cluster import connect, local_cpu_slots
-    t0 = time.time()
     with connect(cfg) as client, local_cpu_slots(cfg) as slots:
         task = dataclasses.replace(task, cpu_slots=slots)
         info["cluster_start_seconds"] = round(time.time() - t0, 3)

@@ -34,3 +34,17 @@ def test_the_cli_freezes_its_objects_before_the_interpreter_exits(small_universe
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "summary.csv").is_file()
     assert int(proc.stdout.rsplit("frozen", 1)[1]) > 10_000, proc.stdout[-500:]
+
+
+def test_the_forkserver_starts_before_dask_is_imported():
+    # harness.run starts it first thing for a LocalCluster: its imports overlap the driver's of Dask
+    code = ("import sys, time, psutil, multiprocessing.forkserver as fs; from harness.forkserver import start_forkserver\n"
+            "start_forkserver()\n"
+            "assert not {'dask', 'distributed'} & set(sys.modules), 'Dask was imported'\n"
+            "deadline = time.time() + 60\n"
+            "while fs._forkserver._forkserver_pid is None and time.time() < deadline: time.sleep(0.05)\n"
+            "print(' '.join(psutil.Process(fs._forkserver._forkserver_pid).cmdline()))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "forkserver" in proc.stdout and "'harness.task', 'cluster.worker_setup'" in proc.stdout, proc.stdout
