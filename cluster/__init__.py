@@ -50,6 +50,7 @@ QUIET_DASK = {
 # allowed-failures 0: a task whose worker dies comes back as KilledWorker at once, and the driver
 # reruns it as a suspect, alone (harness.dispatch); Dask's own three retries would only repeat,
 # four times per bisection step, the death of a worker that a symbol kills every time.
+HEARTBEAT_SECONDS = 2.0  # a LocalCluster's workers' (_slower_heartbeats)
 FORKSERVER = {"distributed.worker.multiprocessing-method": "forkserver",
               "distributed.scheduler.allowed-failures": 0}
 # Packages whose version can change a detector's numbers or the bytes written: a mismatch between
@@ -154,6 +155,27 @@ def _start_forkserver() -> None:
     start_forkserver()
 
 
+def _slower_heartbeats() -> None:
+    """Have the workers of a small cluster whose scheduler runs here heartbeat every
+    HEARTBEAT_SECONDS instead of every 0.5 s.
+
+    The scheduler tells each worker how often to heartbeat (distributed.scheduler.heartbeat_interval,
+    which no config key sets): every 0.5 s up to 10 workers, a quarter of an idle 2-worker
+    LocalCluster's CPU. A heartbeat only refreshes the dashboard's worker figures (memory, CPU);
+    a LocalCluster's dead worker is reported by its nanny at once. Larger clusters keep Dask's
+    own, longer, intervals. If distributed drops the function, this changes nothing.
+    """
+    import distributed.scheduler
+    dask_interval = getattr(distributed.scheduler.heartbeat_interval, "dask_interval",
+                            distributed.scheduler.heartbeat_interval)
+
+    def interval(workers: int) -> float:
+        return max(HEARTBEAT_SECONDS, dask_interval(workers))
+
+    interval.dask_interval = dask_interval  # type: ignore[attr-defined]  # set once per process
+    distributed.scheduler.heartbeat_interval = interval
+
+
 def machine_cores() -> int:
     """The cores this process may run on (its CPU affinity, which a container may limit)."""
     try:
@@ -217,6 +239,7 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
         # FORKSERVER for the cluster's whole life: a nanny restarting a dead worker reads it again.
         # Worker logs below CRITICAL stay out of the user's terminal: the scan's own errors come
         # back as data, and a Ctrl-C would otherwise print workers' heartbeat tracebacks.
+        _slower_heartbeats()
         with dask.config.set(FORKSERVER):
             try:
                 cluster = LocalCluster(n_workers=processes, threads_per_worker=1, processes=True,

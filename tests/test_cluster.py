@@ -5,9 +5,10 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
+import time
 
 from conftest import REPO, cli_env, write_config
-from cluster import connect, machine_cores
+from cluster import HEARTBEAT_SECONDS, connect, machine_cores
 from harness.config import load_config
 
 
@@ -48,3 +49,12 @@ def test_the_forkserver_starts_before_dask_is_imported():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "forkserver" in proc.stdout and "'harness.task', 'cluster.worker_setup'" in proc.stdout, proc.stdout
+
+
+def test_local_workers_heartbeat_every_two_seconds(small_universe, tmp_path):
+    cfg = load_config({"ohlcv_path": str(small_universe), "out_dir": str(tmp_path / "out"), "workers": 2,
+                       "dashboard_address": "127.0.0.1:0"})
+    with connect(cfg) as client:
+        time.sleep(1.5)  # a worker takes the interval from the scheduler's answer to its first heartbeat
+        intervals = client.run(lambda dask_worker: dask_worker.periodic_callbacks["heartbeat"].callback_time)
+    assert set(intervals.values()) == {1000 * HEARTBEAT_SECONDS}, intervals  # Dask's own: 500 ms
