@@ -46,7 +46,7 @@ from harness.market import event_returns, level_grid, market_index
 from harness.outdir import os_reason
 from harness.parquet_parts import join_parquet_parts
 from harness.output import BAR, FinalFiles, OutputWriter, StagedChunk, read_staged_chunk, temp_name
-from harness.summary import PathSums
+from harness.summary import PathSums, detector_summary
 
 # A detector's fixed cost per staged chunk, counted in events (measured at 20-year histories:
 # ~9 us per event, ~10 ms per chunk), for cutting detectors into units and units into jobs.
@@ -64,6 +64,7 @@ class Evaluated:
 
     market: pd.DataFrame               # harness.market.MARKET_COLUMNS
     events: dict[str, pd.DataFrame]    # detector -> date, fwd_<h>, abn_<h>, mkt_<h> of every event
+    summaries: dict[str, pd.DataFrame] # detector -> its detector_summary(), for those of one piece
     paths: pd.DataFrame                # harness.summary.PATH_COLUMNS, detectors in run order
     jobs: dict[str, Any]               # for run.json: jobs run, their seconds, each detector's cost
 
@@ -231,12 +232,13 @@ def _naming(path: Path) -> Iterator[None]:
         raise OSError(exc.errno, os_reason(exc), str(path)) from None
 
 
-def finish_pieces(job: FinishJob) -> list[tuple[dict[str, np.ndarray], pd.DataFrame | None]]:
+def finish_pieces(job: FinishJob) -> list[tuple[dict[str, np.ndarray], pd.DataFrame | None, pd.DataFrame | None]]:
     """For each of the job's pieces: write its detector's rows of its chunks (FinishPiece.files:
     one row group per chunk that has events) and return the events' columns (date, fwd_<h>,
     abn_<h>, mkt_<h>; numpy arrays, which Dask sends several times faster than a DataFrame) and,
     for a detector's only piece, its PATH_COLUMNS paths (else None: its units' path sums are saved
-    for join_detector_parts), in the job's order.
+    for join_detector_parts) and its detector_summary() (else None: the driver computes it), in
+    the job's order. (The statistics are computed here because the jobs run side by side.)
 
     Path sums are summed per unit, each from zero, and a detector's units are added up in unit
     order (PathSums.add_sums; a detector of one unit keeps its unit's sums), whichever pieces and
@@ -246,7 +248,7 @@ def finish_pieces(job: FinishJob) -> list[tuple[dict[str, np.ndarray], pd.DataFr
     depend only on the staged chunks and the market, not on the other pieces or the process.
     """
     writers: dict[int, list[tuple[Path, pq.ParquetWriter]]] = {}  # piece -> (final path, its writer) x 2
-    results: dict[int, tuple[dict[str, np.ndarray], pd.DataFrame | None]] = {}
+    results: dict[int, tuple[dict[str, np.ndarray], pd.DataFrame | None, pd.DataFrame | None]] = {}
     try:
         with cpu_slot(job.cpu_slots):
             levels = level_grid(job.market)
@@ -297,8 +299,10 @@ def finish_pieces(job: FinishJob) -> list[tuple[dict[str, np.ndarray], pd.DataFr
                             with _naming(path):
                                 writer.close()
                         del writers[n]
-                        results[n] = ({k: np.concatenate(v) for k, v in columns.pop(n).items()},
-                                      totals.pop(n).paths(d.name) if piece.parts == 1 else None)
+                        events = {k: np.concatenate(v) for k, v in columns.pop(n).items()}
+                        whole = piece.parts == 1
+                        results[n] = (events, totals.pop(n).paths(d.name) if whole else None,
+                                      detector_summary(pd.DataFrame(events, copy=False), job.windows) if whole else None)
     finally:
         for _, writer in (w for piece_writers in writers.values() for w in piece_writers):
             with contextlib.suppress(Exception):  # after a failure: the driver removes the temp files
@@ -387,16 +391,18 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
     by_piece = {(piece.detector.code, piece.part): result for job, results in zip(jobs, done)
                 for piece, result in zip(job.pieces, results)}
     joined_paths = {job.detector.code: frame for job, (frame, _) in zip(joins, joined) if frame is not None}
-    events, paths = {}, []
+    events, paths, summaries = {}, [], {}
     for d in described:  # a detector's pieces in order
         mine = [by_piece[(d.code, part)] for part in range(len(starts[d.code]))]
         # no copy of an only piece's arrays: 13 columns of every event (0.3 s at 5,000 x 20 years)
         events[d.name] = pd.DataFrame({key: mine[0][0][key] if len(mine) == 1 else
-                                       np.concatenate([columns[key] for columns, _ in mine]) for key in mine[0][0]},
+                                       np.concatenate([columns[key] for columns, *_ in mine]) for key in mine[0][0]},
                                       copy=False)
         paths.append(mine[0][1] if len(mine) == 1 else joined_paths[d.code])
+        if len(mine) == 1:
+            summaries[d.name] = mine[0][2]
     facts = {"jobs": len(jobs), "units": sum(map(len, units)), "pieces": len(by_piece), "joins": len(joins),
              "seconds": round(between - started, 3), "join_seconds": round(ended - between, 3),
              "costs": chunk_costs.sum(axis=0).tolist(), "unit_costs": unit_costs,
              "join_job_cpu_seconds": [round(seconds, 3) for _, seconds in joined]}
-    return Evaluated(market, events, pd.concat(paths, ignore_index=True), facts)
+    return Evaluated(market, events, summaries, pd.concat(paths, ignore_index=True), facts)

@@ -252,7 +252,8 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
         evaluated = finish_outputs(writer, files, specs, cfg.forward_windows, offsets, execution.run_all,
                                    execution.processes, execution.cpu_slots)
         summary = summarize(evaluated.events, cfg.forward_windows, {s.name: s.baseline for s in specs},
-                            symbols=len(symbols) + len(invalid) - len(failed), failed_symbols=len(failed))
+                            symbols=len(symbols) + len(invalid) - len(failed), failed_symbols=len(failed),
+                            detector_tables=evaluated.summaries)
         files.text("summary.csv", summary.to_csv(index=False))
         files.text("paths.csv", evaluated.paths.to_csv(index=False))
         timings.lap("finalize")

@@ -100,50 +100,71 @@ def clustered_difference_t(base: np.ndarray, base_groups: np.ndarray, other: np.
     return float((mean_other - mean_base) / math.sqrt(var)) if var > 0 else math.nan
 
 
-def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int],
-              baselines: Mapping[str, str | None], symbols: int = 0, failed_symbols: int = 0) -> pd.DataFrame:
-    """One row per (detector, window) with SUMMARY_COLUMNS.
+DETECTOR_COLUMNS = ["window", "events", "valid", "mean", "median", "std", "t_stat", "t_clustered", "hit_rate",
+                    "market_mean", "abn_mean", "abn_median", "abn_hit_rate", "abn_t"]
 
-    forward: detector name -> its event rows, in the order the detectors should appear, with
-    columns date (the event date, the cluster of the clustered statistics), fwd_<h>, abn_<h> and
-    mkt_<h> (the market over the same bars) for each window. baselines: detector -> the baseline
-    it varies, or None. Over the events whose fwd_<h> is valid (not NaN):
+
+def detector_summary(frame: pd.DataFrame, windows: Sequence[int]) -> pd.DataFrame:
+    """One detector's part of the summary: DETECTOR_COLUMNS, one row per window.
+
+    frame: its event rows, with columns date (the event date, the cluster of the clustered
+    statistics), fwd_<h>, abn_<h> and mkt_<h> (the market over the same bars) for each window.
+    Over the events whose fwd_<h> is valid (not NaN):
     - valid, mean, median, std, t_stat, hit_rate: of the raw forward return, t_stat as if events
       were independent; t_clustered: the same mean's t with errors clustered by event date;
     - market_mean: the mean of the market's return over the same bars; abn_mean, abn_median,
-      abn_hit_rate, abn_t: of the abnormal return fwd - market, abn_t clustered by date;
+      abn_hit_rate, abn_t: of the abnormal return fwd - market, abn_t clustered by date.
+    No events: every statistic NaN (valid 0).
+    """
+    dates = frame["date"].to_numpy()
+    rows = []
+    for h in windows:
+        raw = frame[forward_column(h)].to_numpy(dtype="float64")
+        ok = ~np.isnan(raw)
+        abn = frame[abnormal_column(h)].to_numpy(dtype="float64")[ok]
+        market = frame[market_column(h)].to_numpy(dtype="float64")[ok]
+        stats = return_stats(raw)
+        abn_stats = return_stats(abn)
+        rows.append({"window": h, "events": len(frame), **stats, "t_clustered": clustered_mean_t(raw[ok], dates[ok]),
+                     "market_mean": float(market.mean()) if len(market) else math.nan,
+                     "abn_mean": abn_stats["mean"], "abn_median": abn_stats["median"],
+                     "abn_hit_rate": abn_stats["hit_rate"], "abn_t": clustered_mean_t(abn, dates[ok])})
+    return pd.DataFrame(rows, columns=DETECTOR_COLUMNS)
+
+
+def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], baselines: Mapping[str, str | None],
+              symbols: int = 0, failed_symbols: int = 0,
+              detector_tables: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """One row per (detector, window) with SUMMARY_COLUMNS.
+
+    forward: detector name -> its event rows (as detector_summary takes them), in the order the
+    detectors should appear. baselines: detector -> the baseline it varies, or None.
+    detector_tables: detector_summary() of some detectors, computed elsewhere (harness.finish's
+    jobs compute them beside the events); the others' are computed here. Each detector gets its
+    detector_summary rows and:
     - for a variant whose baseline ran: baseline_mean (the baseline's raw mean), vs_baseline
       (abn_mean minus the baseline's) and vs_baseline_t (the stacked, date-clustered test of that
       difference); NaN for baselines.
     symbols / failed_symbols: how many symbols were scanned / failed (skipped), repeated on every
     row so that summary.csv says on its own how much of the universe it covers.
     """
-    valid: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}  # (detector, h) -> (abn, dates)
-    rows = []
-    for detector, frame in forward.items():
-        dates = frame["date"].to_numpy()
-        for h in windows:
-            raw = frame[forward_column(h)].to_numpy(dtype="float64")
-            ok = ~np.isnan(raw)
-            abn = frame[abnormal_column(h)].to_numpy(dtype="float64")[ok]
-            market = frame[market_column(h)].to_numpy(dtype="float64")[ok]
-            valid[(detector, h)] = (abn, dates[ok])
-            stats = return_stats(raw)
-            abn_stats = return_stats(abn)
-            rows.append({"detector": detector, "baseline": baselines.get(detector) or "", "window": h,
-                         "events": len(frame), **stats, "t_clustered": clustered_mean_t(raw[ok], dates[ok]),
-                         "market_mean": float(market.mean()) if len(market) else math.nan,
-                         "abn_mean": abn_stats["mean"], "abn_median": abn_stats["median"],
-                         "abn_hit_rate": abn_stats["hit_rate"], "abn_t": clustered_mean_t(abn, dates[ok])})
-    table = pd.DataFrame(rows, columns=[c for c in SUMMARY_COLUMNS if c not in
-                                        ("baseline_mean", "vs_baseline", "vs_baseline_t", "symbols", "failed_symbols")])
+    given = detector_tables or {}
+    table = pd.concat([(given[detector] if detector in given else detector_summary(frame, windows))
+                       .assign(detector=detector, baseline=baselines.get(detector) or "")
+                       for detector, frame in forward.items()], ignore_index=True)
     means = {(r.detector, r.window): (r.mean, r.abn_mean) for r in table.itertuples()}
+
+    def valid(detector: str, h: int) -> tuple[np.ndarray, np.ndarray]:  # (abn, dates) of the valid events
+        frame = forward[detector]
+        ok = ~np.isnan(frame[forward_column(h)].to_numpy(dtype="float64"))
+        return frame[abnormal_column(h)].to_numpy(dtype="float64")[ok], frame["date"].to_numpy()[ok]
+
     base_mean, vs, vs_t = [], [], []
     for detector, base, h in zip(table["detector"], table["baseline"], table["window"]):
         if base and (base, h) in means:
             base_mean.append(means[(base, h)][0])
             vs.append(means[(detector, h)][1] - means[(base, h)][1])
-            vs_t.append(clustered_difference_t(*valid[(base, h)], *valid[(detector, h)]))
+            vs_t.append(clustered_difference_t(*valid(base, h), *valid(detector, h)))
         else:
             base_mean.append(math.nan)
             vs.append(math.nan)

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import bars
 from harness.eval import add_forward_returns
-from harness.summary import format_summary, return_stats, summarize
+from harness.summary import detector_summary, format_summary, return_stats, summarize
 
 
 def test_forward_returns_by_hand_with_nan_past_the_end():
@@ -83,6 +83,18 @@ def test_summarize_puts_baseline_beside_variant():
     assert table["symbols"].tolist() == [7, 7] and table["failed_symbols"].tolist() == [1, 1]
     text = format_summary(table)
     assert "+15.00%" in text and "+5.00%" in text and "-10.00% vs b" in text
+
+
+def test_summarize_takes_the_detector_tables_it_is_given_and_computes_the_others():
+    events = {"b": frame([0.1, 0.3], mkt=[0.05, 0.05]), "v": frame([0.2, np.nan, -0.1], mkt=[0.1, 0.0, -0.1])}
+    whole = summarize(events, [5], {"b": None, "v": "b"})
+    given = {"v": detector_summary(events["v"], [5])}
+    assert summarize(events, [5], {"b": None, "v": "b"}, detector_tables=given).equals(whole)
+    # a given table is used as it is (harness.finish's jobs computed it), the comparison from it
+    doctored = given["v"].assign(abn_mean=1.0)
+    table = summarize(events, [5], {"b": None, "v": "b"}, detector_tables={"v": doctored})
+    assert table.loc[1, "abn_mean"] == 1.0 and table.loc[1, "vs_baseline"] == pytest.approx(1.0 - 0.15)
+    assert table.loc[0].equals(whole.loc[0])
 
 
 def test_variant_whose_baseline_did_not_run_has_nan_baseline_columns():

@@ -188,6 +188,23 @@ def test_a_serial_run_holds_two_writers_per_detector_whatever_its_units(tmp_path
     assert open_now[0] == 0 and 0 < most[0] <= 2 * len(DETECTORS), most[0]
 
 
+def test_the_jobs_compute_the_summary_of_each_whole_detector(tmp_path, small_universe, monkeypatch):
+    import harness.summary as summary
+    from harness.config import load_config
+    from harness.run import run_scan
+
+    def not_in_the_driver(frame, windows):
+        raise AssertionError("the driver computed a detector's summary")
+
+    monkeypatch.setattr(summary, "detector_summary", not_in_the_driver)  # what summarize() calls
+    cfg = load_config({"ohlcv_path": str(small_universe), "detectors": DETECTORS, "out_dir": str(tmp_path / "out"),
+                       "workers": 1})
+    info = run_scan(cfg)
+    assert info["finish_jobs"]["pieces"] == len(DETECTORS)
+    table = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert table["detector"].unique().tolist() == DETECTORS and table["valid"].gt(0).all()
+
+
 def test_a_damaged_part_file_is_an_error_naming_the_final_file(tmp_path):
     from harness.finish import DetectorFiles, JoinJob, join_detector_parts, part_file
 
