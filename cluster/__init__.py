@@ -155,25 +155,28 @@ def _start_forkserver() -> None:
     start_forkserver()
 
 
-def _slower_heartbeats() -> None:
-    """Have the workers of a small cluster whose scheduler runs here heartbeat every
+@contextlib.contextmanager
+def _slower_heartbeats() -> Iterator[None]:
+    """Within the block, the workers of a small cluster whose scheduler runs here heartbeat every
     HEARTBEAT_SECONDS instead of every 0.5 s.
 
     The scheduler tells each worker how often to heartbeat (distributed.scheduler.heartbeat_interval,
     which no config key sets): every 0.5 s up to 10 workers, a quarter of an idle 2-worker
     LocalCluster's CPU. A heartbeat only refreshes the dashboard's worker figures (memory, CPU);
     a LocalCluster's dead worker is reported by its nanny at once. Larger clusters keep Dask's
-    own, longer, intervals. If distributed drops the function, this changes nothing.
+    own, longer, intervals. Dask's function is back when the block ends (a notebook's next cluster
+    is Dask's own); a distributed without it runs the block unchanged.
     """
     import distributed.scheduler
-    dask_interval = getattr(distributed.scheduler.heartbeat_interval, "dask_interval",
-                            distributed.scheduler.heartbeat_interval)
-
-    def interval(workers: int) -> float:
-        return max(HEARTBEAT_SECONDS, dask_interval(workers))
-
-    interval.dask_interval = dask_interval  # type: ignore[attr-defined]  # set once per process
-    distributed.scheduler.heartbeat_interval = interval
+    dask_interval = getattr(distributed.scheduler, "heartbeat_interval", None)
+    if dask_interval is None:
+        yield
+        return
+    distributed.scheduler.heartbeat_interval = lambda workers: max(HEARTBEAT_SECONDS, dask_interval(workers))
+    try:
+        yield
+    finally:
+        distributed.scheduler.heartbeat_interval = dask_interval
 
 
 def machine_cores() -> int:
@@ -239,8 +242,7 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
         # FORKSERVER for the cluster's whole life: a nanny restarting a dead worker reads it again.
         # Worker logs below CRITICAL stay out of the user's terminal: the scan's own errors come
         # back as data, and a Ctrl-C would otherwise print workers' heartbeat tracebacks.
-        _slower_heartbeats()
-        with dask.config.set(FORKSERVER):
+        with _slower_heartbeats(), dask.config.set(FORKSERVER):
             try:
                 cluster = LocalCluster(n_workers=processes, threads_per_worker=1, processes=True,
                                        host="127.0.0.1", dashboard_address=cfg.dashboard_address,

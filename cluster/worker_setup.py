@@ -2,7 +2,10 @@
 forkserver the workers are forked from (harness.forkserver.PRELOAD), after its other imports."""
 
 import gc
+import os
 import signal
+
+IMPORTED_IN = os.getpid()  # in a worker forked from the forkserver: the forkserver's
 
 # In the forkserver, everything imported so far (Dask, pandas, pyarrow, the scan's code) is frozen
 # out of the garbage collector, as the gc docs advise before forking: the collector never walks

@@ -9,10 +9,11 @@ import multiprocessing
 import multiprocessing.forkserver
 import threading
 
-# Imported by the forkserver once, so that every worker forked from it has them: Dask, then through
-# harness.task numpy, pandas, pyarrow and the detectors; last cluster.worker_setup, which freezes
-# all of them out of the garbage collector.
-PRELOAD = ["distributed", "harness.task", "cluster.worker_setup"]
+# Imported by the forkserver once, so that every worker forked from it has them: first
+# harness.forkserver_setup (SIGINT ignored), then Dask, then through harness.task numpy, pandas,
+# pyarrow and the detectors; last cluster.worker_setup, which freezes all of them out of the
+# garbage collector.
+PRELOAD = ["harness.forkserver_setup", "distributed", "harness.task", "cluster.worker_setup"]
 
 
 def start_forkserver() -> None:

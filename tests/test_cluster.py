@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import gc
+import os
+import signal
 import subprocess
 import sys
 import time
 
+import distributed.scheduler
+import psutil
+
+import cluster.worker_setup
 from conftest import REPO, cli_env, write_config
-from cluster import HEARTBEAT_SECONDS, connect, machine_cores
+from cluster import HEARTBEAT_SECONDS, _slower_heartbeats, connect, machine_cores
 from harness.config import load_config
 
 
@@ -16,11 +22,12 @@ def test_local_workers_are_forked_frozen_and_send_results_straight_to_the_driver
     cfg = load_config({"ohlcv_path": str(small_universe), "out_dir": str(tmp_path / "out"), "workers": 2,
                        "dashboard_address": "127.0.0.1:0"})
     with connect(cfg) as client:
-        frozen = client.run(gc.get_freeze_count)
+        frozen = client.run(lambda: (gc.get_freeze_count(), cluster.worker_setup.IMPORTED_IN != os.getpid()))
         direct = client.direct_to_workers
     assert len(frozen) == min(2, machine_cores())
-    # the forkserver froze its imports (Dask, pandas, the scan's code) before forking the workers
-    assert all(count > 10_000 for count in frozen.values()), frozen
+    # the forkserver froze its imports (Dask, pandas, the scan's code) before forking the workers,
+    # not each worker at distributed's preload of cluster.worker_setup
+    assert all(count > 10_000 and inherited for count, inherited in frozen.values()), frozen
     assert direct is True
 
 
@@ -58,3 +65,32 @@ def test_local_workers_heartbeat_every_two_seconds(small_universe, tmp_path):
         time.sleep(1.5)  # a worker takes the interval from the scheduler's answer to its first heartbeat
         intervals = client.run(lambda dask_worker: dask_worker.periodic_callbacks["heartbeat"].callback_time)
     assert set(intervals.values()) == {1000 * HEARTBEAT_SECONDS}, intervals  # Dask's own: 500 ms
+    assert distributed.scheduler.heartbeat_interval(2) == 0.5  # Dask's own again once the cluster is closed
+
+
+def test_slower_heartbeats_without_dasks_function_change_nothing(monkeypatch):
+    monkeypatch.delattr(distributed.scheduler, "heartbeat_interval")
+    with _slower_heartbeats():
+        pass
+    assert not hasattr(distributed.scheduler, "heartbeat_interval")
+
+
+def test_ctrl_c_while_the_forkserver_imports_prints_no_traceback(small_universe, tmp_path):
+    config = write_config(tmp_path / "config.yaml", ohlcv_path=str(small_universe), out_dir=str(tmp_path / "out"),
+                          workers=2, dashboard_address="127.0.0.1:0")
+    proc = subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(config)], cwd=REPO, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    driver = psutil.Process(proc.pid)
+    deadline = time.time() + 60
+    forkserver = None
+    while forkserver is None and time.time() < deadline:  # its preloads take ~1 s
+        forkserver = next((p for p in driver.children() if "forkserver" in " ".join(p.cmdline())), None)
+        time.sleep(0.005)
+    assert forkserver is not None, "no forkserver started"
+    time.sleep(0.3)  # into its imports: before Python's start-up, SIGINT kills a process silently
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "interrupted" in stderr
+    forkserver.wait(timeout=10)  # gone with the driver (psutil raises TimeoutExpired if not)

@@ -1,0 +1,11 @@
+"""Imported first by the forkserver (harness.forkserver.PRELOAD): from here on it ignores SIGINT.
+
+multiprocessing's forkserver ignores SIGINT itself, but only once its preloads are imported (~1 s of
+Dask, pandas, pyarrow): a Ctrl-C during them printed the forkserver's KeyboardInterrupt traceback
+beside the driver's one-line message. The driver handles Ctrl-C and closes the cluster; the workers,
+forked with the forkserver's signal handlers, ignore SIGINT from their first instruction too
+(cluster.worker_setup says so again for workers that come from elsewhere)."""
+
+import signal
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)
