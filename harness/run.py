@@ -26,6 +26,16 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+
+def _interrupted_while_importing(signum: int, frame: Any) -> None:
+    print("error: interrupted", file=sys.stderr)
+    sys.exit(130)  # Interrupted's exit code
+
+
+if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    # a Ctrl-C during the imports below (~1 s): the exit of a later one, without their traceback
+    signal.signal(signal.SIGINT, _interrupted_while_importing)
+
 import psutil
 
 from harness.config import ScanConfig, load_config, read_yaml
@@ -311,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.propagate = False
     signal.signal(signal.SIGTERM, _raise_interrupted)
     imports = seconds_since_start()  # interpreter start and imports so far
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored (`cmd &`)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # not where SIGINT is ignored (`cmd &`)
         signal.signal(signal.SIGINT, _raise_interrupted)
     args = parse_args(argv)
     try:

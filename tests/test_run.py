@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -236,3 +237,17 @@ def test_the_process_age_in_run_json_timings_is_not_more_than_the_process_lived(
     lived = time.monotonic() - started
     proc.communicate("\n", timeout=30)
     assert 0 < age <= lived + 0.011, (age, lived)  # the kernel counts a start in 10 ms ticks
+
+
+@pytest.mark.parametrize("after", [0.4, 0.8])
+def test_ctrl_c_while_the_cli_imports_prints_no_traceback(tmp_path, small_universe, after):
+    # the imports take ~1 s here; on a faster machine the run's own handler answers, the same way
+    config = write_config(tmp_path / "c.yaml", ohlcv_path=str(small_universe), out_dir=str(tmp_path / "out"))
+    proc = subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(config), "--workers", "1"],
+                            cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    time.sleep(after)
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr, stderr
