@@ -91,12 +91,17 @@ class DetectorSpec:
     def out_name(self) -> str:
         return out_name(self.name)
 
+    @property
+    def is_users(self) -> bool:
+        """A user's detector (an import path), not one of harness.detectors' registered ones."""
+        return bool(_IMPORT_PATH.fullmatch(self.name))
+
     def __reduce__(self) -> tuple:
         # A user's detector travels to a worker as its import path and is imported there by
         # _spec_on_worker: a module that fails to import on the worker then fails the symbol,
         # naming the detector. Pickled by reference, the failure would be in the worker's message
         # stream, where Dask logs it and the task is never run: the driver would wait forever.
-        if _IMPORT_PATH.fullmatch(self.name):
+        if self.is_users:
             return _spec_on_worker, (self.name, self.params, self.baseline)
         return DetectorSpec, (self.name, self.func, self.params, self.baseline)
 

@@ -227,3 +227,17 @@ def test_every_detector_handles_empty_and_tiny_frames(name):
 
 def test_every_variant_names_a_registered_baseline():
     assert set(variants.VARIANTS.values()) <= set(DEFAULT_PARAMS)
+
+
+@pytest.mark.parametrize("name", list(DEFAULT_PARAMS) + list(variants.VARIANTS))
+def test_registered_detectors_leave_their_input_unchanged(name, small_universe):
+    # harness.task shares one frame among them (only a user's detector gets a copy)
+    from harness.io import list_symbols, read_symbol_data
+    spec = resolve_detectors((name,), {})[0]
+    fired = 0
+    for symbol in list_symbols(str(small_universe)):
+        frame = read_symbol_data(symbol, str(small_universe), 10_000)
+        before = frame.copy()
+        fired += len(spec.func(frame, spec.params))
+        pd.testing.assert_frame_equal(frame, before, check_exact=True)
+    assert fired > 0

@@ -251,3 +251,21 @@ def test_ctrl_c_while_the_cli_imports_prints_no_traceback(tmp_path, small_univer
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr, stderr
+
+
+def test_a_user_detector_that_changes_its_input_changes_no_other_detector(tmp_path, small_universe):
+    outs = {}
+    for name, detectors in {"alone": ["gap"], "after": ["user_detectors:doubles_close_in_place", "gap"]}.items():
+        config = write_config(tmp_path / f"{name}.yaml", ohlcv_path=str(small_universe), detectors=detectors,
+                              out_dir=str(tmp_path / name))
+        proc = run_cli("--config", str(config), "--workers", "1")
+        assert proc.returncode == 0, proc.stderr
+        outs[name] = tmp_path / name
+    for kind in ("events", "forward"):
+        alone, after = (pq.read_table(outs[n] / "gap" / f"{kind}.parquet").to_pandas() for n in ("alone", "after"))
+        assert len(alone) > 0
+        pd.testing.assert_frame_equal(alone, after, check_exact=True)
+    mutated = pq.read_table(outs["after"] / "user_detectors.doubles_close_in_place" / "forward.parquet").to_pandas()
+    bars = pd.read_parquet(small_universe / f"symbol={mutated['symbol'].iloc[0]}")
+    # its own events' close is the data's, not the doubled one
+    assert mutated["close"].iloc[0] == bars.loc[bars["date"] == mutated["date"].iloc[0], "close"].iloc[0]

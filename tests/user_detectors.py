@@ -61,3 +61,11 @@ def gated(df: pd.DataFrame, cfg) -> pd.DataFrame:
     while gate and not os.path.exists(gate):
         time.sleep(0.05)
     return df.iloc[::50][["date"]].assign(score=1.0)
+
+
+def doubles_close_in_place(df: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Changes its input in place (close doubled, the date made the index), then fires on every 50th row."""
+    df["close"] *= 2
+    dates = df["date"].to_numpy()
+    df.set_index("date", inplace=True)
+    return pd.DataFrame({"date": dates[::50], "score": 1.0})
