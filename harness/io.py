@@ -34,6 +34,9 @@ _LOCAL = pafs.LocalFileSystem()
 # No share trades near a trillion per unit of currency: a price above this is a sentinel or an
 # overflow (1e308), and it breaks the detectors' ratios and variances like an infinite one.
 MAX_PRICE = 1e12
+# Nor below a millionth (split-adjusted history included): a smaller price is an underflow or a
+# sentinel (1e-300, 5e-324), whose returns of 1e300 or more turned the market index into inf.
+MIN_PRICE = 1e-6
 # The first day datetime64[ns] holds (pandas.Timestamp.min is 1677-09-21 00:12:43).
 _EARLIEST_DAY = np.datetime64("1677-09-22", "D")
 # Remote storage: the SDKs' own defaults retry an unreachable endpoint for many minutes.
@@ -51,7 +54,7 @@ class Repairs:
 
     duplicate_dates: int = 0       # rows dropped because a later row had the same date
     unsorted: int = 0              # 1 when the rows had to be sorted by date
-    bad_price_rows: int = 0        # rows dropped for a price that is NaN, infinite, <= 0 or > MAX_PRICE
+    bad_price_rows: int = 0        # rows dropped for a price that is NaN, infinite, < MIN_PRICE or > MAX_PRICE
     bad_volume_rows: int = 0       # rows dropped for a negative or infinite volume (NaN volume is kept)
     time_of_day: int = 0           # rows whose timestamp had a time of day (bars are days: cut to midnight)
     ignored_files: int = 0         # files in the partition that are not *.parquet, or hidden
@@ -265,7 +268,7 @@ def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
     with np.errstate(invalid="ignore"):
         good_price = ~np.isnat(dates)
         for name in PRICE_COLUMNS:
-            good_price &= (columns[name] > 0) & (columns[name] <= MAX_PRICE)  # False for NaN and inf too
+            good_price &= (columns[name] >= MIN_PRICE) & (columns[name] <= MAX_PRICE)  # False for NaN and inf too
         volume = columns["volume"]
         good_volume = np.isnan(volume) | ((volume >= 0) & (volume < np.inf))
     if not (good_price & good_volume).all():
@@ -310,7 +313,7 @@ def read_symbol_data(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
       a.parquet), in path order; other files, and names starting with '.' or '_', are ignored;
     - a timestamp with a time of day is cut to its date (counted in time_of_day);
     - duplicate dates: the row read last wins (a later file overrides an earlier one);
-    - rows with an open/high/low/close that is NaN, infinite, zero, negative or above MAX_PRICE
+    - rows with an open/high/low/close that is NaN, infinite, below MIN_PRICE or above MAX_PRICE
       are dropped, and so are rows with a negative or infinite volume (a NaN volume is kept);
     - a lookback reaching before 1677-09-22 (what datetime64[ns] holds) means all history;
     - a missing partition, or one with no rows, gives an empty frame with the same columns;

@@ -197,9 +197,11 @@ def test_repairs_infinite_prices_nested_partitions_and_all_history(tmp_path):
     root = tmp_path / "ohlcv"
     base = walk(400, 3)
     write_partition(root, "BASE", base)
-    write_partition(root, "CLEAN", base.drop(index=[100, 200, 300]))
+    write_partition(root, "CLEAN", base.drop(index=[50, 100, 150, 200, 300]))
     poisoned = base.copy()
+    poisoned.loc[50, "low"] = 1e-300
     poisoned.loc[100, "close"] = np.inf
+    poisoned.loc[150, "close"] = 5e-324
     poisoned.loc[200, "open"] = 1e308
     poisoned.loc[300, "volume"] = np.inf
     write_partition(root, "POISONED", poisoned)
@@ -214,9 +216,9 @@ def test_repairs_infinite_prices_nested_partitions_and_all_history(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Warning" not in proc.stderr
     run = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert run["repairs"] == {"POISONED": {"bad_price_rows": 2, "bad_volume_rows": 1},
+    assert run["repairs"] == {"POISONED": {"bad_price_rows": 4, "bad_volume_rows": 1},
                               "NESTED": {"ignored_files": 2}}
-    assert run["bars_read"] == 400 + 397 + 400 + 397
+    assert run["bars_read"] == 400 + 395 + 400 + 395
     for detector in ("gap", "rsi_oversold"):
         forward = pq.read_table(tmp_path / "out" / detector / "forward.parquet").to_pandas()
         by_symbol = {s: f.drop(columns="symbol").reset_index(drop=True) for s, f in forward.groupby("symbol")}

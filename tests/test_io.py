@@ -75,9 +75,11 @@ def test_bad_prices_are_dropped_and_counted(tmp_path):
     frame.loc[1, "close"] = np.nan
     frame.loc[2, "open"] = 0.0
     frame.loc[3, "low"] = -1.0
+    frame.loc[4, "high"] = 5e-324  # an underflow: its returns would be ~1e324
+    frame.loc[5, "close"] = 1e-6  # a millionth is still a price
     write_partition(tmp_path, "X", frame)
     out, repairs = load_symbol_bars("X", str(tmp_path), 365)
-    assert len(out) == 3 and repairs.bad_price_rows == 3
+    assert len(out) == 2 and repairs.bad_price_rows == 4
 
 
 def test_stray_files_ignored_and_counted(tmp_path):
