@@ -15,13 +15,19 @@ SUMMARY_COLUMNS = ["detector", "baseline", "window", "events", "valid", "mean", 
                    "baseline_mean", "vs_baseline", "vs_baseline_t", "symbols", "failed_symbols"]
 PATH_COLUMNS = ["detector", "offset", "events", "mean_ret", "mean_abn", "abn_low", "abn_high"]
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
+# A t-statistic needs a standard error above floating-point rounding. Returns are fractions: a
+# real one's standard error is above 1e-7 even for millions of events, while returns that are
+# constant but for rounding (the abnormal returns of a one-symbol universe, whose market is the
+# stock itself: ~1e-17 each) have one near 1e-17 and would give any t at all, "significant" too.
+MIN_STANDARD_ERROR = 1e-12
 
 
 def return_stats(returns: np.ndarray) -> dict[str, float | int]:
     """valid, mean, median, std (ddof=1), t_stat = mean / (std / sqrt(valid)), hit_rate = share > 0.
 
     NaN entries are not valid and are left out. With no valid return every statistic is NaN; with
-    one, std and t_stat are NaN; t_stat is NaN when std is 0.
+    one, std and t_stat are NaN; t_stat is NaN when the standard error is below MIN_STANDARD_ERROR
+    (std 0, or returns equal but for rounding).
     """
     values = returns[~np.isnan(returns)]
     n = len(values)
@@ -30,7 +36,7 @@ def return_stats(returns: np.ndarray) -> dict[str, float | int]:
                 "t_stat": math.nan, "hit_rate": math.nan}
     mean = float(values.mean())
     std = float(values.std(ddof=1)) if n > 1 else math.nan
-    t_stat = mean / (std / math.sqrt(n)) if n > 1 and std > 0 else math.nan
+    t_stat = mean / (std / math.sqrt(n)) if n > 1 and std / math.sqrt(n) >= MIN_STANDARD_ERROR else math.nan
     return {"valid": n, "mean": mean, "median": float(np.median(values)), "std": std,
             "t_stat": t_stat, "hit_rate": float((values > 0).sum() / n)}
 
@@ -58,7 +64,7 @@ def clustered_mean_t(values: np.ndarray, groups: np.ndarray) -> float:
     u = values - mean and S_g their sum over cluster g, var(mean) = G / (G - 1) * sum_g S_g^2 / N^2
     (statsmodels' default small-sample correction; (N - 1) / (N - K) is 1 for K = 1 regressor).
     Written out with +, -, *, / and sqrt only (no BLAS), so the bytes are the same on every CPU.
-    NaN with fewer than two clusters or when the clustered variance is 0.
+    NaN with fewer than two clusters or when the standard error is below MIN_STANDARD_ERROR.
     """
     ids, clusters = _cluster_ids(groups)
     if clusters < 2:
@@ -66,7 +72,7 @@ def clustered_mean_t(values: np.ndarray, groups: np.ndarray) -> float:
     mean = values.mean()
     scores = np.bincount(ids, weights=values - mean, minlength=clusters)
     var = clusters / (clusters - 1) * float((scores * scores).sum()) / (len(values) * len(values))
-    return float(mean / math.sqrt(var)) if var > 0 else math.nan
+    return float(mean / math.sqrt(var)) if var >= MIN_STANDARD_ERROR ** 2 else math.nan
 
 
 def clustered_difference_t(base: np.ndarray, base_groups: np.ndarray, other: np.ndarray,
@@ -78,7 +84,8 @@ def clustered_difference_t(base: np.ndarray, base_groups: np.ndarray, other: np.
     with residuals u (each value less its own sample's mean), per cluster the scores
     s_g = (sum_g u, sum_g d*u), and bread B = inv(X'X) written out for the dummy design, the
     variance of the coefficient is c * (B M B)[1, 1] with M = sum_g s_g s_g'. Only +, -, *, /, sqrt.
-    NaN when either sample is empty, with fewer than two clusters, or a variance of 0.
+    NaN when either sample is empty, with fewer than two clusters, or a standard error below
+    MIN_STANDARD_ERROR.
     """
     n_base, n_other = len(base), len(other)
     if n_base == 0 or n_other == 0:
@@ -97,7 +104,7 @@ def clustered_difference_t(base: np.ndarray, base_groups: np.ndarray, other: np.
     b10, b11 = -1.0 / n_base, n / (n_other * n_base)
     meat = b10 * b10 * m00 + 2 * b10 * b11 * m01 + b11 * b11 * m11
     var = clusters / (clusters - 1) * (n - 1) / (n - 2) * meat
-    return float((mean_other - mean_base) / math.sqrt(var)) if var > 0 else math.nan
+    return float((mean_other - mean_base) / math.sqrt(var)) if var >= MIN_STANDARD_ERROR ** 2 else math.nan
 
 
 DETECTOR_COLUMNS = ["window", "events", "valid", "mean", "median", "std", "t_stat", "t_clustered", "hit_rate",

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from conftest import bars, run_cli, write_config, write_partition
 from harness.market import chunk_sums, market_index
-from harness.summary import PathSums, _cluster_ids, clustered_difference_t, clustered_mean_t
+from harness.summary import PathSums, _cluster_ids, clustered_difference_t, clustered_mean_t, return_stats
 
 RTOL = 1e-9  # statsmodels solves the same OLS by pinv; the last bits of its sums differ from ours
 
@@ -222,3 +222,17 @@ def test_path_sums_added_chunk_by_chunk_have_the_bits_of_dense_sums():
         dense_ret += np.bincount(cells, weights=ret[ok], minlength=900).reshape(300, 3)
         dense_abn += np.bincount(cells, weights=ret[ok] - mkt[ok], minlength=900).reshape(300, 3)
     assert sums.ret.tobytes() == dense_ret.tobytes() and sums.abn.tobytes() == dense_abn.tobytes()
+
+
+def test_no_t_statistic_from_rounding_noise():
+    # a one-symbol universe: the market is the stock, so fwd - mkt is 0 but for rounding (~1e-17)
+    rng = np.random.default_rng(7)
+    raw = rng.normal(0.01, 0.05, 300)
+    noise = raw - (raw + 1e-3 - 1e-3)
+    assert np.abs(noise).max() < 1e-16 and np.abs(noise).max() > 0
+    groups = rng.integers(0, 50, 300)
+    assert math.isnan(clustered_mean_t(noise, groups))
+    assert math.isnan(clustered_difference_t(noise, groups, noise[::2], groups[::2]))
+    assert math.isnan(return_stats(noise)["t_stat"])
+    # real returns of the smallest size this tool sees still get theirs
+    assert abs(clustered_mean_t(raw * 1e-4, groups)) > 0 and abs(return_stats(raw * 1e-4)["t_stat"]) > 0

@@ -269,3 +269,17 @@ def test_a_user_detector_that_changes_its_input_changes_no_other_detector(tmp_pa
     bars = pd.read_parquet(small_universe / f"symbol={mutated['symbol'].iloc[0]}")
     # its own events' close is the data's, not the doubled one
     assert mutated["close"].iloc[0] == bars.loc[bars["date"] == mutated["date"].iloc[0], "close"].iloc[0]
+
+
+def test_a_one_symbol_universe_claims_no_abnormal_significance(tmp_path, small_universe):
+    # its market is the symbol itself: abnormal returns are 0 but for rounding, and their t-statistics
+    # (abn_t, vs_baseline_t) were any number, starred as significant
+    symbol = sorted(p.name.split("=", 1)[1] for p in small_universe.iterdir())[0]
+    config = write_config(tmp_path / "c.yaml", ohlcv_path=str(small_universe), out_dir=str(tmp_path / "out"))
+    proc = run_cli("--config", str(config), "--workers", "1", "--symbols", symbol)
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    fired = summary[summary["valid"] > 2]
+    assert len(fired) > 0 and fired["t_stat"].notna().all()  # the raw returns still have theirs
+    assert (fired["abn_mean"].abs() < 1e-15).all()
+    assert fired["abn_t"].isna().all() and summary["vs_baseline_t"].isna().all()
