@@ -208,6 +208,10 @@ def _read_file(fs: pafs.FileSystem, path: str, symbol: str) -> pa.Table:
             if missing:
                 raise DataError(f"symbol {symbol!r}: file {path!r} lacks column(s) {', '.join(missing)} "
                                 f"(required: {', '.join(COLUMNS)})")
+            twice = [c for c in COLUMNS if names.count(c) > 1]
+            if twice:
+                raise DataError(f"symbol {symbol!r}: file {path!r} has column {twice[0]!r} more than once; "
+                                "which one holds the data is unknown")
             table = parquet.read(columns=list(COLUMNS))
     except DataError:
         raise

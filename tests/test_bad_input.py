@@ -100,6 +100,11 @@ def huge_uint64_volume(root: Path) -> None:
                    root / "symbol=BBB" / "part-0.parquet")
 
 
+def close_column_twice(root: Path) -> None:
+    table = pa.Table.from_pandas(walk(300, 9), preserve_index=False)
+    pq.write_table(table.append_column("close", table.column("close")), root / "symbol=BBB" / "part-0.parquet")
+
+
 @dataclasses.dataclass
 class Case:
     """One bad input: config `keys` (merged into base_config), `raw` YAML appended as written, CLI
@@ -160,6 +165,9 @@ CASES = {
     "13-volume-2^64-1": Case(data=huge_uint64_volume, alone=False,
                              message="symbol 'BBB' failed: symbol 'BBB': file '{data}/symbol=BBB/part-0.parquet': "
                                      "column 'volume': Integer value 18446744073709551615 not in range"),
+    "13-column-twice": Case(data=close_column_twice, alone=False,
+                            message="symbol 'BBB' failed: symbol 'BBB': file '{data}/symbol=BBB/part-0.parquet' has "
+                                    "column 'close' more than once"),
 }
 
 
