@@ -13,6 +13,7 @@ import datetime as dt
 import difflib
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -204,6 +205,27 @@ def _storage_options(key: str, value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _local_path(key: str, value: str, base_dir: str | os.PathLike) -> Path:
+    """`value` (relative to base_dir) as an absolute path, symlinks resolved; a ConfigError when the
+    operating system cannot use it: a name too long, a NUL byte, a symlink loop, a folder on the
+    way that may not be entered."""
+    try:
+        path = (Path(base_dir) / value).resolve()
+        path.exists()  # raises for what resolve() lets through (a long name, a folder not to enter)
+    except (OSError, RuntimeError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split(":")[0]
+        raise _fail(key, f"{value!r} is not a usable path ({reason})") from None
+    return path
+
+
+def _file_url_as_path(value: str) -> str:
+    """A file:// URL as the local path it names (read like any local folder, and checked like one)."""
+    if not value.startswith("file://"):
+        return value
+    parsed = urllib.parse.urlparse(value)
+    return urllib.parse.unquote(parsed.path) if parsed.netloc in ("", "localhost") else value
+
+
 def _out_dir(key: str, value: Any, ohlcv_path: str, base_dir: str | os.PathLike) -> str:
     """The output folder, absolute. Refused: a URL, a file (or a path through one), the file-system
     root, the dataset root or a folder inside it (the scan would write among its inputs)."""
@@ -212,7 +234,7 @@ def _out_dir(key: str, value: Any, ohlcv_path: str, base_dir: str | os.PathLike)
     out_dir = _str(key, value)
     if is_url(out_dir):
         raise _fail(key, f"must be a local folder, got {out_dir!r} (outputs are written by the driver)")
-    path = (Path(base_dir) / out_dir).resolve()
+    path = _local_path(key, out_dir, base_dir)
     if path == Path(path.anchor):
         raise _fail(key, f"{str(path)!r} is the file-system root; give the results a folder of their own")
     existing = next(p for p in (path, *path.parents) if p.exists())
@@ -281,9 +303,9 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown config key '{key}'{hint}; allowed keys: {', '.join(KEYS)}")
 
-    ohlcv_path = _str("ohlcv_path", merged.get("ohlcv_path", DEFAULT_DATA))
+    ohlcv_path = _file_url_as_path(_str("ohlcv_path", merged.get("ohlcv_path", DEFAULT_DATA)))
     if not is_url(ohlcv_path):
-        ohlcv_path = str((Path(base_dir) / ohlcv_path).resolve())
+        ohlcv_path = str(_local_path("ohlcv_path", ohlcv_path, base_dir))
         if Path(ohlcv_path).is_file():
             raise _fail("ohlcv_path", f"{ohlcv_path!r} is a file; give the folder that holds the "
                         "symbol=XXX/ folders")

@@ -124,3 +124,22 @@ def test_yaml_is_loaded_safely(tmp_path, data):
     config.write_text(f"ohlcv_path: !!python/object/apply:os.system ['touch {tmp_path}/pwned']\n")
     proc = run_cli("--config", str(config))
     assert proc.returncode == 2 and not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("key", ["out_dir", "ohlcv_path"])
+@pytest.mark.parametrize("name, make", [
+    ("a name too long", lambda tmp: str(tmp / ("x" * 300))),
+    ("a NUL byte", lambda tmp: str(tmp / "a\0b")),
+    ("a symlink loop", lambda tmp: (tmp / "loop").symlink_to("loop") or str(tmp / "loop" / "x")),
+])
+def test_paths_the_os_cannot_use_name_the_key(tmp_path, data, key, name, make):
+    with pytest.raises(ConfigError) as info:
+        load_config({"ohlcv_path": str(data), "detectors": ["gap"], key: make(tmp_path)})
+    assert f"config key '{key}'" in str(info.value) and "is not a usable path" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_file_url_is_the_local_folder_and_checked_as_one(data):
+    assert cfg(data, ohlcv_path=f"file://{data}").ohlcv_path == str(data)
+    with pytest.raises(ConfigError, match="'out_dir': .* is the dataset root 'ohlcv_path' or inside it"):
+        cfg(data, ohlcv_path=f"file://{data}", out_dir=str(data / "symbol=AAA"))
