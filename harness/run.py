@@ -295,6 +295,11 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
     if failed:
         print(f"\n{len(failed)} symbol(s) failed and were skipped: "
               + ", ".join(f["symbol"] for f in failed[:10]) + (" ..." if len(failed) > 10 else ""))
+    empty = info["symbols_without_bars"]
+    if empty:  # not an error (a symbol listed before it traded), but a misnamed file looks the same
+        print(f"\n{len(empty)} symbol(s) had no bars to scan (no *.parquet file, every row dropped, or none in "
+              "the lookback): " + ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
+              + "; run.json has their repairs and ignored_files")
     log.info("Wrote %s (%.1fs); report: %s", cfg.out_dir, info["wall_seconds"], Path(cfg.out_dir) / "report.html")
     return info
 

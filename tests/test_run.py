@@ -283,3 +283,18 @@ def test_a_one_symbol_universe_claims_no_abnormal_significance(tmp_path, small_u
     assert len(fired) > 0 and fired["t_stat"].notna().all()  # the raw returns still have theirs
     assert (fired["abn_mean"].abs() < 1e-15).all()
     assert fired["abn_t"].isna().all() and summary["vs_baseline_t"].isna().all()
+
+
+def test_symbols_without_bars_are_named_on_the_console(tmp_path, small_universe):
+    data = tmp_path / "ohlcv"
+    shutil.copytree(small_universe, data)
+    renamed = sorted(data.iterdir())[0]
+    for file in renamed.rglob("*.parquet"):
+        file.rename(file.with_suffix(".pq"))  # a common slip: not read, so the symbol has no bars
+    config = write_config(tmp_path / "c.yaml", ohlcv_path=str(data), detectors=["gap"], out_dir=str(tmp_path / "out"))
+    proc = run_cli("--config", str(config), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    symbol = renamed.name.split("=", 1)[1]
+    assert f"1 symbol(s) had no bars to scan (no *.parquet file, every row dropped, or none in the lookback): {symbol};" \
+        in proc.stdout, proc.stdout
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["symbols_without_bars"] == [symbol]
