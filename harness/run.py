@@ -28,6 +28,7 @@ from typing import Any, Iterator, Sequence
 
 
 def _interrupted_while_importing(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # once (see _raise_interrupted)
     print("error: interrupted", file=sys.stderr)
     sys.exit(130)  # Interrupted's exit code
 
@@ -315,6 +316,11 @@ def seconds_since_start() -> float:
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
+    # Once: a second Ctrl-C (people press it two or three times) would land in the cleanup that
+    # the first one started (closing the cluster, removing temp files) and print its traceback.
+    # From now on SIGINT is ignored, and SIGTERM kills at once should that cleanup ever hang.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     raise StopRequested
 
 

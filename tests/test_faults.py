@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -167,13 +168,16 @@ def test_interrupt_then_resume_gives_the_uninterrupted_result(tmp_path, small_un
     wait_for_flushes(tmp_path / "out", 6, proc)
     sent = time.monotonic()
     if sig == signal.SIGINT:
-        os.killpg(proc.pid, sig)
+        for _ in range(3):  # people press Ctrl-C more than once: the others land in the cleanup
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            time.sleep(0.05)
     else:
         proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert time.monotonic() - sent < 20
-    assert "rerun with --resume" in stderr.strip().splitlines()[-1] and "Traceback" not in stderr
+    assert "rerun with --resume" in stderr.strip().splitlines()[-1] and "Traceback" not in stderr, stderr
     time.sleep(1)
     assert marked_processes(marker) == []
     flushed = staged_symbols(tmp_path / "out")
