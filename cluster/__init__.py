@@ -10,6 +10,7 @@ and imports the scan code on every worker.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -58,6 +59,13 @@ FORKSERVER = {"distributed.worker.multiprocessing-method": "forkserver",
 RESULT_PACKAGES = ("numpy", "pandas", "pyarrow")
 CHECKED_PACKAGES = (*RESULT_PACKAGES, "python", "dask", "distributed", "cloudpickle")
 CODE_PACKAGES = ("harness", "baseline", "cluster")
+# A remote scheduler: connecting (TCP, and TLS) is retried for CONNECT_SECONDS, and what listens at
+# the address must then answer as a Dask scheduler within ANSWER_SECONDS of the first attempt
+# (distributed's own Client waits forever for a listener that never answers). A scheduler without
+# workers gets WORKER_WAIT_SECONDS for one to join before the run stops.
+CONNECT_SECONDS = 10
+ANSWER_SECONDS = 15
+WORKER_WAIT_SECONDS = 60
 
 
 def warm_up(client: Client, detector_modules: Iterable[str] = ()) -> None:
@@ -139,6 +147,61 @@ def _security(cfg: ScanConfig) -> Security | None:
                     tls_client_key=cfg.security["key"], require_encryption=True)
 
 
+async def _identify(address: str, connection_args: Mapping[str, Any]) -> str:
+    """Connect to `address` as Dask does (handshake included) and ask what answers: the "type" of
+    its identity reply ("Scheduler" for a scheduler)."""
+    from distributed.comm import connect as comm_connect
+    comm = await comm_connect(address, timeout=CONNECT_SECONDS, **connection_args)
+    try:
+        await comm.write({"op": "identity", "reply": True})
+        reply = await comm.read()
+    finally:
+        comm.abort()
+    return reply.get("type", "") if isinstance(reply, dict) else ""
+
+
+def check_scheduler(address: str, security: Security | None = None) -> None:
+    """ScanError unless a Dask scheduler answers at `address` within ANSWER_SECONDS.
+
+    distributed's Client never gives up on a listener that accepts and stays silent (an HTTP server,
+    a half-dead process) and fails with whatever error reading a non-Dask protocol gives (an SSH
+    banner read as a frame length: a MemoryError). This probe runs first, with a deadline.
+    """
+    args = (security or Security()).get_connection_args("client")
+    hint = " or do the security certificates not match the cluster's?" if address.startswith("tls://") else "?"
+    fail = f"cannot reach the Dask scheduler at {address}"
+    not_dask = ("(is `dask scheduler` running there? Its port is 8786 unless set with --port; "
+                "8787 is its dashboard's)")
+    try:
+        kind = asyncio.run(asyncio.wait_for(_identify(address, args), ANSWER_SECONDS))
+    except TimeoutError:  # wait_for's deadline (asyncio.TimeoutError is TimeoutError): connected, no answer
+        raise ScanError(f"{fail}: something accepts connections there but did not answer as a Dask "
+                        f"scheduler within {ANSWER_SECONDS} s {not_dask}") from None
+    except OSError as exc:  # refused, unreachable, TLS refused: distributed retried for CONNECT_SECONDS
+        raise ScanError(f"{fail}: {(str(exc).splitlines() or [type(exc).__name__])[0]} "
+                        f"(is `dask scheduler` running there{hint})") from None
+    except Exception:  # bytes of another protocol: any error decoding them
+        raise ScanError(f"{fail}: what listens there is not a Dask scheduler (it answered in another "
+                        f"protocol) {not_dask}") from None
+    if kind != "Scheduler":
+        what = f"a Dask {kind}" if kind else "not a Dask scheduler"
+        raise ScanError(f"{fail}: what listens there is {what}, not the scheduler {not_dask}")
+
+
+def wait_for_a_worker(client: Client, address: str, seconds: float = WORKER_WAIT_SECONDS) -> None:
+    """Return once the scheduler at `address` has a running worker; ScanError after `seconds`."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    if any(w.get("status", "running") == "running" for w in workers):
+        return
+    log.info("The Dask scheduler at %s has no workers yet: waiting up to %s s for one to join", address, seconds)
+    try:
+        client.wait_for_workers(1, timeout=seconds)
+    except TimeoutError:
+        raise ScanError(f"no worker joined the Dask scheduler at {address} in {seconds:g} s "
+                        f"(start `dask worker {address}`)") from None
+    log.info("A worker joined the Dask scheduler at %s", address)
+
+
 def _prepare(client: Client, cfg: ScanConfig) -> None:
     if cfg.ship_code:
         ship_code(client)
@@ -215,16 +278,19 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
     """A Client for this run; closes it (and a LocalCluster it started) on the way out."""
     with dask.config.set(QUIET_DASK):
         if cfg.scheduler_address:
+            security = _security(cfg)
+            check_scheduler(cfg.scheduler_address, security)  # a deadline the Client does not have
             try:
-                client = Client(cfg.scheduler_address, timeout="10s", security=_security(cfg))
+                client = Client(cfg.scheduler_address, timeout=f"{CONNECT_SECONDS}s", security=security)
             except (OSError, TimeoutError) as exc:
                 hint = (" or do the security certificates not match the cluster's?"
                         if cfg.scheduler_address.startswith("tls://") else "")
                 raise ScanError(f"cannot reach the Dask scheduler at {cfg.scheduler_address}: "
                                 f"{str(exc).splitlines()[0]} (is `dask scheduler` running there{hint})") from None
-            log.info("Connected to scheduler %s (%d workers); config key 'workers' is ignored",
-                     cfg.scheduler_address, len(client.scheduler_info(n_workers=-1)["workers"]))
             try:
+                log.info("Connected to scheduler %s (%d workers); config key 'workers' is ignored",
+                         cfg.scheduler_address, len(client.scheduler_info(n_workers=-1)["workers"]))
+                wait_for_a_worker(client, cfg.scheduler_address)
                 _prepare(client, cfg)
                 yield client
             finally:

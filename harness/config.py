@@ -226,6 +226,37 @@ def _file_url_as_path(value: str) -> str:
     return urllib.parse.unquote(parsed.path) if parsed.netloc in ("", "localhost") else value
 
 
+def scheduler_host_port(address: str) -> tuple[str, int]:
+    """The host and port of a tcp:// or tls:// scheduler_address; ConfigError naming the key if it
+    has no host or no valid port (distributed would raise a bare ValueError, or a traceback, later)."""
+    scheme, sep, rest = address.partition("://")
+    problem = None
+    if not sep or scheme not in ("tcp", "tls"):
+        problem = "the scheme must be tcp:// or tls://"
+    elif rest.startswith("["):  # IPv6: [::1]:8786
+        host, bracket, tail = rest[1:].partition("]")
+        port = tail[1:] if tail.startswith(":") else None
+        if not bracket or tail and port is None:
+            problem = "an IPv6 host must be in brackets, [::1]:8786"
+    else:
+        host, colon, port = rest.rpartition(":")
+        if not colon:
+            host, port = rest, None
+        elif ":" in host:
+            problem = "an IPv6 host must be in brackets, [::1]:8786"
+    if problem is None:
+        if not host:
+            problem = "the host is missing"
+        elif not port:
+            problem = "the port number is missing"
+        elif not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+            problem = f"the port {port!r} is not a number from 1 to 65535"
+    if problem:
+        raise _fail("scheduler_address", f"{problem}; expected tcp://host:port (e.g. tcp://127.0.0.1:8786), "
+                    f"got {address!r}")
+    return host, int(port)
+
+
 def _out_dir(key: str, value: Any, ohlcv_path: str, base_dir: str | os.PathLike) -> str:
     """The output folder, absolute. Refused: a URL, a file (or a path through one), the file-system
     root, the dataset root or a folder inside it (the scan would write among its inputs)."""
@@ -340,9 +371,8 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
         raise _fail("on_error", f"must be 'fail' or 'skip', got {on_error!r}")
 
     scheduler_address = _optional_str("scheduler_address", merged.get("scheduler_address"))
-    if scheduler_address and not scheduler_address.startswith(("tcp://", "tls://")):
-        raise _fail("scheduler_address",
-                    f"must look like tcp://host:port or tls://host:port, got {scheduler_address!r}")
+    if scheduler_address:
+        scheduler_host_port(scheduler_address)
     security = _security("security", merged.get("security"), base_dir)
     if scheduler_address and scheduler_address.startswith("tls://") and security is None:
         raise _fail("security", "a tls:// scheduler_address needs security: {ca_file, cert, key}")

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from cluster import version_mismatches
-from conftest import DaskProcesses, cli_env, free_port, run_cli, write_config
+from conftest import REPO, DaskProcesses, cli_env, free_port, run_cli, write_config
 from test_run import DETECTORS, output_files
 
 
-def scan(tmp_path: Path, out: str, data: str, *flags: str, env: dict | None = None, **keys):
+def scan(tmp_path: Path, out: str, data: str, *flags: str, env: dict | None = None, timeout: float = 300, **keys):
     keys = {"ohlcv_path": data, "detectors": DETECTORS, "out_dir": str(tmp_path / out), "flush_every": 4,
             "dashboard_address": "127.0.0.1:0", **keys}
-    proc = run_cli("--config", str(write_config(tmp_path / f"{out}.yaml", **keys)), *flags, env=env)
+    proc = run_cli("--config", str(write_config(tmp_path / f"{out}.yaml", **keys)), *flags, env=env, timeout=timeout)
     return proc, tmp_path / out
 
 
@@ -73,6 +76,119 @@ def test_tls_scheduler_scan_and_wrong_certificate(tmp_path, small_universe, refe
         proc, _ = scan(tmp_path, "plain", str(small_universe), "--scheduler", cluster.address)
         assert proc.returncode == 2 and "needs security" in proc.stderr
         assert cluster.alive()
+
+
+# --- a --scheduler address that is malformed, not a scheduler, or a scheduler without workers ---
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:abc", "tcp://"])
+def test_malformed_scheduler_address_is_a_config_error(tmp_path, small_universe, address):
+    proc, _ = scan(tmp_path, "out", str(small_universe), "--scheduler", address, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: config key 'scheduler_address': ") and "tcp://host:port" in line
+    assert repr(address) in line
+
+
+def test_scheduler_address_parsing():
+    from harness.config import scheduler_host_port
+    from harness.errors import ConfigError
+    assert scheduler_host_port("tcp://127.0.0.1:8786") == ("127.0.0.1", 8786)
+    assert scheduler_host_port("tls://dask.example.org:8786") == ("dask.example.org", 8786)
+    assert scheduler_host_port("tcp://[::1]:8786") == ("::1", 8786)
+    for bad in ("tcp://127.0.0.1", "tcp://:8786", "tcp://127.0.0.1:0", "tcp://127.0.0.1:70000", "tcp://::1:8786",
+                "tcp://[::1]8786", "tcp://127.0.0.1:٣"):
+        with pytest.raises(ConfigError, match="config key 'scheduler_address'"):
+            scheduler_host_port(bad)
+
+
+class FakeListener:
+    """A socket on 127.0.0.1, served by a thread of the test process, that accepts every connection,
+    sends `banner` (if any) and then keeps the connection open without a word more."""
+
+    def __init__(self, banner: bytes | None):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = f"tcp://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.banner, self.conns = banner, []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            self.conns.append(conn)
+            if self.banner:
+                conn.sendall(self.banner)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+@pytest.mark.parametrize("banner", [b"SSH-2.0-OpenSSH_8.9\r\n", None], ids=["other-protocol", "silent"])
+def test_listener_that_is_not_a_scheduler_fails_in_time(tmp_path, small_universe, banner):
+    listener = FakeListener(banner)
+    try:  # a hang is a TimeoutExpired after 90 s (before the fix: forever, or a MemoryError traceback)
+        proc, _ = scan(tmp_path, "out", str(small_universe), "--scheduler", listener.address, timeout=90)
+    finally:
+        listener.close()
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: cannot reach the Dask scheduler at {listener.address}: ")
+    assert ("not a Dask scheduler" if banner else "did not answer as a Dask scheduler") in line
+    assert "8787 is its dashboard's" in line
+
+
+def wait_for_scheduler(address: str) -> None:
+    from distributed import Client
+    with Client(address, timeout=30):
+        pass
+
+
+def test_scan_waits_for_a_worker_to_join(tmp_path, small_universe, reference):
+    with DaskProcesses(workers=0) as cluster:
+        wait_for_scheduler(cluster.address)
+        config = write_config(tmp_path / "out.yaml", ohlcv_path=str(small_universe), detectors=DETECTORS,
+                              out_dir=str(tmp_path / "out"), flush_every=4, scheduler_address=cluster.address)
+        proc = subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(config)], cwd=REPO,
+                                env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True)
+        reader.start()
+        try:
+            deadline, seen = time.monotonic() + 60, []
+            while not any("has no workers yet" in line for line in seen):
+                seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+            assert "waiting up to 60 s for one to join" in seen[-1], seen
+            cluster.procs.append(subprocess.Popen(  # stopped with the scheduler
+                [sys.executable, "-m", "distributed.cli.dask_worker", cluster.address, "--nthreads", "1",
+                 "--host", "127.0.0.1", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env=cli_env()))
+            proc.wait(timeout=120)
+            reader.join(timeout=10)
+        finally:
+            proc.kill()
+            proc.wait()
+        while not lines.empty():
+            seen.append(lines.get())
+        assert proc.returncode == 0, "".join(seen)
+        assert any("A worker joined the Dask scheduler" in line for line in seen)
+        assert output_files(tmp_path / "out") == reference
+
+
+def test_no_worker_joining_is_an_error(tmp_path):
+    from distributed import Client
+    from cluster import wait_for_a_worker
+    from harness.errors import ScanError
+    with DaskProcesses(workers=0) as cluster, Client(cluster.address, timeout=30) as client:
+        with pytest.raises(ScanError) as caught:
+            wait_for_a_worker(client, cluster.address, seconds=1)
+        assert str(caught.value) == (f"no worker joined the Dask scheduler at {cluster.address} in 1 s "
+                                     f"(start `dask worker {cluster.address}`)")
 
 
 # --- code shipped to workers that do not have the project ---
