@@ -242,6 +242,20 @@ def _slower_heartbeats() -> Iterator[None]:
         distributed.scheduler.heartbeat_interval = dask_interval
 
 
+def _leave_half_started_clusters() -> None:
+    """After a Ctrl-C inside LocalCluster(): keep Dask's exit handler off the half-started cluster.
+
+    The handler (distributed.deploy.spec.close_clusters) would close it and print a traceback: its
+    close asserts that every worker got past starting (AssertionError: Status.init), and closing
+    waits for workers the forkserver has yet to fork, which then fail to start, each with a
+    traceback. Nothing needs closing: the scheduler lives in this process, the worker processes
+    are daemonic (multiprocessing terminates them as this process exits), and the forkserver exits
+    with it without forking the rest."""
+    from distributed.deploy.spec import SpecCluster
+    for cluster in list(SpecCluster._instances):
+        cluster.shutdown_on_close = False
+
+
 def machine_cores() -> int:
     """The cores this process may run on (its CPU affinity, which a container may limit)."""
     try:
@@ -317,6 +331,9 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
                 raise ScanError(f"cannot start the local Dask cluster: {str(exc).splitlines()[0]} (is "
                                 f"dashboard_address {cfg.dashboard_address!r} an address of this machine? "
                                 "127.0.0.1:0 takes any free port)") from None
+            except KeyboardInterrupt:  # Ctrl-C while it starts
+                _leave_half_started_clusters()
+                raise
             try:
                 # direct_to_workers: results come straight from the worker that holds them, not
                 # relayed by the scheduler (which runs in this process too): half the driver's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -94,3 +95,25 @@ def test_ctrl_c_while_the_forkserver_imports_prints_no_traceback(small_universe,
     assert "Traceback" not in stderr, stderr
     assert "interrupted" in stderr
     forkserver.wait(timeout=10)  # gone with the driver (psutil raises TimeoutExpired if not)
+
+
+def test_ctrl_c_while_the_local_cluster_starts_prints_no_traceback(small_universe, tmp_path):
+    # Each nanny's start made slow (a nanny preload that sleeps, in the driver's Dask loop): the
+    # driver is then inside LocalCluster(), its workers not started, when the Ctrl-C comes.
+    (tmp_path / "slow_nanny.py").write_text("import time\ndef dask_setup(nanny):\n    time.sleep(3)\n")
+    config = write_config(tmp_path / "config.yaml", ohlcv_path=str(small_universe), out_dir=str(tmp_path / "out"),
+                          workers=2, dashboard_address="127.0.0.1:0")
+    proc = subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(config)], cwd=REPO,
+                            env=cli_env(PYTHONPATH=f"{tmp_path}:{REPO}:{REPO / 'tests'}",
+                                        DASK_DISTRIBUTED__NANNY__PRELOAD='["slow_nanny"]'),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    first = proc.stderr.readline()
+    assert "Scanning" in first, first
+    time.sleep(2.5)  # Dask imported, the forkserver ready, the first nanny asleep in LocalCluster()
+    children = psutil.Process(proc.pid).children(recursive=True)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    # Dask's exit handler closed the half-started cluster: AssertionError: Status.init
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    assert children and psutil.wait_procs(children, timeout=10)[1] == []  # the forkserver and any worker gone
