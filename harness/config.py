@@ -277,9 +277,27 @@ def _out_dir(key: str, value: Any, ohlcv_path: str, base_dir: str | os.PathLike)
     return str(path)
 
 
+class _KeyTwice(yaml.constructor.ConstructorError):
+    def __init__(self, key: Any, first: yaml.Mark, again: yaml.Mark):
+        super().__init__(problem=f"key {key!r}", problem_mark=again)
+        self.lines = (first.line + 1, again.line + 1)
+
+
 class _Loader(yaml.SafeLoader):
     """yaml.SafeLoader, except that a date-like scalar that is no real date (2024-02-30) stays text,
-    so that the key's own check reports it with the key's name."""
+    so that the key's own check reports it with the key's name, and that a key given twice in one
+    mapping is an error (YAML's loaders keep the last silently: a second `detectors:` lower down
+    would quietly replace the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            with contextlib.suppress(TypeError):  # an unhashable key: the base class reports it
+                if key in seen:
+                    raise _KeyTwice(key, seen[key], key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
 
 
 def _timestamp_or_text(loader: _Loader, node: yaml.ScalarNode) -> Any:
@@ -303,6 +321,9 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
                           "save it as UTF-8") from None
     try:
         raw = yaml.load(text, Loader=_Loader)  # noqa: S506  (_Loader is a SafeLoader)
+    except _KeyTwice as exc:
+        raise ConfigError(f"config file {str(path)!r} sets {exc.problem} twice (lines {exc.lines[0]} and "
+                          f"{exc.lines[1]}); keep one") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

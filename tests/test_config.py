@@ -143,3 +143,16 @@ def test_a_file_url_is_the_local_folder_and_checked_as_one(data):
     assert cfg(data, ohlcv_path=f"file://{data}").ohlcv_path == str(data)
     with pytest.raises(ConfigError, match="'out_dir': .* is the dataset root 'ohlcv_path' or inside it"):
         cfg(data, ohlcv_path=f"file://{data}", out_dir=str(data / "symbol=AAA"))
+
+
+def test_a_key_given_twice_is_an_error_not_the_last_one_winning(tmp_path):
+    from harness.config import read_yaml
+    config = tmp_path / "c.yaml"
+    config.write_text("detectors: [gap]\nworkers: 1\ndetectors: [ma_cross]\n")
+    with pytest.raises(ConfigError, match=r"sets key 'detectors' twice \(lines 1 and 3\); keep one"):
+        read_yaml(config)
+    config.write_text("params:\n  gap: {min_gap: 0.02, min_gap: 0.03}\n")
+    with pytest.raises(ConfigError, match="sets key 'min_gap' twice"):
+        read_yaml(config)
+    config.write_text("detectors: [gap]\nparams: {gap: {min_gap: 0.02}}\n")
+    assert read_yaml(config) == {"detectors": ["gap"], "params": {"gap": {"min_gap": 0.02}}}
