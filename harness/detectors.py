@@ -77,6 +77,10 @@ PARAM_RULES: dict[str, dict[str, Bounds]] = {
     "rsi_oversold_fast": _BASELINE_RULES["rsi_oversold"],
 }
 
+# Parameters of one detector that must be in increasing order: ma_cross with fast >= slow ran,
+# as a cross of the slow average over the fast one (or with no event at all when equal).
+ORDERED_PARAMS: dict[str, tuple[str, str]] = {"ma_cross": ("fast", "slow")}
+
 
 @dataclasses.dataclass(frozen=True)
 class DetectorSpec:
@@ -206,7 +210,13 @@ def resolve_detectors(names: tuple[str, ...], overrides: Mapping[str, Mapping[st
         given = dict(overrides.get(name, {}))
         if defaults:  # a user detector without defaults takes any parameters
             check_params(name, defaults, given, PARAM_RULES.get(name, {}))
-        specs.append(DetectorSpec(name, func, {**defaults, **given}, base))
+        params = {**defaults, **given}
+        if name in ORDERED_PARAMS:
+            low, high = ORDERED_PARAMS[name]
+            if not params[low] < params[high]:
+                raise ConfigError(f"config key 'params.{name}': {low} ({params[low]!r}) must be less than {high} "
+                                  f"({params[high]!r})")
+        specs.append(DetectorSpec(name, func, params, base))
     stray = sorted(set(overrides) - set(names))
     if stray:
         raise ConfigError(f"config key 'params': {', '.join(stray)} not in 'detectors' ({', '.join(names)})")

@@ -62,6 +62,10 @@ def test_config_is_frozen(data):
     ({"detectors": ["nosuchmodule.x:det"]}, "cannot import module 'nosuchmodule.x'"),
     ({"params": {"gap": {"min_gapp": 0.1}}}, "'params.gap': unknown parameter(s) min_gapp; allowed: min_gap"),
     ({"params": {"ma_cross": {"fast": 5}}}, "'params': ma_cross not in 'detectors'"),
+    ({"detectors": ["ma_cross"], "params": {"ma_cross": {"fast": 200, "slow": 50}}},
+     "'params.ma_cross': fast (200) must be less than slow (50)"),
+    ({"detectors": ["ma_cross"], "params": {"ma_cross": {"fast": 200}}},
+     "'params.ma_cross': fast (200) must be less than slow (200)"),
 ])
 def test_bad_values_name_the_key(data, keys, message):
     with pytest.raises(ConfigError) as info:
