@@ -206,7 +206,9 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
     writer = OutputWriter(cfg.out_dir, specs, cfg.forward_windows, run_key(cfg, symbols), resume,
                           len(symbols), cfg.flush_every)
     first = writer.flushed
-    if first:
+    if resume and not writer.resumed:  # said, so that a mistyped --out is not taken for a resumed run
+        log.warning("--resume: no interrupted run in %s to continue; scanning every symbol", cfg.out_dir)
+    elif first:
         log.info("Resuming: %d/%d symbols already flushed", first, len(symbols))
     todo = [i for c in range(writer.chunks) if c not in writer.done_chunks for i in writer.chunk_range(c)]
     if ignored:

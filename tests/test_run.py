@@ -298,3 +298,12 @@ def test_symbols_without_bars_are_named_on_the_console(tmp_path, small_universe)
     assert f"1 symbol(s) had no bars to scan (no *.parquet file, every row dropped, or none in the lookback): {symbol};" \
         in proc.stdout, proc.stdout
     assert json.loads((tmp_path / "out" / "run.json").read_text())["symbols_without_bars"] == [symbol]
+
+
+def test_resume_with_nothing_to_resume_says_so_and_scans_everything(tmp_path, small_universe):
+    config = write_config(tmp_path / "c.yaml", ohlcv_path=str(small_universe), detectors=["gap"],
+                          out_dir=str(tmp_path / "fresh"))
+    proc = run_cli("--config", str(config), "--workers", "1", "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert f"--resume: no interrupted run in {tmp_path / 'fresh'} to continue; scanning every symbol" in proc.stderr
+    assert json.loads((tmp_path / "fresh" / "run.json").read_text())["symbols"]["done"] == 20
