@@ -147,6 +147,12 @@ def _security(cfg: ScanConfig) -> Security | None:
                     tls_client_key=cfg.security["key"], require_encryption=True)
 
 
+def _unreachable(address: str, exc: BaseException) -> ScanError:
+    hint = " or do the security certificates not match the cluster's?" if address.startswith("tls://") else "?"
+    return ScanError(f"cannot reach the Dask scheduler at {address}: "
+                     f"{(str(exc).splitlines() or [type(exc).__name__])[0]} (is `dask scheduler` running there{hint})")
+
+
 async def _identify(address: str, connection_args: Mapping[str, Any]) -> str:
     """Connect to `address` as Dask does (handshake included) and ask what answers: the "type" of
     its identity reply ("Scheduler" for a scheduler)."""
@@ -168,7 +174,6 @@ def check_scheduler(address: str, security: Security | None = None) -> None:
     banner read as a frame length: a MemoryError). This probe runs first, with a deadline.
     """
     args = (security or Security()).get_connection_args("client")
-    hint = " or do the security certificates not match the cluster's?" if address.startswith("tls://") else "?"
     fail = f"cannot reach the Dask scheduler at {address}"
     not_dask = ("(is `dask scheduler` running there? Its port is 8786 unless set with --port; "
                 "8787 is its dashboard's)")
@@ -178,8 +183,7 @@ def check_scheduler(address: str, security: Security | None = None) -> None:
         raise ScanError(f"{fail}: something accepts connections there but did not answer as a Dask "
                         f"scheduler within {ANSWER_SECONDS} s {not_dask}") from None
     except OSError as exc:  # refused, unreachable, TLS refused: distributed retried for CONNECT_SECONDS
-        raise ScanError(f"{fail}: {(str(exc).splitlines() or [type(exc).__name__])[0]} "
-                        f"(is `dask scheduler` running there{hint})") from None
+        raise _unreachable(address, exc) from None
     except Exception:  # bytes of another protocol: any error decoding them
         raise ScanError(f"{fail}: what listens there is not a Dask scheduler (it answered in another "
                         f"protocol) {not_dask}") from None
@@ -297,10 +301,7 @@ def connect(cfg: ScanConfig) -> Iterator[Client]:
             try:
                 client = Client(cfg.scheduler_address, timeout=f"{CONNECT_SECONDS}s", security=security)
             except (OSError, TimeoutError) as exc:
-                hint = (" or do the security certificates not match the cluster's?"
-                        if cfg.scheduler_address.startswith("tls://") else "")
-                raise ScanError(f"cannot reach the Dask scheduler at {cfg.scheduler_address}: "
-                                f"{str(exc).splitlines()[0]} (is `dask scheduler` running there{hint})") from None
+                raise _unreachable(cfg.scheduler_address, exc) from None
             try:
                 log.info("Connected to scheduler %s (%d workers); config key 'workers' is ignored",
                          cfg.scheduler_address, len(client.scheduler_info(n_workers=-1)["workers"]))
