@@ -2,8 +2,9 @@
 
     python -m harness.synth --out data/ohlcv --symbols 500 --years 10 --seed 7
 
-What it imitates: a business-day calendar with market holidays; prices that follow a multiplicative
-random walk with GARCH-style volatility clustering and Student-t (fat-tailed) shocks; consistent OHLC
+What it imitates: a business-day calendar with market holidays; returns with common structure, a
+market factor (each symbol's beta from 0.4 to 1.6) and ten industry factors, plus the symbol's own
+part, each with GARCH-style volatility clustering and Student-t (fat-tailed) shocks; consistent OHLC
 (low <= open, close <= high); volume with persistence and spikes on large moves; occasional
 overnight gaps; late starts (IPOs) and early ends (delistings); a few symbols with missing days;
 a few partitions split into one file per year; ticker-like names, some with '.' and '-'.
@@ -17,6 +18,7 @@ rng.standard_t) pick CPU-specific code whose last bits differ between machines.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import shutil
 import string
@@ -80,19 +82,65 @@ def to_cents(prices: np.ndarray) -> np.ndarray:
     return np.maximum(np.rint(prices * 100.0) / 100.0, 0.01)
 
 
-def simulate_bars(n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """n rows of open/high/low/close (on a cent grid) and volume (whole shares), no dates, for one symbol."""
-    omega, alpha, beta = 2e-6, 0.08, 0.9
-    shocks = student_t4(rng, n)
+def garch_returns(shocks: np.ndarray, omega: float, start: float) -> tuple[np.ndarray, np.ndarray]:
+    """(returns, variances) of a GARCH(1,1) driven by unit-variance `shocks`: today's variance
+    omega + 0.08 x yesterday's squared return + 0.9 x yesterday's variance, starting at `start`
+    times the long-run variance omega / 0.02; returns clipped to [-0.5, 0.5]."""
+    alpha, beta = 0.08, 0.9
+    n = len(shocks)
     var, ret = [0.0] * n, [0.0] * n
-    var[0] = omega / (1 - alpha - beta) * rng.uniform(0.5, 2.0)
-    for i, shock in enumerate(shocks.tolist()):  # GARCH(1,1): today's variance depends on yesterday's shock
+    if n:
+        var[0] = omega / (1 - alpha - beta) * start
+    for i, shock in enumerate(shocks.tolist()):  # today's variance depends on yesterday's shock
         if i:
             var[i] = omega + alpha * ret[i - 1] * ret[i - 1] + beta * var[i - 1]
         ret[i] = min(max(math.sqrt(var[i]) * shock, -0.5), 0.5)
-    var, ret = np.array(var), np.array(ret)
-    drift = 0.0003 + 0.0003 * standard_normals(rng, 1)[0]
-    close = rng.uniform(5, 300) * np.cumprod(1.0 + ret + drift)
+    return np.array(ret), np.array(var)
+
+
+# Long-run daily volatilities: market 0.9%, industry 0.6%, a symbol's own part 1.2% (omega = 0.02 x var).
+MARKET_OMEGA, INDUSTRY_OMEGA, OWN_OMEGA = 0.02 * 0.009 ** 2, 0.02 * 0.006 ** 2, 0.02 * 0.012 ** 2
+MARKET_DRIFT = 0.0003  # per day, about 7.5% a year
+INDUSTRIES = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Factors:
+    """The common part of every symbol's returns, one value per calendar day."""
+
+    market: np.ndarray                 # the market factor's daily return
+    industries: np.ndarray             # [industry, day] the industry factors' daily returns
+
+    @classmethod
+    def simulate(cls, days: int, rng: np.random.Generator) -> Factors:
+        shocks = student_t4(rng, (1 + INDUSTRIES) * days).reshape(1 + INDUSTRIES, days)
+        market, _ = garch_returns(shocks[0], MARKET_OMEGA, 1.0)
+        industries = np.stack([garch_returns(row, INDUSTRY_OMEGA, 1.0)[0] for row in shocks[1:]])
+        return cls(market + MARKET_DRIFT, industries)
+
+
+@dataclasses.dataclass(frozen=True)
+class Exposure:
+    """A symbol's loadings on the factors."""
+
+    beta: float                        # on the market, 0.4 to 1.6
+    industry: int                      # its industry, 0 .. INDUSTRIES - 1
+    loading: float                     # on its industry's factor, 0.5 to 1.5
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> Exposure:
+        return cls(float(rng.uniform(0.4, 1.6)), int(rng.integers(0, INDUSTRIES)), float(rng.uniform(0.5, 1.5)))
+
+
+def simulate_bars(n: int, rng: np.random.Generator, common: np.ndarray | None = None) -> pd.DataFrame:
+    """n rows of open/high/low/close (on a cent grid) and volume (whole shares), no dates, for one symbol.
+
+    common: the factors' part of each day's return (beta x market + loading x industry); none
+    without it."""
+    own, var = garch_returns(student_t4(rng, n), OWN_OMEGA, float(rng.uniform(0.5, 2.0)))
+    drift = 0.0001 * standard_normals(rng, 1)[0]  # the symbol's own drift, beyond the market's
+    ret = np.clip(own + drift + (0.0 if common is None else common), -0.5, 0.5)
+    close = rng.uniform(5, 300) * np.cumprod(1.0 + ret)
 
     # Overnight gap: part of each day's move happens at the open; now and then a large jump.
     overnight = ret * rng.uniform(0.1, 0.5, size=n)
@@ -111,7 +159,7 @@ def simulate_bars(n: int, rng: np.random.Generator) -> pd.DataFrame:
     for i, step in enumerate(noise.tolist()[1:], start=1):
         relative[i] = max(1.0 + 0.7 * (relative[i - 1] - 1.0) + step, 0.05)
     relative = np.array(relative)
-    surprise = np.abs(ret) / np.sqrt(var)
+    surprise = np.abs(own) / np.sqrt(var)
     spike = 1.0 + 0.0875 * np.clip(surprise - 1.5, 0, None)
     relative *= (spike * spike) * (spike * spike)  # (1 + y/4)^4, about exp(y) for y = 0.35 x
     volume = np.rint(level * relative).astype(np.int64)
@@ -120,36 +168,60 @@ def simulate_bars(n: int, rng: np.random.Generator) -> pd.DataFrame:
                          "close": to_cents(close), "volume": volume})
 
 
-def write_universe(out: Path, symbols: int, years: int, seed: int) -> list[str]:
-    """Write the universe under `out` (replacing what is there) and return the symbol names."""
+@dataclasses.dataclass(frozen=True)
+class SymbolBars:
+    """One synthetic symbol: its bars and how they are to be stored."""
+
+    name: str
+    bars: pd.DataFrame                 # date, open, high, low, close, volume
+    exposure: Exposure
+    date_type: pa.DataType             # date32 or timestamp[ns] in the file
+    yearly_files: bool                 # one file per year instead of part-0.parquet
+
+
+def simulate_universe(symbols: int, years: int, seed: int) -> list[SymbolBars]:
+    """The universe's symbols, sorted by name: everything derives from `seed`."""
     root = np.random.SeedSequence(seed)
     meta_rng = np.random.default_rng(root.spawn(1)[0])
     calendar = trading_calendar(years, meta_rng)
     names = ticker_names(symbols, meta_rng)
-    if out.exists():
-        shutil.rmtree(out)
-    for name, child in zip(names, root.spawn(len(names) + 1)[1:]):
+    children = root.spawn(len(names) + 1)[1:]
+    factors = Factors.simulate(len(calendar), np.random.default_rng(root.spawn(1)[0]))
+    universe = []
+    for name, child in zip(names, children):
         rng = np.random.default_rng(child)
         n = len(calendar)
         start = int(rng.integers(n // 4, n - 300)) if rng.random() < 0.1 else 0       # IPO
         stop = int(rng.integers(start + 300, n)) if rng.random() < 0.05 else n        # delisting
-        dates = calendar[start:stop]
-        bars = simulate_bars(len(dates), rng)
-        bars.insert(0, "date", dates)
+        exposure = Exposure.draw(rng)
+        common = exposure.beta * factors.market[start:stop] \
+            + exposure.loading * factors.industries[exposure.industry, start:stop]
+        bars = simulate_bars(stop - start, rng, common)
+        bars.insert(0, "date", calendar[start:stop])
         if rng.random() < 0.03:  # a few symbols miss some days
-            bars = bars[rng.random(len(bars)) > 0.02]
-        part = out / f"symbol={name}"
-        part.mkdir(parents=True)
+            bars = bars[rng.random(len(bars)) > 0.02].reset_index(drop=True)
         date_type = pa.date32() if rng.random() < 0.5 else pa.timestamp("ns")
-        table = pa.Table.from_pandas(bars, preserve_index=False)
-        table = table.set_column(0, "date", table.column("date").cast(date_type)).replace_schema_metadata()
-        if rng.random() < 0.05:  # several files per partition, one per year
-            years_col = bars["date"].dt.year.to_numpy()
+        universe.append(SymbolBars(name, bars, exposure, date_type, bool(rng.random() < 0.05)))
+    return universe
+
+
+def write_universe(out: Path, symbols: int, years: int, seed: int) -> list[str]:
+    """Write the universe under `out` (replacing what is there) and return the symbol names."""
+    universe = simulate_universe(symbols, years, seed)
+    if out.exists():
+        shutil.rmtree(out)
+    for symbol in universe:
+        part = out / f"symbol={symbol.name}"
+        part.mkdir(parents=True)
+        table = pa.Table.from_pandas(symbol.bars, preserve_index=False)
+        table = table.set_column(0, "date", table.column("date").cast(symbol.date_type)).replace_schema_metadata()
+        if symbol.yearly_files:
+            years_col = symbol.bars["date"].dt.year.to_numpy()
             for year in np.unique(years_col):
                 pq.write_table(table.filter(pa.array(years_col == year)), part / f"{year}.parquet")
         else:
             pq.write_table(table, part / "part-0.parquet")
-    return names
+    return [symbol.name for symbol in universe]
 
 
 def main(argv: list[str] | None = None) -> int:
