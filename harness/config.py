@@ -19,12 +19,15 @@ from typing import Any, Mapping
 
 import yaml
 
+from harness.benchmark import (BENCHMARKS, DEFAULT_ESTIMATION_WINDOW, DEFAULT_MIN_ESTIMATION_BARS,
+                               DEFAULT_MIN_MARKET_SYMBOLS, Benchmark)
 from harness.errors import ConfigError
 
 MAX_WORKERS = 12
 DEFAULT_WINDOWS = (5, 10, 20, 40)
 DEFAULT_PATH_OFFSETS = (-20, 40)
 MAX_PATH_OFFSET = 250
+MAX_ESTIMATION_BAR = 2_000  # bars before the event (about 8 years)
 MAX_WINDOW = 10_000  # bars (~40 years of trading days); far beyond any symbol's history
 DEFAULT_DATA = "data/ohlcv"
 # Bars are datetime64[ns]: dates outside these bounds cannot be represented (pandas.Timestamp.min/max).
@@ -55,12 +58,20 @@ class ScanConfig:
     ship_code: bool = False
     allow_version_mismatch: bool = False
     storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    benchmark: str = "market"
+    estimation_window: tuple[int, int] = DEFAULT_ESTIMATION_WINDOW
+    min_estimation_bars: int = DEFAULT_MIN_ESTIMATION_BARS
+    min_market_symbols: int = DEFAULT_MIN_MARKET_SYMBOLS
+
+    def benchmark_settings(self) -> Benchmark:
+        """The benchmark keys as harness.benchmark takes them."""
+        return Benchmark(self.benchmark, self.estimation_window, self.min_estimation_bars, self.min_market_symbols)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly copy, for run.json."""
         out = dataclasses.asdict(self)
         out["end_date"] = self.end_date.isoformat() if self.end_date else None
-        for key in ("symbols", "detectors", "forward_windows", "path_offsets"):
+        for key in ("symbols", "detectors", "forward_windows", "path_offsets", "estimation_window"):
             out[key] = list(out[key]) if out[key] is not None else None
         out["params"] = {k: dict(v) for k, v in self.params.items()}
         out["symbols_per_task"] = self.symbols_per_task or "auto"
@@ -93,6 +104,12 @@ def _int(key: str, value: Any, low: int, high: int | None = None) -> int:
 def _str(key: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise _fail(key, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise _fail(key, f"must be {' or '.join(repr(a) for a in allowed)}, got {value!r}")
     return value
 
 
@@ -140,6 +157,15 @@ def _path_offsets(key: str, value: Any) -> tuple[int, int]:
             or not -MAX_PATH_OFFSET <= value[0] <= 0 <= value[1] <= MAX_PATH_OFFSET):
         raise _fail(key, f"must be [first, last] bars around the event with -{MAX_PATH_OFFSET} <= first <= 0 "
                     f"<= last <= {MAX_PATH_OFFSET}, e.g. [-20, 40]; got {value!r}")
+    return value[0], value[1]
+
+
+def _estimation_window(key: str, value: Any) -> tuple[int, int]:
+    if (not isinstance(value, list) or len(value) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in value)
+            or not -MAX_ESTIMATION_BAR <= value[0] < value[1] <= -1):
+        raise _fail(key, f"must be [first, last] bars before the event with -{MAX_ESTIMATION_BAR} <= first < last "
+                    f"<= -1, e.g. [-250, -21]; got {value!r}")
     return value[0], value[1]
 
 
@@ -387,9 +413,9 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
         raise _fail("detectors", f"names must not repeat, got {list(detectors)}")
     params = _params("params", merged.get("params"))
 
-    on_error = merged.get("on_error", "fail")
-    if on_error not in ("fail", "skip"):
-        raise _fail("on_error", f"must be 'fail' or 'skip', got {on_error!r}")
+    on_error = _choice("on_error", merged.get("on_error", "fail"), ("fail", "skip"))
+    estimation_window = _estimation_window("estimation_window",
+                                           merged.get("estimation_window", list(DEFAULT_ESTIMATION_WINDOW)))
 
     scheduler_address = _optional_str("scheduler_address", merged.get("scheduler_address"))
     if scheduler_address:
@@ -418,6 +444,11 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
         ship_code=_bool("ship_code", merged.get("ship_code", False)),
         allow_version_mismatch=_bool("allow_version_mismatch", merged.get("allow_version_mismatch", False)),
         storage_options=_storage_options("storage_options", merged.get("storage_options")),
+        benchmark=_choice("benchmark", merged.get("benchmark", "market"), BENCHMARKS),
+        estimation_window=estimation_window,
+        min_estimation_bars=_int("min_estimation_bars", merged.get("min_estimation_bars", DEFAULT_MIN_ESTIMATION_BARS),
+                                 2, estimation_window[1] - estimation_window[0] + 1),
+        min_market_symbols=_int("min_market_symbols", merged.get("min_market_symbols", DEFAULT_MIN_MARKET_SYMBOLS), 1),
     )
     resolve_detectors(cfg.detectors, cfg.params)  # raises ConfigError on an unknown name or parameter
     return cfg

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,11 +43,13 @@ import pyarrow.parquet as pq
 from harness.cpuslots import cpu_slot
 from harness.detectors import DetectorSpec
 from harness.eval import abnormal_column, forward_column, market_column
-from harness.market import event_returns, level_grid, market_index
+from harness.benchmark import Benchmark, BenchmarkReturns
+from harness.market import market_index
 from harness.outdir import os_reason
 from harness.parquet_parts import join_parquet_parts
-from harness.output import BAR, FinalFiles, OutputWriter, StagedChunk, read_staged_chunk, temp_name
-from harness.summary import PathSums, detector_summary
+from harness.output import (BAR, FinalFiles, OutputWriter, StagedChunk, read_staged_chunk, read_staged_series,
+                            temp_name)
+from harness.summary import PathSums, detector_summary, score_quantiles
 
 # A detector's fixed cost per staged chunk, counted in events (measured at 20-year histories:
 # ~9 us per event, ~10 ms per chunk), for cutting detectors into units and units into jobs.
@@ -63,9 +66,11 @@ class Evaluated:
     """What finish_outputs() computed, for the summary and the report."""
 
     market: pd.DataFrame               # harness.market.MARKET_COLUMNS
-    events: dict[str, pd.DataFrame]    # detector -> date, fwd_<h>, abn_<h>, mkt_<h> of every event
+    events: dict[str, pd.DataFrame]    # detector -> date, symbol, score, fwd_<h>, abn_<h>, mkt_<h> of every event
     summaries: dict[str, pd.DataFrame] # detector -> its detector_summary(), for those of one piece
+    quantiles: dict[str, pd.DataFrame] # detector -> its score_quantiles(), for those of one piece
     paths: pd.DataFrame                # harness.summary.PATH_COLUMNS, detectors in run order
+    null_hit_rates: dict[int, float]   # window -> share of positive abnormal returns over all symbol-days
     jobs: dict[str, Any]               # for run.json: jobs run, their seconds, each detector's cost
 
 
@@ -124,6 +129,9 @@ class FinishJob:
     windows: tuple[int, ...]
     offsets: tuple[int, ...]           # the paths' offsets
     market: pd.DataFrame               # market_index()
+    benchmark: Benchmark
+    symbols: tuple[str, ...]           # the run's symbols: an event's symbol code is its number here
+    null_hit_rates: tuple[tuple[int, float], ...]  # (window, the sign test's null share) pairs
     cpu_slots: int | None = None       # harness.cpuslots semaphore of the LocalCluster, if any
 
 
@@ -139,6 +147,20 @@ class JoinJob:
     parts: int                         # its pieces (events, forward) or its units (sums)
     offsets: tuple[int, ...]
     dates: np.ndarray                  # the market's dates (PathSums)
+    symbols: int                       # how many symbols the run has (PathSums)
+    cpu_slots: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NullJob:
+    """Counting, over every bar of some staged chunks, the abnormal returns at each window and the
+    positive ones: the generalized sign test's null (harness.summary.detector_summary)."""
+
+    staging: Path
+    chunks: tuple[int, ...]
+    windows: tuple[int, ...]
+    market: pd.DataFrame
+    benchmark: Benchmark
     cpu_slots: int | None = None
 
 
@@ -198,29 +220,51 @@ def plan_pieces(unit_costs: Sequence[Sequence[int]], jobs: int) -> list[list[tup
     return [sorted(job) for job in pieces if job]
 
 
-def _adjust(chunk: StagedChunk, name: str, windows: Sequence[int], offsets: Sequence[int], levels: np.ndarray
+def _adjust(chunk: StagedChunk, name: str, windows: Sequence[int], offsets: Sequence[int],
+            benchmark: BenchmarkReturns, codes: Mapping[str, int]
             ) -> tuple[pa.Table, dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Detector `name`'s staged forward rows of one chunk, market-adjusted.
+    """Detector `name`'s staged forward rows of one chunk, against the benchmark.
 
     Returns the final forward table (abn_<h> added, the bar number dropped), the columns for the
-    summary (date, fwd_<h>, abn_<h>, mkt_<h>), and the event-time (ret, mkt) arrays.
+    statistics (date, symbol: its code in `codes`, score, fwd_<h>, abn_<h>, mkt_<h>), and the
+    event-time (ret, abn) arrays [event, offset].
     """
     staged = chunk.forward[name]
     first, length = chunk.spans_of(staged.column("symbol"))
     bars = staged.column(BAR).to_numpy()
     # one gather for the paths' offsets and the windows (usually among them)
     extra = [h for h in windows if h not in offsets]
-    ret, market = event_returns(chunk.days, chunk.close, levels, first, length, bars, [*offsets, *extra])
+    ret, market, expected = benchmark.returns(chunk.days, chunk.close, chunk.symbol_spans(), first, length, bars,
+                                              [*offsets, *extra])
     at = {k: n for n, k in enumerate([*offsets, *extra])}
-    columns = {"date": staged.column("date").to_numpy()}
+    columns = {"date": staged.column("date").to_numpy(), "symbol": chunk.codes_of(staged.column("symbol"), codes),
+               "score": chunk.events[name].column("score").to_numpy()}
     table = staged.drop_columns([BAR])
     for h in windows:
         raw = staged.column(forward_column(h)).to_numpy()
-        mkt = np.where(np.isnan(raw), np.nan, market[:, at[h]])
-        abn = raw - mkt
+        missing = np.isnan(raw)
+        abn = raw - np.where(missing, np.nan, expected[:, at[h]])
         table = table.append_column(abnormal_column(h), pa.array(abn, pa.float64()))
-        columns.update({forward_column(h): raw, abnormal_column(h): abn, market_column(h): mkt})
-    return table, columns, ret[:, :len(offsets)], market[:, :len(offsets)]
+        columns.update({forward_column(h): raw, abnormal_column(h): abn,
+                        market_column(h): np.where(missing, np.nan, market[:, at[h]])})
+    width = len(offsets)
+    return table, columns, ret[:, :width], ret[:, :width] - expected[:, :width]
+
+
+def null_counts(job: NullJob) -> tuple[list[int], list[int]]:
+    """(positive, valid) per window: over every bar of the job's chunks, how many h-bar abnormal
+    returns exist and how many of those are above 0. Counts, so their totals do not depend on how
+    the chunks are cut into jobs."""
+    positive, valid = np.zeros(len(job.windows), np.int64), np.zeros(len(job.windows), np.int64)
+    with cpu_slot(job.cpu_slots):
+        benchmark = BenchmarkReturns(job.market, job.benchmark)
+        for number in job.chunks:
+            chunk = read_staged_series(job.staging, number)
+            abn = benchmark.every_bar(chunk.days, chunk.close, chunk.symbol_spans(), job.windows)
+            exists = ~np.isnan(abn)
+            valid += exists.sum(axis=0)
+            positive += (exists & (abn > 0)).sum(axis=0)
+    return positive.tolist(), valid.tolist()
 
 
 @contextlib.contextmanager
@@ -232,13 +276,17 @@ def _naming(path: Path) -> Iterator[None]:
         raise OSError(exc.errno, os_reason(exc), str(path)) from None
 
 
-def finish_pieces(job: FinishJob) -> list[tuple[dict[str, np.ndarray], pd.DataFrame | None, pd.DataFrame | None]]:
+PieceResult = tuple[dict[str, np.ndarray], pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None]
+
+
+def finish_pieces(job: FinishJob) -> list[PieceResult]:
     """For each of the job's pieces: write its detector's rows of its chunks (FinishPiece.files:
-    one row group per chunk that has events) and return the events' columns (date, fwd_<h>,
-    abn_<h>, mkt_<h>; numpy arrays, which Dask sends several times faster than a DataFrame) and,
-    for a detector's only piece, its PATH_COLUMNS paths (else None: its units' path sums are saved
-    for join_detector_parts) and its detector_summary() (else None: the driver computes it), in
-    the job's order. (The statistics are computed here because the jobs run side by side.)
+    one row group per chunk that has events) and return the events' columns (date, symbol, score,
+    fwd_<h>, abn_<h>, mkt_<h>; numpy arrays, which Dask sends several times faster than a
+    DataFrame) and, for a detector's only piece, its PATH_COLUMNS paths (else None: its units'
+    path sums are saved for join_detector_parts), its detector_summary() and its score_quantiles()
+    (else None: the driver computes them), in the job's order. (The statistics are computed here
+    because the jobs run side by side.)
 
     Path sums are summed per unit, each from zero, and a detector's units are added up in unit
     order (PathSums.add_sums; a detector of one unit keeps its unit's sums), whichever pieces and
@@ -248,10 +296,12 @@ def finish_pieces(job: FinishJob) -> list[tuple[dict[str, np.ndarray], pd.DataFr
     depend only on the staged chunks and the market, not on the other pieces or the process.
     """
     writers: dict[int, list[tuple[Path, pq.ParquetWriter]]] = {}  # piece -> (final path, its writer) x 2
-    results: dict[int, tuple[dict[str, np.ndarray], pd.DataFrame | None, pd.DataFrame | None]] = {}
+    results: dict[int, PieceResult] = {}
     try:
         with cpu_slot(job.cpu_slots):
-            levels = level_grid(job.market)
+            benchmark = BenchmarkReturns(job.market, job.benchmark)
+            codes = {name: code for code, name in enumerate(job.symbols)}
+            nulls = dict(job.null_hit_rates)
             dates = job.market["date"].to_numpy()
             sums: dict[int, PathSums] = {}     # piece -> its current unit's sums
             totals: dict[int, PathSums] = {}   # piece -> its units' sums so far (a detector's only piece)
@@ -271,28 +321,29 @@ def finish_pieces(job: FinishJob) -> list[tuple[dict[str, np.ndarray], pd.DataFr
                                 writers[n].append((path, pq.ParquetWriter(tmp, schema)))
                         columns[n] = {}
                         if piece.parts == 1 and piece.detector_units > 1:
-                            totals[n] = PathSums(job.offsets, dates)
+                            totals[n] = PathSums(job.offsets, dates, len(job.symbols))
                     if any(number == first for first, _ in piece.units):
-                        sums[n] = PathSums(job.offsets, dates)
-                    table, frame, path_ret, path_mkt = _adjust(chunk, d.name, job.windows, job.offsets, levels)
+                        sums[n] = PathSums(job.offsets, dates, len(job.symbols))
+                    table, frame, path_ret, path_abn = _adjust(chunk, d.name, job.windows, job.offsets, benchmark,
+                                                               codes)
                     if table.num_rows:  # as many as its events
                         for (path, writer), part in zip(writers[n], (chunk.events[d.name], table.cast(d.forward_schema))):
                             with _naming(path):
                                 writer.write_table(part, row_group_size=part.num_rows)
                     for key, values in frame.items():
                         columns[n].setdefault(key, []).append(values)
-                    sums[n].add(frame["date"], path_ret, path_mkt)
+                    sums[n].add(frame["date"], frame["symbol"], path_ret, path_abn)
                     ends = [k for k, (_, last) in enumerate(piece.units) if number == last - 1]
                     if ends:  # a unit summed
                         unit_sums = sums.pop(n)
                         if piece.parts > 1:
                             with _naming(d.forward_file.parent):  # as join_detector_parts names the sums
                                 np.savez(part_file(job.staging, d.code, piece.first_unit + ends[0], "sums"),
-                                         ret=unit_sums.ret, abn=unit_sums.abn, count=unit_sums.count)
+                                         **unit_sums.arrays())
                         elif piece.detector_units == 1:
                             totals[n] = unit_sums
                         else:
-                            totals[n].add_sums(unit_sums.ret, unit_sums.abn, unit_sums.count)
+                            totals[n].add_sums(**unit_sums.arrays())
                     if number == piece.last - 1:
                         while writers[n]:
                             path, writer = writers[n].pop(0)
@@ -300,9 +351,13 @@ def finish_pieces(job: FinishJob) -> list[tuple[dict[str, np.ndarray], pd.DataFr
                                 writer.close()
                         del writers[n]
                         events = {k: np.concatenate(v) for k, v in columns.pop(n).items()}
-                        whole = piece.parts == 1
-                        results[n] = (events, totals.pop(n).paths(d.name) if whole else None,
-                                      detector_summary(pd.DataFrame(events, copy=False), job.windows) if whole else None)
+                        if piece.parts == 1:
+                            frame = pd.DataFrame(events, copy=False)
+                            results[n] = (events, totals.pop(n).paths(d.name),
+                                          detector_summary(frame, job.windows, nulls),
+                                          score_quantiles(frame, job.windows, d.name))
+                        else:
+                            results[n] = (events, None, None, None)
     finally:
         for _, writer in (w for piece_writers in writers.values() for w in piece_writers):
             with contextlib.suppress(Exception):  # after a failure: the driver removes the temp files
@@ -324,10 +379,10 @@ def join_detector_parts(job: JoinJob) -> tuple[pd.DataFrame | None, float]:
     with cpu_slot(job.cpu_slots), _naming(named):
         try:
             if job.kind == "sums":
-                total = PathSums(job.offsets, job.dates)
+                total = PathSums(job.offsets, job.dates, job.symbols)
                 for path in parts:
                     with np.load(path) as saved:
-                        total.add_sums(saved["ret"], saved["abn"], saved["count"])
+                        total.add_sums(**{name: saved[name] for name in PathSums.FIELDS})
                 paths = total.paths(d.name)
             else:
                 join_parquet_parts(parts, temp_name(named))
@@ -348,17 +403,25 @@ def in_this_process(function: Callable[[Any], Any], jobs: Sequence[Any]) -> list
 
 
 def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[DetectorSpec],
-                   windows: Sequence[int], offsets: Sequence[int], run_all: RunAll = in_this_process,
-                   processes: int = 1, cpu_slots: int | None = None) -> Evaluated:
+                   windows: Sequence[int], offsets: Sequence[int], benchmark: Benchmark, symbols: Sequence[str],
+                   run_all: RunAll = in_this_process, processes: int = 1, cpu_slots: int | None = None) -> Evaluated:
     """Write market.parquet and each detector's final events.parquet and forward.parquet
     (abn_<h> added) into `files`; return the market, the events' returns and the paths.
 
     run_all runs the jobs: in_this_process, or on `processes` workers that see the staging folder
-    (the units are planned into that many jobs of about equal cost, then the joins of detectors of
-    several pieces run). A failed write is the writer's OutputError naming the file.
+    (first the sign test's null counts over every bar, in that many jobs of consecutive chunks;
+    then the units, planned into that many jobs of about equal cost; then the joins of detectors
+    of several pieces). A failed write is the writer's OutputError naming the file.
     """
     market = market_index(writer.market_parts())
     files.table("market.parquet", pa.Table.from_pandas(market, preserve_index=False))
+    chunks = np.array_split(np.arange(writer.chunks), max(1, min(processes, writer.chunks)))
+    nulls = [NullJob(writer.staging, tuple(c.tolist()), tuple(windows), market, benchmark, cpu_slots)
+             for c in chunks if len(c)]
+    counted = run_all(null_counts, nulls)
+    positive = np.sum([p for p, _ in counted], axis=0, dtype=np.int64)
+    valid = np.sum([v for _, v in counted], axis=0, dtype=np.int64)
+    null_hit_rates = {h: float(p / v) if v else math.nan for h, p, v in zip(windows, positive.tolist(), valid.tolist())}
     described = []
     for code, spec in enumerate(detectors):
         events_schema, forward_schema = writer.schemas(spec)
@@ -375,9 +438,9 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
     jobs = [FinishJob(writer.staging, tuple(FinishPiece(described[d], tuple(units[d][first:last]), first,
                                                         starts[d].index(first), len(starts[d]), len(units[d]))
                                             for d, first, last in job), tuple(windows), tuple(offsets), market,
-                      cpu_slots) for job in plan]
+                      benchmark, tuple(symbols), tuple(null_hit_rates.items()), cpu_slots) for job in plan]
     joins = [JoinJob(writer.staging, described[d], kind, len(starts[d]) if kind != "sums" else len(units[d]),
-                     tuple(offsets), market["date"].to_numpy(), cpu_slots)
+                     tuple(offsets), market["date"].to_numpy(), len(symbols), cpu_slots)
              for d in range(len(described)) if len(starts[d]) > 1 for kind in ("forward", "events", "sums")]
     started = time.perf_counter()
     try:
@@ -391,7 +454,7 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
     by_piece = {(piece.detector.code, piece.part): result for job, results in zip(jobs, done)
                 for piece, result in zip(job.pieces, results)}
     joined_paths = {job.detector.code: frame for job, (frame, _) in zip(joins, joined) if frame is not None}
-    events, paths, summaries = {}, [], {}
+    events, paths, summaries, quantiles = {}, [], {}, {}
     for d in described:  # a detector's pieces in order
         mine = [by_piece[(d.code, part)] for part in range(len(starts[d.code]))]
         # no copy of an only piece's arrays: 13 columns of every event (0.3 s at 5,000 x 20 years)
@@ -400,9 +463,12 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
                                       copy=False)
         paths.append(mine[0][1] if len(mine) == 1 else joined_paths[d.code])
         if len(mine) == 1:
-            summaries[d.name] = mine[0][2]
+            summaries[d.name], quantiles[d.name] = mine[0][2], mine[0][3]
+        else:
+            summaries[d.name] = detector_summary(events[d.name], windows, null_hit_rates)
+            quantiles[d.name] = score_quantiles(events[d.name], windows, d.name)
     facts = {"jobs": len(jobs), "units": sum(map(len, units)), "pieces": len(by_piece), "joins": len(joins),
              "seconds": round(between - started, 3), "join_seconds": round(ended - between, 3),
              "costs": chunk_costs.sum(axis=0).tolist(), "unit_costs": unit_costs,
              "join_job_cpu_seconds": [round(seconds, 3) for _, seconds in joined]}
-    return Evaluated(market, events, summaries, pd.concat(paths, ignore_index=True), facts)
+    return Evaluated(market, events, summaries, quantiles, pd.concat(paths, ignore_index=True), null_hit_rates, facts)

@@ -92,13 +92,15 @@ def level_grid(market: pd.DataFrame) -> np.ndarray:
 
 
 def event_returns(days: np.ndarray, close: np.ndarray, levels: np.ndarray, first: np.ndarray,
-                  length: np.ndarray, bars: np.ndarray, offsets: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+                  length: np.ndarray, bars: np.ndarray, offsets: Sequence[int],
+                  thin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(ret, mkt): arrays [event, offset] of close[i+k] / close[i] - 1 and of the market over the same
     dates, level[date of bar i+k] / level[date of bar i] - 1, for each event's bar i and offset k.
 
     days, close: the bars of several symbols one after another; first, length: each event's
     symbol's rows there; bars: each event's bar number i; levels: level_grid(). NaN where bar i+k
     does not exist. Bars are counted in the symbol's own data: missing days are never filled.
+    thin: harness.benchmark.thin_grid(); mkt is NaN where the span crosses a thin market date.
     """
     offsets = np.asarray(offsets, dtype=np.int64)
     ahead = bars.astype(np.int64)[:, None] + offsets[None, :]          # [event, offset] bar numbers
@@ -107,7 +109,10 @@ def event_returns(days: np.ndarray, close: np.ndarray, levels: np.ndarray, first
     # row of bar i + k, clamped into the symbol's rows: computed everywhere, then NaN where missing
     later = first[:, None] + np.clip(ahead, 0, np.maximum(length - 1, 0)[:, None])
     ret = close[later] / close[at][:, None] - 1
-    mkt = levels[days[later] - GRID_START] / levels[days[at].astype(np.int64) - GRID_START][:, None] - 1
+    day_later, day_at = days[later].astype(np.int64) - GRID_START, days[at].astype(np.int64)[:, None] - GRID_START
+    mkt = levels[day_later] / levels[day_at] - 1
     ret[missing] = np.nan
     mkt[missing] = np.nan
+    if thin is not None:
+        mkt[thin[day_later] != thin[day_at]] = np.nan
     return ret, mkt

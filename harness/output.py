@@ -42,7 +42,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -107,6 +107,18 @@ class StagedChunk:
         length = np.array([self.spans[n][1] for n in names], dtype=np.int64)
         return first[indices], length[indices]
 
+    def codes_of(self, symbols: pa.ChunkedArray, codes: Mapping[str, int]) -> np.ndarray:
+        """The code (int32) of each entry of `symbols` in `codes` (symbol -> its number in the run)."""
+        encoded = symbols.combine_chunks().dictionary_encode()
+        mine = np.array([codes[n] for n in encoded.dictionary.to_pylist()], dtype=np.int32)
+        return mine[encoded.indices.to_numpy(zero_copy_only=False)]
+
+    def symbol_spans(self) -> tuple[np.ndarray, np.ndarray]:
+        """(first row, number of bars) of each of the chunk's symbols, in row order."""
+        spans = sorted(self.spans.values())
+        return (np.array([a for a, _ in spans], dtype=np.int64).reshape(-1),
+                np.array([n for _, n in spans], dtype=np.int64).reshape(-1))
+
 
 def write_arrow(table: pa.Table, path: Path) -> None:
     """`table` as an Arrow IPC file."""
@@ -131,6 +143,20 @@ def read_staged_chunk(staging: Path, chunk: int, detectors: Sequence[tuple[int, 
     """Staged chunk `chunk` as OutputWriter.write_chunk laid it out, with the rows of `detectors`:
     (number in the run, name, events schema, forward schema: OutputWriter.schemas()) each.
     Reads only the staging folder, so any process that sees it can call this."""
+    series = read_staged_series(staging, chunk)
+    rows = read_arrow(staging / f"rows-{chunk:05d}.arrow")
+    if rows.num_rows:  # one stable sort by detector, then a slice each (a filter each reads all rows)
+        codes = rows.column("detector").to_numpy()
+        rows = rows.take(pa.array(np.argsort(codes, kind="stable")))
+        bounds = np.searchsorted(np.sort(codes), np.arange(max(code for code, *_ in detectors) + 2))
+    for code, name, events_schema, forward_schema in detectors:
+        mine = rows.slice(bounds[code], bounds[code + 1] - bounds[code]) if rows.num_rows else rows
+        series.events[name], series.forward[name] = _split_rows(mine, code, name, events_schema, forward_schema)
+    return series
+
+
+def read_staged_series(staging: Path, chunk: int) -> StagedChunk:
+    """Staged chunk `chunk`'s bars only (no detector's rows)."""
     table = read_arrow(staging / f"series-{chunk:05d}.arrow")
     symbol = table.column("symbol").combine_chunks()
     if not isinstance(symbol, pa.DictionaryArray):
@@ -140,16 +166,7 @@ def read_staged_chunk(staging: Path, chunk: int, detectors: Sequence[tuple[int, 
     edges = [0, *(np.flatnonzero(np.diff(codes)) + 1), len(codes)] if len(codes) else [0]
     names = symbol.dictionary.to_pylist()
     spans = {names[codes[a]]: (a, b - a) for a, b in zip(edges, edges[1:])}
-    rows = read_arrow(staging / f"rows-{chunk:05d}.arrow")
-    if rows.num_rows:  # one stable sort by detector, then a slice each (a filter each reads all rows)
-        codes = rows.column("detector").to_numpy()
-        rows = rows.take(pa.array(np.argsort(codes, kind="stable")))
-        bounds = np.searchsorted(np.sort(codes), np.arange(max(code for code, *_ in detectors) + 2))
-    events, forward = {}, {}
-    for code, name, events_schema, forward_schema in detectors:
-        mine = rows.slice(bounds[code], bounds[code + 1] - bounds[code]) if rows.num_rows else rows
-        events[name], forward[name] = _split_rows(mine, code, name, events_schema, forward_schema)
-    return StagedChunk(days, close, spans, events, forward)
+    return StagedChunk(days, close, spans, {}, {})
 
 
 def _split_rows(mine: pa.Table, code: int, name: str, events_schema: pa.Schema, forward_schema: pa.Schema

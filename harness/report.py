@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from harness.eval import forward_column
-from harness.summary import clustered_interval, events_per_year, histogram
+from harness.summary import events_per_year, histogram, intervals
 
 WIDTH, HEIGHT = 330, 250
 LEFT, RIGHT, TOP, BOTTOM = 52, 10, 28, 34  # margins around the plotting area
@@ -150,11 +150,11 @@ def _path_chart(paths: pd.DataFrame, members: list[str], colors: dict[str, str])
 
 
 def _window_chart(summary: pd.DataFrame, members: list[str], colors: dict[str, str], value: str,
-                  title: str, with_ci: bool, y_format: str = "{:.1%}") -> str:
+                  title: str, with_ci: bool, y_format: str = "{:.1%}", reference: str | None = None) -> str:
     rows = summary[summary["detector"].isin(members)]
     windows = sorted(rows["window"].unique())
-    low, high = clustered_interval(rows["abn_mean"], rows["abn_t"])
-    span = _span(rows[value], *((low, high) if with_ci else ()))
+    low, high = intervals(rows["abn_mean"], rows["abn_se"], rows["abn_df"])
+    span = _span(rows[value], *((low, high) if with_ci else ()), *((rows[reference],) if reference else ()))
     chart = Chart(title, (0, len(windows)), span, y_format=y_format,
                   x_labels=[(i + 0.5, f"{w} bars") for i, w in enumerate(windows)])
     width = 0.8 / max(len(members), 1)
@@ -163,6 +163,8 @@ def _window_chart(summary: pd.DataFrame, members: list[str], colors: dict[str, s
         chart.bar(left, left + width, row[value], colors[row["detector"]])
         if with_ci:
             chart.whisker(left + width / 2, lo, hi)
+        if reference is not None and math.isfinite(row[reference]):  # the value expected by chance
+            chart.line([left, left + width], [row[reference]] * 2, "#000", width=1.5, dash="2,2")
     return chart.svg()
 
 
@@ -192,6 +194,14 @@ def _distribution_chart(forward: Mapping[str, pd.DataFrame], members: list[str],
     return chart.svg()
 
 
+BENCHMARK_TEXT = {
+    "market": "Abnormal return: the return in excess of the equal-weighted market of the scanned universe over "
+              "the same bars.",
+    "market_model": "Abnormal return: the return less alpha + beta x the equal-weighted market's, alpha and beta "
+                    "fitted per event on bars before it (market model).",
+}
+
+
 def _facts(info: Mapping[str, Any]) -> str:
     symbols = info.get("symbols", {})
     where = (f"scheduler {info['scheduler_address']}" if info.get("scheduler_address")
@@ -202,12 +212,22 @@ def _facts(info: Mapping[str, Any]) -> str:
                      f"<td class=n>{100 * seconds / total:.0f}%</td></tr>"
                      for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]))
     failed = ", ".join(html.escape(f["symbol"]) for f in info.get("failed", [])[:20]) or "none"
+    market = info.get("market") or {}
+    smallest = market.get("smallest") or {}
+    membership = (f"<p>Market: the equal-weighted index of the scanned symbols, {market['first_date']} to "
+                  f"{market['last_date']}, {smallest.get('symbols', 0)} to {market.get('largest', 0)} symbols a day "
+                  f"(smallest on {smallest.get('date', '-')}); <b>{market.get('thin_dates', 0)}</b> dates below "
+                  f"{market.get('min_market_symbols')} symbols, across which there is no abnormal return.</p>"
+                  if market.get("first_date") else "")
     return f"""<h1>symbol scan report</h1>
 <p>Symbols scanned: <b>{symbols.get('done', '?')}</b> of {symbols.get('total', '?')};
 failed: <b>{symbols.get('failed', 0)}</b> ({failed}). Ran on: <b>{html.escape(where)}</b>.
 Duration: <b>{info.get('wall_seconds', 0):.1f} s</b>.</p>
-<p>Abnormal return: the return in excess of the equal-weighted market of the scanned universe over the
-same bars. Intervals and bands: 95%, with standard errors clustered by event date.</p>
+{membership}
+<p>{html.escape(BENCHMARK_TEXT.get((info.get('config') or {}).get('benchmark', 'market'), ''))}
+Intervals and bands: 95%, with standard errors clustered by event date and by symbol, from Student's t with
+(the fewer of dates and symbols) - 1 degrees of freedom; none below 10 dates or symbols. A star in
+summary.csv and on the terminal means p &lt; 5% after Holm's adjustment over the run's tests.</p>
 <table><tr><th>detector</th><th>CPU time</th><th>share</th></tr>{shares}</table>"""
 
 
@@ -238,8 +258,8 @@ def build_report(summary: pd.DataFrame, forward: Mapping[str, pd.DataFrame], pat
         body.append(f"<h2>{html.escape(' vs '.join(members))}</h2><p>{legend}</p><div class=row>")
         body += [_path_chart(paths, members, colors),
                  _window_chart(summary, members, colors, "abn_mean", "mean abnormal return (95% CI)", True),
-                 _window_chart(summary, members, colors, "abn_hit_rate", "abnormal hit rate (share > 0)", False,
-                               y_format="{:.0%}"),
+                 _window_chart(summary, members, colors, "abn_hit_rate", "abnormal hit rate (dashes: by chance)",
+                               False, y_format="{:.0%}", reference="null_hit_rate"),
                  _per_year_chart(forward, members, colors),
                  _distribution_chart(forward, members, colors), "</div>"]
     return PAGE.format(body="\n".join(body))

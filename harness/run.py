@@ -39,6 +39,9 @@ if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_
 
 import psutil
 
+import pandas as pd
+
+from harness.benchmark import market_membership
 from harness.config import ScanConfig, load_config, read_yaml
 from harness.detectors import resolve_detectors
 from harness.errors import ConfigError, Interrupted, ScanError, StopRequested, SymbolFailed
@@ -262,13 +265,15 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
         timings.lap("scan", less=info["cluster_start_seconds"])
         failed += sorted(writer.state["failed"], key=lambda f: f["symbol"])
         files = finishing.enter_context(writer.final_files())
-        evaluated = finish_outputs(writer, files, specs, cfg.forward_windows, offsets, execution.run_all,
-                                   execution.processes, execution.cpu_slots)
+        evaluated = finish_outputs(writer, files, specs, cfg.forward_windows, offsets, cfg.benchmark_settings(),
+                                   symbols, execution.run_all, execution.processes, execution.cpu_slots)
         summary = summarize(evaluated.events, cfg.forward_windows, {s.name: s.baseline for s in specs},
                             symbols=len(symbols) + len(invalid) - len(failed), failed_symbols=len(failed),
-                            detector_tables=evaluated.summaries)
+                            null_hit_rates=evaluated.null_hit_rates, detector_tables=evaluated.summaries)
         files.text("summary.csv", summary.to_csv(index=False))
         files.text("paths.csv", evaluated.paths.to_csv(index=False))
+        files.text("quantiles.csv", pd.concat([evaluated.quantiles[s.name] for s in specs],
+                                              ignore_index=True).to_csv(index=False))
         timings.lap("finalize")
         info.update({
             "config": cfg.as_dict(),
@@ -276,6 +281,8 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
                         "failed": len(failed)},
             "failed": failed,
             "events": {name: len(frame) for name, frame in evaluated.events.items()},
+            "market": market_membership(evaluated.market, cfg.min_market_symbols),
+            "null_hit_rates": {str(h): rate for h, rate in evaluated.null_hit_rates.items()},
             "bars_read": writer.state["bars"],
             "repairs": dict(sorted(writer.state["repairs"].items())),
             "symbols_without_bars": sorted(writer.state["no_bars"]),
@@ -298,6 +305,12 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
     if failed:
         print(f"\n{len(failed)} symbol(s) failed and were skipped: "
               + ", ".join(f["symbol"] for f in failed[:10]) + (" ..." if len(failed) > 10 else ""))
+    market = info["market"]
+    if market["thin_dates"]:  # not an error, but it changes which abnormal returns exist
+        print(f"\n{market['thin_dates']} of the market's {market['dates'] - 1} dates had fewer than "
+              f"{market['min_market_symbols']} symbols with a return (smallest: {market['smallest']['symbols']} on "
+              f"{market['smallest']['date']}); abnormal returns across them are NaN (min_market_symbols; "
+              "summary.csv valid - abn_valid)")
     empty = info["symbols_without_bars"]
     if empty:  # not an error (a symbol listed before it traded), but a misnamed file looks the same
         print(f"\n{len(empty)} symbol(s) had no bars to scan (no *.parquet file, every row dropped, or none in "

@@ -1,4 +1,5 @@
-"""Summary statistics of forward returns per (detector, window), and their text rendering. Pure."""
+"""Summary statistics of forward returns per (detector, window), score quantiles, event-time paths,
+and their text rendering. Pure: the tests themselves live in harness.inference."""
 
 from __future__ import annotations
 
@@ -9,25 +10,28 @@ import numpy as np
 import pandas as pd
 
 from harness.eval import abnormal_column, forward_column, market_column
+from harness.inference import (MIN_STANDARD_ERROR, NO_DATA, SIGNIFICANCE, Estimate, benjamini_hochberg,
+                               difference_estimate, estimate, holm, mean_estimate, two_way_variance)
 
 SUMMARY_COLUMNS = ["detector", "baseline", "window", "events", "valid", "mean", "median", "std", "t_stat",
-                   "t_clustered", "hit_rate", "market_mean", "abn_mean", "abn_median", "abn_hit_rate", "abn_t",
-                   "baseline_mean", "vs_baseline", "vs_baseline_t", "symbols", "failed_symbols"]
-PATH_COLUMNS = ["detector", "offset", "events", "mean_ret", "mean_abn", "abn_low", "abn_high"]
-Z_95 = 1.959963984540054  # two-sided 95% normal quantile
-# A t-statistic needs a standard error above floating-point rounding. Returns are fractions: a
-# real one's standard error is above 1e-7 even for millions of events, while returns that are
-# constant but for rounding (the abnormal returns of a one-symbol universe, whose market is the
-# stock itself: ~1e-17 each) have one near 1e-17 and would give any t at all, "significant" too.
-MIN_STANDARD_ERROR = 1e-12
+                   "t_clustered", "hit_rate", "market_mean", "abn_valid", "abn_mean", "abn_median", "abn_se",
+                   "abn_t", "abn_df", "abn_p", "abn_p_holm", "abn_q_bh", "abn_hit_rate", "null_hit_rate", "sign_t",
+                   "sign_p", "event_dates", "event_symbols", "baseline_mean", "vs_baseline", "vs_baseline_se",
+                   "vs_baseline_t", "vs_baseline_p", "vs_p_holm", "vs_q_bh", "note", "symbols", "failed_symbols"]
+PATH_COLUMNS = ["detector", "offset", "events", "mean_ret", "abn_events", "mean_abn", "abn_low", "abn_high"]
+QUANTILE_COLUMNS = ["detector", "window", "quantile", "events", "score_low", "score_high", "abn_mean", "abn_se",
+                    "abn_t", "abn_p", "note"]
+QUANTILES = 5
+SPREAD = f"{QUANTILES}-1"  # the quantile label of the top-minus-bottom row
 
 
 def return_stats(returns: np.ndarray) -> dict[str, float | int]:
     """valid, mean, median, std (ddof=1), t_stat = mean / (std / sqrt(valid)), hit_rate = share > 0.
 
     NaN entries are not valid and are left out. With no valid return every statistic is NaN; with
-    one, std and t_stat are NaN; t_stat is NaN when the standard error is below MIN_STANDARD_ERROR
-    (std 0, or returns equal but for rounding).
+    one, std and t_stat are NaN; t_stat (events taken as independent: a naive figure, never starred)
+    is NaN when the standard error is below MIN_STANDARD_ERROR (std 0, or returns equal but for
+    rounding).
     """
     values = returns[~np.isnan(returns)]
     n = len(values)
@@ -41,106 +45,91 @@ def return_stats(returns: np.ndarray) -> dict[str, float | int]:
             "t_stat": t_stat, "hit_rate": float((values > 0).sum() / n)}
 
 
-def _cluster_ids(groups: np.ndarray) -> tuple[np.ndarray, int]:
-    """(cluster number of each value, number of clusters) for any array of labels (dates): the
-    clusters numbered in the labels' sorted order."""
-    if groups.dtype.kind == "M":  # midnights (event dates): day numbers, which need no sort
-        days, rest = np.divmod(groups.astype("datetime64[ns]").view(np.int64), 86_400 * 10**9)
-        groups = groups if rest.any() else days
-    if groups.dtype.kind in "iu" and len(groups) and int(groups.max()) - int(groups.min()) < 4 * len(groups) + 1024:
-        at = groups.astype(np.int64) - int(groups.min())  # int64: a narrow type would wrap
-        number = np.cumsum(np.bincount(at) > 0) - 1
-        return number[at], int(number[-1]) + 1
-    _, ids = np.unique(groups, return_inverse=True)
-    ids = ids.reshape(-1)
-    return ids, int(ids.max()) + 1 if len(ids) else 0
-
-
-def clustered_mean_t(values: np.ndarray, groups: np.ndarray) -> float:
-    """t-value of the mean of `values` with the standard error clustered by `groups` (event dates).
-
-    The same number as the constant's t in statsmodels
-    `OLS(values, ones).fit(cov_type="cluster", cov_kwds={"groups": groups})`: with residuals
-    u = values - mean and S_g their sum over cluster g, var(mean) = G / (G - 1) * sum_g S_g^2 / N^2
-    (statsmodels' default small-sample correction; (N - 1) / (N - K) is 1 for K = 1 regressor).
-    Written out with +, -, *, / and sqrt only (no BLAS), so the bytes are the same on every CPU.
-    NaN with fewer than two clusters or when the standard error is below MIN_STANDARD_ERROR.
-    """
-    ids, clusters = _cluster_ids(groups)
-    if clusters < 2:
-        return math.nan
-    mean = values.mean()
-    scores = np.bincount(ids, weights=values - mean, minlength=clusters)
-    var = clusters / (clusters - 1) * float((scores * scores).sum()) / (len(values) * len(values))
-    return float(mean / math.sqrt(var)) if var >= MIN_STANDARD_ERROR ** 2 else math.nan
-
-
-def clustered_difference_t(base: np.ndarray, base_groups: np.ndarray, other: np.ndarray,
-                           other_groups: np.ndarray) -> float:
-    """t-value of the dummy in the stacked OLS y ~ 1 + is_other over both samples, clustered by group.
-
-    The same number as statsmodels' `OLS(y, [1, d]).fit(cov_type="cluster", ...)` t of d, with its
-    default correction G / (G - 1) * (N - 1) / (N - 2). The coefficient is mean(other) - mean(base);
-    with residuals u (each value less its own sample's mean), per cluster the scores
-    s_g = (sum_g u, sum_g d*u), and bread B = inv(X'X) written out for the dummy design, the
-    variance of the coefficient is c * (B M B)[1, 1] with M = sum_g s_g s_g'. Only +, -, *, /, sqrt.
-    NaN when either sample is empty, with fewer than two clusters, or a standard error below
-    MIN_STANDARD_ERROR.
-    """
-    n_base, n_other = len(base), len(other)
-    if n_base == 0 or n_other == 0:
-        return math.nan
-    ids, clusters = _cluster_ids(np.concatenate([base_groups, other_groups]))
-    if clusters < 2 or n_base + n_other < 3:
-        return math.nan
-    mean_base, mean_other = base.mean(), other.mean()
-    residual = np.concatenate([base - mean_base, other - mean_other])
-    dummy_residual = np.concatenate([np.zeros(n_base), other - mean_other])
-    s0 = np.bincount(ids, weights=residual, minlength=clusters)
-    s1 = np.bincount(ids, weights=dummy_residual, minlength=clusters)
-    m00, m01, m11 = float((s0 * s0).sum()), float((s0 * s1).sum()), float((s1 * s1).sum())
-    n = n_base + n_other
-    # B = inv([[n, n_other], [n_other, n_other]]); its second row is (-1/n_base, n/(n_other*n_base)).
-    b10, b11 = -1.0 / n_base, n / (n_other * n_base)
-    meat = b10 * b10 * m00 + 2 * b10 * b11 * m01 + b11 * b11 * m11
-    var = clusters / (clusters - 1) * (n - 1) / (n - 2) * meat
-    return float((mean_other - mean_base) / math.sqrt(var)) if var >= MIN_STANDARD_ERROR ** 2 else math.nan
-
-
 DETECTOR_COLUMNS = ["window", "events", "valid", "mean", "median", "std", "t_stat", "t_clustered", "hit_rate",
-                    "market_mean", "abn_mean", "abn_median", "abn_hit_rate", "abn_t"]
+                    "market_mean", "abn_valid", "abn_mean", "abn_median", "abn_se", "abn_t", "abn_df", "abn_p",
+                    "abn_hit_rate", "null_hit_rate", "sign_t", "sign_p", "event_dates", "event_symbols", "note"]
 
 
-def detector_summary(frame: pd.DataFrame, windows: Sequence[int]) -> pd.DataFrame:
+def detector_summary(frame: pd.DataFrame, windows: Sequence[int], null_hit_rates: Mapping[int, float]) -> pd.DataFrame:
     """One detector's part of the summary: DETECTOR_COLUMNS, one row per window.
 
-    frame: its event rows, with columns date (the event date, the cluster of the clustered
-    statistics), fwd_<h>, abn_<h> and mkt_<h> (the market over the same bars) for each window.
-    Over the events whose fwd_<h> is valid (not NaN):
-    - valid, mean, median, std, t_stat, hit_rate: of the raw forward return, t_stat as if events
-      were independent; t_clustered: the same mean's t with errors clustered by event date;
-    - market_mean: the mean of the market's return over the same bars; abn_mean, abn_median,
-      abn_hit_rate, abn_t: of the abnormal return fwd - market, abn_t clustered by date.
+    frame: its event rows, with columns date (event date), symbol (symbol code), fwd_<h>, abn_<h>
+    and mkt_<h> (the market over the same bars) for each window. null_hit_rates: per window, the
+    share of positive abnormal returns over every symbol-day of the run (the sign test's null).
+    - valid, mean, median, std, t_stat, hit_rate: of the raw forward return over the events where
+      it exists; t_stat as if events were independent; t_clustered: the same mean's two-way t;
+    - over the events that also have an abnormal return (abn_valid of them; none where the market
+      was thin or, for market_model, the estimation window too short): market_mean, the market's
+      mean return over the same bars; abn_mean, abn_median, abn_hit_rate; abn_se, abn_t, abn_df,
+      abn_p: the two-way clustered test of abn_mean = 0 (harness.inference), with event_dates and
+      event_symbols its clusters; sign_t, sign_p: the generalized sign test (Cowan 1992) of
+      abn_hit_rate against null_hit_rate, as the two-way clustered t of the mean of
+      1[abn > 0] - null_hit_rate; note: why abn_t is NaN, if it is.
     No events: every statistic NaN (valid 0).
     """
     dates = frame["date"].to_numpy()
+    symbols = frame["symbol"].to_numpy()
     rows = []
     for h in windows:
         raw = frame[forward_column(h)].to_numpy(dtype="float64")
-        ok = ~np.isnan(raw)
-        abn = frame[abnormal_column(h)].to_numpy(dtype="float64")[ok]
-        market = frame[market_column(h)].to_numpy(dtype="float64")[ok]
+        abn = frame[abnormal_column(h)].to_numpy(dtype="float64")
+        market = frame[market_column(h)].to_numpy(dtype="float64")
+        ok, good = ~np.isnan(raw), ~np.isnan(abn)
         stats = return_stats(raw)
         abn_stats = return_stats(abn)
-        rows.append({"window": h, "events": len(frame), **stats, "t_clustered": clustered_mean_t(raw[ok], dates[ok]),
-                     "market_mean": float(market.mean()) if len(market) else math.nan,
-                     "abn_mean": abn_stats["mean"], "abn_median": abn_stats["median"],
-                     "abn_hit_rate": abn_stats["hit_rate"], "abn_t": clustered_mean_t(abn, dates[ok])})
+        test = mean_estimate(abn[good], dates[good], symbols[good])
+        null = float(null_hit_rates.get(h, math.nan))
+        sign = mean_estimate((abn[good] > 0) - null, dates[good], symbols[good]) if null == null else NO_DATA
+        rows.append({"window": h, "events": len(frame), **stats,
+                     "t_clustered": mean_estimate(raw[ok], dates[ok], symbols[ok]).t,
+                     "market_mean": float(market[good].mean()) if good.any() else math.nan,
+                     "abn_valid": abn_stats["valid"], "abn_mean": abn_stats["mean"], "abn_median": abn_stats["median"],
+                     "abn_se": test.se, "abn_t": test.t, "abn_df": test.df, "abn_p": test.p,
+                     "abn_hit_rate": abn_stats["hit_rate"], "null_hit_rate": null, "sign_t": sign.t, "sign_p": sign.p,
+                     "event_dates": test.dates, "event_symbols": test.symbols, "note": test.note})
     return pd.DataFrame(rows, columns=DETECTOR_COLUMNS)
 
 
+def score_quantiles(frame: pd.DataFrame, windows: Sequence[int], detector: str) -> pd.DataFrame:
+    """QUANTILE_COLUMNS: the mean abnormal return of the detector's events by score quintile, per
+    window, and the top-minus-bottom spread, as alphalens does for factors.
+
+    frame: as detector_summary takes it, plus score. An event's quintile is that of its score among
+    all the detector's events with a score (quantile 1 the lowest; tied scores share the lower
+    quintile, so a score that takes few values leaves some quintiles empty); per window, each
+    quintile's events with an abnormal return give events, score_low/high (its scores' range),
+    abn_mean and its two-way clustered test (abn_se, abn_t, abn_p); the row of quantile SPREAD has
+    the difference of quintile 5's mean and quintile 1's with the two-way test of that difference
+    (the stacked regression of harness.inference.difference_estimate). note: why a t is NaN.
+    """
+    score = frame["score"].to_numpy(dtype="float64")
+    dates, symbols = frame["date"].to_numpy(), frame["symbol"].to_numpy()
+    scored = ~np.isnan(score)
+    bucket = np.zeros(len(score), dtype=np.int64)  # 0: no score
+    ranks = np.searchsorted(np.sort(score[scored]), score[scored], side="left")
+    bucket[scored] = ranks * QUANTILES // max(int(scored.sum()), 1) + 1
+    rows = []
+    for h in windows:
+        abn = frame[abnormal_column(h)].to_numpy(dtype="float64")
+        good = ~np.isnan(abn)
+        members = {q: good & (bucket == q) for q in range(1, QUANTILES + 1)}
+        for q, mine in members.items():
+            test = mean_estimate(abn[mine], dates[mine], symbols[mine])
+            rows.append({"detector": detector, "window": h, "quantile": str(q), "events": int(mine.sum()),
+                         "score_low": float(score[mine].min()) if mine.any() else math.nan,
+                         "score_high": float(score[mine].max()) if mine.any() else math.nan,
+                         "abn_mean": test.value, "abn_se": test.se, "abn_t": test.t, "abn_p": test.p,
+                         "note": test.note})
+        low, high = members[1], members[QUANTILES]
+        spread = difference_estimate(abn[low], dates[low], symbols[low], abn[high], dates[high], symbols[high])
+        rows.append({"detector": detector, "window": h, "quantile": SPREAD, "events": int(low.sum() + high.sum()),
+                     "score_low": math.nan, "score_high": math.nan, "abn_mean": spread.value, "abn_se": spread.se,
+                     "abn_t": spread.t, "abn_p": spread.p, "note": spread.note})
+    return pd.DataFrame(rows, columns=QUANTILE_COLUMNS)
+
+
 def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], baselines: Mapping[str, str | None],
-              symbols: int = 0, failed_symbols: int = 0,
+              symbols: int = 0, failed_symbols: int = 0, null_hit_rates: Mapping[int, float] | None = None,
               detector_tables: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """One row per (detector, window) with SUMMARY_COLUMNS.
 
@@ -150,125 +139,169 @@ def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], basel
     jobs compute them beside the events); the others' are computed here. Each detector gets its
     detector_summary rows and:
     - for a variant whose baseline ran: baseline_mean (the baseline's raw mean), vs_baseline
-      (abn_mean minus the baseline's) and vs_baseline_t (the stacked, date-clustered test of that
-      difference); NaN for baselines.
+      (abn_mean minus the baseline's) and its two-way clustered test of that difference
+      (vs_baseline_se, vs_baseline_t, vs_baseline_p); NaN for baselines;
+    - multiplicity: abn_p_holm (Holm, family-wise) and abn_q_bh (Benjamini-Hochberg, false
+      discovery rate) over every row's abn_p, the run's detector x window tests; vs_p_holm and
+      vs_q_bh likewise over the variant comparisons, a family of their own. Stars come from the
+      Holm-adjusted values (is_significant).
     symbols / failed_symbols: how many symbols were scanned / failed (skipped), repeated on every
     row so that summary.csv says on its own how much of the universe it covers.
     """
     given = detector_tables or {}
-    table = pd.concat([(given[detector] if detector in given else detector_summary(frame, windows))
+    nulls = null_hit_rates or {}
+    table = pd.concat([(given[detector] if detector in given else detector_summary(frame, windows, nulls))
                        .assign(detector=detector, baseline=baselines.get(detector) or "")
                        for detector, frame in forward.items()], ignore_index=True)
     means = {(r.detector, r.window): (r.mean, r.abn_mean) for r in table.itertuples()}
 
-    def valid(detector: str, h: int) -> tuple[np.ndarray, np.ndarray]:  # (abn, dates) of the valid events
+    def valid(detector: str, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # of the events with abn
         frame = forward[detector]
-        ok = ~np.isnan(frame[forward_column(h)].to_numpy(dtype="float64"))
-        return frame[abnormal_column(h)].to_numpy(dtype="float64")[ok], frame["date"].to_numpy()[ok]
+        abn = frame[abnormal_column(h)].to_numpy(dtype="float64")
+        good = ~np.isnan(abn)
+        return abn[good], frame["date"].to_numpy()[good], frame["symbol"].to_numpy()[good]
 
-    base_mean, vs, vs_t = [], [], []
+    compared = []
     for detector, base, h in zip(table["detector"], table["baseline"], table["window"]):
         if base and (base, h) in means:
-            base_mean.append(means[(base, h)][0])
-            vs.append(means[(detector, h)][1] - means[(base, h)][1])
-            vs_t.append(clustered_difference_t(*valid(base, h), *valid(detector, h)))
+            test = difference_estimate(*valid(base, h), *valid(detector, h))
+            compared.append({"baseline_mean": means[(base, h)][0], "vs_baseline": test.value,
+                             "vs_baseline_se": test.se, "vs_baseline_t": test.t, "vs_baseline_p": test.p,
+                             "vs_note": test.note})
         else:
-            base_mean.append(math.nan)
-            vs.append(math.nan)
-            vs_t.append(math.nan)
-    table["baseline_mean"], table["vs_baseline"], table["vs_baseline_t"] = base_mean, vs, vs_t
+            compared.append({"baseline_mean": math.nan, "vs_baseline": math.nan, "vs_baseline_se": math.nan,
+                             "vs_baseline_t": math.nan, "vs_baseline_p": math.nan, "vs_note": ""})
+    compared = pd.DataFrame(compared, index=table.index)
+    table = pd.concat([table, compared.drop(columns="vs_note")], axis=1)
+    table["note"] = [("; ".join(n for n in (note, f"vs baseline: {vs}" if vs else "") if n))
+                     for note, vs in zip(table["note"], compared["vs_note"])]
+    table["abn_p_holm"], table["abn_q_bh"] = holm(table["abn_p"]), benjamini_hochberg(table["abn_p"])
+    table["vs_p_holm"], table["vs_q_bh"] = holm(table["vs_baseline_p"]), benjamini_hochberg(table["vs_baseline_p"])
     table["symbols"] = symbols
     table["failed_symbols"] = failed_symbols
     return table[SUMMARY_COLUMNS]
 
 
+def is_significant(adjusted_p: float) -> bool:
+    """Whether a test is starred: its multiplicity-adjusted p is below SIGNIFICANCE (NaN: never)."""
+    return bool(adjusted_p < SIGNIFICANCE)
+
+
 class PathSums:
-    """Running sums for the event-time paths of one detector, per (event date, offset).
+    """Running sums for the event-time paths of one detector, per offset.
 
     offsets: the offsets k (bars from the event, negative = before); dates: the market's dates
-    (every event date is one). add() takes events in symbol order, chunk by chunk; add_sums() adds
-    another PathSums' totals (harness.finish's units, in unit order); paths() turns the sums into
-    the paths table. Memory: 3 x dates x offsets numbers, whatever the number of events.
+    (every event date is one); symbols: how many symbols the run has (event symbols are codes
+    below it). add() takes events in symbol order, chunk by chunk; add_sums() adds another
+    PathSums' totals (harness.finish's units, in unit order); paths() turns the sums into the paths
+    table. Kept: per (event date, offset) the returns' and abnormal returns' sums and counts, per
+    (symbol, offset) the abnormal returns' sums and counts, per offset the sum of squared abnormal
+    returns: what the two-way clustered band needs. Memory: (4 x dates + 2 x symbols + 1) x offsets
+    numbers, whatever the number of events.
     """
 
-    def __init__(self, offsets: Sequence[int], dates: np.ndarray):
+    FIELDS = ("ret", "ret_count", "abn", "abn_count", "symbol_abn", "symbol_count", "squares")
+
+    def __init__(self, offsets: Sequence[int], dates: np.ndarray, symbols: int):
         self.offsets = list(offsets)
         self.dates = np.asarray(dates)
-        shape = (len(self.dates), len(self.offsets))
-        self.ret, self.abn, self.count = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.int64)
+        by_date, by_symbol = (len(self.dates), len(self.offsets)), (symbols, len(self.offsets))
+        self.ret, self.abn = np.zeros(by_date), np.zeros(by_date)
+        self.ret_count, self.abn_count = np.zeros(by_date, dtype=np.int64), np.zeros(by_date, dtype=np.int64)
+        self.symbol_abn, self.symbol_count = np.zeros(by_symbol), np.zeros(by_symbol, dtype=np.int64)
+        self.squares = np.zeros(len(self.offsets))
 
-    def add(self, event_dates: np.ndarray, ret: np.ndarray, mkt: np.ndarray) -> None:
-        """Add events: their dates, and [event, offset] arrays of their return and the market's over
-        the same bars (NaN where the bar does not exist)."""
-        # Sums over the event dates present only (a chunk of a rare detector has few): the same
-        # bits as over every date, since np.bincount adds in input order (events in symbol order)
-        # and a date without events would add 0.0.
-        dates, at = np.unique(np.searchsorted(self.dates, event_dates), return_inverse=True)
+    def add(self, event_dates: np.ndarray, event_symbols: np.ndarray, ret: np.ndarray, abn: np.ndarray) -> None:
+        """Add events: their dates and symbol codes, and [event, offset] arrays of their return and
+        abnormal return (NaN where the bar does not exist, or there is no abnormal return)."""
+        # Sums over the event dates (and symbols) present only (a chunk of a rare detector has few):
+        # the same bits as over every date, since np.bincount adds in input order (events in symbol
+        # order) and a date without events would add 0.0.
         width = len(self.offsets)
-        ok = ~np.isnan(ret)
-        cells = (at.reshape(-1)[:, None] * width + np.arange(width)[None, :])[ok]
-        shape = (len(dates), width)
-        self.ret[dates] += np.bincount(cells, weights=ret[ok], minlength=dates.size * width).reshape(shape)
-        self.abn[dates] += np.bincount(cells, weights=ret[ok] - mkt[ok], minlength=dates.size * width).reshape(shape)
-        self.count[dates] += np.bincount(cells, minlength=dates.size * width).reshape(shape)
+        by_date = np.unique(np.searchsorted(self.dates, event_dates), return_inverse=True)
+        by_symbol = np.unique(np.asarray(event_symbols), return_inverse=True)
+        ret_ok, abn_ok = ~np.isnan(ret), ~np.isnan(abn)
+        for (present, at), pairs in ((by_date, ((ret, ret_ok, self.ret, self.ret_count),
+                                                (abn, abn_ok, self.abn, self.abn_count))),
+                                     (by_symbol, ((abn, abn_ok, self.symbol_abn, self.symbol_count),))):
+            grid = at.reshape(-1)[:, None] * width + np.arange(width)[None, :]  # [event, offset] cell numbers
+            size, shape = present.size * width, (present.size, width)
+            for values, ok, sums, counts in pairs:
+                cells = grid[ok]
+                sums[present] += np.bincount(cells, weights=values[ok], minlength=size).reshape(shape)
+                counts[present] += np.bincount(cells, minlength=size).reshape(shape)
+        offset = np.broadcast_to(np.arange(width)[None, :], abn.shape)[abn_ok]  # in event order
+        self.squares += np.bincount(offset, weights=abn[abn_ok] * abn[abn_ok], minlength=width)
 
-    def add_sums(self, ret: np.ndarray, abn: np.ndarray, count: np.ndarray) -> None:
-        """Add another PathSums' ret, abn and count (of the same offsets and dates)."""
-        self.ret += ret
-        self.abn += abn
-        self.count += count
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The sums by name (FIELDS), e.g. to save them."""
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def add_sums(self, **arrays: np.ndarray) -> None:
+        """Add another PathSums' arrays() (of the same offsets, dates and symbols)."""
+        for name in self.FIELDS:
+            getattr(self, name).__iadd__(arrays[name])
 
     def paths(self, detector: str) -> pd.DataFrame:
-        """PATH_COLUMNS, one row per offset: events with that bar, mean_ret, mean_abn and its 95% band
-        mean_abn -+ 1.96 x the date-clustered standard error (as in clustered_mean_t). NaN means
-        where no event has that bar; NaN band with fewer than two event dates."""
+        """PATH_COLUMNS, one row per offset: events with that bar and their mean_ret; abn_events with an
+        abnormal return there, their mean_abn and its 95% band mean_abn -+ the t(G - 1) critical value
+        x the two-way clustered standard error (as harness.inference.mean_estimate computes it). NaN
+        means where no event has that bar; NaN band where the test has no t (fewer than
+        MIN_CLUSTERS event dates or symbols)."""
         rows = []
         for k, offset in enumerate(self.offsets):
-            n = self.count[:, k]
-            total = int(n.sum())
-            mean_ret = float(self.ret[:, k].sum() / total) if total else math.nan
-            mean_abn = float(self.abn[:, k].sum() / total) if total else math.nan
-            clusters = int((n > 0).sum())
-            low = high = math.nan
-            if clusters >= 2:
-                scores = self.abn[:, k] - n * mean_abn
-                var = clusters / (clusters - 1) * float((scores * scores).sum()) / (total * total)
-                half = Z_95 * math.sqrt(var)
-                low, high = mean_abn - half, mean_abn + half
-            rows.append({"detector": detector, "offset": offset, "events": total, "mean_ret": mean_ret,
-                         "mean_abn": mean_abn, "abn_low": low, "abn_high": high})
+            events, n = int(self.ret_count[:, k].sum()), int(self.abn_count[:, k].sum())
+            mean_ret = float(self.ret[:, k].sum() / events) if events else math.nan
+            low = high = mean_abn = math.nan
+            if n:
+                total = float(self.abn[:, k].sum())
+                mean_abn = total / n
+                by_date = self.abn[:, k] - self.abn_count[:, k] * mean_abn
+                by_symbol = self.symbol_abn[:, k] - self.symbol_count[:, k] * mean_abn
+                by_event = float(self.squares[k]) - total * mean_abn  # sum of (abn - mean)^2: one event per pair
+                clusters = (int((self.abn_count[:, k] > 0).sum()), int((self.symbol_count[:, k] > 0).sum()), n)
+                squares = (float((by_date * by_date).sum()) / (n * n), float((by_symbol * by_symbol).sum()) / (n * n),
+                           by_event / (n * n))
+                low, high = estimate(mean_abn, two_way_variance(squares, clusters, n, 1),
+                                     clusters[0], clusters[1]).interval()
+            rows.append({"detector": detector, "offset": offset, "events": events, "mean_ret": mean_ret,
+                         "abn_events": n, "mean_abn": mean_abn, "abn_low": low, "abn_high": high})
         return pd.DataFrame(rows, columns=PATH_COLUMNS)
 
 
 def format_summary(table: pd.DataFrame) -> str:
     """A fixed-width text table for the terminal, one row per (detector, window), returns in %.
 
-    Shows events, the raw mean, the abnormal (market-adjusted) mean with its date-clustered t, and
-    for a variant the difference of abnormal means against its baseline with the t of that
-    difference; a t whose size is at least 1.96 (5% two-sided) is marked with '*'.
+    Shows events, the raw mean, the abnormal mean with its two-way clustered t, and for a variant
+    the difference of abnormal means against its baseline with the t of that difference. A t is
+    starred when its Holm-adjusted p (over the run's tests of its kind) is below 5%; a test that
+    has no t (too few event dates or symbols) shows '-' and the note column says why.
     """
     percent = lambda v: "" if pd.isna(v) else f"{100 * v:+.2f}%"  # noqa: E731
-    t_value = lambda v: "" if pd.isna(v) else f"{v:.2f}" + ("*" if abs(v) >= 1.96 else " ")  # noqa: E731
+
+    def t_value(t: float, adjusted: float, tested: bool) -> str:
+        if not tested:
+            return ""
+        return "-" if pd.isna(t) else f"{t:.2f}" + ("*" if is_significant(adjusted) else " ")
+
+    has_vs = [bool(b) and not pd.isna(v) for v, b in zip(table["vs_baseline"], table["baseline"])]
     shown = pd.DataFrame({
         "detector": table["detector"], "window": table["window"], "events": table["events"],
         "mean": table["mean"].map(percent), "abn mean": table["abn_mean"].map(percent),
-        "abn t": table["abn_t"].map(t_value),
-        "vs baseline": [f"{percent(v)} vs {b}" if b and not pd.isna(v) else ""
-                        for v, b in zip(table["vs_baseline"], table["baseline"])],
-        "vs t": table["vs_baseline_t"].map(t_value)})
+        "abn t": [t_value(t, p, True) for t, p in zip(table["abn_t"], table["abn_p_holm"])],
+        "vs baseline": [f"{percent(v)} vs {b}" if shown else ""
+                        for v, b, shown in zip(table["vs_baseline"], table["baseline"], has_vs)],
+        "vs t": [t_value(t, p, shown) for t, p, shown in zip(table["vs_baseline_t"], table["vs_p_holm"], has_vs)],
+        "note": table["note"].fillna("")})
     return shown.to_string(index=False)
 
 
-def clustered_interval(mean: pd.Series, t: pd.Series, z: float = Z_95) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) of mean -+ z * se with se = |mean / t| (the clustered standard error behind t).
-
-    NaN where t is NaN or 0.
-    """
-    mean = np.asarray(mean, dtype="float64")
-    t = np.asarray(t, dtype="float64")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        half = np.where(t != 0, z * np.abs(mean / t), np.nan)
-    return mean - half, mean + half
+def intervals(mean: pd.Series, se: pd.Series, df: pd.Series, level: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of mean -+ the t(df) critical value x se, the (1 - level) intervals of
+    summary.csv's rows; NaN where se is NaN (no test)."""
+    rows = [Estimate(m, s, math.nan, math.nan, int(d), 0, 0).interval(level) if s == s else (math.nan, math.nan)
+            for m, s, d in zip(mean, se, df)]
+    return np.array([r[0] for r in rows], dtype="float64"), np.array([r[1] for r in rows], dtype="float64")
 
 
 def events_per_year(dates: pd.Series) -> pd.Series:

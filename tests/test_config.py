@@ -66,6 +66,17 @@ def test_config_is_frozen(data):
      "'params.ma_cross': fast (200) must be less than slow (50)"),
     ({"detectors": ["ma_cross"], "params": {"ma_cross": {"fast": 200}}},
      "'params.ma_cross': fast (200) must be less than slow (200)"),
+    ({"benchmark": "capm"}, "'benchmark': must be 'market' or 'market_model', got 'capm'"),
+    ({"benchmark": ["market"]}, "'benchmark': must be 'market' or 'market_model'"),
+    ({"estimation_window": [-20, -250]}, "'estimation_window': must be [first, last] bars before the event"),
+    ({"estimation_window": [-250, 0]}, "'estimation_window': must be [first, last] bars before the event"),
+    ({"estimation_window": [-3000, -21]}, "'estimation_window': must be [first, last] bars before the event"),
+    ({"estimation_window": -250}, "'estimation_window': must be [first, last] bars before the event"),
+    ({"min_estimation_bars": 1}, "'min_estimation_bars': must be between 2 and 230, got 1"),
+    ({"estimation_window": [-60, -21], "min_estimation_bars": 100},
+     "'min_estimation_bars': must be between 2 and 40, got 100"),
+    ({"min_market_symbols": 0}, "'min_market_symbols': must be at least 1, got 0"),
+    ({"min_market_symbols": "many"}, "'min_market_symbols': must be an integer"),
 ])
 def test_bad_values_name_the_key(data, keys, message):
     with pytest.raises(ConfigError) as info:

@@ -61,12 +61,12 @@ def test_return_stats_edge_cases():
 
 
 def frame(fwd, mkt=None, dates=None) -> pd.DataFrame:
-    """Event rows as summarize() takes them, for window 5: date, fwd_5, mkt_5, abn_5."""
+    """Event rows as summarize() takes them, for window 5: date, symbol, score, fwd_5, mkt_5, abn_5."""
     fwd = np.asarray(fwd, dtype="float64")
     mkt = np.zeros(len(fwd)) if mkt is None else np.asarray(mkt, dtype="float64")
     dates = pd.bdate_range("2024-01-01", periods=len(fwd)) if dates is None else pd.to_datetime(dates)
-    return pd.DataFrame({"date": dates, "fwd_5": fwd, "mkt_5": np.where(np.isnan(fwd), np.nan, mkt),
-                         "abn_5": fwd - mkt})
+    return pd.DataFrame({"date": dates, "symbol": np.zeros(len(fwd), np.int32), "score": np.arange(len(fwd)) * 1.0,
+                         "fwd_5": fwd, "mkt_5": np.where(np.isnan(fwd), np.nan, mkt), "abn_5": fwd - mkt})
 
 
 def test_summarize_puts_baseline_beside_variant():
@@ -88,12 +88,13 @@ def test_summarize_puts_baseline_beside_variant():
 def test_summarize_takes_the_detector_tables_it_is_given_and_computes_the_others():
     events = {"b": frame([0.1, 0.3], mkt=[0.05, 0.05]), "v": frame([0.2, np.nan, -0.1], mkt=[0.1, 0.0, -0.1])}
     whole = summarize(events, [5], {"b": None, "v": "b"})
-    given = {"v": detector_summary(events["v"], [5])}
+    given = {"v": detector_summary(events["v"], [5], {})}
     assert summarize(events, [5], {"b": None, "v": "b"}, detector_tables=given).equals(whole)
-    # a given table is used as it is (harness.finish's jobs computed it), the comparison from it
+    # a given table is used as it is (harness.finish's jobs computed it); the comparison, a test
+    # over both detectors' events, from the events
     doctored = given["v"].assign(abn_mean=1.0)
     table = summarize(events, [5], {"b": None, "v": "b"}, detector_tables={"v": doctored})
-    assert table.loc[1, "abn_mean"] == 1.0 and table.loc[1, "vs_baseline"] == pytest.approx(1.0 - 0.15)
+    assert table.loc[1, "abn_mean"] == 1.0 and table.loc[1, "vs_baseline"] == pytest.approx(0.05 - 0.15)
     assert table.loc[0].equals(whole.loc[0])
 
 
@@ -115,3 +116,36 @@ def test_a_detector_returning_a_text_column_fails_as_that_symbols_error(tmp_path
     result = scan_symbol("X", task)
     assert result.error is not None and result.error.detector == "labelled"
     assert "extra columns must hold numbers" in result.error.message and "label" in result.error.message
+
+
+def test_the_printed_summary_stars_by_the_holm_adjusted_p_and_never_a_row_without_t():
+    table = pd.DataFrame({
+        "detector": ["a", "b", "c"], "window": [5, 5, 5], "events": [100, 100, 3], "mean": [0.01, 0.01, 0.02],
+        "abn_mean": [0.01, 0.01, 0.02], "abn_t": [2.5, 2.5, np.nan], "abn_p_holm": [0.04, 0.06, np.nan],
+        "baseline": ["", "a", ""], "vs_baseline": [np.nan, 0.0, np.nan], "vs_baseline_t": [np.nan, 3.0, np.nan],
+        "vs_p_holm": [np.nan, 0.2, np.nan], "note": ["", "", "3 event dates: no t below 10"]})
+    lines = format_summary(table).splitlines()
+    assert "2.50*" in lines[1]                                   # raw p ~1%, Holm 4%: starred
+    assert "2.50 " in lines[2] and "2.50*" not in lines[2]       # the same t, Holm 6%: not starred
+    assert "3.00 " in lines[2] and "3.00*" not in lines[2]       # a comparison by its own family's Holm p
+    assert " - " in lines[3] and "*" not in lines[3] and "3 event dates: no t below 10" in lines[3]
+
+
+def test_a_thin_market_is_said_on_the_terminal(tmp_path):
+    from conftest import run_cli, write_config, write_partition
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    for n in range(12):  # 12 symbols, 4 of them from the 31st bar only
+        start = 30 if n < 4 else 0
+        frame = bars(80, close=100 * np.cumprod(1 + rng.normal(0, 0.01, 80)))
+        write_partition(data, f"S{n}", frame.iloc[start:].reset_index(drop=True))
+    config = write_config(tmp_path / "c.yaml", ohlcv_path=str(data), out_dir=str(tmp_path / "out"),
+                          detectors=["user_detectors:every_bar"], min_market_symbols=10, forward_windows=[5])
+    proc = run_cli("--config", str(config), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    # dates 2-30 have 8 returns, and so has date 31 (the late symbols' first bars)
+    assert "\n30 of the market's 79 dates had fewer than 10 symbols with a return (smallest: 8 on 2024-01-02); " \
+           "abnormal returns across them are NaN" in proc.stdout, proc.stdout
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    # the 8 full symbols' 5-bar returns from bars 0-29 cross a thin date; the late ones' never do
+    assert summary.loc[0, "valid"] == 8 * 75 + 4 * 45 and summary.loc[0, "abn_valid"] == 8 * 45 + 4 * 45

@@ -218,5 +218,5 @@ def test_a_damaged_part_file_is_an_error_naming_the_final_file(tmp_path):
     for kind, named in (("forward", files.forward_file), ("sums", files.forward_file.parent)):
         with pytest.raises(OSError, match="part file in the staging folder is damaged") as caught:
             join_detector_parts(JoinJob(tmp_path, files, kind, 2 if kind == "forward" else 1, (0,),
-                                        np.array([], "datetime64[ns]")))
+                                        np.array([], "datetime64[ns]"), 1))
         assert caught.value.filename == str(named)

@@ -144,7 +144,7 @@ def test_a_second_run_stops_at_once_while_the_first_holds_the_folder(tmp_path, d
     assert first.returncode == 0, stderr
     assert output_files(out) == reference
     assert sorted(p.name for p in out.iterdir()) == sorted(["gap", "user_detectors.gated", "summary.csv",
-                                                            "market.parquet", "paths.csv", "report.html",
+                                                            "market.parquet", "paths.csv", "quantiles.csv", "report.html",
                                                             "run.json"])
 
 

@@ -39,10 +39,12 @@ def test_generator_writes_the_same_bytes_with_numpy_baseline_code(tmp_path, smal
 def test_scan_writes_the_same_bytes_with_numpy_baseline_code(tmp_path, small_universe):
     outputs = {}
     for name, env in (("plain", {}), ("other", OTHER_CPU)):
+        # market_model: the benchmark with the most arithmetic (running sums, a fit per event)
         config = write_config(tmp_path / f"{name}.yaml", ohlcv_path=str(small_universe), detectors=DETECTORS,
-                              out_dir=str(tmp_path / name), flush_every=3)
+                              out_dir=str(tmp_path / name), flush_every=3, benchmark="market_model",
+                              min_market_symbols=19)
         proc = run_cli("--config", str(config), "--workers", "1", env=cli_env(**env))
         assert proc.returncode == 0, proc.stderr
         outputs[name] = output_files(tmp_path / name)
-    assert {"summary.csv", "gap/events.parquet", "gap/forward.parquet"} <= set(outputs["plain"])
+    assert {"summary.csv", "quantiles.csv", "gap/events.parquet", "gap/forward.parquet"} <= set(outputs["plain"])
     assert outputs["plain"] == outputs["other"]

@@ -275,7 +275,8 @@ def test_a_one_symbol_universe_claims_no_abnormal_significance(tmp_path, small_u
     # its market is the symbol itself: abnormal returns are 0 but for rounding, and their t-statistics
     # (abn_t, vs_baseline_t) were any number, starred as significant
     symbol = sorted(p.name.split("=", 1)[1] for p in small_universe.iterdir())[0]
-    config = write_config(tmp_path / "c.yaml", ohlcv_path=str(small_universe), out_dir=str(tmp_path / "out"))
+    config = write_config(tmp_path / "c.yaml", ohlcv_path=str(small_universe), out_dir=str(tmp_path / "out"),
+                          min_market_symbols=1)  # a market of one, to see what its rounding noise gives
     proc = run_cli("--config", str(config), "--workers", "1", "--symbols", symbol)
     assert proc.returncode == 0, proc.stderr
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")

@@ -1,0 +1,214 @@
+"""What an event's return is measured against. Pure functions over numpy arrays.
+
+Two benchmarks (config key `benchmark`):
+
+- market: the abnormal return over h bars is the stock's return less the equal-weighted market's
+  over the same dates, fwd_h - mkt_h. It takes every stock to have a beta of 1.
+- market_model (MacKinlay 1997): alpha and beta are fitted per event by OLS of the stock's bar
+  returns on the market's over an estimation window of bars before the event (`estimation_window`,
+  default bars -250 .. -21: a gap of 20 bars keeps the run-up of signals chosen on recent prices
+  out of the fit), and the abnormal return is fwd_h - (h x alpha + beta x mkt_h). Events with fewer
+  than `min_estimation_bars` usable returns in the window have no abnormal return (NaN).
+
+Either way the market must be a market: a span of dates that crosses a market date on which fewer
+than `min_market_symbols` symbols had a return has no market return, so no abnormal return (the
+early years of a run whose lookback counts back from each symbol's own last bar can be a handful
+of since-delisted names). Estimation returns over such dates are left out of the fit.
+
+Bars are counted in each symbol's own data (missing days are never filled): a bar's return spans
+from its previous bar's date to its own, and so does the market's return matched to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.market import GRID_SIZE, GRID_START, day_numbers, event_returns, level_grid
+
+BENCHMARKS = ("market", "market_model")
+DEFAULT_ESTIMATION_WINDOW = (-250, -21)
+DEFAULT_MIN_ESTIMATION_BARS = 100
+DEFAULT_MIN_MARKET_SYMBOLS = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """The benchmark settings of a run (config keys of the same names)."""
+
+    kind: str = "market"
+    estimation_window: tuple[int, int] = DEFAULT_ESTIMATION_WINDOW  # bars relative to the event, inclusive
+    min_estimation_bars: int = DEFAULT_MIN_ESTIMATION_BARS
+    min_market_symbols: int = DEFAULT_MIN_MARKET_SYMBOLS
+
+
+def thin_grid(market: pd.DataFrame, min_symbols: int) -> np.ndarray:
+    """On the day grid (index: day number - GRID_START), how many market dates up to and including
+    that day had fewer than `min_symbols` returns (int32). A span (a, b] of days crosses a thin
+    market date exactly when grid[b] - grid[a] > 0. The market's first date has no returns: it is
+    thin, but no span ends on it."""
+    marks = np.zeros(GRID_SIZE, dtype=np.int32)
+    thin = market["symbols"].to_numpy() < min_symbols
+    marks[day_numbers(market["date"].to_numpy()[thin]).astype(np.int64) - GRID_START] = 1
+    return np.cumsum(marks, dtype=np.int32)
+
+
+def thin_spans(thin: np.ndarray, day_from: np.ndarray, day_to: np.ndarray) -> np.ndarray:
+    """Whether the span between two days (either order) crosses a thin market date."""
+    low, high = np.minimum(day_from, day_to).astype(np.int64), np.maximum(day_from, day_to).astype(np.int64)
+    return thin[high - GRID_START] != thin[low - GRID_START]
+
+
+def bar_returns(days: np.ndarray, close: np.ndarray, first: np.ndarray, length: np.ndarray,
+                levels: np.ndarray, thin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(stock, market) return of every bar of several symbols laid one after another (first,
+    length: each symbol's rows): close[j] / close[j - 1] - 1 and the market's level over the same
+    two dates. NaN on each symbol's first bar, and the market's (so both) where the span crosses a
+    thin market date."""
+    stock = np.full(len(close), np.nan)
+    market = np.full(len(close), np.nan)
+    if len(close) < 2:
+        return stock, market
+    previous = np.arange(-1, len(close) - 1)
+    inside = np.ones(len(close), dtype=bool)
+    inside[first[length > 0]] = False  # a symbol's first bar has no previous bar of its own
+    inside[0] = False
+    at, before = np.flatnonzero(inside), previous[inside]
+    day_at, day_before = days[at].astype(np.int64), days[before].astype(np.int64)
+    ok = thin[day_at - GRID_START] == thin[day_before - GRID_START]
+    at, before = at[ok], before[ok]
+    stock[at] = close[at] / close[before] - 1
+    market[at] = levels[days[at].astype(np.int64) - GRID_START] / levels[days[before].astype(np.int64) - GRID_START] - 1
+    return stock, market
+
+
+def running_sums(stock: np.ndarray, market: np.ndarray) -> np.ndarray:
+    """[5, bars + 1] running sums over the bars of count, stock, market, stock x market and
+    market^2 of the bars where both returns exist (bar_returns()), from 0 before the first bar:
+    what market_model_fit() takes, computed once for all the events of some symbols."""
+    ok = ~np.isnan(stock) & ~np.isnan(market)
+    r, m = np.where(ok, stock, 0.0), np.where(ok, market, 0.0)
+    sums = np.zeros((5, len(stock) + 1))
+    for row, values in enumerate((ok.astype(np.float64), r, m, r * m, m * m)):
+        np.cumsum(values, out=sums[row, 1:])
+    return sums
+
+
+def market_model_fit(sums: np.ndarray, rows: np.ndarray, first: np.ndarray, length: np.ndarray,
+                     window: tuple[int, int], min_bars: int) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha, beta) of the OLS stock = alpha + beta x market over each row's estimation window.
+
+    sums: running_sums() of bar_returns() of several symbols laid one after another; rows: the
+    rows (events' bars) to fit for; first, length: each row's symbol's rows. The window is rows
+    rows + window[0] .. rows + window[1] of the row's own symbol, with the returns that exist there.
+    NaN alpha and beta where fewer than `min_bars` returns, or a market that did not move.
+    Running sums make each fit O(1); their rounding is ~1e-12 of the window's sums.
+    """
+    end = first + length
+    low = np.clip(rows + window[0], first, end)
+    high = np.clip(rows + window[1] + 1, low, end)
+    n, sr, sm, srm, smm = sums[:, high] - sums[:, low]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sxx = smm - sm * sm / n
+        beta = (srm - sr * sm / n) / sxx
+        alpha = (sr - beta * sm) / n
+    fitted = (n >= min_bars) & (sxx > 1e-14 * smm)
+    return np.where(fitted, alpha, np.nan), np.where(fitted, beta, np.nan)
+
+
+def expected_returns(mkt: np.ndarray, offsets: np.ndarray,
+                     alpha: np.ndarray | None = None, beta: np.ndarray | None = None) -> np.ndarray:
+    """[event, offset] returns the benchmark expects, given the market's over the same bars (mkt):
+    the market's itself (market), or k x alpha + beta x mkt for offset k with each event's alpha and
+    beta (market_model). The abnormal return is the return less this; NaN where an input is."""
+    if alpha is None:
+        return mkt
+    k = np.asarray(offsets, dtype=np.float64)[None, :]
+    return k * alpha[:, None] + beta[:, None] * mkt
+
+
+class BenchmarkReturns:
+    """A run's market and benchmark applied to bars: each event's return, the market's over the same
+    bars and the return the benchmark expected there.
+
+    Built once per process from the market index (harness.market.market_index) and the settings;
+    for market_model it keeps the running sums of the last bars it fitted on, so that every
+    detector's events of one staged chunk share them.
+    """
+
+    def __init__(self, market: pd.DataFrame, benchmark: Benchmark):
+        self.benchmark = benchmark
+        self.levels = level_grid(market)
+        self.thin = thin_grid(market, benchmark.min_market_symbols)
+        self._fitted: tuple[np.ndarray, np.ndarray] | None = None  # (the bars' days, their running sums)
+
+    def returns(self, days: np.ndarray, close: np.ndarray, spans: tuple[np.ndarray, np.ndarray],
+                first: np.ndarray, length: np.ndarray, bars: np.ndarray, offsets: Sequence[int]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ret, mkt, expected), arrays [event, offset]: harness.market.event_returns() (with the
+        thin market's spans NaN in mkt) and expected_returns().
+
+        days, close: the bars of several symbols one after another, spans: (first row, number of
+        bars) of every one of them; first, length, bars: each event's symbol's rows and its bar.
+        """
+        ret, mkt = event_returns(days, close, self.levels, first, length, bars, offsets, self.thin)
+        if self.benchmark.kind == "market":
+            return ret, mkt, mkt
+        if self._fitted is None or self._fitted[0] is not days:
+            stock, market = bar_returns(days, close, *spans, self.levels, self.thin)
+            self._fitted = (days, running_sums(stock, market))
+        alpha, beta = self._fit(days, close, spans, first + bars, first, length)
+        return ret, mkt, expected_returns(mkt, np.asarray(offsets), alpha, beta)
+
+    def _fit(self, days: np.ndarray, close: np.ndarray, spans: tuple[np.ndarray, np.ndarray], rows: np.ndarray,
+             first: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """market_model_fit() at `rows`, on the running sums of these bars (kept for the next call)."""
+        if self._fitted is None or self._fitted[0] is not days:
+            stock, market = bar_returns(days, close, *spans, self.levels, self.thin)
+            self._fitted = (days, running_sums(stock, market))
+        return market_model_fit(self._fitted[1], rows, first, length, self.benchmark.estimation_window,
+                                self.benchmark.min_estimation_bars)
+
+    def every_bar(self, days: np.ndarray, close: np.ndarray, spans: tuple[np.ndarray, np.ndarray],
+                  windows: Sequence[int]) -> np.ndarray:
+        """[bar, window] abnormal returns of every bar of these symbols as if each were an event: the
+        numbers returns() gives, ret - expected, but from shifted arrays instead of gathers (all
+        bars at once: the sign test's null over every symbol-day)."""
+        bars = len(close)
+        first, length = (np.repeat(values, spans[1]) for values in spans)
+        at = days.astype(np.int64) - GRID_START
+        level, thin = self.levels[at], self.thin[at]
+        alpha = beta = None
+        if self.benchmark.kind == "market_model":
+            alpha, beta = self._fit(days, close, spans, np.arange(bars), first, length)
+        abn = np.full((bars, len(windows)), np.nan)
+        for k, h in enumerate(windows):
+            if h >= bars:
+                continue
+            ret = close[h:] / close[:-h] - 1
+            mkt = level[h:] / level[:-h] - 1
+            mkt[thin[h:] != thin[:-h]] = np.nan
+            inside = np.arange(h, bars) < (first + length)[:-h]  # bar i + h is the same symbol's
+            expected = mkt if alpha is None else h * alpha[:-h] + beta[:-h] * mkt
+            abn[:-h, k] = np.where(inside, ret - expected, np.nan)
+        return abn
+
+
+def market_membership(market: pd.DataFrame, min_symbols: int) -> dict[str, object]:
+    """For run.json and the report: the market's span, its smallest membership (after its first
+    date, which has no returns) and how many of its dates have fewer than `min_symbols` returns."""
+    if market.empty:
+        return {"first_date": None, "last_date": None, "smallest": None, "min_market_symbols": min_symbols,
+                "thin_dates": 0, "dates": 0}
+    counts = market["symbols"].to_numpy()[1:]
+    dates = market["date"].to_numpy()[1:]
+    smallest = int(np.argmin(counts)) if len(counts) else None
+    return {"first_date": str(market["date"].iloc[0].date()), "last_date": str(market["date"].iloc[-1].date()),
+            "smallest": None if smallest is None else {"date": str(pd.Timestamp(dates[smallest]).date()),
+                                                       "symbols": int(counts[smallest])},
+            "largest": int(counts.max()) if len(counts) else 0,
+            "min_market_symbols": min_symbols, "thin_dates": int((counts < min_symbols).sum()),
+            "dates": len(market)}
