@@ -6,7 +6,7 @@ DATA   := data/ohlcv
 
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test data bench load chromium clean
+.PHONY: run test data bench load placebo chromium clean
 
 # The venv is rebuilt when the dependency pins change; packages come from constraints.txt (exact
 # versions the tests pass with), the project itself is installed editable.
@@ -39,6 +39,10 @@ bench: $(VENV)/.installed data/.ohlcv-complete
 
 load: $(VENV)/.installed
 	$(PY) benchmarks/load.py
+
+# The size study of STATISTICS.md: placebo detectors, 200 replications of each shape (~2 minutes).
+placebo: $(VENV)/.installed
+	$(PY) benchmarks/placebo.py --write
 
 clean:
 	rm -rf $(VENV) data results
