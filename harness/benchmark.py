@@ -33,6 +33,7 @@ BENCHMARKS = ("market", "market_model")
 DEFAULT_ESTIMATION_WINDOW = (-250, -21)
 DEFAULT_MIN_ESTIMATION_BARS = 100
 DEFAULT_MIN_MARKET_SYMBOLS = 20
+DEFAULT_OUTLIER_MOVE = 0.8  # harness.market.outlier_bars: above +80% or below -44% in a day
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,6 +3,9 @@
 Every key is documented in config.yaml. Validation here covers everything that can be checked
 without starting a process: key names, types, ranges, symbol names, that the data path exists and
 that every detector name resolves.
+
+Local paths (ohlcv_path, out_dir, the security files, the config file itself) expand a leading
+`~` or `~user` as a shell would: a flag like `--out=~/x` or a YAML value reaches us unexpanded.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any, Mapping
 import yaml
 
 from harness.benchmark import (BENCHMARKS, DEFAULT_ESTIMATION_WINDOW, DEFAULT_MIN_ESTIMATION_BARS,
-                               DEFAULT_MIN_MARKET_SYMBOLS, Benchmark)
+                               DEFAULT_MIN_MARKET_SYMBOLS, DEFAULT_OUTLIER_MOVE, Benchmark)
 from harness.errors import ConfigError
 
 MAX_WORKERS = 12
@@ -62,6 +65,7 @@ class ScanConfig:
     estimation_window: tuple[int, int] = DEFAULT_ESTIMATION_WINDOW
     min_estimation_bars: int = DEFAULT_MIN_ESTIMATION_BARS
     min_market_symbols: int = DEFAULT_MIN_MARKET_SYMBOLS
+    market_outlier_move: float | None = DEFAULT_OUTLIER_MOVE
 
     def benchmark_settings(self) -> Benchmark:
         """The benchmark keys as harness.benchmark takes them."""
@@ -160,6 +164,15 @@ def _path_offsets(key: str, value: Any) -> tuple[int, int]:
     return value[0], value[1]
 
 
+def _outlier_move(key: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.05 <= value <= 1000:
+        raise _fail(key, f"must be a number from 0.05 to 1000 (0.8: a day above +80% or below -44% is an outlier), "
+                    f"or null for no guard; got {value!r}")
+    return float(value)
+
+
 def _estimation_window(key: str, value: Any) -> tuple[int, int]:
     if (not isinstance(value, list) or len(value) != 2
             or any(isinstance(v, bool) or not isinstance(v, int) for v in value)
@@ -205,6 +218,20 @@ def _bool(key: str, value: Any) -> bool:
     return value
 
 
+def _expand_home(key: str, value: str) -> str:
+    """`value` with a leading `~` or `~user` replaced by that home folder, as a shell does; other
+    values unchanged. A `~user` that names no user is a ConfigError: left as it is, it would be a
+    folder literally named '~user' in the current directory (and an `rm -rf ~...` waiting to happen)."""
+    if not value.startswith("~"):
+        return value
+    expanded = os.path.expanduser(value)
+    if expanded.startswith("~"):
+        user = value.split("/", 1)[0]
+        raise _fail(key, f"cannot expand {user!r} in {value!r}: no such user (write the folder out in full, "
+                    f"or ./{value} for a folder named {user!r})")
+    return expanded
+
+
 def _security(key: str, value: Any, base_dir: str | os.PathLike) -> dict[str, str] | None:
     if value is None:
         return None
@@ -213,7 +240,7 @@ def _security(key: str, value: Any, base_dir: str | os.PathLike) -> dict[str, st
                     f"and key in PEM), got {value!r}")
     paths = {}
     for name in SECURITY_KEYS:
-        path = Path(base_dir) / _str(f"{key}.{name}", value[name])
+        path = Path(base_dir) / _expand_home(f"{key}.{name}", _str(f"{key}.{name}", value[name]))
         if not path.is_file():
             raise _fail(f"{key}.{name}", f"file {str(path)!r} does not exist")
         paths[name] = str(path.resolve())
@@ -232,9 +259,10 @@ def _storage_options(key: str, value: Any) -> dict[str, Any]:
 
 
 def _local_path(key: str, value: str, base_dir: str | os.PathLike) -> Path:
-    """`value` (relative to base_dir) as an absolute path, symlinks resolved; a ConfigError when the
-    operating system cannot use it: a name too long, a NUL byte, a symlink loop, a folder on the
-    way that may not be entered."""
+    """`value` (`~` expanded, then relative to base_dir) as an absolute path, symlinks resolved; a
+    ConfigError when the operating system cannot use it: a name too long, a NUL byte, a symlink
+    loop, a folder on the way that may not be entered."""
+    value = _expand_home(key, value)
     try:
         path = (Path(base_dir) / value).resolve()
         path.exists()  # raises for what resolve() lets through (a long name, a folder not to enter)
@@ -285,7 +313,9 @@ def scheduler_host_port(address: str) -> tuple[str, int]:
 
 def _out_dir(key: str, value: Any, ohlcv_path: str, base_dir: str | os.PathLike) -> str:
     """The output folder, absolute. Refused: a URL, a file (or a path through one), the file-system
-    root, the dataset root or a folder inside it (the scan would write among its inputs)."""
+    root, the dataset root or a folder inside it, and a folder that holds the dataset root (both
+    ways the scan would write among its inputs: `--out out --data out/gap` puts the detector
+    `gap`'s files in the data). Both paths are resolved, so symlinks cannot hide either case."""
     from harness.io import is_url
 
     out_dir = _str(key, value)
@@ -300,6 +330,9 @@ def _out_dir(key: str, value: Any, ohlcv_path: str, base_dir: str | os.PathLike)
         raise _fail(key, f"{str(existing)!r} is a file{through}; give a folder (it is created if missing)")
     if not is_url(ohlcv_path) and path.is_relative_to(ohlcv_path):
         raise _fail(key, f"{str(path)!r} is the dataset root 'ohlcv_path' or inside it; write the results elsewhere")
+    if not is_url(ohlcv_path) and Path(ohlcv_path).is_relative_to(path):
+        raise _fail(key, f"{str(path)!r} holds the dataset root 'ohlcv_path' ({ohlcv_path!r}), and the scan would "
+                    "write its folders among the data; write the results elsewhere")
     return str(path)
 
 
@@ -309,11 +342,49 @@ class _KeyTwice(yaml.constructor.ConstructorError):
         self.lines = (first.line + 1, again.line + 1)
 
 
+_STR_TAG, _NULL_TAG = "tag:yaml.org,2002:str", "tag:yaml.org,2002:null"
+# The keys whose values are text, read as written (a nested dict: the keys of a mapping under it).
+# YAML 1.1 would make the tickers ON and NO booleans, 0700 the octal integer 448, 1_000 the integer
+# 1000 and 1.50 the float 1.5, and an out_dir of 2024 an integer.
+TEXT_KEYS: dict[str, Any] = {
+    "symbols": None, "detectors": None, "ohlcv_path": None, "out_dir": None, "scheduler_address": None,
+    "dashboard_address": None, "on_error": None, "benchmark": None,
+    "security": {name: None for name in SECURITY_KEYS},
+}
+
+
+def _keep_text(mapping: yaml.MappingNode, keys: Mapping[str, Any]) -> None:
+    """Before construction: tag the plain scalars under `keys` of `mapping` as text, so that they
+    are constructed from their text as written. A list's items are all text (`[null]` is the name
+    'null'); a key's own value stays null when it is `null`, `~` or empty (that means "not set").
+    Quoted scalars are text already; anything else (a mapping where a list belongs) is left to the
+    key's own check."""
+    for key_node, value_node in mapping.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.value not in keys:
+            continue
+        nested = keys[key_node.value]
+        if nested is not None:
+            if isinstance(value_node, yaml.MappingNode):
+                _keep_text(value_node, nested)
+        elif isinstance(value_node, yaml.SequenceNode):
+            for item in value_node.value:
+                if isinstance(item, yaml.ScalarNode) and item.style is None:
+                    item.tag = _STR_TAG
+        elif isinstance(value_node, yaml.ScalarNode) and value_node.style is None and value_node.tag != _NULL_TAG:
+            value_node.tag = _STR_TAG
+
+
 class _Loader(yaml.SafeLoader):
     """yaml.SafeLoader, except that a date-like scalar that is no real date (2024-02-30) stays text,
-    so that the key's own check reports it with the key's name, and that a key given twice in one
+    so that the key's own check reports it with the key's name; that a key given twice in one
     mapping is an error (YAML's loaders keep the last silently: a second `detectors:` lower down
-    would quietly replace the first)."""
+    would quietly replace the first); and that the values of TEXT_KEYS are read as written (YAML
+    1.1 reads `symbols: [ON, NO, 0700]` as [True, False, 448])."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.MappingNode):  # only the top level holds config keys
+            _keep_text(node, TEXT_KEYS)
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Mark] = {}
@@ -337,7 +408,13 @@ _Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a UTF-8 config file safely (no Python tags); an empty file is an empty mapping."""
+    """Read a UTF-8 config file safely (no Python tags); an empty file is an empty mapping. A
+    leading `~` of `path` is expanded (`--config=~/scan.yaml` reaches us unexpanded)."""
+    if isinstance(path, str) and path.startswith("~"):
+        expanded = os.path.expanduser(path)
+        if expanded.startswith("~"):
+            raise ConfigError(f"cannot read config file {path!r}: no such user {path.split('/', 1)[0]!r}")
+        path = expanded
     try:
         text = Path(path).read_bytes().decode("utf-8-sig")
     except OSError as exc:
@@ -449,6 +526,7 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
         min_estimation_bars=_int("min_estimation_bars", merged.get("min_estimation_bars", DEFAULT_MIN_ESTIMATION_BARS),
                                  2, estimation_window[1] - estimation_window[0] + 1),
         min_market_symbols=_int("min_market_symbols", merged.get("min_market_symbols", DEFAULT_MIN_MARKET_SYMBOLS), 1),
+        market_outlier_move=_outlier_move("market_outlier_move", merged.get("market_outlier_move", DEFAULT_OUTLIER_MOVE)),
     )
     resolve_detectors(cfg.detectors, cfg.params)  # raises ConfigError on an unknown name or parameter
     return cfg

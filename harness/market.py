@@ -2,7 +2,9 @@
 
 The market is an equal-weighted, daily-rebalanced index of the scanned universe: on each date d,
 ret(d) is the mean of close[i] / close[i-1] - 1 over every symbol whose bar i (i >= 1, within the
-run's lookback) is dated d; its level starts at 1.0 on the first date and compounds 1 + ret(d).
+run's lookback) is dated d, but for a bar whose move is too large for one stock's day
+(outlier_bars: an unadjusted split, a relisting after a gap, a bad print), which is left out; its
+level starts at 1.0 on the first date and compounds 1 + ret(d).
 Its dates are every date on which a scanned symbol has a bar; on a date where no symbol has a
 return (only first bars), ret is 0.0 and `symbols` is 0.
 
@@ -31,12 +33,24 @@ def day_numbers(dates: np.ndarray) -> np.ndarray:
     return np.asarray(dates).astype("datetime64[D]").astype(np.int64).astype(np.int32)
 
 
-def chunk_sums(series: Sequence[tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
+def outlier_bars(close: np.ndarray, move: float | None) -> np.ndarray:
+    """Per bar, whether its return close[i] / close[i-1] is above 1 + move or below 1 / (1 + move)
+    (bar 0: False): too large a move for one stock's day to enter the market index, the mark of an
+    unadjusted split, a relisting after a gap or a bad print. None: no bar is."""
+    out = np.zeros(len(close), dtype=bool)
+    if move is not None and len(close) > 1:
+        ratio = close[1:] / close[:-1]
+        out[1:] = (ratio > 1 + move) | (ratio < 1 / (1 + move))
+    return out
+
+
+def chunk_sums(series: Sequence[tuple[np.ndarray, np.ndarray]], outlier_move: float | None = None) -> pd.DataFrame:
     """The market's raw sums over some symbols: columns day (int32), ret_sum (float64), returns (int32).
 
     series: per symbol, in symbol order, (days, close) of its bars (day numbers ascending, closes > 0).
     One row per day on which one of them has a bar, ascending; ret_sum adds close[i] / close[i-1] - 1
-    of each symbol with a bar i >= 1 that day, in the given order; returns counts them.
+    of each symbol with a bar i >= 1 that day, in the given order, but for the outlier_bars() of
+    `outlier_move`, which are left out; returns counts what was added.
     """
     days = [d for d, _ in series if len(d)]
     if not days:
@@ -52,8 +66,9 @@ def chunk_sums(series: Sequence[tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
             continue
         present[day - low] = True
         if len(day) > 1:
-            at = day[1:] - low
-            sums[at] += close[1:] / close[:-1] - 1  # days are unique within a symbol
+            keep = ~outlier_bars(close, outlier_move)[1:]
+            at = day[1:][keep] - low
+            sums[at] += (close[1:] / close[:-1] - 1)[keep]  # days are unique within a symbol
             counts[at] += 1
     keep = np.flatnonzero(present)
     return pd.DataFrame({"day": (keep + low).astype(np.int32), "ret_sum": sums[keep],

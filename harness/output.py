@@ -51,8 +51,9 @@ import pyarrow.parquet as pq
 
 from harness.detectors import DetectorSpec
 from harness.errors import ConfigError, OutputError, ScanError
+from harness.fingerprint import changed
 from harness.eval import abnormal_column, forward_column
-from harness.market import chunk_sums
+from harness.market import chunk_sums, outlier_bars
 from harness.outdir import DETECTOR_FILES, RUN_FILES, STAGING, STAGING_MARKER, os_reason
 from harness.task import SymbolResult
 
@@ -60,6 +61,7 @@ STATE_FILE = "state.json"
 MARKER_TEXT = ("symbol scan keeps the flushed results of an unfinished run here (for --resume); "
                "the next run into this folder deletes it.\n")
 BAR = "bar"  # staged forward parts only: the event's row in its symbol's bars
+MAX_LISTED_OUTLIERS = 1000  # market outliers listed in state.json and run.json (all are counted)
 
 
 def write_synced(path: Path, data: bytes) -> None:
@@ -280,17 +282,19 @@ class OutputWriter:
     """Owns <out_dir>: staged chunks, resume state, and the final atomic replacement."""
 
     def __init__(self, out_dir: str, detectors: Sequence[DetectorSpec], windows: Sequence[int],
-                 run_key: str, resume: bool, symbols: int, chunk_size: int):
+                 run_key: Mapping[str, str], resume: bool, symbols: int, chunk_size: int,
+                 outlier_move: float | None = None):
         self.out_dir = Path(out_dir)
         self.staging = self.out_dir / STAGING
         self.detectors = list(detectors)
         self.windows = list(windows)
-        self.run_key = run_key
+        self.run_key = dict(run_key)  # harness.fingerprint.run_fingerprint()
         self.symbols, self.chunk_size = symbols, chunk_size
+        self.outlier_move = outlier_move  # harness.market.outlier_bars: bars left out of the market
         self.chunks = -(-symbols // chunk_size)
-        self.state: dict[str, Any] = {"run_key": run_key, "chunks": [], "extra_columns": {},
+        self.state: dict[str, Any] = {"run_key": self.run_key, "chunks": [], "extra_columns": {},
                                       "failed": [], "repairs": {}, "cpu_seconds": {}, "bars": 0,
-                                      "no_bars": []}
+                                      "no_bars": [], "market_outliers": [], "market_outlier_count": 0}
         self.kept = 0  # symbols in the staged chunks that state.json on disk records
         self.resumed = resume and self.staging.exists()
         if self.resumed:
@@ -330,8 +334,9 @@ class OutputWriter:
         if not isinstance(saved, dict) or any(type(saved.get(k)) is not type(v) for k, v in self.state.items()):
             raise self._damaged(f"{path} is not a state file this tool wrote")
         if saved["run_key"] != self.run_key:
-            raise ScanError(f"--resume: the unfinished run in {self.staging} was started with a different "
-                            "config or universe; rerun without --resume to start over")
+            what = changed(saved["run_key"], self.run_key, self.detectors)
+            raise ScanError(f"--resume: {what} changed since the unfinished run in {self.staging} staged its "
+                            "results; rerun without --resume to start over")
         if any(not isinstance(c, int) or not 0 <= c < self.chunks for c in saved["chunks"]):
             raise self._damaged(f"{path} lists chunks this run does not have")
         for chunk in saved["chunks"]:
@@ -470,7 +475,14 @@ class OutputWriter:
             "day": pa.array(np.concatenate([r.days for r in with_bars]) if with_bars else [], pa.int32()),
             "close": pa.array(np.concatenate([r.close for r in with_bars]) if with_bars else [], pa.float64())})
         self._write_part(series, self.staging / f"series-{chunk:05d}.arrow")
-        market = chunk_sums([(r.days, r.close) for r in with_bars])
+        market = chunk_sums([(r.days, r.close) for r in with_bars], self.outlier_move)
+        for r in with_bars:
+            for bar in np.flatnonzero(outlier_bars(r.close, self.outlier_move)):
+                self.state["market_outlier_count"] += 1
+                if len(self.state["market_outliers"]) < MAX_LISTED_OUTLIERS:
+                    self.state["market_outliers"].append(
+                        {"symbol": r.symbol, "date": str(np.datetime64(int(r.days[bar]), "D")),
+                         "return": float(r.close[bar] / r.close[bar - 1] - 1)})
         self._write_part(pa.Table.from_pandas(market, preserve_index=False), self.staging / f"market-{chunk:05d}.arrow")
         self.state["chunks"] = sorted({*self.state["chunks"], chunk})
         self._save_state()  # the commit point: parts of chunks not listed are ignored on resume

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import functools
 import gc
-import hashlib
 import json
 import logging
 import os
@@ -46,6 +45,7 @@ from harness.config import ScanConfig, load_config, read_yaml
 from harness.detectors import resolve_detectors
 from harness.errors import ConfigError, Interrupted, ScanError, StopRequested, SymbolFailed
 from harness.finish import RunAll, finish_outputs, in_this_process
+from harness.fingerprint import run_fingerprint
 from harness.forkserver import start_forkserver
 from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running
 from harness.progress import Progress
@@ -99,16 +99,6 @@ def select_symbols(cfg: ScanConfig) -> Universe:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise ConfigError(f"config key 'symbols': no partition under {cfg.ohlcv_path!r} for {shown}")
     return Universe(list(cfg.symbols), [], universe.ignored)
-
-
-def run_key(cfg: ScanConfig, symbols: Sequence[str]) -> str:
-    """A digest of everything that decides the outputs (not where or how fast they are computed)."""
-    settings = cfg.as_dict()
-    for key in ("workers", "symbols_per_task", "scheduler_address", "dashboard_address", "out_dir", "on_error",
-                "security", "ship_code", "allow_version_mismatch", "storage_options"):
-        settings.pop(key)
-    settings["symbols"] = list(symbols)
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def serial_results(symbols: Sequence[str], todo: Sequence[int], task: ScanTask) -> Iterator[tuple[int, SymbolResult]]:
@@ -206,8 +196,8 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
         log.warning("Skipping folder symbol=%s: not a valid symbol name", name)
     specs = resolve_detectors(cfg.detectors, cfg.params)
     task = ScanTask.from_config(cfg, specs)
-    writer = OutputWriter(cfg.out_dir, specs, cfg.forward_windows, run_key(cfg, symbols), resume,
-                          len(symbols), cfg.flush_every)
+    writer = OutputWriter(cfg.out_dir, specs, cfg.forward_windows, run_fingerprint(cfg, symbols, specs), resume,
+                          len(symbols), cfg.flush_every, cfg.market_outlier_move)
     first = writer.flushed
     if resume and not writer.resumed:  # said, so that a mistyped --out is not taken for a resumed run
         log.warning("--resume: no interrupted run in %s to continue; scanning every symbol", cfg.out_dir)
@@ -282,6 +272,7 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
             "failed": failed,
             "events": {name: len(frame) for name, frame in evaluated.events.items()},
             "market": market_membership(evaluated.market, cfg.min_market_symbols),
+            "market_outliers": {"count": writer.state["market_outlier_count"], "bars": writer.state["market_outliers"]},
             "null_hit_rates": {str(h): rate for h, rate in evaluated.null_hit_rates.items()},
             "bars_read": writer.state["bars"],
             "repairs": dict(sorted(writer.state["repairs"].items())),
@@ -305,6 +296,14 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
     if failed:
         print(f"\n{len(failed)} symbol(s) failed and were skipped: "
               + ", ".join(f["symbol"] for f in failed[:10]) + (" ..." if len(failed) > 10 else ""))
+    outliers = info["market_outliers"]
+    if outliers["count"]:  # real splits and relistings must not pass silently
+        move = cfg.market_outlier_move
+        shown = ", ".join(f"{b['symbol']} {b['date']} {100 * b['return']:+.1f}%" for b in outliers["bars"][:5])
+        print(f"\n{outliers['count']} bar return(s) beyond +{100 * move:.0f}% / {100 * (1 / (1 + move) - 1):.0f}% were "
+              f"left out of the market index (market_outlier_move): {shown}"
+              + (" ..." if outliers["count"] > 5 else "") + "; unadjusted splits, relistings or bad prints? "
+              "Those symbols' own forward returns still hold them (run.json market_outliers)")
     market = info["market"]
     if market["thin_dates"]:  # not an error, but it changes which abnormal returns exist
         print(f"\n{market['thin_dates']} of the market's {market['dates'] - 1} dates had fewer than "

@@ -77,6 +77,8 @@ def test_config_is_frozen(data):
      "'min_estimation_bars': must be between 2 and 40, got 100"),
     ({"min_market_symbols": 0}, "'min_market_symbols': must be at least 1, got 0"),
     ({"min_market_symbols": "many"}, "'min_market_symbols': must be an integer"),
+    ({"market_outlier_move": 0}, "'market_outlier_move': must be a number from 0.05 to 1000"),
+    ({"market_outlier_move": "big"}, "'market_outlier_move': must be a number from 0.05 to 1000"),
 ])
 def test_bad_values_name_the_key(data, keys, message):
     with pytest.raises(ConfigError) as info:

@@ -196,7 +196,7 @@ def test_resume_refuses_a_different_config(tmp_path, small_universe):
     proc.communicate(timeout=60)
     other = config(tmp_path, small_universe, name="other", workers=1, forward_windows=[5])
     resumed = run_cli("--config", str(other), "--resume")
-    assert resumed.returncode == 1 and "different config" in resumed.stderr
+    assert resumed.returncode == 1 and "error: --resume: the config changed since the unfinished run" in resumed.stderr
 
 
 def test_sigkill_at_random_moments_never_damages_the_previous_results(tmp_path, small_universe):

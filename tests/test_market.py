@@ -18,7 +18,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from conftest import bars, run_cli, write_config, write_partition
-from harness.market import chunk_sums, market_index
+from harness.market import chunk_sums, market_index, outlier_bars
 from harness.inference import ONE_WAY_NOTE, difference_estimate
 from harness.summary import PathSums
 from test_inference import statsmodels_fit
@@ -243,3 +243,36 @@ def test_path_sums_added_chunk_by_chunk_have_the_bits_of_dense_sums():
             dense += np.bincount(cells, weights=values[ok], minlength=3 * length).reshape(length, 3)
     assert sums.ret.tobytes() == dense_ret.tobytes() and sums.abn.tobytes() == dense_abn.tobytes()
     assert sums.symbol_abn.tobytes() == dense_symbol.tobytes()
+
+
+def test_outlier_bars():
+    close = np.array([100.0, 50.0, 51.0, 92.0, 0.0001, 80.0])
+    assert outlier_bars(close, 0.8).tolist() == [False, True, False, True, True, True]
+    assert not outlier_bars(close, None).any() and outlier_bars(close[:1], 0.8).tolist() == [False]
+
+
+def test_an_unadjusted_split_and_a_bad_tick_stay_out_of_the_market_and_are_named(tmp_path):
+    rng = np.random.default_rng(11)
+    frames = {f"S{n:02d}": bars(close=100 * np.cumprod(1 + rng.normal(0, 0.01, 40))) for n in range(12)}
+    split = frames["S03"]["close"].to_numpy().copy()
+    split[20:] /= 2  # a 2:1 split the data vendor did not adjust
+    frames["S03"] = bars(close=split)
+    tick = frames["S07"]["close"].to_numpy().copy()
+    tick[30] = 0.0001  # one bad print
+    frames["S07"] = bars(close=tick)
+    out = scan_universe(tmp_path, frames, ["gap"])
+    market = pq.read_table(out / "market.parquet").to_pandas()
+    dates = frames["S00"]["date"]
+    returns = pd.DataFrame({s: f["close"].pct_change().to_numpy() for s, f in frames.items()}, index=dates)
+    for day, left_out in ((20, "S03"), (30, "S07"), (31, "S07")):
+        row = market[market["date"] == dates[day]].iloc[0]
+        assert row["symbols"] == 11
+        assert row["ret"] == pytest.approx(returns.drop(columns=left_out).iloc[day].mean(), rel=1e-12)
+    assert abs(market["ret"]).max() < 0.05
+    run = json.loads((out / "run.json").read_text())
+    assert run["market_outliers"]["count"] == 3
+    assert [(b["symbol"], b["date"]) for b in run["market_outliers"]["bars"]] == [
+        ("S03", str(dates[20].date())), ("S07", str(dates[30].date())), ("S07", str(dates[31].date()))]
+    proc = run_cli("--config", str(tmp_path / "c.yaml"), "--workers", "1")
+    assert f"\n3 bar return(s) beyond +80% / -44% were left out of the market index (market_outlier_move): S03 " \
+           f"{dates[20].date()} -50.3%, S07 {dates[30].date()} -100.0%, S07 {dates[31].date()} " in proc.stdout, proc.stdout

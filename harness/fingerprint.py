@@ -1,0 +1,93 @@
+"""What decides a run's staged results, as digests: what --resume compares before it keeps them.
+
+A staged chunk holds what the scan made of its symbols' files with the detectors' code and
+parameters of the time. Resuming with any of these changed would mix old and new results in one
+output, so run_fingerprint() records, part by part, everything that decides them:
+
+- settings: the config keys that decide the outputs (not where or how fast they are computed);
+- symbols: the run's universe;
+- code:<detector>: the source of each detector's module (a user's own included) and params:<detector>
+  its effective parameters (defaults included);
+- reader: the source of the harness code that turns files into staged rows (io, eval, task).
+
+changed() names the parts that differ, for a one-line refusal. The symbols' input files are
+checked separately, per symbol (harness.io's fingerprint of the files' names, sizes and
+modification times), since they change one symbol at a time and only those symbols' chunks
+need scanning again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from harness.config import ScanConfig
+    from harness.detectors import DetectorSpec
+
+# Keys of ScanConfig that do not decide any staged byte: where and how fast the run goes.
+NOT_DECIDING = ("workers", "symbols_per_task", "scheduler_address", "dashboard_address", "out_dir", "on_error",
+                "security", "ship_code", "allow_version_mismatch", "storage_options")
+READER_MODULES = ("harness.io", "harness.eval", "harness.task")
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _json_digest(value: Any) -> str:
+    return digest(json.dumps(value, sort_keys=True, default=str).encode())
+
+
+def source_digest(function: Any) -> tuple[str, str]:
+    """(digest of the source of the module that defines `function`, where that source is). A
+    function without a source file (defined in a notebook cell, say) is digested by its compiled
+    code and constants, which change when it is edited and rerun."""
+    module = sys.modules.get(getattr(function, "__module__", None) or "")
+    try:
+        path = inspect.getsourcefile(module or function)
+        if path:
+            return digest(Path(path).read_bytes()), path
+    except (TypeError, OSError):
+        pass
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return digest(repr(function).encode()), repr(function)
+    return digest(code.co_code + repr(code.co_consts).encode()), f"{code.co_filename}:{code.co_name}"
+
+
+def run_fingerprint(cfg: ScanConfig, symbols: Sequence[str], detectors: Sequence[DetectorSpec]) -> dict[str, str]:
+    """Everything that decides the staged results, part by part (module docstring)."""
+    settings = {k: v for k, v in cfg.as_dict().items() if k not in NOT_DECIDING and k not in ("symbols", "params")}
+    parts = {"settings": _json_digest(settings), "symbols": _json_digest(list(symbols))}
+    for spec in detectors:
+        parts[f"code:{spec.name}"] = source_digest(spec.func)[0]
+        parts[f"params:{spec.name}"] = _json_digest(spec.params)
+    parts["reader"] = digest(b"".join(Path(inspect.getsourcefile(sys.modules[name]) or "").read_bytes()
+                                      for name in READER_MODULES))
+    return parts
+
+
+def changed(saved: Mapping[str, str], now: Mapping[str, str], detectors: Sequence[DetectorSpec]) -> str:
+    """What differs between two run_fingerprint()s, in words ("" when nothing does)."""
+    where = {f"code:{spec.name}": source_digest(spec.func)[1] for spec in detectors}
+    reasons = []
+    for part in sorted(set(saved) | set(now), key=lambda p: (p.split(":")[0] != "settings", p)):
+        if saved.get(part) == now.get(part):
+            continue
+        kind, _, name = part.partition(":")
+        if kind == "code" and part in saved and part in now:
+            reasons.append(f"the code of detector {name!r} ({where[part]})")
+        elif kind == "params" and part in saved and part in now:
+            reasons.append(f"the parameters of detector {name!r}")
+        elif kind in ("code", "params"):
+            reasons.append("the list of detectors")
+        elif kind == "reader":
+            reasons.append("this tool's code that reads the data (harness.io, eval, task)")
+        else:
+            reasons.append({"settings": "the config", "symbols": "the universe (its symbols)"}.get(kind, kind))
+    return ", ".join(dict.fromkeys(reasons))
