@@ -329,13 +329,36 @@ def seconds_since_start() -> float:
         return time.time() - psutil.Process().create_time()
 
 
+INTERRUPTED = "interrupted; flushed symbols are kept, rerun with --resume to continue"
+# Ctrl-C presses within this many seconds of the first are the same impatient press (people press
+# two or three times): they would land in the cleanup the first one started (closing the cluster,
+# removing temp files) and print its traceback. A press after it is a second request.
+SAME_PRESS_SECONDS = 2.0
+_first_interrupt: list[float] = []
+
+
 def _raise_interrupted(signum: int, frame: Any) -> None:
-    # Once: a second Ctrl-C (people press it two or three times) would land in the cleanup that
-    # the first one started (closing the cluster, removing temp files) and print its traceback.
-    # From now on SIGINT is ignored, and SIGTERM kills at once should that cleanup ever hang.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if _first_interrupt:
+        if signum == signal.SIGINT and time.monotonic() - _first_interrupt[0] < SAME_PRESS_SECONDS:
+            return
+        _exit_now()
+    _first_interrupt.append(time.monotonic())
     raise StopRequested
+
+
+def _exit_now() -> None:
+    """End the process at once, exit 130: the first interrupt got no answer (a detector that
+    swallows it with a bare `except:`, a cleanup that hangs). Staged chunks are whole on disk
+    (state.json is their commit point), the lock goes with the process; the worker processes
+    are killed first, since nothing else will stop them now."""
+    with contextlib.suppress(Exception):
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        print(f"error: {INTERRUPTED}", file=sys.stderr, flush=True)
+    os._exit(Interrupted.exit_code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -355,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with hold_output_folder(cfg.out_dir):  # before any process starts; a second run stops here
                 run_scan(cfg, resume=args.resume, imports_seconds=imports)
         except KeyboardInterrupt:
-            raise Interrupted("interrupted; flushed symbols are kept, rerun with --resume to continue") from None
+            raise Interrupted(INTERRUPTED) from None
     except ScanError as exc:  # the one place user errors are reported
         if isinstance(exc, SymbolFailed) and exc.traceback_text:
             print(exc.traceback_text, file=sys.stderr)

@@ -19,7 +19,8 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, bars, cli_env, run_cli, write_config, write_partition
+from conftest import REPO, TESTS, bars, cli_env, run_cli, write_config, write_partition
+from harness.run import SAME_PRESS_SECONDS
 from harness.outdir import STAGING
 from test_run import marked_processes, marked_universe, output_files  # noqa: F401  (fixture)
 
@@ -227,3 +228,47 @@ def new_files(tmp_path: Path, cfg: Path) -> dict:
         assert proc.returncode == 0, proc.stderr
         _NEW["files"] = output_files(other)
     return _NEW["files"]
+
+
+STUBBORN = '''
+import time
+
+import pandas as pd
+
+
+def stubborn(df, cfg):
+    """Sleeps 0.3 s per symbol and swallows any interrupt, as a detector with a bare except: does."""
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.01)
+        except:  # noqa: E722
+            pass
+    return df.iloc[::50][["date"]].assign(score=1.0)
+'''
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_second_ctrl_c_ends_a_run_whose_detector_swallows_the_first(tmp_path, small_universe, workers):
+    (tmp_path / "stubborn_detector.py").write_text(STUBBORN)
+    marker = os.urandom(8).hex()
+    cfg = config(tmp_path, small_universe, workers=workers, detectors=["stubborn_detector:stubborn"],
+                 symbols_per_task=1)
+    proc = subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(cfg)], cwd=REPO,
+                            env=cli_env(PYTHONPATH=f"{REPO}:{TESTS}:{tmp_path}", SCAN_TEST_MARKER=marker),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for_flushes(tmp_path / "out", 3, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # the same impatient press: ignored
+    time.sleep(SAME_PRESS_SECONDS + 0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # a second request, after no answer
+    sent = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - sent < 5
+    assert stderr.strip().splitlines()[-1] == "error: interrupted; flushed symbols are kept, rerun with --resume to continue"
+    assert "Traceback" not in stderr, stderr
+    time.sleep(1)
+    assert marked_processes(marker) == []
+    assert 3 <= staged_symbols(tmp_path / "out") < 20  # flushed chunks are kept
