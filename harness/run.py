@@ -23,7 +23,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 
 def _interrupted_while_importing(signum: int, frame: Any) -> None:
@@ -296,6 +296,11 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
     if failed:
         print(f"\n{len(failed)} symbol(s) failed and were skipped: "
               + ", ".join(f["symbol"] for f in failed[:10]) + (" ..." if len(failed) > 10 else ""))
+    repaired = repair_totals(info["repairs"])
+    if repaired:  # each changes what the detectors see: said here, not only in run.json
+        print("\nRepairs of the data (run.json repairs; README, \"The dataset\"): " + "; ".join(
+            f"{kind} {total:,} in {len(names)} symbol(s) ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
+            for kind, (total, names) in repaired.items()))
     outliers = info["market_outliers"]
     if outliers["count"]:  # real splits and relistings must not pass silently
         move = cfg.market_outlier_move
@@ -317,6 +322,17 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
               + "; run.json has their repairs and ignored_files")
     log.info("Wrote %s (%.1fs); report: %s", cfg.out_dir, info["wall_seconds"], Path(cfg.out_dir) / "report.html")
     return info
+
+
+def repair_totals(repairs: Mapping[str, Mapping[str, int]]) -> dict[str, tuple[int, list[str]]]:
+    """Per kind of repair (harness.io.Repairs' fields but `unsorted`, which changes no bar): the
+    rows (or files) it touched over every symbol, and the symbols, most touched first."""
+    totals: dict[str, tuple[int, list[str]]] = {}
+    for kind in sorted({k for counts in repairs.values() for k in counts} - {"unsorted"}):
+        touched = sorted(((counts[kind], symbol) for symbol, counts in repairs.items() if counts.get(kind)),
+                         key=lambda pair: (-pair[0], pair[1]))
+        totals[kind] = (sum(n for n, _ in touched), [symbol for _, symbol in touched])
+    return totals
 
 
 def seconds_since_start() -> float:

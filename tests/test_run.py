@@ -17,7 +17,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, DaskProcesses, cli_env, free_port, run_cli, write_config
+from conftest import REPO, DaskProcesses, bars, cli_env, free_port, run_cli, write_config, write_partition
 from harness.outdir import LOCK_FILE, STAGING
 from user_detectors import MARKER_VOLUME
 
@@ -308,3 +308,20 @@ def test_resume_with_nothing_to_resume_says_so_and_scans_everything(tmp_path, sm
     assert proc.returncode == 0, proc.stderr
     assert f"--resume: no interrupted run in {tmp_path / 'fresh'} to continue; scanning every symbol" in proc.stderr
     assert json.loads((tmp_path / "fresh" / "run.json").read_text())["symbols"]["done"] == 20
+
+
+def test_repairs_that_change_bars_are_said_on_the_terminal(tmp_path):
+    # naive-UTC timestamps of a Tokyo listing (every bar 15:00 the day before) shift every bar a day:
+    # counted in run.json before, now said after the summary too
+    data = tmp_path / "data"
+    for symbol, n in (("A", 30), ("B", 25), ("C", 30)):
+        frame = bars(n)
+        if symbol != "C":
+            frame["date"] = frame["date"] - pd.Timedelta(hours=9)
+        write_partition(data, symbol, frame)
+    config = write_config(tmp_path / "c.yaml", ohlcv_path=str(data), out_dir=str(tmp_path / "out"),
+                          detectors=["gap"], min_market_symbols=1)
+    proc = run_cli("--config", str(config), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert '\nRepairs of the data (run.json repairs; README, "The dataset"): time_of_day 55 in 2 symbol(s) (A, B)' \
+        in proc.stdout, proc.stdout
