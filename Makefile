@@ -8,11 +8,16 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test data bench load placebo chromium clean
 
-# The venv is rebuilt when the dependency pins change; packages come from constraints.txt (exact
-# versions the tests pass with), the project itself is installed editable.
+# The venv is updated when the dependency pins change; packages come from constraints.txt (exact
+# versions the tests pass with), the project itself is installed editable. `make run` installs
+# what running needs (.installed), `make test` adds the test extras (.installed-test).
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
@@ -30,7 +35,7 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
-test: $(VENV)/.installed chromium
+test: $(VENV)/.installed-test chromium
 	$(PY) -m pytest -q --durations=15
 
 # 5,000 symbols x 20 years (generated once into data/bench/), whole CLI processes, 3 rounds.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import os
 import tempfile
@@ -82,12 +83,42 @@ def warm_up(client: Client, detector_modules: Iterable[str] = ()) -> None:
                         "or set ship_code: true") from None
     for module in detector_modules:  # names checked by harness.detectors: dotted identifiers only
         try:
-            client.run(exec, f"import {module}")
+            try:
+                client.run(exec, f"import {module}")
+            except ModuleNotFoundError as missing:  # not on the workers: ship it if it is a local file
+                top = module.split(".")[0]
+                if (missing.name or "").split(".")[0] != top or not ship_module(client, top):
+                    raise
+                client.run(exec, f"import {module}")
         except Exception as exc:  # the module's own import-time error, whatever it is
             detail = (str(exc).splitlines() or [""])[0]
             raise ScanError(f"the workers cannot import detector module {module!r} ({type(exc).__name__}: "
                             f"{detail}); make it importable on every worker (install it there or put it on "
                             "their PYTHONPATH)") from None
+
+
+def ship_module(client: Client, name: str) -> bool:
+    """Upload the top-level module or package `name`, as this process imports it, to every worker
+    (now and those that join later: Dask's upload_file is a worker plugin): a one-file module as its
+    .py file, a package as a zip of its folder. False when it is no plain local file or folder (an
+    installed extension module, a namespace package): it must then be installed on the workers."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin in (None, "built-in", "frozen"):
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        if spec.submodule_search_locations:  # a package: its folder, zipped under its own name
+            folder = Path(spec.origin).parent
+            archive = Path(tmp) / f"{name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}.zip"
+            with zipfile.ZipFile(archive, "w") as zf:
+                for path in sorted(folder.rglob("*.py")):
+                    zf.write(path, Path(name) / path.relative_to(folder))
+            client.upload_file(str(archive))
+        elif spec.origin.endswith(".py"):
+            client.upload_file(spec.origin)
+        else:
+            return False
+    log.info("Shipped detector module %s (%s) to the workers", name, spec.origin)
+    return True
 
 
 def version_mismatches(versions: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -279,11 +310,11 @@ def local_worker_processes(cfg: ScanConfig) -> int:
 
 
 @contextlib.contextmanager
-def local_cpu_slots(cfg: ScanConfig) -> Iterator[int | None]:
-    """harness.cpuslots slots (one per core) for a LocalCluster with more worker processes than
-    cores, else None; removed when the block ends."""
+def local_cpu_slots(cfg: ScanConfig, ours: bool = True) -> Iterator[int | None]:
+    """harness.cpuslots slots (one per core) for a LocalCluster of ours (not a caller's client) with
+    more worker processes than cores, else None; removed when the block ends."""
     cores = machine_cores()
-    many = not cfg.scheduler_address and local_worker_processes(cfg) > cores
+    many = ours and not cfg.scheduler_address and local_worker_processes(cfg) > cores
     semid = make_slots(cores) if many else None
     try:
         yield semid
@@ -292,8 +323,19 @@ def local_cpu_slots(cfg: ScanConfig) -> Iterator[int | None]:
 
 
 @contextlib.contextmanager
-def connect(cfg: ScanConfig) -> Iterator[Client]:
-    """A Client for this run; closes it (and a LocalCluster it started) on the way out."""
+def connect(cfg: ScanConfig, client: Client | None = None) -> Iterator[Client]:
+    """A Client for this run; closes it (and a LocalCluster it started) on the way out.
+
+    client: a caller's own Client (a notebook's LocalCluster, a SLURMCluster, a KubeCluster, ...):
+    used as it is and never closed; `workers` and `scheduler_address` are then ignored.
+    """
+    if client is not None:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        log.info("Running on the given Dask client (%d workers); dashboard: %s", len(workers), client.dashboard_link)
+        wait_for_a_worker(client, client.scheduler.address)
+        _prepare(client, cfg)
+        yield client
+        return
     with dask.config.set(QUIET_DASK):
         if cfg.scheduler_address:
             security = _security(cfg)

@@ -41,6 +41,7 @@ import psutil
 import pandas as pd
 
 from harness.benchmark import market_membership
+from harness import __version__
 from harness.config import ScanConfig, load_config, read_yaml
 from harness.detectors import resolve_detectors
 from harness.errors import ConfigError, Interrupted, ScanError, StopRequested, SymbolFailed
@@ -60,9 +61,10 @@ log = logging.getLogger("scan")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m harness.run",
+    parser = argparse.ArgumentParser(prog="symbol-scan",
                                      description="Run every detector over every symbol and summarise forward returns.")
-    parser.add_argument("--config", default="config.yaml", help="YAML config (default: config.yaml)")
+    parser.add_argument("--config", help="YAML config (default: ./config.yaml when there is one, else the "
+                        "documented defaults)")
     parser.add_argument("--workers", type=int, help="worker processes (1 = in-process, no Dask)")
     parser.add_argument("--scheduler", dest="scheduler_address", help="remote scheduler, e.g. tcp://127.0.0.1:8786")
     parser.add_argument("--symbols", help="comma-separated symbols to scan (default: all)")
@@ -70,13 +72,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", dest="ohlcv_path", help="dataset root holding symbol=XXX/ folders")
     parser.add_argument("--on-error", dest="on_error", choices=("fail", "skip"), help="what a failing symbol does")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true",
+                          help="no progress and no log lines: the summary, warnings and errors only")
+    loudness.add_argument("-v", "--verbose", action="store_true", help="Dask's own log lines too")
+    parser.add_argument("--version", action="version", version=f"symbol-scan {__version__}")
     return parser.parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> ScanConfig:
     overrides = {key: getattr(args, key) for key in
                  ("workers", "scheduler_address", "symbols", "out_dir", "ohlcv_path", "on_error")}
-    return load_config(read_yaml(args.config), overrides)
+    path = args.config or ("config.yaml" if Path("config.yaml").is_file() else None)
+    return load_config(read_yaml(path) if path else {}, overrides)
 
 
 def select_symbols(cfg: ScanConfig) -> Universe:
@@ -127,32 +135,34 @@ class Execution:
 
 @contextlib.contextmanager
 def execute(cfg: ScanConfig, symbols: Sequence[str], todo: Sequence[int], task: ScanTask,
-            info: dict[str, Any]) -> Iterator[Execution]:
-    """Where the tasks run: in this process for workers 1 without a scheduler, else on Dask.
+            info: dict[str, Any], client: Any = None) -> Iterator[Execution]:
+    """Where the tasks run: in this process for workers 1 without a scheduler or a client, else on
+    Dask (`client`: a caller's own distributed.Client, used and left open).
 
     The results cover the symbols[i], i in `todo`. Records cluster facts in `info`; on the way out
-    cancels what is pending and closes the cluster.
+    cancels what is pending and closes the cluster (if it is ours).
     """
-    if cfg.workers == 1 and not cfg.scheduler_address:
+    if cfg.workers == 1 and not cfg.scheduler_address and client is None:
         yield Execution(serial_results(symbols, todo, task))
         return
-    with execute_on_dask(cfg, symbols, todo, task, info) as execution:
+    with execute_on_dask(cfg, symbols, todo, task, info, client) as execution:
         yield execution
 
 
 @contextlib.contextmanager
 def execute_on_dask(cfg: ScanConfig, symbols: Sequence[str], todo: Sequence[int], task: ScanTask,
-                    info: dict[str, Any]) -> Iterator[Execution]:
+                    info: dict[str, Any], client: Any = None) -> Iterator[Execution]:
     """execute() on a Dask cluster, whatever `workers` says (the benchmark's one-worker LocalCluster).
 
     A LocalCluster's workers also finish the detectors at the end (they see the driver's disk); a
-    remote cluster's may not, so the driver finishes them itself.
+    remote cluster's, or a caller's client's, may not, so the driver finishes them itself.
     """
     t0 = time.time()  # the cluster's start includes importing Dask
-    if not cfg.scheduler_address:
+    ours = client is None and not cfg.scheduler_address  # a LocalCluster of ours
+    if ours:
         start_forkserver()  # before that import, which its own imports then overlap
     from cluster import connect, local_cpu_slots
-    with connect(cfg) as client, local_cpu_slots(cfg) as slots:
+    with connect(cfg, client) as client, local_cpu_slots(cfg, ours) as slots:
         task = dataclasses.replace(task, cpu_slots=slots)
         info["cluster_start_seconds"] = round(time.time() - t0, 3)
         info["dashboard"] = client.dashboard_link
@@ -161,10 +171,10 @@ def execute_on_dask(cfg: ScanConfig, symbols: Sequence[str], todo: Sequence[int]
         info["worker_processes"] = len(workers)
         results = dask_results(client, symbols, todo, task, workers=max(threads, 1),
                                symbols_per_task=cfg.symbols_per_task, stats=info)
-        if cfg.scheduler_address:
-            execution = Execution(results)
-        else:
+        if ours:
             execution = Execution(results, functools.partial(dask_run_all, client), max(threads, 1), slots)
+        else:
+            execution = Execution(results)
         try:
             yield execution
         finally:
@@ -184,10 +194,13 @@ class Timings(dict):
         self.mark = now
 
 
-def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0) -> dict[str, Any]:
+def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0, client: Any = None,
+             console: bool = True, progress: bool = True) -> dict[str, Any]:
     """Run the whole scan; returns the run.json content. Raises ScanError subclasses.
 
-    imports_seconds: how long the process took to get here, for run.json's timings.
+    imports_seconds: how long the process took to get here, for run.json's timings. client: a
+    caller's distributed.Client to run on (left open). console: print the summary table and the
+    closing notes to stdout (the CLI); else the notes go to the log. progress: show progress.
     """
     started = time.time()
     timings = Timings(imports_seconds)
@@ -209,7 +222,7 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
                     len(ignored), cfg.ohlcv_path, ", ".join(ignored[:5]))
     log.info("Scanning %d symbols with %d detectors", len(symbols), len(specs))
 
-    progress = Progress(len(symbols), first)
+    progress = Progress(len(symbols), first, enabled=progress)
     timings.lap("prepare")
     info: dict[str, Any] = {"workers": cfg.workers, "worker_processes": 0, "scheduler_address": cfg.scheduler_address,
                             "dashboard": None, "cluster_start_seconds": 0.0, "tasks": 0}
@@ -240,7 +253,7 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
     offsets = range(cfg.path_offsets[0], cfg.path_offsets[1] + 1)
     # The final files' block ends after the cluster's: on an error, its temp files are removed only
     # once no worker can still be writing one (a LocalCluster's workers write the detectors' files).
-    with contextlib.ExitStack() as finishing, execute(cfg, symbols, todo, task, info) as execution:
+    with contextlib.ExitStack() as finishing, execute(cfg, symbols, todo, task, info, client) as execution:
         progress.start()
         try:
             consume(execution.results)
@@ -292,36 +305,50 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
         info["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         info["files"] = [*files.names, "run.json"]
         files.text("run.json", json.dumps(info, indent=2, default=str) + "\n")
-    print(format_summary(summary))
+    if console:
+        print(format_summary(summary))
+    for note in closing_notes(info, cfg):
+        if console:
+            print(f"\n{note}")
+        else:
+            log.warning(note)
+    log.info("Wrote %s (%.1fs); report: %s", cfg.out_dir, info["wall_seconds"], Path(cfg.out_dir) / "report.html")
+    return info
+
+
+def closing_notes(info: Mapping[str, Any], cfg: ScanConfig) -> list[str]:
+    """What a researcher must know about a finished run besides its summary: failed symbols, repairs
+    of the data, market outliers, a thin market, symbols without bars (each a line)."""
+    notes = []
+    failed = info["failed"]
     if failed:
-        print(f"\n{len(failed)} symbol(s) failed and were skipped: "
-              + ", ".join(f["symbol"] for f in failed[:10]) + (" ..." if len(failed) > 10 else ""))
+        notes.append(f"{len(failed)} symbol(s) failed and were skipped: "
+                     + ", ".join(f["symbol"] for f in failed[:10]) + (" ..." if len(failed) > 10 else ""))
     repaired = repair_totals(info["repairs"])
     if repaired:  # each changes what the detectors see: said here, not only in run.json
-        print("\nRepairs of the data (run.json repairs; README, \"The dataset\"): " + "; ".join(
+        notes.append("Repairs of the data (run.json repairs; README, \"The dataset\"): " + "; ".join(
             f"{kind} {total:,} in {len(names)} symbol(s) ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
             for kind, (total, names) in repaired.items()))
     outliers = info["market_outliers"]
     if outliers["count"]:  # real splits and relistings must not pass silently
         move = cfg.market_outlier_move
         shown = ", ".join(f"{b['symbol']} {b['date']} {100 * b['return']:+.1f}%" for b in outliers["bars"][:5])
-        print(f"\n{outliers['count']} bar return(s) beyond +{100 * move:.0f}% / {100 * (1 / (1 + move) - 1):.0f}% were "
-              f"left out of the market index (market_outlier_move): {shown}"
-              + (" ..." if outliers["count"] > 5 else "") + "; unadjusted splits, relistings or bad prints? "
-              "Those symbols' own forward returns still hold them (run.json market_outliers)")
+        notes.append(f"{outliers['count']} bar return(s) beyond +{100 * move:.0f}% / {100 * (1 / (1 + move) - 1):.0f}% "
+                     f"were left out of the market index (market_outlier_move): {shown}"
+                     + (" ..." if outliers["count"] > 5 else "") + "; unadjusted splits, relistings or bad prints? "
+                     "Those symbols' own forward returns still hold them (run.json market_outliers)")
     market = info["market"]
     if market["thin_dates"]:  # not an error, but it changes which abnormal returns exist
-        print(f"\n{market['thin_dates']} of the market's {market['dates'] - 1} dates had fewer than "
-              f"{market['min_market_symbols']} symbols with a return (smallest: {market['smallest']['symbols']} on "
-              f"{market['smallest']['date']}); abnormal returns across them are NaN (min_market_symbols; "
-              "summary.csv valid - abn_valid)")
+        notes.append(f"{market['thin_dates']} of the market's {market['dates'] - 1} dates had fewer than "
+                     f"{market['min_market_symbols']} symbols with a return (smallest: {market['smallest']['symbols']} "
+                     f"on {market['smallest']['date']}); abnormal returns across them are NaN (min_market_symbols; "
+                     "summary.csv valid - abn_valid)")
     empty = info["symbols_without_bars"]
     if empty:  # not an error (a symbol listed before it traded), but a misnamed file looks the same
-        print(f"\n{len(empty)} symbol(s) had no bars to scan (no *.parquet file, every row dropped, or none in "
-              "the lookback): " + ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
-              + "; run.json has their repairs and ignored_files")
-    log.info("Wrote %s (%.1fs); report: %s", cfg.out_dir, info["wall_seconds"], Path(cfg.out_dir) / "report.html")
-    return info
+        notes.append(f"{len(empty)} symbol(s) had no bars to scan (no *.parquet file, every row dropped, or none in "
+                     "the lookback): " + ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
+                     + "; run.json has their repairs and ignored_files")
+    return notes
 
 
 def repair_totals(repairs: Mapping[str, Mapping[str, int]]) -> dict[str, tuple[int, list[str]]]:
@@ -378,21 +405,19 @@ def _exit_now() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    log.addHandler(handler)  # the scan's own messages only: Dask's INFO chatter stays out
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    """The command line: harness.api's scan with flags, the summary printed, one line per error."""
+    from harness.api import show_messages
     signal.signal(signal.SIGTERM, _raise_interrupted)
     imports = seconds_since_start()  # interpreter start and imports so far
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # not where SIGINT is ignored (`cmd &`)
         signal.signal(signal.SIGINT, _raise_interrupted)
     args = parse_args(argv)
+    show_messages(logging.WARNING if args.quiet else logging.INFO, dask=args.verbose)
     try:
         try:
             cfg = config_from_args(args)
             with hold_output_folder(cfg.out_dir):  # before any process starts; a second run stops here
-                run_scan(cfg, resume=args.resume, imports_seconds=imports)
+                run_scan(cfg, resume=args.resume, imports_seconds=imports, progress=not args.quiet)
         except KeyboardInterrupt:
             raise Interrupted(INTERRUPTED) from None
     except ScanError as exc:  # the one place user errors are reported
@@ -409,10 +434,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `symbol-scan` console script (and `python -m harness.run`)."""
     code = main()
     # The interpreter's exit would collect garbage over every object of the run (pandas, Dask,
     # the run's frames): 0.2-0.7 s at 20-year histories. Frozen, they are simply left to the
     # process's end; every file is written and closed by now.
     gc.freeze()
     sys.exit(code)
+
+
+if __name__ == "__main__":
+    cli()

@@ -27,6 +27,17 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
     assert listed == wanted
 
 
+def test_environment_yml_pins_the_versions_of_constraints():
+    pins = {_name(line): line.split("==")[1] for line in (REPO / "constraints.txt").read_text().splitlines()
+            if "==" in line}
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    for dependency in env["dependencies"]:
+        name = _name(dependency)
+        if name in ("python", "pip"):
+            continue
+        assert "==" in dependency and dependency.split("==")[1] == pins[name], dependency
+
+
 def test_every_dependency_is_pinned_in_constraints():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pins = {_name(line): line for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line}

@@ -1,0 +1,141 @@
+"""The scan from Python: `from harness import scan`.
+
+    from distributed import Client
+    from harness import scan
+
+    client = Client(...)                      # any cluster: LocalCluster, SLURMCluster, KubeCluster...
+    result = scan("config.yaml", client=client, out_dir="results", symbols=["AAPL", "MSFT"])
+    result.summary                            # summary.csv as a DataFrame
+    result.forward("gap")                     # a detector's forward.parquet, read when asked for
+
+scan() does what the CLI does (the CLI is a thin layer over it): it holds the output folder's lock,
+writes the same files, byte for byte, and returns them as DataFrames. With a client it runs on that
+client's cluster and leaves it open; without one, where the config says (in this process for
+workers: 1, else a LocalCluster it starts and closes, or scheduler_address). Progress shows as a
+bar (a widget in Jupyter with ipywidgets) and the scan's messages as log lines, without any set-up;
+an interrupt (Ctrl-C, a notebook's stop button) stops the run like the CLI's Ctrl-C and raises
+harness.errors.Interrupted, the flushed symbols kept for resume=True.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from harness.config import load_config, read_yaml
+from harness.detectors import out_name
+from harness.errors import Interrupted
+from harness.outdir import hold_output_folder
+from harness.summary import format_summary
+
+log = logging.getLogger("scan")
+INTERRUPTED = "interrupted; flushed symbols are kept, run again with resume=True (--resume) to continue"
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanResult:
+    """A finished run's outputs, read from its output folder when first asked for.
+
+    out_dir: the folder; run: run.json (config, symbols, timings, ...); summary, paths, quantiles,
+    market: summary.csv, paths.csv, quantiles.csv and market.parquet as DataFrames; events(name)
+    and forward(name): a detector's events.parquet and forward.parquet (name as in the config).
+    """
+
+    out_dir: Path
+
+    @cached_property
+    def run(self) -> dict[str, Any]:
+        return json.loads((self.out_dir / "run.json").read_text())
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        return _text_columns(pd.read_csv(self.out_dir / "summary.csv"), "baseline", "note")
+
+    @cached_property
+    def paths(self) -> pd.DataFrame:
+        return pd.read_csv(self.out_dir / "paths.csv")
+
+    @cached_property
+    def quantiles(self) -> pd.DataFrame:
+        return _text_columns(pd.read_csv(self.out_dir / "quantiles.csv", dtype={"quantile": str}), "note")
+
+    @cached_property
+    def market(self) -> pd.DataFrame:
+        return pd.read_parquet(self.out_dir / "market.parquet")
+
+    @property
+    def detectors(self) -> list[str]:
+        return list(self.run["config"]["detectors"])
+
+    def events(self, detector: str) -> pd.DataFrame:
+        """The detector's events.parquet: symbol, date, detector, score and its extra columns."""
+        return pd.read_parquet(self._folder(detector) / "events.parquet")
+
+    def forward(self, detector: str) -> pd.DataFrame:
+        """The detector's forward.parquet: symbol, date, detector, close, fwd_<h>, abn_<h>."""
+        return pd.read_parquet(self._folder(detector) / "forward.parquet")
+
+    def _folder(self, detector: str) -> Path:
+        if detector not in self.detectors:
+            raise KeyError(f"{detector!r} did not run; this run's detectors: {', '.join(self.detectors)}")
+        return self.out_dir / out_name(detector)
+
+    def __repr__(self) -> str:
+        return f"ScanResult({str(self.out_dir)!r})\n{format_summary(self.summary)}"
+
+
+def _text_columns(table: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """`columns` as text, "" where the CSV cell was empty (read_csv makes an all-empty one NaN floats)."""
+    for column in columns:
+        table[column] = table[column].astype(object).where(table[column].notna(), "").astype(str)
+    return table
+
+
+def show_messages(level: int = logging.INFO, dask: bool = False) -> None:
+    """Let the scan's log lines show where nothing was set up for them (a notebook, a script, the
+    CLI): one handler on stderr. A caller who gave the "scan" logger a handler keeps their own.
+    dask: Dask's own log lines (distributed) too, at INFO."""
+    if log.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False  # the scan's own messages only: Dask's INFO chatter stays out
+    if dask:
+        logging.getLogger("distributed").addHandler(handler)
+        logging.getLogger("distributed").setLevel(logging.INFO)
+
+
+def scan(config: str | os.PathLike | Mapping[str, Any] | None = None, client: Any = None, *,
+         resume: bool = False, progress: bool = True, **overrides: Any) -> ScanResult:
+    """Run the scan and return its outputs.
+
+    config: a YAML file (its keys as config.yaml documents them), a mapping of the same keys, or
+    None for the defaults. overrides: config keys that replace the file's (out_dir="x", workers=2,
+    symbols=["A", "B"], detectors=[...], ...). Relative paths are relative to the current folder.
+    client: a distributed.Client to run on, whatever made it; never closed here (`workers` and
+    `scheduler_address` are then ignored). resume: continue the unfinished run in out_dir (the
+    CLI's --resume). progress: show the progress bar (or log lines where no bar can show).
+    Raises harness.errors.ScanError subclasses with the CLI's one-line messages: ConfigError for a
+    config mistake, Interrupted after an interrupt, SymbolFailed naming the symbol and detector.
+    """
+    from harness.run import run_scan  # the driver and its imports, only once a scan starts
+
+    show_messages()
+    raw = dict(config) if isinstance(config, Mapping) else read_yaml(config) if config is not None else {}
+    cfg = load_config(raw, overrides)
+    try:
+        with hold_output_folder(cfg.out_dir):
+            run_scan(cfg, resume=resume, client=client, console=False, progress=progress)
+    except KeyboardInterrupt:  # StopRequested (a signal) is one too
+        raise Interrupted(INTERRUPTED) from None
+    return ScanResult(Path(cfg.out_dir))

@@ -1,0 +1,168 @@
+"""harness.scan from Python: on a caller's own Client, in a notebook, interrupted; and the CLI's flags."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, cli_env, run_cli, write_config
+from harness.outdir import STAGING
+from test_run import output_files
+
+DETECTORS = ["gap", "volume_spike", "volume_spike_trend"]
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster, \
+            Client(cluster) as made:
+        yield made
+
+
+def test_scan_on_a_callers_client_writes_the_clis_bytes_and_leaves_the_client_open(tmp_path, small_universe, client):
+    from harness import scan
+    config = write_config(tmp_path / "c.yaml", ohlcv_path=str(small_universe), detectors=DETECTORS,
+                          out_dir=str(tmp_path / "cli"), flush_every=3)
+    proc = run_cli("--config", str(config), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    result = scan(str(config), client=client, out_dir=str(tmp_path / "api"))
+    assert client.status == "running" and client.cluster.status.name == "running"
+    assert output_files(tmp_path / "api") == output_files(tmp_path / "cli")
+    run = json.loads((tmp_path / "api" / "run.json").read_text())
+    assert run["worker_processes"] == 2 and run["scheduler_address"] is None
+    # the results as DataFrames, read from the files
+    written = pd.read_csv(tmp_path / "cli" / "summary.csv")
+    pd.testing.assert_frame_equal(result.summary.drop(columns=["baseline", "note"]),
+                                  written.drop(columns=["baseline", "note"]))
+    assert result.summary["baseline"].tolist() == ["", "", "", "", "", "", "", "", "volume_spike", "volume_spike",
+                                                   "volume_spike", "volume_spike"]
+    assert result.forward("gap").equals(pd.read_parquet(tmp_path / "cli" / "gap" / "forward.parquet"))
+    assert len(result.events("volume_spike")) == result.summary.set_index(["detector", "window"]).loc[
+        ("volume_spike", 5), "events"]
+    assert set(result.quantiles["detector"]) == set(DETECTORS) and len(result.paths) == 3 * 61
+    assert "ScanResult(" in repr(result) and "volume_spike_trend" in repr(result)
+    with pytest.raises(KeyError, match="did not run"):
+        result.events("ma_cross")
+
+
+def test_a_config_mistake_is_the_clis_one_line_error(tmp_path, small_universe):
+    from harness import scan
+    from harness.errors import ConfigError
+    with pytest.raises(ConfigError, match="^config key 'workers': must be between 1 and 12, got 99$"):
+        scan({"ohlcv_path": str(small_universe)}, workers=99, out_dir=str(tmp_path / "out"))
+
+
+def test_a_user_detector_the_workers_cannot_import_is_shipped_to_them(tmp_path, small_universe, client):
+    from harness import scan
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "shipped_detectors.py").write_text(textwrap.dedent('''
+        import pandas as pd
+
+        def every_tenth(df, cfg):
+            rows = df.iloc[::10]
+            return pd.DataFrame({"date": rows["date"], "score": 1.0})
+    '''))
+    sys.path.insert(0, str(folder))  # this process (the driver) can import it; the running workers cannot
+    try:
+        with pytest.raises(Exception, match="No module named 'shipped_detectors'"):
+            client.run(__import__, "shipped_detectors")
+        result = scan({"ohlcv_path": str(small_universe), "detectors": ["shipped_detectors:every_tenth"]},
+                      client=client, out_dir=str(tmp_path / "out"))
+    finally:
+        sys.path.remove(str(folder))
+    from harness.io import list_symbols, read_symbol_data
+    forward = result.forward("shipped_detectors:every_tenth")
+    expected = {s: len(read_symbol_data(s, str(small_universe), 7305).iloc[::10]) for s in list_symbols(str(small_universe))}
+    assert forward.groupby("symbol").size().to_dict() == expected
+    assert all(client.run(lambda: __import__("shipped_detectors").__name__ == "shipped_detectors").values())
+
+
+NOTEBOOK_CELLS = [
+    "from distributed import Client, LocalCluster\n"
+    "client = Client(LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address='127.0.0.1:0'))",
+    "from harness import scan\n"
+    "result = scan({{'ohlcv_path': {data!r}, 'detectors': ['gap', 'volume_spike']}}, client=client, out_dir={out!r})\n"
+    "result",
+    "print(result.summary.loc[result.summary.window == 20, ['detector', 'events']].to_string(index=False))\n"
+    "client.close()",
+]
+
+
+def test_a_notebook_shows_progress_and_gets_the_summary(tmp_path, small_universe):
+    import nbformat
+    from nbclient import NotebookClient
+    cells = [nbformat.v4.new_code_cell(c.format(data=str(small_universe), out=str(tmp_path / "out")))
+             for c in NOTEBOOK_CELLS]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    scan_cell = notebook.cells[1].outputs
+    stderr = "".join(o.get("text", "") for o in scan_cell if o.get("name") == "stderr")
+    assert "20/20" in stderr and "symbol/s" in stderr, stderr  # the bar (text: no ipywidgets here)
+    assert "Running on the given Dask client (2 workers)" in stderr  # the scan's log lines, no set-up
+    shown = "".join(o.get("data", {}).get("text/plain", "") for o in scan_cell)
+    assert shown.startswith(f"ScanResult('{tmp_path / 'out'}')") and "volume_spike" in shown
+    printed = "".join(o.get("text", "") for o in notebook.cells[2].outputs)
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    expected = summary.loc[summary.window == 20, ["detector", "events"]].to_string(index=False)
+    assert printed.strip() == expected.strip()
+
+
+INTERRUPTED_SCRIPT = """
+import os, signal, sys, threading, time, json
+from distributed import Client, LocalCluster
+from harness import scan
+from harness.errors import Interrupted
+
+client = Client(LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0"))
+state = os.path.join(sys.argv[2], ".symbol-scan-staging", "state.json")
+
+def interrupt():  # a notebook's stop button: KeyboardInterrupt in the main thread, once chunks are staged
+    while not (os.path.exists(state) and json.load(open(state))["chunks"]):
+        time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt, daemon=True).start()
+try:
+    scan({"ohlcv_path": sys.argv[1], "detectors": ["gap", "user_detectors:slow"], "flush_every": 3,
+          "symbols_per_task": 1}, client=client, out_dir=sys.argv[2], progress=False)
+except Interrupted as exc:
+    print("INTERRUPTED", exc, client.status, flush=True)
+result = scan({"ohlcv_path": sys.argv[1], "detectors": ["gap", "user_detectors:slow"], "flush_every": 3},
+              client=client, out_dir=sys.argv[2], resume=True, progress=False)
+print("RESUMED", len(result.summary), flush=True)
+client.close()
+"""
+
+
+def test_an_interrupt_stops_the_scan_cleanly_and_resume_finishes_it(tmp_path, small_universe):
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED_SCRIPT, str(small_universe), str(tmp_path / "out")],
+                          cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "INTERRUPTED interrupted; flushed symbols are kept, run again with resume=True (--resume) to continue " \
+           "running" in proc.stdout, proc.stdout + proc.stderr
+    assert "Resuming: " in proc.stderr and "RESUMED 8" in proc.stdout
+    assert not (tmp_path / "out" / STAGING).exists()
+
+
+def test_the_cli_has_a_version_a_quiet_mode_and_a_console_script(tmp_path, small_universe):
+    from harness import __version__
+    version = run_cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"symbol-scan {__version__}"
+    quiet = run_cli("--data", str(small_universe), "--out", str(tmp_path / "out"), "--workers", "1", "-q",
+                    cwd=tmp_path)  # no config.yaml here: the documented defaults
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "" and "volume_spike_trend" in quiet.stdout  # all nine detectors, no log line
+    installed = shutil.which("symbol-scan", path=str(Path(sys.executable).parent))  # pip's console script
+    assert installed, "pip install . installs the symbol-scan command beside the interpreter"
+    script = subprocess.run([installed, "--version"], capture_output=True, text=True)
+    assert script.returncode == 0 and script.stdout.strip() == f"symbol-scan {__version__}"
