@@ -36,6 +36,10 @@ DEFAULT_DATA = "data/ohlcv"
 # Bars are datetime64[ns]: dates outside these bounds cannot be represented (pandas.Timestamp.min/max).
 EARLIEST_DATE, LATEST_DATE = dt.date(1677, 9, 22), dt.date(2262, 4, 11)
 _ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})")
+# Integers YAML 1.1 reads other than as the decimal a reader sees: 010 is octal 8 and 1:30 is
+# base-60 90 (`forward_windows: [05, 010, 020]` was [5, 8, 16]). The loader keeps them as text, so
+# the key's own check reports them as written.
+_SURPRISING_INT = re.compile(r"[-+]?(?:0[0-7_]+|[1-9][0-9_]*(?::[0-5]?[0-9])+)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +100,17 @@ def _fail(key: str, problem: str) -> ConfigError:
     return ConfigError(f"config key '{key}': {problem}")
 
 
+def _given(value: Any) -> str:
+    """`value` for a message, with a hint when it is an integer YAML would not read as decimal."""
+    if isinstance(value, str) and _SURPRISING_INT.fullmatch(value):
+        return (f"{value!r} (YAML 1.1 reads a leading 0 as octal and a:b as base 60; write the number in "
+                "plain decimal)")
+    return repr(value)
+
+
 def _int(key: str, value: Any, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(key, f"must be an integer, got {value!r}")
+        raise _fail(key, f"must be an integer, got {_given(value)}")
     if value < low or (high is not None and value > high):
         allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise _fail(key, f"must be {allowed}, got {value}")
@@ -149,7 +161,7 @@ def _windows(key: str, value: Any) -> tuple[int, ...]:
         raise _fail(key, f"must be a non-empty list of positive integers, got {value!r}")
     for v in value:
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_WINDOW:
-            raise _fail(key, f"windows must be integers from 1 to {MAX_WINDOW} (bars), got {v!r}")
+            raise _fail(key, f"windows must be integers from 1 to {MAX_WINDOW} (bars), got {_given(v)}")
     if len(set(value)) != len(value):
         raise _fail(key, f"windows must not repeat, got {value!r}")
     return tuple(sorted(value))
@@ -376,7 +388,8 @@ def _keep_text(mapping: yaml.MappingNode, keys: Mapping[str, Any]) -> None:
 
 class _Loader(yaml.SafeLoader):
     """yaml.SafeLoader, except that a date-like scalar that is no real date (2024-02-30) stays text,
-    so that the key's own check reports it with the key's name; that a key given twice in one
+    so that the key's own check reports it with the key's name (so does an octal or base-60 integer,
+    010 or 1:30, which YAML 1.1 reads as 8 and 90); that a key given twice in one
     mapping is an error (YAML's loaders keep the last silently: a second `detectors:` lower down
     would quietly replace the first); and that the values of TEXT_KEYS are read as written (YAML
     1.1 reads `symbols: [ON, NO, 0700]` as [True, False, 448])."""
@@ -404,7 +417,15 @@ def _timestamp_or_text(loader: _Loader, node: yaml.ScalarNode) -> Any:
         return loader.construct_scalar(node)
 
 
+def _int_or_text(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    """An integer, except octal (010) and base-60 (1:30) ones, which stay text (_SURPRISING_INT)."""
+    if _SURPRISING_INT.fullmatch(node.value):
+        return loader.construct_scalar(node)
+    return loader.construct_yaml_int(node)
+
+
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
+_Loader.add_constructor("tag:yaml.org,2002:int", _int_or_text)
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:

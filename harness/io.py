@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import os
 import queue
 import re
 import threading
@@ -39,6 +40,12 @@ MAX_PRICE = 1e12
 MIN_PRICE = 1e-6
 # The first day datetime64[ns] holds (pandas.Timestamp.min is 1677-09-21 00:12:43).
 _EARLIEST_DAY = np.datetime64("1677-09-22", "D")
+# Seconds, milliseconds or microseconds stored in a column that says a 1000x finer unit land within
+# this of 1970-01-01, whatever date they meant (2262 in microseconds read as nanoseconds is April
+# 1970): see _check_time_unit.
+_WRONG_UNIT_REACH = np.timedelta64(107, "D")
+_UNITS = ("s", "ms", "us", "ns")
+_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 # Remote storage: the SDKs' own defaults retry an unreachable endpoint for many minutes.
 S3_TIMEOUTS = {"connect_timeout": 5.0, "request_timeout": 20.0}
 S3_ATTEMPTS = 3
@@ -50,14 +57,20 @@ _remote_threads: list[threading.Thread] = []  # every thread _interruptible star
 
 @dataclasses.dataclass
 class Repairs:
-    """What read_symbol_data fixed in one symbol's data (reported in run.json)."""
+    """What read_symbol_data fixed, or kept but flags, in one symbol's data (reported in run.json,
+    the non-zero fields only). Rows are counted over everything read, before the lookback cut."""
 
-    duplicate_dates: int = 0       # rows dropped because a later row had the same date
+    duplicate_dates: int = 0       # rows dropped because a row read later had the same timestamp
+    intraday_rows: int = 0         # rows dropped because a row read later on the same day had another time
+                                   # of day: an intraday file collapses to one bar a day (the row read last)
     unsorted: int = 0              # 1 when the rows had to be sorted by date
     bad_price_rows: int = 0        # rows dropped for a price that is NaN, infinite, < MIN_PRICE or > MAX_PRICE
     bad_volume_rows: int = 0       # rows dropped for a negative or infinite volume (NaN volume is kept)
     time_of_day: int = 0           # rows whose timestamp had a time of day (bars are days: cut to midnight)
-    ignored_files: int = 0         # files in the partition that are not *.parquet, or hidden
+    zero_volume_rows: int = 0      # bars kept with a volume of exactly 0 (not repaired: the detectors take
+                                   # it as real volume; a halt or a placeholder row would look the same)
+    ignored_files: int = 0         # entries of the partition not read: not *.parquet, hidden ('.', '_'),
+                                   # or not a regular file (a dangling symlink, a FIFO, a socket)
 
     def any(self) -> bool:
         return any(dataclasses.astuple(self))
@@ -102,6 +115,48 @@ def _list_dir(fs: pafs.FileSystem, path: str, recursive: bool = False) -> list[p
     """What is under `path` (nothing if it is missing), sorted by path; OSError if it cannot be listed."""
     infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=recursive))
     return sorted(infos, key=lambda info: info.path)
+
+
+class _Entry(NamedTuple):
+    """One entry of a partition listing: its path, and whether it is a regular file one can read."""
+
+    path: str
+    readable: bool
+
+
+def _local_tree(path: str, symbol: str) -> list[_Entry]:
+    """Every non-directory entry under the local folder `path` (nothing if it is missing), sorted by
+    path; symlinks to folders are followed, as pyarrow's listing does.
+
+    pyarrow's recursive listing leaves out a dangling symlink without a word, reports a FIFO as
+    FileType.Unknown, and follows a symlink that points back up its own path (`symbol=X/loop -> .`)
+    about forty times, reading every file forty times. Here a dangling symlink, a FIFO, a socket or
+    a device is an entry that is not `readable` (counted as ignored, never opened: opening a FIFO
+    blocks until a writer comes), and a folder that is its own ancestor is a DataError. OSError if
+    a folder cannot be listed.
+    """
+    entries: list[_Entry] = []
+
+    def walk(folder: str, ancestors: frozenset[tuple[int, int]]) -> None:
+        with os.scandir(folder) as scan:
+            children = sorted(scan, key=lambda entry: entry.name)
+        for child in children:
+            if child.is_dir():  # follows a symlink; a dangling one is not a folder
+                info = child.stat()
+                inode = (info.st_dev, info.st_ino)
+                if inode in ancestors:
+                    raise DataError(f"symbol {symbol!r}: folder {child.path!r} is a symlink back to a folder that "
+                                    "holds it (a loop: its files would be read again and again); remove the link")
+                walk(child.path, ancestors | {inode})
+            else:
+                entries.append(_Entry(child.path, child.is_file()))  # is_file() follows a symlink too
+
+    try:
+        top = os.stat(path)
+    except FileNotFoundError:
+        return []
+    walk(path, frozenset({(top.st_dev, top.st_ino)}))
+    return sorted(entries)
 
 
 def remote_call_running() -> bool:
@@ -151,24 +206,39 @@ class Universe(NamedTuple):
 def list_partitions(ohlcv_path: str, storage_options: Mapping[str, Any] | None = None) -> Universe:
     """One listing of `ohlcv_path`, sorted into symbols, invalid symbol folders and ignored entries.
 
-    A URL that cannot be listed within LIST_TIMEOUT_SECONDS, or not at all, is a ConfigError.
+    A URL that cannot be listed within LIST_TIMEOUT_SECONDS, or not at all, is a ConfigError. A
+    local `symbol=X` that is a dangling symlink is an ignored entry (pyarrow's listing leaves it out
+    without a word, and the symbol would vanish from the run unseen).
     """
     fs, root = _filesystem(ohlcv_path, storage_options)
     try:
-        infos = (_interruptible(lambda: _list_dir(fs, root), LIST_TIMEOUT_SECONDS) if is_url(ohlcv_path)
-                 else _list_dir(fs, root))
+        if is_url(ohlcv_path):
+            infos = _interruptible(lambda: _list_dir(fs, root), LIST_TIMEOUT_SECONDS)
+            entries = sorted((info.base_name, info.type == pafs.FileType.Directory) for info in infos)
+        else:
+            entries = _local_entries(root)
     except OSError as exc:  # TimeoutError included
         raise ConfigError(f"config key 'ohlcv_path': cannot list {ohlcv_path!r}: {_first_line(exc)}"
                           + (" (is the storage reachable from here? check the URL, storage_options and "
                              "credentials)" if is_url(ohlcv_path) else "")) from None
     universe = Universe([], [], [])
-    for info in infos:
-        if info.type == pafs.FileType.Directory and info.base_name.startswith(PARTITION_PREFIX):
-            name = info.base_name[len(PARTITION_PREFIX):]
+    for base_name, is_folder in entries:
+        if is_folder and base_name.startswith(PARTITION_PREFIX):
+            name = base_name[len(PARTITION_PREFIX):]
             (universe.symbols if _SYMBOL_RE.fullmatch(name) else universe.invalid).append(name)
         else:
-            universe.ignored.append(info.base_name)
+            universe.ignored.append(base_name)
     return universe
+
+
+def _local_entries(path: str) -> list[tuple[str, bool]]:
+    """(name, is a folder) of every entry of the local folder `path`, sorted by name (nothing if it
+    is missing); a symlink to a folder is a folder, a dangling one an entry that is not."""
+    try:
+        with os.scandir(path) as scan:
+            return sorted((entry.name, entry.is_dir()) for entry in scan)
+    except FileNotFoundError:
+        return []
 
 
 def list_symbols(ohlcv_path: str, storage_options: Mapping[str, Any] | None = None) -> list[str]:
@@ -196,6 +266,39 @@ def empty_bars() -> pd.DataFrame:
     """The frame read_symbol_data returns for a symbol with no rows."""
     return pd.DataFrame({"date": pd.Series([], dtype="datetime64[ns]"),
                          **{c: pd.Series([], dtype="float64") for c in COLUMNS[1:]}})
+
+
+def _check_time_unit(dates: pa.ChunkedArray, date_type: pa.DataType, path: str, symbol: str) -> None:
+    """DataError when the timestamps of one file look stored in a unit 1000x (or more) coarser than
+    their column says: milliseconds in a timestamp[ns] column read as ~27 minutes after 1970-01-01,
+    and 1,013 daily bars collapse into one 1970 bar (with a time of day, so silently).
+
+    The rule: every timestamp lies within _WRONG_UNIT_REACH of 1970-01-01 AND there are at least
+    two rows per distinct date. Daily data in the wrong unit always has hundreds of rows per date;
+    real bars from 1969-70 have one row per date (or two in a file written twice) and none has an
+    intraday history from then. A file with one row, or only NaT, cannot be judged and passes.
+    The message guesses the real unit: the one that puts the largest timestamp 1 to 292 years from
+    1970 (each unit is 1000x the next, so at most one fits).
+    """
+    values = dates.to_numpy()
+    values = values[~np.isnat(values)]
+    if len(values) < 2 or not (np.abs(values - np.datetime64(0, "ns")) < _WRONG_UNIT_REACH).all():
+        return
+    days = len(np.unique(values.astype("datetime64[D]")))
+    if len(values) < 2 * days:
+        return
+    largest, declared, guess = int(np.abs(values.astype(np.int64)).max()), _UNITS.index(date_type.unit), None
+    for coarser in range(1, declared + 1):
+        if 365 * 86400 * 10**9 <= largest * 1000**coarser <= np.iinfo(np.int64).max:
+            guess = _UNITS[declared - coarser]
+    stored = (f"{_UNIT_NAMES[guess]} stored as {_UNIT_NAMES[date_type.unit]}" if guess
+              else f"numbers in a coarser unit than {_UNIT_NAMES[date_type.unit]}")
+    seconds = largest / 1e9
+    reach = (f"{seconds:.0f} second(s)" if seconds < 120 else f"{seconds / 60:.0f} minutes" if seconds < 7200
+             else f"{seconds / 3600:.0f} hours" if seconds < 172800 else f"{seconds / 86400:.0f} days")
+    raise DataError(f"symbol {symbol!r}: file {path!r}: column 'date' ({date_type}): its {len(values)} dates span only "
+                    f"{reach} from 1970-01-01 ({days} distinct date(s)): {stored}? write the column in the unit of its "
+                    "numbers" + (f" (timestamp[{guess}])" if guess else ""))
 
 
 def _read_file(fs: pafs.FileSystem, path: str, symbol: str) -> pa.Table:
@@ -235,6 +338,8 @@ def _read_file(fs: pafs.FileSystem, path: str, symbol: str) -> pa.Table:
             arrays.append(table.column(name).cast(target))
         except pa.ArrowInvalid as exc:
             raise DataError(f"symbol {symbol!r}: file {path!r}: column {name!r}: {_first_line(exc)}") from None
+    if pa.types.is_timestamp(date_type):  # a date32 column has no unit to get wrong
+        _check_time_unit(arrays[0], date_type, path, symbol)
     return pa.table(arrays, names=list(COLUMNS))
 
 
@@ -247,17 +352,19 @@ def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
     tables = []
     partition = f"{root}/{PARTITION_PREFIX}{symbol}"
     try:  # recursive: symbol=X/year=2024/part.parquet is the layout of a second partition key
-        infos = _list_dir(fs, partition, recursive=True)
+        if fs is _LOCAL:
+            entries = _local_tree(partition, symbol)
+        else:  # object stores have no symlinks or FIFOs; a type other than file or folder is not read
+            entries = [_Entry(info.path, info.type == pafs.FileType.File)
+                       for info in _list_dir(fs, partition, recursive=True) if info.type != pafs.FileType.Directory]
     except OSError as exc:
         raise DataError(f"symbol {symbol!r}: cannot list {partition!r}: {_first_line(exc)}") from None
-    for info in infos:
-        if info.type != pafs.FileType.File:
-            continue
-        hidden = any(part.startswith((".", "_")) for part in info.path[len(partition) + 1:].split("/"))
-        if hidden or not info.base_name.endswith(".parquet"):  # _SUCCESS, _temporary/, .crc, notes
+    for path, readable in entries:
+        hidden = any(part.startswith((".", "_")) for part in path[len(partition) + 1:].split("/"))
+        if hidden or not path.endswith(".parquet") or not readable:  # _SUCCESS, _temporary/, .crc, notes
             repairs.ignored_files += 1
             continue
-        tables.append(_read_file(fs, info.path, symbol))
+        tables.append(_read_file(fs, path, symbol))
     if not tables:
         return empty_bars(), repairs
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
@@ -265,6 +372,7 @@ def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
     columns = {name: table.column(name).to_numpy() for name in COLUMNS}
     days = columns["date"].astype("datetime64[D]").astype("datetime64[ns]")  # NaT stays NaT
     timed = ~np.isnat(days) & (days != columns["date"])
+    stamps = columns["date"]  # as read: tells an intraday bar from a duplicate of the same bar
     if timed.any():  # a bar is a day: 2024-01-02 16:00 is the bar of 2024-01-02
         repairs.time_of_day = int(timed.sum())
         columns["date"] = days
@@ -279,7 +387,7 @@ def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
         repairs.bad_price_rows = int((~good_price).sum())
         repairs.bad_volume_rows = int((good_price & ~good_volume).sum())
         columns = {name: values[good_price & good_volume] for name, values in columns.items()}
-        dates = columns["date"]
+        dates, stamps = columns["date"], stamps[good_price & good_volume]
     steps = np.diff(dates)
     if not (steps > np.timedelta64(0)).all():
         repairs.unsorted = int((steps < np.timedelta64(0)).any())
@@ -287,9 +395,15 @@ def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
         ordered = dates[order]
         last_of_date = np.append(ordered[1:] != ordered[:-1], True)  # the row read last wins
         keep = order[last_of_date]
-        repairs.duplicate_dates = len(dates) - len(keep)
+        # Each sorted row's winner is the last row of its date: the dropped rows whose own timestamp
+        # differs from their winner's were other times of the same day, the rest true duplicates.
+        winner = keep[np.cumsum(last_of_date) - last_of_date]
+        dropped = ~last_of_date
+        repairs.intraday_rows = int((stamps[order[dropped]] != stamps[winner[dropped]]).sum())
+        repairs.duplicate_dates = len(dates) - len(keep) - repairs.intraday_rows
         columns = {name: values[keep] for name, values in columns.items()}
         dates = columns["date"]
+    repairs.zero_volume_rows = int((columns["volume"] == 0).sum())
     if len(dates):
         end = np.datetime64(pd.Timestamp(end_date), "ns") if end_date is not None else dates[-1]
         stop, first = np.searchsorted(dates, end, side="right"), 0
@@ -314,9 +428,16 @@ def read_symbol_data(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
 
     Edge cases:
     - all *.parquet files of the partition are read, sub-folders included (symbol=X/year=2024/
-      a.parquet), in path order; other files, and names starting with '.' or '_', are ignored;
+      a.parquet, symlinked folders too), in path order; other files, names starting with '.' or
+      '_', and entries that are not regular files (a dangling symlink, a FIFO: never opened) are
+      ignored and counted (ignored_files); a symlink back to a folder above it is a DataError;
     - a timestamp with a time of day is cut to its date (counted in time_of_day);
-    - duplicate dates: the row read last wins (a later file overrides an earlier one);
+    - duplicate dates: the row read last wins (a later file overrides an earlier one); a dropped
+      row with the same timestamp as the winner counts in duplicate_dates, one with another time
+      of that day (an intraday file, collapsed to one bar a day) in intraday_rows;
+    - a file whose timestamps all lie within ~107 days of 1970-01-01 with at least two rows per
+      date (seconds, milliseconds or microseconds stored in a finer unit) raises DataError;
+    - a volume of 0 is kept, as real volume, and counted (zero_volume_rows);
     - rows with an open/high/low/close that is NaN, infinite, below MIN_PRICE or above MAX_PRICE
       are dropped, and so are rows with a negative or infinite volume (a NaN volume is kept);
     - a lookback reaching before 1677-09-22 (what datetime64[ns] holds) means all history;

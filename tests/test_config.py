@@ -173,3 +173,50 @@ def test_a_key_given_twice_is_an_error_not_the_last_one_winning(tmp_path):
         read_yaml(config)
     config.write_text("detectors: [gap]\nparams: {gap: {min_gap: 0.02}}\n")
     assert read_yaml(config) == {"detectors": ["gap"], "params": {"gap": {"min_gap": 0.02}}}
+
+
+# --- issue 27: what YAML 1.1 and the shell would do to values, in-process (CLI cases: test_hostile_input) ---
+
+def test_text_keys_are_read_as_written_and_null_stays_not_set(tmp_path):
+    from harness.config import read_yaml
+    config = tmp_path / "c.yaml"
+    config.write_text("symbols: [ON, NO, 0700, 1.50, 1_000, 2024-01-02, null, 'x']\ndetectors: [NO]\nout_dir: 2024\n"
+                      "security: {ca_file: 0700, cert: yes, key: off}\nscheduler_address:\non_error: off\n"
+                      "params: {gap: {min_gap: 0.02}}\nend_date: 2024-01-31\nworkers: 2\n")
+    assert read_yaml(config) == {
+        "symbols": ["ON", "NO", "0700", "1.50", "1_000", "2024-01-02", "null", "x"], "detectors": ["NO"],
+        "out_dir": "2024", "security": {"ca_file": "0700", "cert": "yes", "key": "off"}, "scheduler_address": None,
+        "on_error": "off", "params": {"gap": {"min_gap": 0.02}}, "end_date": dt.date(2024, 1, 31), "workers": 2}
+    for text in ("symbols:\n", "symbols: null\n", "symbols: ~\n"):  # not set: every symbol
+        config.write_text(text)
+        assert read_yaml(config) == {"symbols": None}
+    config.write_text("symbols: 0700\n")
+    assert read_yaml(config) == {"symbols": "0700"}
+
+
+def test_octal_and_base_60_integers_are_reported_as_written(tmp_path, data):
+    from harness.config import read_yaml
+    config = tmp_path / "c.yaml"
+    config.write_text("forward_windows: [05, 010, 20]\nflush_every: 1:30\nlookback_days: 1_000\nworkers: 0x2\n")
+    raw = read_yaml(config)
+    assert raw == {"forward_windows": ["05", "010", 20], "flush_every": "1:30", "lookback_days": 1000, "workers": 2}
+    with pytest.raises(ConfigError, match=r"'flush_every': must be an integer, got '1:30' \(YAML 1.1 reads"):
+        cfg(data, flush_every=raw["flush_every"])
+
+
+def test_tilde_is_expanded_in_every_local_path(tmp_path, data, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("x")
+    c = cfg(data, ohlcv_path="~/ohlcv", out_dir="~/out",
+            security={"ca_file": "~/ca.pem", "cert": "~/cert.pem", "key": "~/key.pem"})
+    assert (c.ohlcv_path, c.out_dir, c.security["key"]) == (str(data), str(tmp_path / "out"), str(tmp_path / "key.pem"))
+    with pytest.raises(ConfigError, match=r"'security.cert': cannot expand '~nobody-27' in '~nobody-27/c.pem'"):
+        cfg(data, security={"ca_file": "~/ca.pem", "cert": "~nobody-27/c.pem", "key": "~/key.pem"})
+
+
+@pytest.mark.parametrize("out", ["", "symbol=AAA/..", ".."], ids=["equal", "equal-via-dotdot", "parent"])
+def test_out_dir_may_neither_be_nor_hold_the_data_root(data, out):
+    with pytest.raises(ConfigError, match="config key 'out_dir': ") as info:
+        cfg(data, out_dir=str(data / out) if out else str(data))
+    assert "'ohlcv_path'" in str(info.value)
