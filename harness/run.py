@@ -326,7 +326,7 @@ def closing_notes(info: Mapping[str, Any], cfg: ScanConfig) -> list[str]:
                      + ", ".join(f["symbol"] for f in failed[:10]) + (" ..." if len(failed) > 10 else ""))
     repaired = repair_totals(info["repairs"])
     if repaired:  # each changes what the detectors see: said here, not only in run.json
-        notes.append("Repairs of the data (run.json repairs; README, \"The dataset\"): " + "; ".join(
+        notes.append("Repairs and flags of the data (rows; run.json repairs; README, \"The dataset\"): " + "; ".join(
             f"{kind} {total:,} in {len(names)} symbol(s) ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
             for kind, (total, names) in repaired.items()))
     outliers = info["market_outliers"]

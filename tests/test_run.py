@@ -323,5 +323,5 @@ def test_repairs_that_change_bars_are_said_on_the_terminal(tmp_path):
                           detectors=["gap"], min_market_symbols=1)
     proc = run_cli("--config", str(config), "--workers", "1")
     assert proc.returncode == 0, proc.stderr
-    assert '\nRepairs of the data (run.json repairs; README, "The dataset"): time_of_day 55 in 2 symbol(s) (A, B)' \
+    assert '\nRepairs and flags of the data (rows; run.json repairs; README, "The dataset"): time_of_day 55 in 2 symbol(s) (A, B)' \
         in proc.stdout, proc.stdout
