@@ -60,3 +60,14 @@ class FolderInUse(ScanError):
     """Another run holds the output folder's lock."""
 
     exit_code = 2
+
+
+class DetectorParamsError(ScanError):
+    """A detector's parameters cannot be copied for each call (harness.task gives every call its own
+    deep copy, so that a detector that changes them cannot change the next symbol's events)."""
+
+
+class DetectorExited(SystemExit):
+    """Raised in place of os._exit() called by a detector while it runs (harness.task): the symbol
+    fails naming the detector, instead of the process ending with no word. A SystemExit, so that
+    a detector's own `except Exception` cannot swallow it, as it could not swallow os._exit."""

@@ -3,7 +3,9 @@
 scan_symbol is a top-level function so that it pickles by reference. It returns data only: no
 file writes, no prints, no shared state, so running it twice (after a worker dies) is harmless.
 A detector that raises does not raise out of the task: the error comes back as data, with the
-symbol, the detector and the original traceback, and the driver decides what to do with it.
+symbol, the detector and the original traceback, and the driver decides what to do with it. So
+does one that calls os._exit (_call_guarded) or returns something that breaks the output contract
+(_check_events, checked before the harness reads any of it); each call gets its own parameters.
 
 The result is kept small and cheap to move: numpy columns for all detectors' rows (pandas
 per-detector frames cost more to build and to pickle than the detectors take to run, and a pickled
@@ -13,8 +15,12 @@ Arrow table ~0.2 ms per symbol), and a task's results travel as one set of conca
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import os
 import re
+import sys
+import threading
 import time
 import traceback
 from typing import TYPE_CHECKING, Any, Sequence
@@ -24,8 +30,9 @@ import pandas as pd
 
 from harness.cpuslots import cpu_slot
 from harness.detectors import DetectorSpec
-from harness.errors import DataError, DetectorOutputError, ScanError, StopRequested
-from harness.eval import event_rows, forward_returns
+from harness.errors import (DataError, DetectorExited, DetectorOutputError, DetectorParamsError, ScanError,
+                            StopRequested)
+from harness.eval import forward_returns
 from harness.io import is_url, load_symbol_bars
 
 if TYPE_CHECKING:
@@ -88,36 +95,192 @@ class SymbolResult:
     error: SymbolError | None = None
 
 
-_OUTPUT_NAMES = re.compile(r"symbol|date|detector|score|close|(fwd|abn)_.*")
+# Every column name the harness gives a row of its own (SymbolResult.rows, the staged rows and
+# forward parts of harness.output, the statistics' columns of harness.finish): an extra column so
+# named would overwrite it (an extra `bar` replaced the bar numbers and crashed the end of the run).
+_RESERVED_NAMES = re.compile(r"bar|symbol|date|detector|score|close|(fwd|abn|mkt)_.*")
+_RESERVED_TEXT = "bar, symbol, date, detector, score, close, fwd_*, abn_*, mkt_*"
+# pandas.api.types.infer_dtype of an object column whose values are all real numbers (or missing):
+# an empty `pd.DataFrame(columns=["date", "score"])` has object columns, and so may a concat with one.
+_REAL_KINDS = frozenset({"empty", "integer", "floating", "mixed-integer-float", "boolean", "decimal"})
+_DAY_NS = 86_400 * 10**9
+_FLOAT64, _DATETIME64 = np.dtype("float64"), np.dtype("datetime64[ns]")
 
 
-def _check_events(events: object, bar_dates: np.ndarray) -> pd.DataFrame:
-    """`events` if it keeps the detector output contract, else DetectorOutputError saying how not:
-    a DataFrame with date and score, one row per date, dates ascending, each a date of `bar_dates`;
-    extra columns named as text and not like an output column (symbol, detector, close, fwd_*,
-    abn_*), which they would overwrite. (That extras are numbers is checked where they are cast.)"""
-    if not isinstance(events, pd.DataFrame) or "date" not in events or "score" not in events:
-        got = f"columns {list(events.columns)}" if isinstance(events, pd.DataFrame) else type(events).__name__
+@dataclasses.dataclass
+class CheckedEvents:
+    """A detector's output once it kept the contract: its events' rows in the symbol's bars, scores
+    and extra columns (float64 arrays by name, in the detector's order)."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+    extras: dict[str, np.ndarray]
+
+
+def _shown(value: object) -> str:
+    """`value` as a message shows it: its repr, on one line, at most 60 characters."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _not_a_number(value: object) -> bool:
+    if value is None or value is pd.NA:
+        return False  # missing: a NaN score
+    if isinstance(value, (str, bytes, complex, np.complexfloating)):
+        return True
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return True
+    return False
+
+
+def _floats(column: pd.Series, what: str, rule: str) -> np.ndarray:
+    """`column` as float64, or DetectorOutputError naming `what` it is, its type and a value that is
+    no number. Numbers are columns of a real numeric type (bool, int, float, pandas' nullable ones;
+    NA becomes NaN), or of objects that are all real numbers; text is no number, even "1.5", nor is
+    a complex number (its imaginary part would be dropped)."""
+    dtype = column.dtype
+    if dtype == _FLOAT64:  # what detectors return nearly always: no checks, no copy
+        return column.to_numpy()
+    if pd.api.types.is_object_dtype(dtype):
+        numeric = pd.api.types.infer_dtype(column, skipna=True) in _REAL_KINDS
+    else:
+        numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype)
+    if numeric:
+        try:
+            return column.to_numpy(dtype="float64", na_value=np.nan)
+        except (TypeError, ValueError, OverflowError):  # e.g. an int beyond float64's range
+            pass
+    bad = next((v for v in column if _not_a_number(v)), column.iloc[0] if len(column) else None)
+    raise DetectorOutputError(f"returned {what} of type {dtype} ({_shown(bad)}); {rule}")
+
+
+def _event_dates(column: pd.Series) -> np.ndarray:
+    """The `date` column as naive datetime64[ns]; DetectorOutputError for a time zone (converting
+    would move the dates to UTC, silently) or values that are no dates. (A time of day is found
+    among the dates that are no bar, in _check_events.)"""
+    dtype = column.dtype
+    if dtype == _DATETIME64:  # df['date']'s own type: no zone to find
+        return column.to_numpy()
+    tz = getattr(dtype, "tz", None) or getattr(getattr(dtype, "pyarrow_dtype", None), "tz", None)
+    first = None  # the first date with a zone; datetimes held as objects may carry one each
+    if tz is not None or pd.api.types.is_object_dtype(dtype):
+        first = next((v for v in column if getattr(v, "tzinfo", None) is not None), None)
+    if tz is not None or first is not None:
+        value = "dates" if first is None else f"date {first}"  # none: a zoned column without rows
+        raise DetectorOutputError(f"returned {value} with time zone {tz or first.tzinfo}; event dates must be "
+                                  "naive, like df['date'] (dates of the exchange, no time zone)")
+    try:
+        return column.to_numpy(dtype="datetime64[ns]")
+    except (TypeError, ValueError, OverflowError) as exc:  # OutOfBoundsDatetime is a ValueError
+        value = next(iter(column), None)
+        raise DetectorOutputError(f"returned dates of type {dtype} ({_shown(value)}) that are no dates: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+                                  "events must be dates of df['date']") from None
+
+
+def _day(date: np.datetime64) -> str:
+    return str(date)[:10]  # a bar's date: midnight, so the day says it all
+
+
+def _check_events(events: object, bar_dates: np.ndarray) -> CheckedEvents:
+    """`events` as CheckedEvents if it keeps the detector output contract, else DetectorOutputError
+    (one line) saying how not. Checked before any of its columns is read, so that a broken output
+    never reaches the harness's own code: a DataFrame with `date` and `score`; every column name
+    text and given once (two `score` or `date` columns included); extra columns not named like one
+    of the harness's own (_RESERVED_NAMES); scores and extra columns numbers (_floats); dates naive
+    (no time zone), one row per date, ascending, each a date of `bar_dates` (sorted, unique, at
+    midnight), so a date with a time of day is no bar and is reported as such."""
+    # Names as a list, checked in Python: pandas' Index operations cost ~40 us each here, the
+    # whole check of a usual output ~0.1 ms (it runs for every detector and symbol).
+    names = list(events.columns) if isinstance(events, pd.DataFrame) else []
+    if not isinstance(events, pd.DataFrame) or "date" not in names or "score" not in names:
+        got = f"columns {names}" if isinstance(events, pd.DataFrame) else type(events).__name__
         raise DetectorOutputError(f"must return a DataFrame with columns date and score, got {got}")
-    extra = [c for c in events.columns if c not in ("date", "score")]
-    clash = [c for c in extra if not isinstance(c, str) or _OUTPUT_NAMES.fullmatch(c) or extra.count(c) > 1]
-    if clash:
-        raise DetectorOutputError(f"returned an extra column named {clash[0]!r}; extra columns need distinct text "
-                                  "names unlike the outputs' (symbol, date, detector, score, close, fwd_*, abn_*)")
-    dates = events["date"].to_numpy(dtype="datetime64[ns]")
+    extra = [c for c in names if c not in ("date", "score")]
+    rule = f"extra columns need distinct text names unlike the harness's own ({_RESERVED_TEXT})"
+    odd = next((c for c in names if not isinstance(c, str)), None)  # a MultiIndex's names are tuples
+    if odd is not None:
+        raise DetectorOutputError(f"returned an extra column named {odd!r}; {rule}")
+    if len(set(names)) < len(names):
+        twice = next(c for n, c in enumerate(names) if c in names[:n])
+        raise DetectorOutputError(f"returned the column {twice!r} more than once; a detector returns each "
+                                  "column once")
+    clash = next((c for c in extra if _RESERVED_NAMES.fullmatch(c)), None)
+    if clash is not None:
+        raise DetectorOutputError(f"returned an extra column named {clash!r}; {rule}")
+    dates = _event_dates(events["date"])
     # bar_dates are sorted and unique: a binary search finds each (np.isin hashes, ~10x slower)
     at = np.minimum(np.searchsorted(bar_dates, dates), max(len(bar_dates) - 1, 0))
     strangers = bar_dates[at] != dates if len(bar_dates) else np.ones(len(dates), dtype=bool)
-    steps = np.diff(dates)
     if strangers.any():
-        raise DetectorOutputError(f"returned date {str(dates[strangers][0])[:10]}, which is not a bar of the symbol; "
+        date = dates[strangers][0]
+        if not np.isnat(date) and date.astype(np.int64) % _DAY_NS:
+            raise DetectorOutputError(f"returned date {pd.Timestamp(date)}, which has a time of day; events "
+                                      "must be dates of df['date'] (midnight)")
+        raise DetectorOutputError(f"returned date {_day(date)}, which is not a bar of the symbol; "
                                   "events must be dates of df['date']")
+    steps = np.diff(dates)
     if (steps <= np.timedelta64(0)).any():
         i = int(np.argmax(steps <= np.timedelta64(0))) + 1
-        how = "twice" if dates[i] == dates[i - 1] else f"after {str(dates[i - 1])[:10]}"
-        raise DetectorOutputError(f"returned date {str(dates[i])[:10]} {how}; a detector returns one row per date, "
+        how = "twice" if dates[i] == dates[i - 1] else f"after {_day(dates[i - 1])}"
+        raise DetectorOutputError(f"returned date {_day(dates[i])} {how}; a detector returns one row per date, "
                                   "dates ascending")
-    return events
+    scores = _floats(events["score"], "a score", "scores must be numbers (stored as float64)")
+    extras = {c: _floats(events[c], f"extra column {c!r}", "extra columns must hold numbers (stored as float64)")
+              for c in extra}
+    return CheckedEvents(at, scores, extras)
+
+
+_REAL_EXIT = os._exit
+_guarded = threading.local()  # .pid: set while this thread runs a detector (in that process)
+_HARNESS = os.path.dirname(os.path.realpath(__file__)) + os.sep
+
+
+def _exit_from_detector(code: int) -> None:
+    """os._exit while a detector runs: DetectorExited when the detector's code called it; any other
+    caller exits as os._exit does: the Dask worker's own threads, a child process the detector
+    forked (multiprocessing ends it with os._exit), and the harness itself, whose signal handler
+    (harness.run._exit_now: a second Ctrl-C) runs in the detector's thread, on top of its frames."""
+    caller = os.path.realpath(sys._getframe(1).f_code.co_filename)
+    if getattr(_guarded, "pid", None) == os.getpid() and not caller.startswith(_HARNESS):
+        raise DetectorExited(f"called os._exit({code!r}), which would end the whole run without a "
+                             "word; a detector returns its events or raises an exception")
+    _REAL_EXIT(code)
+
+
+def _call_guarded(spec: DetectorSpec, frame: pd.DataFrame, params: dict[str, Any]) -> object:
+    """spec.func(frame, params), during which os._exit called by the detector raises DetectorExited
+    (the symbol's failure, with the detector's traceback) instead of ending the process: in a
+    serial run the CLI died with the detector's exit code and not a line said why. Also on Dask
+    workers, where it fails the symbol at once instead of killing the worker (which the driver's
+    KilledWorker retries then narrowed down to the symbol, naming no detector, after several worker
+    restarts); a real death (SIGKILL, a segfault) still takes that path. os._exit is restored
+    however the call ends; a call from another thread meanwhile exits as os._exit does. ~0.9 us
+    per call (a contextlib.contextmanager took 4 us)."""
+    saved, os._exit, _guarded.pid = os._exit, _exit_from_detector, os.getpid()
+    try:
+        return spec.func(frame, params)
+    finally:
+        _guarded.pid, os._exit = None, saved
+
+
+def _own_params(spec: DetectorSpec) -> dict[str, Any]:
+    """A deep copy of spec.params for one call: a detector that changes its parameters (a
+    cfg.setdefault of the first symbol's median, a list it appends to) would otherwise carry that
+    into the next symbol's call, and the events would depend on which symbols shared a process
+    (issue 27: 141 events serially, 77 on 2 workers). Deep, as parameters may hold lists and dicts.
+    Measured: 4-6 us per registered detector's parameters, 45 us for all nine per symbol
+    (`copy.deepcopy(spec.params)` under timeit), ~0.1% of a symbol's 10-60 ms: not worth a fast path."""
+    try:
+        return copy.deepcopy(spec.params)
+    except Exception as exc:  # e.g. a lock or an open file in a user's `defaults`
+        raise DetectorParamsError(f"its parameters cannot be copied for each call ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''}); parameters must be plain "
+                                  "data (numbers, text, lists, dicts)") from None
 
 
 def _run_detectors(bars: pd.DataFrame, task: ScanTask, result: SymbolResult, running: list[str | None]
@@ -133,19 +296,15 @@ def _run_detectors(bars: pd.DataFrame, task: ScanTask, result: SymbolResult, run
         # (df["close"] *= 2, set_index(inplace=True)) would otherwise change every later
         # detector's events and the forward returns. The registered ones leave it unchanged
         # (tests/test_detectors.py), so they share it (a copy: ~35 us per detector and symbol).
-        events = _check_events(spec.func(bars.copy() if spec.is_users else bars, spec.params), dates)
+        # Every detector gets its own parameters (_own_params).
+        frame, params = bars.copy() if spec.is_users else bars, _own_params(spec)
+        checked = _check_events(_call_guarded(spec, frame, params), dates)
         result.cpu_seconds[spec.name] = time.thread_time() - started
-        rows.append(event_rows(dates, events["date"].to_numpy(dtype="datetime64[ns]")))
-        scores.append(events["score"].to_numpy(dtype="float64"))
-        codes.append(np.full(len(events), code, dtype=np.int16))
-        extra = [c for c in events.columns if c not in ("date", "score")]
-        if extra:
-            try:
-                numeric = events[extra].astype("float64")
-            except (TypeError, ValueError):
-                raise DetectorOutputError("extra columns must hold numbers, got "
-                                          f"{', '.join(f'{c} ({events[c].dtype})' for c in extra)}") from None
-            result.extras[spec.name] = {str(c): numeric[c].to_numpy() for c in extra}
+        rows.append(checked.rows)
+        scores.append(checked.scores)
+        codes.append(np.full(len(checked.rows), code, dtype=np.int16))
+        if checked.extras:
+            result.extras[spec.name] = checked.extras
     running[0] = None
     return np.concatenate(codes), np.concatenate(rows).astype(np.int64), np.concatenate(scores)
 
@@ -176,8 +335,8 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
     except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a symbol's failure is data, see module docstring
         if isinstance(exc, StopRequested):  # the driver's Ctrl-C, not a detector's doing
             raise
-        ours = isinstance(exc, ScanError)
-        message = str(exc) if ours else f"{type(exc).__name__}: {exc}"
+        ours = isinstance(exc, ScanError)  # the harness's own words: no traceback of its frames
+        message = str(exc) if ours or isinstance(exc, DetectorExited) else f"{type(exc).__name__}: {exc}"
         result = SymbolResult(symbol, error=SymbolError(running[0], message.splitlines()[0] if message else "",
                                                         "" if ours else traceback.format_exc(),
                                                         2 if isinstance(exc, DataError) else 1))

@@ -1,5 +1,7 @@
 """User detectors that break the detector contract, one way each (loaded as `bad_detectors:NAME`)."""
 
+import os
+
 import pandas as pd
 
 
@@ -72,3 +74,86 @@ def listed_defaults(df, cfg):
 
 
 listed_defaults.defaults = ["every"]
+
+
+# --- issue 27: detectors that keep state in their parameters, break the output contract in ways
+# the checks used to miss, or end the process ---
+
+MARKER_VOLUME = 7777.0  # as user_detectors: a symbol with this volume is the one that misbehaves
+
+
+def counts_calls(df, cfg):
+    """Every 20th bar, scored by how many symbols it has seen: 1 everywhere if each call gets its
+    own parameters, 1, 2, 3... if they are shared. `calls` is a top-level key, `seen` a list held
+    in a default (a shallow copy would share it)."""
+    cfg.setdefault("calls", 0)
+    cfg["calls"] += 1
+    cfg["seen"].append(len(df))
+    return _every_20th(df).assign(score=float(cfg["calls"] * len(cfg["seen"])))
+
+
+counts_calls.defaults = {"seen": []}
+
+
+def remembers_threshold(df, cfg):
+    """Issue 27's detector: the first symbol's median volume becomes everyone's threshold."""
+    threshold = cfg.setdefault("threshold", float(df["volume"].median()))
+    fired = df["volume"].to_numpy() > 3 * threshold
+    return pd.DataFrame({"date": df["date"].to_numpy()[fired], "score": 1.0})
+
+
+def _utc(events):
+    return events.assign(date=events["date"].dt.tz_localize("UTC"))
+
+
+def _new_york(events):
+    return events.assign(date=events["date"].dt.tz_localize("America/New_York"))
+
+
+# how -> what the events of _every_20th become; `breaks` applies one (named by its `how` parameter)
+BREAKS = {
+    "extra_bar": lambda e: e.assign(bar=1.0),
+    "extra_mkt": lambda e: e.assign(mkt_5=1.0),
+    "score_twice": lambda e: pd.concat([e, e[["score"]]], axis=1),
+    "date_twice": lambda e: pd.concat([e, e[["date"]]], axis=1),
+    "extra_twice": lambda e: pd.concat([e.assign(x=1.0), e.assign(x=2.0)[["x"]]], axis=1),
+    "score_text": lambda e: e.assign(score="high"),
+    "score_numeric_text": lambda e: e.assign(score="1.5"),
+    "score_objects": lambda e: e.assign(score=[{"value": 1.0}] * len(e)),
+    "score_complex": lambda e: e.assign(score=1.0 + 2.0j),
+    "extra_objects": lambda e: e.assign(x=[object()] * len(e)),
+    "date_time_of_day": lambda e: e.assign(date=e["date"] + pd.Timedelta(hours=16)),
+    "date_utc": _utc,
+    "date_new_york": _new_york,
+}
+
+
+def breaks(df, cfg):
+    """Every 20th bar, broken as BREAKS[cfg['how']] says; with cfg['marker_only'], only for the
+    symbol whose bars hold MARKER_VOLUME (the others' events are fine)."""
+    events = _every_20th(df)
+    if cfg.get("marker_only") and not (df["volume"] == MARKER_VOLUME).any():
+        return events
+    return BREAKS[cfg["how"]](events)
+
+
+def exits_hard(df, cfg):
+    """os._exit(7): ends the process at once, no exception, no cleanup."""
+    if not cfg.get("marker_only") or (df["volume"] == MARKER_VOLUME).any():
+        os._exit(7)
+    return _every_20th(df)
+
+
+def exits_hard_inside_try(df, cfg):
+    """os._exit inside `except Exception`: it must still end the detector (a real os._exit cannot be caught)."""
+    try:
+        os._exit(7)
+    except Exception:
+        pass
+    return _every_20th(df)
+
+
+def extra_differs(df, cfg):
+    """An extra column `x`, but `y` for the marker symbol: each symbol's output keeps the contract,
+    only the two together do not (checked by the driver's writer, harness.output)."""
+    return _every_20th(df).assign(**{"y" if (df["volume"] == MARKER_VOLUME).any() else "x": 1.0})
