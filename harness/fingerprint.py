@@ -72,6 +72,14 @@ def run_fingerprint(cfg: ScanConfig, symbols: Sequence[str], detectors: Sequence
     return parts
 
 
+def changed_inputs(staged: Mapping[str, str], ohlcv_path: str, storage_options: Mapping[str, Any]) -> list[str]:
+    """The symbols whose input files are not what they were when their chunk was staged (`staged`:
+    symbol -> harness.io.symbol_fingerprint then), in symbol order. One listing per symbol."""
+    from harness.io import symbol_fingerprint
+    return [symbol for symbol, print_then in sorted(staged.items())
+            if symbol_fingerprint(symbol, ohlcv_path, storage_options) != print_then]
+
+
 def changed(saved: Mapping[str, str], now: Mapping[str, str], detectors: Sequence[DetectorSpec]) -> str:
     """What differs between two run_fingerprint()s, in words ("" when nothing does)."""
     where = {f"code:{spec.name}": source_digest(spec.func)[1] for spec in detectors}

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import hashlib
 import os
 import queue
 import re
 import threading
-from typing import Any, Callable, Mapping, NamedTuple, TypeVar
+from typing import Any, Callable, Mapping, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -118,10 +119,13 @@ def _list_dir(fs: pafs.FileSystem, path: str, recursive: bool = False) -> list[p
 
 
 class _Entry(NamedTuple):
-    """One entry of a partition listing: its path, and whether it is a regular file one can read."""
+    """One entry of a partition listing: its path, whether it is a regular file one can read, and
+    its size and modification time (ns) where known (-1 for a dangling link)."""
 
     path: str
     readable: bool
+    size: int = -1
+    mtime_ns: int = -1
 
 
 def _local_tree(path: str, symbol: str) -> list[_Entry]:
@@ -149,7 +153,9 @@ def _local_tree(path: str, symbol: str) -> list[_Entry]:
                                     "holds it (a loop: its files would be read again and again); remove the link")
                 walk(child.path, ancestors | {inode})
             else:
-                entries.append(_Entry(child.path, child.is_file()))  # is_file() follows a symlink too
+                readable = child.is_file()  # follows a symlink too
+                info = child.stat() if readable else child.stat(follow_symlinks=False)
+                entries.append(_Entry(child.path, readable, info.st_size, info.st_mtime_ns))
 
     try:
         top = os.stat(path)
@@ -343,30 +349,68 @@ def _read_file(fs: pafs.FileSystem, path: str, symbol: str) -> pa.Table:
     return pa.table(arrays, names=list(COLUMNS))
 
 
-def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int, end_date: pd.Timestamp | None = None,
-                     storage_options: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, Repairs]:
-    """read_symbol_data plus a record of the repairs it made."""
+def _partition_entries(symbol: str, ohlcv_path: str, storage_options: Mapping[str, Any] | None
+                       ) -> tuple[pafs.FileSystem, str, list[_Entry]]:
+    """(file system, partition path, every entry under it) of `symbol`'s partition."""
     validate_symbol_name(symbol)
     fs, root = _filesystem(ohlcv_path, storage_options)
-    repairs = Repairs()
-    tables = []
     partition = f"{root}/{PARTITION_PREFIX}{symbol}"
     try:  # recursive: symbol=X/year=2024/part.parquet is the layout of a second partition key
         if fs is _LOCAL:
             entries = _local_tree(partition, symbol)
         else:  # object stores have no symlinks or FIFOs; a type other than file or folder is not read
-            entries = [_Entry(info.path, info.type == pafs.FileType.File)
+            entries = [_Entry(info.path, info.type == pafs.FileType.File, info.size if info.size is not None else -1,
+                              info.mtime_ns if info.mtime_ns is not None else -1)
                        for info in _list_dir(fs, partition, recursive=True) if info.type != pafs.FileType.Directory]
     except OSError as exc:
         raise DataError(f"symbol {symbol!r}: cannot list {partition!r}: {_first_line(exc)}") from None
-    for path, readable in entries:
+    return fs, partition, entries
+
+
+def _fingerprint(partition: str, entries: Sequence[_Entry]) -> str:
+    """A digest of the partition's entries: names (relative), sizes and modification times. Any file
+    added, removed, renamed, rewritten or touched changes it."""
+    listing = "\n".join(f"{e.path[len(partition) + 1:]}\t{e.size}\t{e.mtime_ns}" for e in entries)
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
+def symbol_fingerprint(symbol: str, ohlcv_path: str, storage_options: Mapping[str, Any] | None = None) -> str:
+    """The fingerprint of `symbol`'s input files as they are now (SymbolRead.fingerprint when they
+    were read): --resume compares the two. One listing of the partition, no file opened."""
+    _, partition, entries = _partition_entries(symbol, ohlcv_path, storage_options)
+    return _fingerprint(partition, entries)
+
+
+class SymbolRead(NamedTuple):
+    """read_partition()'s result."""
+
+    bars: pd.DataFrame
+    repairs: Repairs
+    fingerprint: str      # of the files read (symbol_fingerprint)
+
+
+def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int, end_date: pd.Timestamp | None = None,
+                     storage_options: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, Repairs]:
+    """read_symbol_data plus a record of the repairs it made."""
+    read = read_partition(symbol, ohlcv_path, lookback_days, end_date, storage_options)
+    return read.bars, read.repairs
+
+
+def read_partition(symbol: str, ohlcv_path: str, lookback_days: int, end_date: pd.Timestamp | None = None,
+                   storage_options: Mapping[str, Any] | None = None) -> SymbolRead:
+    """read_symbol_data plus the repairs it made and the fingerprint of the files it read."""
+    fs, partition, entries = _partition_entries(symbol, ohlcv_path, storage_options)
+    fingerprint = _fingerprint(partition, entries)
+    repairs = Repairs()
+    tables = []
+    for path, readable, *_ in entries:
         hidden = any(part.startswith((".", "_")) for part in path[len(partition) + 1:].split("/"))
         if hidden or not path.endswith(".parquet") or not readable:  # _SUCCESS, _temporary/, .crc, notes
             repairs.ignored_files += 1
             continue
         tables.append(_read_file(fs, path, symbol))
     if not tables:
-        return empty_bars(), repairs
+        return SymbolRead(empty_bars(), repairs, fingerprint)
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     # Plain numpy from here on: on ~2,500 rows pandas' per-operation overhead costs more than the work.
     columns = {name: table.column(name).to_numpy() for name in COLUMNS}
@@ -413,7 +457,7 @@ def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
             first = np.searchsorted(dates, end - np.timedelta64(lookback_days, "D"), side="right")
         if first > 0 or stop < len(dates):
             columns = {name: values[first:stop] for name, values in columns.items()}
-    return pd.DataFrame(columns), repairs
+    return SymbolRead(pd.DataFrame(columns), repairs, fingerprint)
 
 
 def read_symbol_data(symbol: str, ohlcv_path: str, lookback_days: int, end_date: pd.Timestamp | None = None,

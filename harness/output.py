@@ -294,7 +294,8 @@ class OutputWriter:
         self.chunks = -(-symbols // chunk_size)
         self.state: dict[str, Any] = {"run_key": self.run_key, "chunks": [], "extra_columns": {},
                                       "failed": [], "repairs": {}, "cpu_seconds": {}, "bars": 0,
-                                      "no_bars": [], "market_outliers": [], "market_outlier_count": 0}
+                                      "no_bars": [], "market_outliers": [], "market_outlier_count": 0,
+                                      "inputs": {}}
         self.kept = 0  # symbols in the staged chunks that state.json on disk records
         self.resumed = resume and self.staging.exists()
         if self.resumed:
@@ -454,6 +455,8 @@ class OutputWriter:
             raise ValueError(f"chunk {chunk} has {len(self.chunk_range(chunk))} symbols, got {len(results)} results")
         ok = [r for r in results if r.error is None]
         for result in results:
+            if result.fingerprint:  # what --resume checks the files against (harness.fingerprint)
+                self.state["inputs"][result.symbol] = result.fingerprint
             if result.error is not None:
                 self.state["failed"].append({"symbol": result.symbol, "detector": result.error.detector,
                                              "error": result.error.message})

@@ -46,7 +46,7 @@ from harness.config import ScanConfig, load_config, read_yaml
 from harness.detectors import resolve_detectors
 from harness.errors import ConfigError, Interrupted, ScanError, StopRequested, SymbolFailed
 from harness.finish import RunAll, finish_outputs, in_this_process
-from harness.fingerprint import run_fingerprint
+from harness.fingerprint import changed_inputs, run_fingerprint
 from harness.forkserver import start_forkserver
 from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running
 from harness.progress import Progress
@@ -212,6 +212,11 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
     writer = OutputWriter(cfg.out_dir, specs, cfg.forward_windows, run_fingerprint(cfg, symbols, specs), resume,
                           len(symbols), cfg.flush_every, cfg.market_outlier_move)
     first = writer.flushed
+    moved = changed_inputs(writer.state["inputs"], cfg.ohlcv_path, cfg.storage_options) if writer.resumed else []
+    if moved:  # their staged rows came from other bars
+        raise ScanError(f"--resume: the input files of {len(moved)} staged symbol(s) changed since the unfinished "
+                        f"run staged them ({', '.join(moved[:5])}{' ...' if len(moved) > 5 else ''}: files added, "
+                        "removed, rewritten or touched); rerun without --resume to start over")
     if resume and not writer.resumed:  # said, so that a mistyped --out is not taken for a resumed run
         log.warning("--resume: no interrupted run in %s to continue; scanning every symbol", cfg.out_dir)
     elif first:

@@ -33,7 +33,7 @@ from harness.detectors import DetectorSpec
 from harness.errors import (DataError, DetectorExited, DetectorOutputError, DetectorParamsError, ScanError,
                             StopRequested)
 from harness.eval import forward_returns
-from harness.io import is_url, load_symbol_bars
+from harness.io import is_url, read_partition
 
 if TYPE_CHECKING:
     from harness.config import ScanConfig
@@ -92,6 +92,7 @@ class SymbolResult:
     days: np.ndarray | None = None
     close: np.ndarray | None = None
     seconds: float = 0.0
+    fingerprint: str = ""  # of the symbol's input files (harness.io.symbol_fingerprint), "" if not listed
     error: SymbolError | None = None
 
 
@@ -319,8 +320,8 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
         # A CPU slot (harness.cpuslots) for the CPU work: reading a local file is CPU work like the
         # detectors', while a remote read mostly waits on I/O, so only the detectors hold one then.
         with cpu_slot(None if remote else task.cpu_slots):
-            bars, repairs = load_symbol_bars(symbol, task.ohlcv_path, task.lookback_days, task.end_date,
-                                             dict(task.storage_options))
+            bars, repairs, result.fingerprint = read_partition(symbol, task.ohlcv_path, task.lookback_days,
+                                                               task.end_date, dict(task.storage_options))
             with cpu_slot(task.cpu_slots if remote else None):
                 codes, at, scores = _run_detectors(bars, task, result, running)
         result.bars = len(bars)
@@ -337,9 +338,10 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
             raise
         ours = isinstance(exc, ScanError)  # the harness's own words: no traceback of its frames
         message = str(exc) if ours or isinstance(exc, DetectorExited) else f"{type(exc).__name__}: {exc}"
-        result = SymbolResult(symbol, error=SymbolError(running[0], message.splitlines()[0] if message else "",
-                                                        "" if ours else traceback.format_exc(),
-                                                        2 if isinstance(exc, DataError) else 1))
+        result = SymbolResult(symbol, fingerprint=result.fingerprint,
+                              error=SymbolError(running[0], message.splitlines()[0] if message else "",
+                                                "" if ours else traceback.format_exc(),
+                                                2 if isinstance(exc, DataError) else 1))
     return result
 
 

@@ -74,3 +74,32 @@ def test_resume_with_the_same_code_and_settings_goes_on(tmp_path, small_universe
     resumed = run_cli("--config", str(config), "--workers", "1", "--resume", "--on-error", "skip", env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert "Resuming: 12/20 symbols already flushed" in resumed.stderr
+
+
+@pytest.mark.parametrize("change", ["rewritten", "touched", "added", "removed"])
+def test_resume_after_a_staged_symbols_files_changed_is_refused(tmp_path, small_universe, change):
+    import os
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(small_universe, data)
+    config, env = failing_run(tmp_path, data)
+    symbol = sorted(p.name.split("=", 1)[1] for p in data.iterdir())[4]  # in chunk 1, staged
+    folder = data / f"symbol={symbol}"
+    part = sorted(folder.glob("*.parquet"))[0]
+    if change == "rewritten":  # new bars, same file name
+        import pandas as pd
+        frame = pd.read_parquet(part)
+        frame.assign(close=frame["close"] * 1.01).to_parquet(part)
+    elif change == "touched":
+        os.utime(part, ns=(part.stat().st_atime_ns, part.stat().st_mtime_ns + 10**9))
+    elif change == "added":
+        shutil.copy(part, folder / "extra.parquet")
+    else:
+        part.unlink()
+    module = tmp_path / "mods" / "mine.py"
+    module.write_text(module.read_text())  # the same code: only the data changed
+    resumed = run_cli("--config", str(config), "--workers", "1", "--resume", "--on-error", "skip", env=env)
+    assert resumed.returncode == 1
+    assert resumed.stderr.strip().splitlines()[-1] == (
+        f"error: --resume: the input files of 1 staged symbol(s) changed since the unfinished run staged them "
+        f"({symbol}: files added, removed, rewritten or touched); rerun without --resume to start over")
