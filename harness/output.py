@@ -293,6 +293,7 @@ class OutputWriter:
         self.outlier_move = outlier_move  # harness.market.outlier_bars: bars left out of the market
         self.chunks = -(-symbols // chunk_size)
         self.state: dict[str, Any] = {"run_key": self.run_key, "chunks": [], "extra_columns": {},
+                                      "extra_columns_from": {},
                                       "failed": [], "repairs": {}, "cpu_seconds": {}, "bars": 0,
                                       "no_bars": [], "market_outliers": [], "market_outlier_count": 0,
                                       "inputs": {}}
@@ -430,17 +431,21 @@ class OutputWriter:
             reason = os_reason(exc) if isinstance(exc, OSError) else str(exc).splitlines()[0]
             raise self._damaged(f"the staged part {path} is unreadable ({reason})") from None
 
-    def schemas(self, spec: DetectorSpec, extras_seen: Sequence[dict[str, np.ndarray] | None] = ()
+    def schemas(self, spec: DetectorSpec, extras_seen: Sequence[tuple[str, dict[str, np.ndarray] | None]] = ()
                 ) -> tuple[pa.Schema, pa.Schema]:
         """The detector's final (events, forward) schemas; extra event columns are fixed by the first
-        symbol that returned them (SymbolResult.extras), and a detector that later returns other
-        columns is an error."""
-        for columns in extras_seen:
+        symbol staged with events (extras_seen: (symbol, SymbolResult.extras) pairs), and a symbol
+        whose columns differ is an error naming both symbols. It stops the run under on_error: skip
+        too: which of the two is wrong cannot be told, and which one came first depends on the order
+        tasks finished in."""
+        for symbol, columns in extras_seen:
             names = list(columns) if columns is not None else []
             known = self.state["extra_columns"].setdefault(spec.name, names)
+            first = self.state["extra_columns_from"].setdefault(spec.name, symbol)
             if names != known:
-                raise ScanError(f"detector {spec.name!r} returned extra columns {names} for one symbol "
-                                f"but {known} for another; a detector must always return the same columns")
+                raise ScanError(f"detector {spec.name!r} returned extra columns {names} for symbol {symbol!r} but "
+                                f"{known} for symbol {first!r}; a detector must return the same extra columns for "
+                                "every symbol (--on-error skip cannot tell which is wrong)")
         extras = self.state["extra_columns"].get(spec.name, [])
         key = [("symbol", pa.string()), ("date", pa.timestamp("ns")), ("detector", pa.string())]
         events = pa.schema([*key, ("score", pa.float64()), *((c, pa.float64()) for c in extras)])
@@ -470,7 +475,7 @@ class OutputWriter:
                 self.state["no_bars"].append(result.symbol)
         with_events = [(set(np.unique(r.rows["detector"]).tolist()), r) for r in ok]
         for code, spec in enumerate(self.detectors):  # extra columns: the same for every symbol with events
-            self.schemas(spec, [r.extras.get(spec.name) for codes, r in with_events if code in codes])
+            self.schemas(spec, [(r.symbol, r.extras.get(spec.name)) for codes, r in with_events if code in codes])
         self._write_part(staged_rows(ok, self.detectors), self.staging / f"rows-{chunk:05d}.arrow")
         with_bars = [r for r in ok if r.bars]
         series = pa.table({

@@ -19,6 +19,7 @@ import pytest
 
 from bad_detectors import BREAKS, MARKER_VOLUME
 from conftest import REPO, bars, cli_env, run_cli, write_config, write_partition
+from test_run import marked_universe  # noqa: F401  (fixture)
 
 SYMBOLS = ("AAA", "BBB", "CCC")
 
@@ -206,3 +207,17 @@ def test_os_exit_is_restored_after_the_detector_and_works_in_its_children(univer
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["exits_hard called os._exit(7) True", "raises RuntimeError: boom True",
                                         "child ran", "forks ok True"], proc.stdout
+
+
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+def test_extra_columns_that_differ_between_symbols_name_both_symbols(tmp_path, marked_universe, on_error):
+    data, victim = marked_universe
+    config = write_config(tmp_path / "c.yaml", ohlcv_path=str(data), out_dir=str(tmp_path / "out"),
+                          detectors=["bad_detectors:extra_differs"], on_error=on_error)
+    proc = run_cli("--config", str(config), "--workers", "1")
+    assert proc.returncode == 1
+    first = sorted(p.name.split("=", 1)[1] for p in data.iterdir())[0]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: detector 'bad_detectors:extra_differs' returned extra columns ['y'] for symbol {victim!r} but ['x'] "
+        f"for symbol {first!r}; a detector must return the same extra columns for every symbol (--on-error skip "
+        "cannot tell which is wrong)")
