@@ -442,6 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cli() -> None:
     """The `symbol-scan` console script (and `python -m harness.run`)."""
     code = main()
+    # The run is over: a Ctrl-C now has nothing to stop, and Python resets our handler to the
+    # default as it exits, which would end the process by the raw signal (exit -2, a traceback).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The interpreter's exit would collect garbage over every object of the run (pandas, Dask,
     # the run's frames): 0.2-0.7 s at 20-year histories. Frozen, they are simply left to the
     # process's end; every file is written and closed by now.

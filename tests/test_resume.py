@@ -76,7 +76,7 @@ def test_resume_with_the_same_code_and_settings_goes_on(tmp_path, small_universe
     assert "Resuming: 12/20 symbols already flushed" in resumed.stderr
 
 
-@pytest.mark.parametrize("change", ["rewritten", "touched", "added", "removed"])
+@pytest.mark.parametrize("change", ["rewritten", "touched", "added"])  # a removed file: as an added one
 def test_resume_after_a_staged_symbols_files_changed_is_refused(tmp_path, small_universe, change):
     import os
     import shutil
