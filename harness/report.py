@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.eval import forward_column
+from harness.eval import abnormal_column
 from harness.summary import events_per_year, histogram, intervals
 
 WIDTH, HEIGHT = 330, 250
@@ -57,8 +57,9 @@ class Chart:
 
     def __init__(self, title: str, x_range: tuple[float, float], y_range: tuple[float, float],
                  y_format: str = "{:.1%}", x_labels: Sequence[tuple[float, str]] | None = None,
-                 x_format: str = "{:g}"):
+                 x_format: str = "{:g}", x_title: str = "", y_title: str = ""):
         self.title, self.parts = title, []
+        self.x_title, self.y_title = x_title, y_title
         pad = (y_range[1] - y_range[0]) * 0.05 or 0.01
         self.x0, self.x1 = x_range
         self.y0, self.y1 = y_range[0] - pad, y_range[1] + pad
@@ -123,6 +124,12 @@ class Chart:
         for at, label in labels:
             axes.append(f'<text x="{self.x(at):.1f}" y="{HEIGHT - BOTTOM + 14}" text-anchor="middle">'
                         f'{html.escape(label)}</text>')
+        if self.x_title:
+            axes.append(f'<text x="{(LEFT + WIDTH - RIGHT) / 2:.0f}" y="{HEIGHT - 4}" text-anchor="middle" '
+                        f'fill="#555">{html.escape(self.x_title)}</text>')
+        if self.y_title:
+            axes.append(f'<text transform="translate(10,{(TOP + HEIGHT - BOTTOM) / 2:.0f}) rotate(-90)" '
+                        f'text-anchor="middle" fill="#555">{html.escape(self.y_title)}</text>')
         return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-size="10" '
                 f'font-family="sans-serif"><text x="{WIDTH / 2}" y="14" text-anchor="middle" font-size="12" '
                 f'font-weight="bold">{html.escape(self.title)}</text>'
@@ -136,27 +143,34 @@ def _span(*arrays: Iterable[float], include_zero: bool = True) -> tuple[float, f
     return (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
 
 
-def _path_chart(paths: pd.DataFrame, members: list[str], colors: dict[str, str]) -> str:
-    rows = {name: paths[paths["detector"] == name] for name in members}
-    chart = Chart("abnormal return around the event (95% band)",
-                  _span(*(r["offset"] for r in rows.values())),
+def _path_chart(paths: pd.DataFrame, members: list[str], colors: dict[str, str], after: bool) -> str:
+    """The cumulative abnormal return from the event bar (0 there) with its 95% band, after the event
+    (offsets >= 0: the drift a researcher looks for) or before it (<= 0: the run-up the detector
+    followed), each on its own scale so that one does not flatten the other."""
+    rows = {name: paths[(paths["detector"] == name) & ((paths["offset"] >= 0) if after else (paths["offset"] <= 0))]
+            for name in members}
+    title = ("cumulative abnormal return after the event" if after
+             else "before the event (abnormal return to day 0)")
+    chart = Chart(title, _span(*(r["offset"] for r in rows.values())),
                   _span(*(r["abn_low"] for r in rows.values()), *(r["abn_high"] for r in rows.values()),
-                        *(r["mean_abn"] for r in rows.values())))
+                        *(r["mean_abn"] for r in rows.values())), x_title="bars from the event",
+                  y_title="abnormal return")
     for name, r in rows.items():
         chart.band(r["offset"].tolist(), r["abn_low"].tolist(), r["abn_high"].tolist(), colors[name])
         chart.line(r["offset"], r["mean_abn"], colors[name])
-    chart.line([0, 0], [chart.y0, chart.y1], "#999", width=1, dash="3,3")
     return chart.svg()
 
 
 def _window_chart(summary: pd.DataFrame, members: list[str], colors: dict[str, str], value: str,
-                  title: str, with_ci: bool, y_format: str = "{:.1%}", reference: str | None = None) -> str:
+                  title: str, with_ci: bool, y_format: str = "{:.1%}", reference: str | None = None,
+                  y_title: str = "") -> str:
     rows = summary[summary["detector"].isin(members)]
     windows = sorted(rows["window"].unique())
     low, high = intervals(rows["abn_mean"], rows["abn_se"], rows["abn_df"])
     span = _span(rows[value], *((low, high) if with_ci else ()), *((rows[reference],) if reference else ()))
     chart = Chart(title, (0, len(windows)), span, y_format=y_format,
-                  x_labels=[(i + 0.5, f"{w} bars") for i, w in enumerate(windows)])
+                  x_labels=[(i + 0.5, f"{w} bars") for i, w in enumerate(windows)], x_title="horizon",
+                  y_title=y_title)
     width = 0.8 / max(len(members), 1)
     for row, lo, hi in zip(rows.to_dict("records"), low, high):
         left = windows.index(row["window"]) + 0.1 + members.index(row["detector"]) * width
@@ -172,7 +186,7 @@ def _per_year_chart(forward: Mapping[str, pd.DataFrame], members: list[str], col
     counts = {name: events_per_year(forward[name]["date"]) for name in members}
     years = _span(*(c.index for c in counts.values() if len(c)), include_zero=False)
     chart = Chart("events per year", years, _span(*(c.to_numpy() for c in counts.values())), y_format="{:g}",
-                  x_format="{:.0f}")
+                  x_format="{:.0f}", x_title="year", y_title="events")
     for name, c in counts.items():
         chart.line(c.index.to_numpy(dtype="float64"), c.to_numpy(dtype="float64"), colors[name])
         for year, n in c.items():
@@ -181,13 +195,14 @@ def _per_year_chart(forward: Mapping[str, pd.DataFrame], members: list[str], col
 
 
 def _distribution_chart(forward: Mapping[str, pd.DataFrame], members: list[str], colors: dict[str, str]) -> str:
-    column = forward_column(DISTRIBUTION_WINDOW)
+    column = abnormal_column(DISTRIBUTION_WINDOW)
     values = {name: forward[name][column].to_numpy(dtype="float64") for name in members if column in forward[name]}
     pooled = np.concatenate(list(values.values())) if values else np.array([])
     shapes = {name: histogram(v, pooled) for name, v in values.items()}
     edges = next(iter(shapes.values()))[1] if shapes else np.array([-0.1, 0.1])
-    chart = Chart(f"distribution of {column}", (edges[0], edges[-1]),
-                  _span(*(d for d, _ in shapes.values())), y_format="{:g}", x_format="{:.0%}")
+    chart = Chart(f"distribution of {DISTRIBUTION_WINDOW}-bar abnormal returns", (edges[0], edges[-1]),
+                  _span(*(d for d, _ in shapes.values())), y_format="{:g}", x_format="{:.0%}",
+                  x_title=f"{column}", y_title="density")
     for name, (density, bins) in shapes.items():
         for left, right, height in zip(bins[:-1], bins[1:], density):
             chart.bar(left, right, height, colors[name], opacity=0.35)
@@ -202,10 +217,42 @@ BENCHMARK_TEXT = {
 }
 
 
+def _numbers(summary: pd.DataFrame, members: list[str]) -> str:
+    """The family's numbers, as summary.csv has them: per detector and horizon the events with an
+    abnormal return, the abnormal mean with its 95% interval, t and Holm-adjusted p (a star where
+    summary.csv's abn_significant is true), and for a variant the difference from its baseline with
+    its t (starred by vs_significant). A test without a t shows '-' and the note says why."""
+    rows = summary[summary["detector"].isin(members)]
+    low, high = intervals(rows["abn_mean"], rows["abn_se"], rows["abn_df"])
+
+    def pct(v: float) -> str:
+        return "" if not math.isfinite(v) else f"{100 * v:+.2f}%"
+
+    def t_cell(t: float, star: bool, tested: bool = True) -> str:
+        return "" if not tested else "-" if not math.isfinite(t) else f"{t:.2f}{'*' if star else ''}"
+
+    lines = []
+    for row, lo, hi in zip(rows.to_dict("records"), low, high):
+        variant = bool(row["baseline"]) and math.isfinite(row["vs_baseline"])
+        interval = f"[{pct(lo)}, {pct(hi)}]" if math.isfinite(lo) else ""
+        cells = [row["detector"], f"{row['window']}", f"{row['abn_valid']}", pct(row["abn_mean"]), interval,
+                 t_cell(row["abn_t"], bool(row["abn_significant"])),
+                 "" if not math.isfinite(row["abn_p_holm"]) else f"{row['abn_p_holm']:.3f}",
+                 pct(row["vs_baseline"]) if variant else "",
+                 t_cell(row["vs_baseline_t"], bool(row["vs_significant"]), variant), row["note"] or ""]
+        lines.append("<tr>" + "".join(f"<td{' class=n' if 0 < k < 9 else ''}>{html.escape(str(c))}</td>"
+                                      for k, c in enumerate(cells)) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("detector", "bars", "events", "abnormal mean", "95% interval", "t",
+                                              "p (Holm)", "vs baseline", "vs t", "note"))
+    return f"<table class=numbers><tr>{head}</tr>{''.join(lines)}</table>"
+
+
 def _facts(info: Mapping[str, Any]) -> str:
     symbols = info.get("symbols", {})
-    where = (f"scheduler {info['scheduler_address']}" if info.get("scheduler_address")
-             else f"{info.get('workers')} worker(s)" if info.get("workers", 1) > 1 else "serial (in-process)")
+    processes = info.get("worker_processes") or 0
+    where = (f"the Dask scheduler {info['scheduler_address']}, {processes} worker process(es)"
+             if info.get("scheduler_address") else f"{processes} Dask worker process(es)" if processes
+             else "this process (serial)")
     cpu = info.get("cpu_seconds", {})
     total = sum(cpu.values()) or 1.0
     shares = "".join(f"<tr><td>{html.escape(name)}</td><td class=n>{seconds:.1f} s</td>"
@@ -219,10 +266,17 @@ def _facts(info: Mapping[str, Any]) -> str:
                   f"(smallest on {smallest.get('date', '-')}); <b>{market.get('thin_dates', 0)}</b> dates below "
                   f"{market.get('min_market_symbols')} symbols, across which there is no abnormal return.</p>"
                   if market.get("first_date") else "")
+    version = info.get("version") or {}
+    params = "; ".join(f"{html.escape(name)}: " + (", ".join(f"{k}={v}" for k, v in values.items()) or "none")
+                       for name, values in (info.get("detector_params") or {}).items())
     return f"""<h1>symbol scan report</h1>
-<p>Symbols scanned: <b>{symbols.get('done', '?')}</b> of {symbols.get('total', '?')};
+<p>Run of <b>{html.escape(str(info.get('started', '?')))}</b> with symbol-scan
+{html.escape(str(version.get('symbol_scan', '?')))}{f" (git {html.escape(version['git'])})" if version.get('git') else ''};
+data {html.escape(str(market.get('first_date', '?')))} to {html.escape(str(market.get('last_date', '?')))}.
+Symbols scanned: <b>{symbols.get('done', '?')}</b> of {symbols.get('total', '?')};
 failed: <b>{symbols.get('failed', 0)}</b> ({failed}). Ran on: <b>{html.escape(where)}</b>.
 Duration: <b>{info.get('wall_seconds', 0):.1f} s</b>.</p>
+<p class=small>Parameters (defaults included): {params or '-'}.</p>
 {membership}
 <p>{html.escape(BENCHMARK_TEXT.get((info.get('config') or {}).get('benchmark', 'market'), ''))}
 Intervals and bands: 95%, with standard errors clustered by event date and by symbol, from Student's t with
@@ -235,7 +289,9 @@ PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>symbol scan report</title>
 <style>body{{font-family:sans-serif;margin:16px}} h1{{margin:0 0 4px}} h2{{margin:18px 0 4px}}
 .row{{display:flex;flex-wrap:wrap;gap:6px}} table{{border-collapse:collapse}} td,th{{padding:1px 8px}}
-th{{text-align:left}} .n{{text-align:right}}
+th{{text-align:left}} .n{{text-align:right}} .small{{font-size:12px;color:#444}}
+table.numbers{{margin:6px 0;font-size:13px}} table.numbers td,table.numbers th{{border-bottom:1px solid #eee}}
+.scroll{{overflow-x:auto}}
 .key{{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:-1px}}</style></head>
 <body>{body}</body></html>
 """
@@ -255,8 +311,9 @@ def build_report(summary: pd.DataFrame, forward: Mapping[str, pd.DataFrame], pat
     body = [_facts(info)]
     for members in families(detectors, baselines):
         legend = " ".join(f"<span class=key style='background:{colors[m]}'></span>{html.escape(m)}" for m in members)
-        body.append(f"<h2>{html.escape(' vs '.join(members))}</h2><p>{legend}</p><div class=row>")
-        body += [_path_chart(paths, members, colors),
+        body.append(f"<h2>{html.escape(' vs '.join(members))}</h2><p>{legend}</p>"
+                    f"<div class=scroll>{_numbers(summary, members)}</div><div class=row>")
+        body += [_path_chart(paths, members, colors, after=True), _path_chart(paths, members, colors, after=False),
                  _window_chart(summary, members, colors, "abn_mean", "mean abnormal return (95% CI)", True),
                  _window_chart(summary, members, colors, "abn_hit_rate", "abnormal hit rate (dashes: by chance)",
                                False, y_format="{:.0%}", reference="null_hit_rate"),

@@ -20,6 +20,7 @@ import os
 import platform
 import resource
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -113,6 +114,20 @@ def serial_results(symbols: Sequence[str], todo: Sequence[int], task: ScanTask) 
     """The reference path: every symbol in this process, in order."""
     for i in todo:
         yield i, scan_symbol(symbols[i], task)
+
+
+def code_version() -> dict[str, str | None]:
+    """This tool's version, and the git commit of its code when it runs from a checkout (with
+    "+changes" when files differ from it); None outside one."""
+    commit = None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        where = Path(__file__).resolve().parent.parent
+        run = functools.partial(subprocess.run, cwd=where, capture_output=True, text=True, timeout=5)
+        head = run(["git", "rev-parse", "--short=12", "HEAD"])
+        if head.returncode == 0:
+            dirty = run(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.strip()
+            commit = head.stdout.strip() + ("+changes" if dirty else "")
+    return {"symbol_scan": __version__, "git": commit}
 
 
 def versions() -> dict[str, str]:
@@ -288,6 +303,9 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
             "symbols": {"total": len(symbols) + len(invalid), "done": len(symbols) + len(invalid) - len(failed),
                         "failed": len(failed)},
             "failed": failed,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+            "version": code_version(),
+            "detector_params": {spec.name: spec.params for spec in specs},  # defaults included
             "events": {name: len(frame) for name, frame in evaluated.events.items()},
             "market": market_membership(evaluated.market, cfg.min_market_symbols),
             "market_outliers": {"count": writer.state["market_outlier_count"], "bars": writer.state["market_outliers"]},

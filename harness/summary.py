@@ -15,9 +15,10 @@ from harness.inference import (MIN_STANDARD_ERROR, NO_DATA, SIGNIFICANCE, Estima
 
 SUMMARY_COLUMNS = ["detector", "baseline", "window", "events", "valid", "mean", "median", "std", "t_stat",
                    "t_clustered", "hit_rate", "market_mean", "abn_valid", "abn_mean", "abn_median", "abn_se",
-                   "abn_t", "abn_df", "abn_p", "abn_p_holm", "abn_q_bh", "abn_hit_rate", "null_hit_rate", "sign_t",
-                   "sign_p", "event_dates", "event_symbols", "baseline_mean", "vs_baseline", "vs_baseline_se",
-                   "vs_baseline_t", "vs_baseline_p", "vs_p_holm", "vs_q_bh", "note", "symbols", "failed_symbols"]
+                   "abn_t", "abn_df", "abn_p", "abn_p_holm", "abn_q_bh", "abn_significant", "abn_hit_rate",
+                   "null_hit_rate", "sign_t", "sign_p", "event_dates", "event_symbols", "baseline_mean", "vs_baseline",
+                   "vs_baseline_se", "vs_baseline_t", "vs_baseline_p", "vs_p_holm", "vs_q_bh", "vs_significant", "note",
+                   "symbols", "failed_symbols"]
 PATH_COLUMNS = ["detector", "offset", "events", "mean_ret", "abn_events", "mean_abn", "abn_low", "abn_high"]
 QUANTILE_COLUMNS = ["detector", "window", "quantile", "events", "score_low", "score_high", "abn_mean", "abn_se",
                     "abn_t", "abn_p", "note"]
@@ -143,8 +144,8 @@ def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], basel
       (vs_baseline_se, vs_baseline_t, vs_baseline_p); NaN for baselines;
     - multiplicity: abn_p_holm (Holm, family-wise) and abn_q_bh (Benjamini-Hochberg, false
       discovery rate) over every row's abn_p, the run's detector x window tests; vs_p_holm and
-      vs_q_bh likewise over the variant comparisons, a family of their own. Stars come from the
-      Holm-adjusted values (is_significant).
+      vs_q_bh likewise over the variant comparisons, a family of their own; abn_significant and
+      vs_significant: the star, is_significant() of the Holm-adjusted value.
     symbols / failed_symbols: how many symbols were scanned / failed (skipped), repeated on every
     row so that summary.csv says on its own how much of the universe it covers.
     """
@@ -177,6 +178,8 @@ def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], basel
                      for note, vs in zip(table["note"], compared["vs_note"])]
     table["abn_p_holm"], table["abn_q_bh"] = holm(table["abn_p"]), benjamini_hochberg(table["abn_p"])
     table["vs_p_holm"], table["vs_q_bh"] = holm(table["vs_baseline_p"]), benjamini_hochberg(table["vs_baseline_p"])
+    table["abn_significant"] = [is_significant(p) for p in table["abn_p_holm"]]
+    table["vs_significant"] = [is_significant(p) for p in table["vs_p_holm"]]
     table["symbols"] = symbols
     table["failed_symbols"] = failed_symbols
     return table[SUMMARY_COLUMNS]
