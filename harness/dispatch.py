@@ -182,24 +182,37 @@ def dask_results(client: Any, symbols: Sequence[str], todo: Sequence[int], task:
             client.cancel([f for _, f in pending.values()])
 
 
+FINISH_ATTEMPTS = 3  # a job whose worker died is run again (jobs only write their own temp files)
+
+
 def dask_run_all(client: Any, function: Callable[[Any], Any], jobs: Sequence[Any]) -> list[Any]:
     """function(job) for every job as one task each on `client`'s cluster; the results in job order.
 
-    For the end of a run on a LocalCluster (harness.finish's detector jobs: the workers see the
-    driver's disk). Waits for every task before raising the first job's error, so that nothing is
-    still writing when the caller cleans up; a worker that died is a ScanError.
+    For the end of a run on a LocalCluster (harness.finish's jobs: the workers see the driver's
+    disk). Waits for every task before raising the first job's error, so that nothing is still
+    writing when the caller cleans up. A job whose worker died (KilledWorker: the cluster allows no
+    retries of its own) is submitted again, up to FINISH_ATTEMPTS times in all: a worker killed late
+    in the scan is only declared dead a heartbeat later, and the first jobs of the end may have
+    been given to it. Then it is a ScanError.
     """
     from distributed import wait
 
     run_id = uuid.uuid4().hex[:8]
-    futures = [client.submit(function, job, key=("finish", run_id, n)) for n, job in enumerate(jobs)]
-    wait(futures)
-    try:
-        return [future.result() for future in futures]
-    except Exception as exc:
-        if type(exc).__name__ != "KilledWorker":
-            raise
-        raise ScanError("a worker process died while writing the final files; the scanned symbols are "
-                        "kept: rerun with --resume") from None
-    finally:
-        client.cancel(futures)
+    results: dict[int, Any] = {}
+    for attempt in range(FINISH_ATTEMPTS):
+        todo = [n for n in range(len(jobs)) if n not in results]
+        futures = {n: client.submit(function, jobs[n], key=("finish", run_id, attempt, n)) for n in todo}
+        try:
+            wait(list(futures.values()))
+            died = []
+            for n, future in futures.items():
+                if future.status == "error" and type(future.exception()).__name__ == "KilledWorker":
+                    died.append(n)
+                else:
+                    results[n] = future.result()  # raises the job's own error
+        finally:
+            client.cancel(list(futures.values()))
+        if not died:
+            return [results[n] for n in range(len(jobs))]
+    raise ScanError("a worker process died while writing the final files, again and again; the scanned symbols "
+                    "are kept: rerun with --resume")

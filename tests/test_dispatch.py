@@ -96,3 +96,34 @@ def test_the_whole_run_is_submitted_once_the_pilot_results_are_in(small_universe
     assert all(r.error is None for _, r in seen)
     assert stats["tasks"] == planned, "the driver submitted nothing after the pilots' results either"
     assert 2 < planned < len(symbols), "a pilot task per worker, then a few bigger ones"
+
+
+def dies_once(path: str) -> str:
+    """Kills its own worker the first time (a marker file says it ran), returns the second time."""
+    import os
+    from pathlib import Path
+    marker = Path(path)
+    if not marker.exists():
+        marker.write_text("died")
+        os._exit(9)
+    return "done"
+
+
+def test_an_end_of_run_job_whose_worker_died_runs_again(tmp_path):
+    # the CI failure that led here: a worker SIGKILLed late in the scan was declared dead only after
+    # the first end-of-run job had been given to it (KilledWorker at once: no Dask retries)
+    import dask
+    from harness.dispatch import dask_run_all
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0") as cluster, \
+            Client(cluster) as client:
+        jobs = [str(tmp_path / "a"), str(tmp_path / "b")]
+        assert dask_run_all(client, dies_once, jobs) == ["done", "done"]
+        from harness.errors import ScanError
+        with pytest.raises(ScanError, match="died while writing the final files, again and again"):
+            dask_run_all(client, dies_once_more, [str(tmp_path / "c")])
+
+
+def dies_once_more(path: str) -> str:
+    import os
+    os._exit(9)
