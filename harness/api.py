@@ -19,20 +19,23 @@ harness.errors.Interrupted, the flushed symbols kept for resume=True.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import pandas as pd
 
 from harness.config import load_config, read_yaml
 from harness.detectors import out_name
-from harness.errors import Interrupted
+from harness.errors import Interrupted, StopRequested
 from harness.outdir import hold_output_folder
 from harness.summary import format_summary
 
@@ -103,7 +106,7 @@ def show_messages(level: int = logging.INFO, dask: bool = False) -> None:
     """Let the scan's log lines show where nothing was set up for them (a notebook, a script, the
     CLI): one handler on stderr. A caller who gave the "scan" logger a handler keeps their own.
     dask: Dask's own log lines (distributed) too, at INFO."""
-    if log.handlers:
+    if log.handlers or logging.getLogger().handlers:  # the caller's own set-up (e.g. logging.basicConfig)
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
@@ -132,10 +135,33 @@ def scan(config: str | os.PathLike | Mapping[str, Any] | None = None, client: An
 
     show_messages()
     raw = dict(config) if isinstance(config, Mapping) else read_yaml(config) if config is not None else {}
-    cfg = load_config(raw, overrides)
+    # An override replaces the file's value, None included (market_outlier_move=None: no guard);
+    # tuples are lists, as YAML would give them.
+    raw.update({key: list(value) if isinstance(value, tuple) else value for key, value in overrides.items()})
+    cfg = load_config(raw)
     try:
-        with hold_output_folder(cfg.out_dir):
+        with hold_output_folder(cfg.out_dir), _interrupts_stop_the_run():
             run_scan(cfg, resume=resume, client=client, console=False, progress=progress)
     except KeyboardInterrupt:  # StopRequested (a signal) is one too
         raise Interrupted(INTERRUPTED) from None
     return ScanResult(Path(cfg.out_dir))
+
+
+@contextlib.contextmanager
+def _interrupts_stop_the_run() -> Iterator[None]:
+    """Within the block, Ctrl-C (a notebook's stop button) raises StopRequested, as in the CLI: a
+    plain KeyboardInterrupt landing inside a detector (a serial run) would be taken for that
+    detector's own failure of the symbol. Only in the main thread, where signals are delivered;
+    the previous handler is back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise StopRequested
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

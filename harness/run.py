@@ -430,6 +430,7 @@ def _exit_now() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line: harness.api's scan with flags, the summary printed, one line per error."""
     from harness.api import show_messages
+    _first_interrupt.clear()  # a process may call main() more than once (the tests do)
     signal.signal(signal.SIGTERM, _raise_interrupted)
     imports = seconds_since_start()  # interpreter start and imports so far
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # not where SIGINT is ignored (`cmd &`)

@@ -166,3 +166,35 @@ def test_the_cli_has_a_version_a_quiet_mode_and_a_console_script(tmp_path, small
     assert installed, "pip install . installs the symbol-scan command beside the interpreter"
     script = subprocess.run([installed, "--version"], capture_output=True, text=True)
     assert script.returncode == 0 and script.stdout.strip() == f"symbol-scan {__version__}"
+
+
+SERIAL_INTERRUPT = """
+import json, os, signal, sys, threading, time
+from harness import scan
+from harness.errors import Interrupted
+
+state = os.path.join(sys.argv[2], ".symbol-scan-staging", "state.json")
+
+def interrupt():  # Ctrl-C while a detector runs in this process (workers: 1)
+    while not (os.path.exists(state) and json.load(open(state))["chunks"]):
+        time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt, daemon=True).start()
+try:
+    scan({"ohlcv_path": sys.argv[1], "detectors": ["user_detectors:slow"], "flush_every": 3, "workers": 1,
+          "on_error": "skip"}, out_dir=sys.argv[2], progress=False)
+    print("FINISHED", flush=True)
+except Interrupted as exc:
+    print("INTERRUPTED", flush=True)
+print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+"""
+
+
+def test_an_interrupt_of_a_serial_scan_is_no_failed_symbol(tmp_path, small_universe):
+    # the KeyboardInterrupt lands inside the detector: it was taken for the detector's failure of
+    # that symbol, and with on_error: skip the run went on to the end
+    proc = subprocess.run([sys.executable, "-c", SERIAL_INTERRUPT, str(small_universe), str(tmp_path / "out")],
+                          cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["INTERRUPTED", "True"], proc.stdout + proc.stderr  # the handler is back
