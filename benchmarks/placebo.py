@@ -46,7 +46,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.benchmark import Benchmark, BenchmarkReturns  # noqa: E402
+from harness.benchmark import DEFAULT_OUTLIER_MOVE, Benchmark, BenchmarkReturns  # noqa: E402
 from harness.eval import abnormal_column, forward_column, market_column  # noqa: E402
 from harness.inference import SIGNIFICANCE, cluster_ids, difference_estimate  # noqa: E402
 from harness.market import chunk_sums, day_numbers, market_index  # noqa: E402
@@ -67,7 +67,7 @@ class Universe:
         bars = simulate_universe(symbols, years, seed)
         self.industry = np.array([s.exposure.industry for s in bars])
         series = [(day_numbers(s.bars["date"].to_numpy()), s.bars["close"].to_numpy(dtype="float64")) for s in bars]
-        self.market = market_index([chunk_sums(series)])
+        self.market = market_index([chunk_sums(series, DEFAULT_OUTLIER_MOVE)])  # as the scan's default
         self.days = np.concatenate([d for d, _ in series])
         self.close = np.concatenate([c for _, c in series])
         self.length = np.array([len(d) for d, _ in series], dtype=np.int64)

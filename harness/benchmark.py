@@ -44,6 +44,7 @@ class Benchmark:
     estimation_window: tuple[int, int] = DEFAULT_ESTIMATION_WINDOW  # bars relative to the event, inclusive
     min_estimation_bars: int = DEFAULT_MIN_ESTIMATION_BARS
     min_market_symbols: int = DEFAULT_MIN_MARKET_SYMBOLS
+    outlier_move: float | None = DEFAULT_OUTLIER_MOVE  # harness.market.outlier_bars: not in the fits
 
 
 def thin_grid(market: pd.DataFrame, min_symbols: int) -> np.ndarray:
@@ -64,11 +65,13 @@ def thin_spans(thin: np.ndarray, day_from: np.ndarray, day_to: np.ndarray) -> np
 
 
 def bar_returns(days: np.ndarray, close: np.ndarray, first: np.ndarray, length: np.ndarray,
-                levels: np.ndarray, thin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                levels: np.ndarray, thin: np.ndarray, outlier_move: float | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """(stock, market) return of every bar of several symbols laid one after another (first,
     length: each symbol's rows): close[j] / close[j - 1] - 1 and the market's level over the same
-    two dates. NaN on each symbol's first bar, and the market's (so both) where the span crosses a
-    thin market date."""
+    two dates. NaN on each symbol's first bar, where the span crosses a thin market date, and on a
+    bar whose move the market index left out (harness.market.outlier_bars of `outlier_move`: an
+    unadjusted split would otherwise be one -50% return in every later event's fit)."""
     stock = np.full(len(close), np.nan)
     market = np.full(len(close), np.nan)
     if len(close) < 2:
@@ -81,29 +84,55 @@ def bar_returns(days: np.ndarray, close: np.ndarray, first: np.ndarray, length: 
     day_at, day_before = days[at].astype(np.int64), days[before].astype(np.int64)
     ok = thin[day_at - GRID_START] == thin[day_before - GRID_START]
     at, before = at[ok], before[ok]
+    if outlier_move is not None:
+        ratio = close[at] / close[before]
+        kept = (ratio <= 1 + outlier_move) & (ratio >= 1 / (1 + outlier_move))  # outlier_bars' rule
+        at, before = at[kept], before[kept]
     stock[at] = close[at] / close[before] - 1
     market[at] = levels[days[at].astype(np.int64) - GRID_START] / levels[days[before].astype(np.int64) - GRID_START] - 1
     return stock, market
 
 
-def running_sums(stock: np.ndarray, market: np.ndarray) -> np.ndarray:
-    """[5, bars + 1] running sums over the bars of count, stock, market, stock x market and
-    market^2 of the bars where both returns exist (bar_returns()), from 0 before the first bar:
-    what market_model_fit() takes, computed once for all the events of some symbols."""
-    ok = ~np.isnan(stock) & ~np.isnan(market)
-    r, m = np.where(ok, stock, 0.0), np.where(ok, market, 0.0)
-    sums = np.zeros((5, len(stock) + 1))
-    for row, values in enumerate((ok.astype(np.float64), r, m, r * m, m * m)):
-        np.cumsum(values, out=sums[row, 1:])
-    return sums
+@dataclasses.dataclass(frozen=True)
+class RunningSums:
+    """Per symbol, running sums of count, stock, market, stock x market and market^2 over its bars
+    where both returns exist (bar_returns()), starting from 0 at each symbol's first bar: what
+    market_model_fit() takes, computed once for all the events of some symbols. Each symbol's sums
+    start afresh, so a fit depends on its own symbol's bars only (not on which symbols share its
+    staged chunk: the bytes do not depend on flush_every).
+
+    sums: [5, bars + symbols]; symbol k's "before its first bar" is column starts[k] + k (0.0), and
+    the sums up to and including its row r are in column r + k + 1.
+    """
+
+    sums: np.ndarray
+    starts: np.ndarray                   # each symbol's first row, ascending
+
+    @classmethod
+    def of(cls, stock: np.ndarray, market: np.ndarray, spans: tuple[np.ndarray, np.ndarray]) -> RunningSums:
+        first, length = spans
+        ok = ~np.isnan(stock) & ~np.isnan(market)
+        r, m = np.where(ok, stock, 0.0), np.where(ok, market, 0.0)
+        values = (ok.astype(np.float64), r, m, r * m, m * m)
+        sums = np.zeros((5, len(stock) + len(first)))
+        for k, (start, n) in enumerate(zip(first.tolist(), length.tolist())):
+            for row, column in enumerate(values):
+                np.cumsum(column[start:start + n], out=sums[row, start + k + 1:start + k + 1 + n])
+        return cls(sums, np.asarray(first))
+
+    def between(self, low: np.ndarray, high: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """[5, rows] sums over rows low .. high - 1 (low <= high, both within the symbol that
+        starts at row `first`)."""
+        k = np.searchsorted(self.starts, first)
+        return self.sums[:, high + k] - self.sums[:, low + k]
 
 
-def market_model_fit(sums: np.ndarray, rows: np.ndarray, first: np.ndarray, length: np.ndarray,
+def market_model_fit(sums: RunningSums, rows: np.ndarray, first: np.ndarray, length: np.ndarray,
                      window: tuple[int, int], min_bars: int) -> tuple[np.ndarray, np.ndarray]:
     """(alpha, beta) of the OLS stock = alpha + beta x market over each row's estimation window.
 
-    sums: running_sums() of bar_returns() of several symbols laid one after another; rows: the
-    rows (events' bars) to fit for; first, length: each row's symbol's rows. The window is rows
+    sums: RunningSums of bar_returns() of several symbols laid one after another; rows: the rows
+    (events' bars) to fit for; first, length: each row's symbol's rows. The window is rows
     rows + window[0] .. rows + window[1] of the row's own symbol, with the returns that exist there.
     NaN alpha and beta where fewer than `min_bars` returns, or a market that did not move.
     Running sums make each fit O(1); their rounding is ~1e-12 of the window's sums.
@@ -111,7 +140,7 @@ def market_model_fit(sums: np.ndarray, rows: np.ndarray, first: np.ndarray, leng
     end = first + length
     low = np.clip(rows + window[0], first, end)
     high = np.clip(rows + window[1] + 1, low, end)
-    n, sr, sm, srm, smm = sums[:, high] - sums[:, low]
+    n, sr, sm, srm, smm = sums.between(low, high, first)
     with np.errstate(divide="ignore", invalid="ignore"):
         sxx = smm - sm * sm / n
         beta = (srm - sr * sm / n) / sxx
@@ -144,7 +173,7 @@ class BenchmarkReturns:
         self.benchmark = benchmark
         self.levels = level_grid(market)
         self.thin = thin_grid(market, benchmark.min_market_symbols)
-        self._fitted: tuple[np.ndarray, np.ndarray] | None = None  # (the bars' days, their running sums)
+        self._fitted: tuple[np.ndarray, RunningSums] | None = None  # (the bars' days, their running sums)
 
     def returns(self, days: np.ndarray, close: np.ndarray, spans: tuple[np.ndarray, np.ndarray],
                 first: np.ndarray, length: np.ndarray, bars: np.ndarray, offsets: Sequence[int]
@@ -158,18 +187,15 @@ class BenchmarkReturns:
         ret, mkt = event_returns(days, close, self.levels, first, length, bars, offsets, self.thin)
         if self.benchmark.kind == "market":
             return ret, mkt, mkt
-        if self._fitted is None or self._fitted[0] is not days:
-            stock, market = bar_returns(days, close, *spans, self.levels, self.thin)
-            self._fitted = (days, running_sums(stock, market))
         alpha, beta = self._fit(days, close, spans, first + bars, first, length)
         return ret, mkt, expected_returns(mkt, np.asarray(offsets), alpha, beta)
 
     def _fit(self, days: np.ndarray, close: np.ndarray, spans: tuple[np.ndarray, np.ndarray], rows: np.ndarray,
              first: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """market_model_fit() at `rows`, on the running sums of these bars (kept for the next call)."""
-        if self._fitted is None or self._fitted[0] is not days:
-            stock, market = bar_returns(days, close, *spans, self.levels, self.thin)
-            self._fitted = (days, running_sums(stock, market))
+        if self._fitted is None or self._fitted[0] is not days:  # a staged chunk's arrays: never changed
+            stock, market = bar_returns(days, close, *spans, self.levels, self.thin, self.benchmark.outlier_move)
+            self._fitted = (days, RunningSums.of(stock, market, spans))
         return market_model_fit(self._fitted[1], rows, first, length, self.benchmark.estimation_window,
                                 self.benchmark.min_estimation_bars)
 

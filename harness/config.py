@@ -73,7 +73,8 @@ class ScanConfig:
 
     def benchmark_settings(self) -> Benchmark:
         """The benchmark keys as harness.benchmark takes them."""
-        return Benchmark(self.benchmark, self.estimation_window, self.min_estimation_bars, self.min_market_symbols)
+        return Benchmark(self.benchmark, self.estimation_window, self.min_estimation_bars, self.min_market_symbols,
+                         self.market_outlier_move)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly copy, for run.json."""

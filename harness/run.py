@@ -308,7 +308,9 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
             "detector_params": {spec.name: spec.params for spec in specs},  # defaults included
             "events": {name: len(frame) for name, frame in evaluated.events.items()},
             "market": market_membership(evaluated.market, cfg.min_market_symbols),
-            "market_outliers": {"count": writer.state["market_outlier_count"], "bars": writer.state["market_outliers"]},
+            # sorted: chunks are staged in the order their tasks finish (the list stops at 1,000)
+            "market_outliers": {"count": writer.state["market_outlier_count"],
+                                "bars": sorted(writer.state["market_outliers"], key=lambda b: (b["symbol"], b["date"]))},
             "null_hit_rates": {str(h): rate for h, rate in evaluated.null_hit_rates.items()},
             "bars_read": writer.state["bars"],
             "repairs": dict(sorted(writer.state["repairs"].items())),

@@ -3,6 +3,7 @@ and their text rendering. Pure: the tests themselves live in harness.inference."
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Mapping, Sequence
 
@@ -79,6 +80,9 @@ def detector_summary(frame: pd.DataFrame, windows: Sequence[int], null_hit_rates
         stats = return_stats(raw)
         abn_stats = return_stats(abn)
         test = mean_estimate(abn[good], dates[good], symbols[good])
+        if ok.any() and not good.any():  # events with returns, none with an abnormal one: say why
+            test = dataclasses.replace(test, note="no abnormal return (every span crosses a thin market, or, "
+                                                  "for market_model, no estimation window is long enough)")
         null = float(null_hit_rates.get(h, math.nan))
         sign = mean_estimate((abn[good] > 0) - null, dates[good], symbols[good]) if null == null else NO_DATA
         rows.append({"window": h, "events": len(frame), **stats,

@@ -99,7 +99,7 @@ def garch_returns(shocks: np.ndarray, omega: float, start: float) -> tuple[np.nd
 
 
 # Long-run daily volatilities: market 0.9%, industry 0.6%, a symbol's own part 1.2% (omega = 0.02 x var).
-MARKET_OMEGA, INDUSTRY_OMEGA, OWN_OMEGA = 0.02 * 0.009 ** 2, 0.02 * 0.006 ** 2, 0.02 * 0.012 ** 2
+MARKET_OMEGA, INDUSTRY_OMEGA, OWN_OMEGA = 0.02 * 0.009 * 0.009, 0.02 * 0.006 * 0.006, 0.02 * 0.012 * 0.012
 MARKET_DRIFT = 0.0003  # per day, about 7.5% a year
 INDUSTRIES = 10
 

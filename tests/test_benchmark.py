@@ -12,7 +12,7 @@ import statsmodels.api as sm
 
 from conftest import run_cli, write_config
 from harness.benchmark import (Benchmark, BenchmarkReturns, bar_returns, expected_returns, market_membership,
-                               market_model_fit, running_sums, thin_grid, thin_spans)
+                               market_model_fit, RunningSums, thin_grid, thin_spans)
 from harness.market import GRID_START, level_grid
 
 DAYS = pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]).to_numpy("datetime64[ns]")
@@ -56,7 +56,7 @@ def test_market_model_fit_equals_ols_over_each_window():
     stock = 0.0002 + beta_true * mkt + rng.normal(0, 0.015, lengths.sum())
     stock[first] = mkt[first] = np.nan  # first bars
     stock[first[0] + 50] = np.nan  # a missing return
-    sums = running_sums(stock, mkt)
+    sums = RunningSums.of(stock, mkt, (first, lengths))
     symbol = np.array([0, 0, 0, 1, 2, 2])
     bars = np.array([10, 200, 399, 80, 250, 299])  # the first too early for a fit, the second spans the hole
     rows = first[symbol] + bars
@@ -159,3 +159,27 @@ def test_every_bar_gives_the_numbers_of_returns_for_each_bar(kind):
     every = returns.every_bar(days, close, spans, windows)
     assert np.isnan(every).sum() > 100 and (~np.isnan(every)).sum() > 500
     assert every.tobytes() == (ret - expected).tobytes()
+
+
+def test_each_symbols_fit_depends_on_its_own_bars_only():
+    # running sums restart at every symbol: the same symbol's alpha and beta, bit for bit, whatever
+    # symbols come before it in its staged chunk (which flush_every decides)
+    rng = np.random.default_rng(12)
+    a_stock, a_mkt = rng.normal(0, 0.02, 300), rng.normal(0, 0.01, 300)
+    b_stock, b_mkt = 3.0 + rng.normal(0, 0.02, 300), rng.normal(0, 0.01, 300)  # large sums before it
+    alone = RunningSums.of(b_stock, b_mkt, (np.array([0]), np.array([300])))
+    after = RunningSums.of(np.r_[a_stock, b_stock], np.r_[a_mkt, b_mkt], (np.array([0, 300]), np.array([300, 300])))
+    fit_alone = market_model_fit(alone, np.array([280]), np.array([0]), np.array([300]), (-250, -21), 100)
+    fit_after = market_model_fit(after, np.array([580]), np.array([300]), np.array([300]), (-250, -21), 100)
+    assert np.array(fit_alone).tobytes() == np.array(fit_after).tobytes()
+
+
+def test_a_market_outlier_is_left_out_of_the_fit_too():
+    levels = level_grid(market([0, 30, 30, 30, 30], [0, 0.01, 0.02, -0.01, 0.0]))
+    thin = thin_grid(market([0, 30, 30, 30, 30]), 20)
+    days = np.array([day(i) for i in range(5)], np.int32)
+    close = np.array([10.0, 10.2, 5.1, 5.0, 5.05])  # an unadjusted 2:1 split on the third bar
+    kept, _ = bar_returns(days, close, np.array([0]), np.array([5]), levels, thin)
+    guarded, market_ret = bar_returns(days, close, np.array([0]), np.array([5]), levels, thin, outlier_move=0.8)
+    assert kept[2] == pytest.approx(-0.5) and np.isnan(guarded[2]) and np.isnan(market_ret[2])
+    assert guarded[3] == kept[3]

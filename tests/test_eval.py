@@ -149,3 +149,10 @@ def test_a_thin_market_is_said_on_the_terminal(tmp_path):
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     # the 8 full symbols' 5-bar returns from bars 0-29 cross a thin date; the late ones' never do
     assert summary.loc[0, "valid"] == 8 * 75 + 4 * 45 and summary.loc[0, "abn_valid"] == 8 * 45 + 4 * 45
+
+
+def test_events_without_any_abnormal_return_say_why():
+    events = frame([0.1, 0.2, 0.3]).assign(abn_5=np.nan)
+    row = detector_summary(events, [5], {}).iloc[0]
+    assert row["valid"] == 3 and row["abn_valid"] == 0 and row["note"].startswith("no abnormal return (")
+    assert detector_summary(events.iloc[:0], [5], {}).iloc[0]["note"] == "no events"
