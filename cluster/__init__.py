@@ -90,11 +90,39 @@ def warm_up(client: Client, detector_modules: Iterable[str] = ()) -> None:
                 if (missing.name or "").split(".")[0] != top or not ship_module(client, top):
                     raise
                 client.run(exec, f"import {module}")
+            _same_code_everywhere(client, module)
+        except ScanError:
+            raise
         except Exception as exc:  # the module's own import-time error, whatever it is
             detail = (str(exc).splitlines() or [""])[0]
             raise ScanError(f"the workers cannot import detector module {module!r} ({type(exc).__name__}: "
                             f"{detail}); make it importable on every worker (install it there or put it on "
                             "their PYTHONPATH)") from None
+
+
+def module_digest(name: str) -> str | None:
+    """The digest of the source file of module `name` as this process imports it (None without
+    one). A function of this package: run on the workers too, by Client.run."""
+    import importlib
+    import inspect
+
+    from harness.fingerprint import digest
+    path = inspect.getsourcefile(importlib.import_module(name))
+    return digest(Path(path).read_bytes()) if path else None
+
+
+def _same_code_everywhere(client: Client, module: str) -> None:
+    """Make the workers run the driver's version of detector module `module`: a caller's long-lived
+    Client (a notebook's) keeps the module it imported for an earlier scan, so an edited detector
+    would go on running its old code there (and run.json record the new). A local module is
+    shipped again (upload_file reloads it); otherwise a ScanError says so."""
+    mine = module_digest(module)
+    if mine is None or set(client.run(module_digest, module).values()) == {mine}:
+        return
+    if ship_module(client, module.split(".")[0]) and set(client.run(module_digest, module).values()) == {mine}:
+        return
+    raise ScanError(f"the workers run another version of detector module {module!r} than this process; restart "
+                    "the workers, or install the same code on them")
 
 
 def ship_module(client: Client, name: str) -> bool:

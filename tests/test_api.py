@@ -198,3 +198,26 @@ def test_an_interrupt_of_a_serial_scan_is_no_failed_symbol(tmp_path, small_unive
                           cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["INTERRUPTED", "True"], proc.stdout + proc.stderr  # the handler is back
+
+
+def test_an_edited_detector_runs_its_new_code_on_a_client_that_ran_the_old(tmp_path, small_universe, client):
+    # a notebook's Client keeps the modules it imported: the edited detector ran its old code there
+    import importlib
+    from harness import scan
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    source = folder / "edited_detectors.py"
+    source.write_text("import pandas as pd\n\ndef every(df, cfg):\n    rows = df.iloc[::20]\n"
+                      "    return pd.DataFrame({'date': rows['date'], 'score': 1.0})\n")
+    sys.path.insert(0, str(folder))
+    try:
+        first = scan({"ohlcv_path": str(small_universe), "detectors": ["edited_detectors:every"]}, client=client,
+                     out_dir=str(tmp_path / "v1"), progress=False)
+        source.write_text(source.read_text().replace("::20", "::5"))
+        importlib.reload(sys.modules["edited_detectors"])  # the driver's copy, as %autoreload would
+        second = scan({"ohlcv_path": str(small_universe), "detectors": ["edited_detectors:every"]}, client=client,
+                      out_dir=str(tmp_path / "v2"), progress=False)
+    finally:
+        sys.path.remove(str(folder))
+    counts = [len(r.forward("edited_detectors:every")) for r in (first, second)]
+    assert counts[1] > 3 * counts[0], counts
