@@ -228,8 +228,8 @@ def market_membership(market: pd.DataFrame, min_symbols: int) -> dict[str, objec
     """For run.json and the report: the market's span, its smallest membership (after its first
     date, which has no returns) and how many of its dates have fewer than `min_symbols` returns."""
     if market.empty:
-        return {"first_date": None, "last_date": None, "smallest": None, "min_market_symbols": min_symbols,
-                "thin_dates": 0, "dates": 0}
+        return {"first_date": None, "last_date": None, "smallest": None, "largest": 0,
+                "min_market_symbols": min_symbols, "thin_dates": 0, "dates": 0}
     counts = market["symbols"].to_numpy()[1:]
     dates = market["date"].to_numpy()[1:]
     smallest = int(np.argmin(counts)) if len(counts) else None

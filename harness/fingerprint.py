@@ -8,7 +8,7 @@ output, so run_fingerprint() records, part by part, everything that decides them
 - symbols: the run's universe;
 - code:<detector>: the source of each detector's module (a user's own included) and params:<detector>
   its effective parameters (defaults included);
-- reader: the source of the harness code that turns files into staged rows (io, eval, task).
+- reader: the source of the harness code that turns files into staged parts (io, eval, task, market, output).
 
 changed() names the parts that differ, for a one-line refusal. The symbols' input files are
 checked separately, per symbol (harness.io's fingerprint of the files' names, sizes and
@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 # Keys of ScanConfig that do not decide any staged byte: where and how fast the run goes.
 NOT_DECIDING = ("workers", "symbols_per_task", "scheduler_address", "dashboard_address", "out_dir", "on_error",
                 "security", "ship_code", "allow_version_mismatch", "storage_options")
-READER_MODULES = ("harness.io", "harness.eval", "harness.task")
+# The code that turns files into staged parts: reading, forward returns, the task, and the
+# writer's own arithmetic at staging (the market's chunk sums, its outlier rule).
+READER_MODULES = ("harness.io", "harness.eval", "harness.task", "harness.market", "harness.output")
 
 
 def digest(data: bytes) -> str:
@@ -95,7 +97,7 @@ def changed(saved: Mapping[str, str], now: Mapping[str, str], detectors: Sequenc
         elif kind in ("code", "params"):
             reasons.append("the list of detectors")
         elif kind == "reader":
-            reasons.append("this tool's code that reads the data (harness.io, eval, task)")
+            reasons.append("this tool's code that reads and stages the data (harness.io, eval, task, market, output)")
         else:
             reasons.append({"settings": "the config", "symbols": "the universe (its symbols)"}.get(kind, kind))
     return ", ".join(dict.fromkeys(reasons))

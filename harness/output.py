@@ -333,6 +333,8 @@ class OutputWriter:
         except (OSError, ValueError) as exc:
             reason = os_reason(exc) if isinstance(exc, OSError) else f"not valid JSON: {exc}"
             raise self._damaged(f"{path} is unreadable ({reason})") from None
+        if isinstance(saved, dict) and isinstance(saved.get("run_key"), str):  # before run keys had parts
+            raise self._damaged(f"{path} was written by an older version of this tool")
         if not isinstance(saved, dict) or any(type(saved.get(k)) is not type(v) for k, v in self.state.items()):
             raise self._damaged(f"{path} is not a state file this tool wrote")
         if saved["run_key"] != self.run_key:
