@@ -6,7 +6,7 @@ DATA   := data/ohlcv
 
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test data bench load placebo chromium clean
+.PHONY: run test data bench load remote placebo chromium clean
 
 # The venv is updated when the dependency pins change; packages come from constraints.txt (exact
 # versions the tests pass with), the project itself is installed editable. `make run` installs
@@ -44,6 +44,11 @@ bench: $(VENV)/.installed data/.ohlcv-complete
 
 load: $(VENV)/.installed
 	$(PY) benchmarks/load.py
+
+# The remote path (a dask scheduler and two dask workers as separate processes) against a
+# LocalCluster of two workers and serial, 1,000 x 20 years, whole processes side by side.
+remote: $(VENV)/.installed
+	$(PY) benchmarks/remote.py
 
 # The size study of STATISTICS.md: placebo detectors, 200 replications of each shape (~2 minutes).
 placebo: $(VENV)/.installed

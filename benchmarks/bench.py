@@ -142,10 +142,9 @@ def summarise(runs: list[dict]) -> dict:
             "cpu_median": statistics.median(cpus), "detector_cpu_median": statistics.median(r["detector_cpu"] for r in runs),
             "timings_median": timings, "tasks_median": statistics.median(r["tasks"] for r in runs), "walls": walls,
             "finish_jobs_seconds_median": statistics.median(r["finish_jobs"]["seconds"] for r in runs),
-            "finish_joins_seconds_median": statistics.median(r["finish_jobs"]["join_seconds"] for r in runs),
+            "finish_write_seconds_median": statistics.median(r["finish_jobs"]["write_seconds"] for r in runs),
             "finish_costs": runs[0]["finish_jobs"]["costs"], "finish_unit_costs": runs[0]["finish_jobs"]["unit_costs"],
             "finish_pieces": runs[0]["finish_jobs"]["pieces"],
-            "finish_join_job_cpu_seconds": runs[0]["finish_jobs"]["join_job_cpu_seconds"],
             # per run, so that sums of steps come from one run (medians of steps do not add up)
             "timings_runs": [r["timings"] for r in runs],
             "fixed_median": statistics.median(r["timings"]["total"] - r["timings"]["scan"] for r in runs)}
@@ -222,48 +221,55 @@ def list_schedule(seconds: list[float], cores: int) -> float:
 
 
 def planned_joins(out: Path, cores: int) -> list[float]:
-    """CPU seconds of each join job that `cores` finish jobs would need for the run in `out` (a
-    serial run, whose end has no joins): the real join code (harness.finish.join_detector_parts)
-    on that run's final files, each detector that plan_pieces splits cut into one part file per
-    piece (its row groups in proportion to its pieces' costs), its units' path sums as zeros of
-    the real shape. On a machine with fewer cores the 8-worker run plans fewer jobs: this is how
-    the projection gets the joins of 8."""
+    """CPU seconds of each join the driver would do after `cores` finish jobs for the run in `out`
+    (a serial run, whose end has no joins): the real join code (harness.parquet_parts on the
+    pieces' bytes, harness.summary.PathSums.add_sums on the units' sums) on that run's final files,
+    each detector that plan_pieces splits cut into one part per piece (its row groups in
+    proportion to its pieces' costs), its units' path sums as zeros of the real shape. On a
+    machine with fewer cores the 8-worker run plans fewer jobs: this is how the projection gets
+    the joins of 8."""
+    import io
     import numpy as np
+    import pyarrow as pa
     import pyarrow.parquet as pq
     from harness.detectors import out_name
-    from harness.finish import DetectorFiles, JoinJob, join_detector_parts, part_file, plan_pieces
+    from harness.finish import plan_pieces
+    from harness.parquet_parts import join_parquet_parts
+    from harness.summary import PathSums
     run = json.loads((out / "run.json").read_text())
     unit_costs, names = run["finish_jobs"]["unit_costs"], list(run["events"])
     low, high = run["config"]["path_offsets"]
     offsets = tuple(range(low, high + 1))
     dates = pq.read_table(out / "market.parquet", columns=["date"]).column("date").to_numpy()
+    symbols = run["symbols"]["total"]
     plan = plan_pieces(unit_costs, cores)
     seconds = []
-    with tempfile.TemporaryDirectory() as staging_name:
-        staging = Path(staging_name)
-        for code, name in enumerate(names):
-            pieces = sorted((a, b) for job in plan for d, a, b in job if d == code)
-            if len(pieces) < 2:
-                continue
-            files = {kind: pq.ParquetFile(out / out_name(name) / f"{kind}.parquet") for kind in ("events", "forward")}
-            final = staging / out_name(name)
-            final.mkdir()
-            detector = DetectorFiles(code, name, files["events"].schema_arrow, files["forward"].schema_arrow,
-                                     final / "events.parquet", final / "forward.parquet")
-            share = np.cumsum([sum(unit_costs[code][a:b]) for a, b in pieces]) / sum(unit_costs[code])
-            for kind, source in files.items():
-                cuts = [0, *np.round(share * source.num_row_groups).astype(int).tolist()]
-                for part, (first, last) in enumerate(zip(cuts, cuts[1:])):
-                    with pq.ParquetWriter(part_file(staging, code, part, kind), source.schema_arrow) as writer:
-                        for group in range(first, last):
-                            table = source.read_row_group(group)
-                            writer.write_table(table, row_group_size=table.num_rows)
-                seconds.append(join_detector_parts(JoinJob(staging, detector, kind, len(pieces), offsets, dates))[1])
-            zeros = np.zeros((len(dates), len(offsets)))
-            for unit in range(len(unit_costs[code])):
-                np.savez(part_file(staging, code, unit, "sums"), ret=zeros, abn=zeros, count=zeros.astype(np.int64))
-            seconds.append(join_detector_parts(JoinJob(staging, detector, "sums", len(unit_costs[code]), offsets,
-                                                       dates))[1])
+    for code, name in enumerate(names):
+        pieces = sorted((a, b) for job in plan for d, a, b in job if d == code)
+        if len(pieces) < 2:
+            continue
+        share = np.cumsum([sum(unit_costs[code][a:b]) for a, b in pieces]) / sum(unit_costs[code])
+        for kind in ("events", "forward"):
+            source = pq.ParquetFile(out / out_name(name) / f"{kind}.parquet")
+            cuts = [0, *np.round(share * source.num_row_groups).astype(int).tolist()]
+            parts = []
+            for first, last in zip(cuts, cuts[1:]):
+                sink = pa.BufferOutputStream()
+                with pq.ParquetWriter(sink, source.schema_arrow) as writer:
+                    for group in range(first, last):
+                        table = source.read_row_group(group)
+                        writer.write_table(table, row_group_size=table.num_rows)
+                parts.append(sink.getvalue().to_pybytes())
+            started = time.thread_time()
+            join_parquet_parts(parts, io.BytesIO())
+            seconds.append(time.thread_time() - started)
+        unit = PathSums(offsets, dates, symbols).arrays()
+        started = time.thread_time()
+        total = PathSums(offsets, dates, symbols)
+        for _ in unit_costs[code]:
+            total.add_sums(**unit)
+        total.paths(name)
+        seconds.append(time.thread_time() - started)
     return seconds
 
 
@@ -274,7 +280,7 @@ def projection(full: dict[str, dict], symbols: int, overhead: dict, cores: int =
     fixed_serial = full["serial"]["fixed_median"]             # imports, prepare, finalize, report (per run)
     units = full["serial"]["finish_jobs_seconds_median"]      # J_u: the detectors' units, in one process
     unit_share = largest_share(full["serial"]["finish_unit_costs"], cores)
-    joins = list_schedule(full["serial"]["planned_joins_8"], cores)  # J_8: the joins 8 jobs need
+    joins = sum(full["serial"]["planned_joins_8"])            # J_8: the driver's joins after 8 jobs
     tasks = full["dask-8"]["tasks_median"]                    # as planned at 8 workers (run.json)
     dask_cost = tasks * overhead["scan_cpu_ms_per_task"] / 1000
     cluster_start = full["dask-8"]["timings_median"]["cluster_start"]

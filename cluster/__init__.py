@@ -350,6 +350,15 @@ def local_cpu_slots(cfg: ScanConfig, ours: bool = True) -> Iterator[int | None]:
         remove_slots(semid)
 
 
+def dashboard_link(client: Client) -> str | None:
+    """The address of the dashboard of `client`'s scheduler; None when it serves none (a scheduler
+    started with --no-dashboard, or without bokeh)."""
+    try:
+        return client.dashboard_link
+    except KeyError:  # the scheduler lists no "dashboard" service
+        return None
+
+
 @contextlib.contextmanager
 def connect(cfg: ScanConfig, client: Client | None = None) -> Iterator[Client]:
     """A Client for this run; closes it (and a LocalCluster it started) on the way out.
@@ -359,7 +368,8 @@ def connect(cfg: ScanConfig, client: Client | None = None) -> Iterator[Client]:
     """
     if client is not None:
         workers = client.scheduler_info(n_workers=-1)["workers"]
-        log.info("Running on the given Dask client (%d workers); dashboard: %s", len(workers), client.dashboard_link)
+        log.info("Running on the given Dask client (%d workers); dashboard: %s", len(workers),
+                 dashboard_link(client) or "none")
         wait_for_a_worker(client, client.scheduler.address)
         _prepare(client, cfg)
         yield client
@@ -373,8 +383,9 @@ def connect(cfg: ScanConfig, client: Client | None = None) -> Iterator[Client]:
             except (OSError, TimeoutError) as exc:
                 raise _unreachable(cfg.scheduler_address, exc) from None
             try:
-                log.info("Connected to scheduler %s (%d workers); config key 'workers' is ignored",
-                         cfg.scheduler_address, len(client.scheduler_info(n_workers=-1)["workers"]))
+                log.info("Connected to scheduler %s (%d workers; config key 'workers' is ignored); dashboard: %s",
+                         cfg.scheduler_address, len(client.scheduler_info(n_workers=-1)["workers"]),
+                         dashboard_link(client) or "none (the scheduler serves none)")
                 wait_for_a_worker(client, cfg.scheduler_address)
                 _prepare(client, cfg)
                 yield client

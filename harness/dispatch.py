@@ -7,7 +7,13 @@ and submitted at once, so the dashboard's Progress panel counts every task of th
 fixes the size, and the whole run is submitted at once.
 
 Keys are ("scan", run_id, first symbol of the task): one task prefix, so the dashboard shows one
-"scan" group and the scheduler's queuing stays on (dask/distributed#8671). Finished results are
+"scan" group and the scheduler's queuing stays on (dask/distributed#8671). The Progress panel
+counts the tasks the scheduler still knows; a task whose result the driver has fetched and released
+is forgotten and leaves the panel, so the bar would never fill. So each task gets a `received` task
+of no result that depends on it (ProgressMarks): the scheduler keeps a released task while a
+dependent of it is kept, as "done" (released) with its result freed on the worker, and the driver
+keeps the received tasks until the run ends. The panel's "scan" total is then twice the run's tasks
+from the moment they are submitted (once the pilots are back), and its done count grows to it. Finished results are
 fetched in batches (one client.gather for up to GATHER_BATCH futures; a finished result waits at
 most GATHER_WAIT_SECONDS for others, and not at all after the pilots or when nothing else runs): a
 fetch per future costs the scheduler, the worker and the driver a round trip each, which at
@@ -27,9 +33,11 @@ import logging
 import time
 import uuid
 from collections import deque
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from harness.errors import ScanError
+from harness.output import staged_files
 from harness.plan import fixed_task_sizes, plan_task_sizes
 from harness.task import ScanTask, SymbolError, SymbolResult, scan_symbols
 
@@ -40,6 +48,41 @@ GATHER_BATCH = 16           # finished futures fetched with one client.gather
 GATHER_WAIT_SECONDS = 0.05  # how long a finished result may wait for others to be fetched with it
 GATHER_POLL_SECONDS = 0.005
 GUESSED_SECONDS_PER_SYMBOL = 0.02  # for the plan when no pilot symbol could be measured
+
+def received(result: Any) -> None:
+    """A ProgressMarks task: keeps its finished dependency on the dashboard, at no memory cost."""
+    return None
+
+
+class ProgressMarks:
+    """The run's `received` tasks (module docstring): one per task submitted, kept until release().
+
+    A received task lost with its worker would make the scheduler run its scan task again for it:
+    drop_lost() releases those (the driver has the result already), so a dead worker costs no
+    rescans; the panel's total drops by them.
+    """
+
+    def __init__(self, client: Any):
+        self.client = client
+        self.futures: list[Any] = []
+
+    def add(self, futures: Sequence[Any]) -> None:
+        """A received task for each of `futures`, named after it (its key with "received" added)."""
+        keys = [(*f.key, "received") if isinstance(f.key, tuple) else (f.key, "received") for f in futures]
+        self.futures += self.client.map(received, futures, key=keys)
+
+    def drop_lost(self) -> None:
+        lost = [f for f in self.futures if f.status == "lost"]
+        if lost:
+            self.futures = [f for f in self.futures if f.status != "lost"]
+            for future in lost:
+                future.release()
+
+    def release(self) -> None:
+        for future in self.futures:
+            future.release()
+        self.futures = []
+
 
 Unit = tuple[int, ...]  # the indices (into the run's symbols) of one task's symbols
 
@@ -54,13 +97,14 @@ def split_units(indices: Sequence[int], sizes: Sequence[int]) -> list[Unit]:
 
 
 def dask_results(client: Any, symbols: Sequence[str], todo: Sequence[int], task: ScanTask, workers: int,
-                 symbols_per_task: int | None, stats: dict[str, int] | None = None
-                 ) -> Iterator[tuple[int, SymbolResult]]:
+                 symbols_per_task: int | None, stats: dict[str, int] | None = None,
+                 marks: ProgressMarks | None = None) -> Iterator[tuple[int, SymbolResult]]:
     """Scan symbols[i] for every i in `todo` on `client`'s cluster; yield (i, result) as results arrive.
 
     workers: how many tasks the cluster runs at once (its worker threads), for the plan.
     symbols_per_task: a fixed task size, or None for auto (see the module docstring).
     stats: if given, gets "tasks": how many tasks were submitted (retries and suspects included).
+    marks: if given, keeps every task on the dashboard (ProgressMarks); the caller releases it.
     A task that fails as a whole (its worker died each time, or Dask could not run it) yields an
     error result for each of its symbols. With task.stop_on_error a task stops at its first
     failing symbol, so fewer results than symbols can come back: the caller is about to stop.
@@ -83,6 +127,8 @@ def dask_results(client: Any, symbols: Sequence[str], todo: Sequence[int], task:
         keys = [("scan", tag, symbols[unit[0]]) for unit in units]
         futures = client.map(scan_symbols, [[symbols[i] for i in unit] for unit in units], task=task, key=keys)
         pending.update((f.key, (unit, f)) for f, unit in zip(futures, units))
+        if marks is not None:
+            marks.add(futures)
         if stats is not None:
             stats["tasks"] = stats.get("tasks", 0) + len(futures)
         queue.update(futures)
@@ -177,23 +223,55 @@ def dask_results(client: Any, symbols: Sequence[str], todo: Sequence[int], task:
             ready, done = done, []
             yield from collect(ready)
             run_next_suspect()
+            if marks is not None:
+                marks.drop_lost()
     finally:
         if pending:
             client.cancel([f for _, f in pending.values()])
 
 
-FINISH_ATTEMPTS = 3  # a job whose worker died is run again (jobs only write their own temp files)
+FINISH_ATTEMPTS = 3  # a job whose worker died is run again (jobs write nothing: they return bytes)
 
 
-def dask_run_all(client: Any, function: Callable[[Any], Any], jobs: Sequence[Any]) -> list[Any]:
+class ShippedChunks:
+    """A run's staged chunks sent to a cluster whose workers may not see the driver's disk (a remote
+    scheduler's, a caller's client's): each chunk's files (harness.output.staged_files) scattered
+    once, when a job first needs it, and kept on the workers for the other jobs until release().
+    The driver reads one chunk at a time, so its memory does not grow with the staging folder."""
+
+    def __init__(self, client: Any, staging: Path):
+        self.client, self.staging = client, staging
+        self.futures: dict[int, Any] = {}
+        self.bytes_sent = 0
+
+    def for_job(self, job: Any) -> dict[int, Any]:
+        """chunk -> its files' future, for every chunk in job.chunks."""
+        for chunk in job.chunks:
+            if chunk not in self.futures:
+                files = staged_files(self.staging, chunk)
+                self.bytes_sent += sum(map(len, files.values()))
+                self.futures[chunk] = self.client.scatter([files], hash=False)[0]
+        return {chunk: self.futures[chunk] for chunk in job.chunks}
+
+    def release(self) -> None:
+        for future in self.futures.values():
+            future.release()
+        self.futures = {}
+
+
+def dask_run_all(client: Any, function: Callable[..., Any], jobs: Sequence[Any], marks: ProgressMarks | None = None,
+                 shipped: ShippedChunks | None = None) -> list[Any]:
     """function(job) for every job as one task each on `client`'s cluster; the results in job order.
 
-    For the end of a run on a LocalCluster (harness.finish's jobs: the workers see the driver's
-    disk). Waits for every task before raising the first job's error, so that nothing is still
-    writing when the caller cleans up. A job whose worker died (KilledWorker: the cluster allows no
+    For the end of a run (harness.finish's jobs). shipped: the jobs' staged chunks go to the workers
+    through Dask, as function(job, {chunk: its files}), job n placed on worker n (of the workers
+    in address order, round) so that the jobs spread over the cluster; without it the workers read
+    the driver's staging folder (a LocalCluster of this run). Waits for every task before raising
+    the first job's error. A job whose worker died (KilledWorker: the cluster allows no
     retries of its own) is submitted again, up to FINISH_ATTEMPTS times in all: a worker killed late
     in the scan is only declared dead a heartbeat later, and the first jobs of the end may have
-    been given to it. Then it is a ScanError.
+    been given to it. Then it is a ScanError. Keys are ("finish", run_id, attempt, job): the
+    dashboard shows the end of the run as its own group, kept there by `marks` if given.
     """
     from distributed import wait
 
@@ -201,7 +279,13 @@ def dask_run_all(client: Any, function: Callable[[Any], Any], jobs: Sequence[Any
     results: dict[int, Any] = {}
     for attempt in range(FINISH_ATTEMPTS):
         todo = [n for n in range(len(jobs)) if n not in results]
-        futures = {n: client.submit(function, jobs[n], key=("finish", run_id, attempt, n)) for n in todo}
+        workers = sorted(client.scheduler_info(n_workers=-1)["workers"]) if shipped else []
+        futures = {n: client.submit(function, jobs[n], shipped.for_job(jobs[n]), key=("finish", run_id, attempt, n),
+                                    workers=[workers[n % len(workers)]], allow_other_workers=True)
+                   if shipped and workers else
+                   client.submit(function, jobs[n], key=("finish", run_id, attempt, n)) for n in todo}
+        if marks is not None:
+            marks.add(list(futures.values()))
         try:
             wait(list(futures.values()))
             died = []
@@ -210,9 +294,11 @@ def dask_run_all(client: Any, function: Callable[[Any], Any], jobs: Sequence[Any
                     died.append(n)
                 else:
                     results[n] = future.result()  # raises the job's own error
-        finally:
-            client.cancel(list(futures.values()))
+        finally:  # cancelling a finished task would cancel its received task too (ProgressMarks)
+            client.cancel([f for f in futures.values() if f.status != "finished"])
+            for future in futures.values():
+                future.release()
         if not died:
             return [results[n] for n in range(len(jobs))]
-    raise ScanError("a worker process died while writing the final files, again and again; the scanned symbols "
+    raise ScanError("a worker process died while finishing the detectors, again and again; the scanned symbols "
                     "are kept: rerun with --resume")

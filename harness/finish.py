@@ -27,11 +27,9 @@ harness.summary; this module moves arrays between them and the files.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -42,13 +40,11 @@ import pyarrow.parquet as pq
 
 from harness.cpuslots import cpu_slot
 from harness.detectors import DetectorSpec
+from harness.errors import ScanError
 from harness.eval import abnormal_column, forward_column, market_column
 from harness.benchmark import Benchmark, BenchmarkReturns
 from harness.market import market_index
-from harness.outdir import os_reason
-from harness.parquet_parts import join_parquet_parts
-from harness.output import (BAR, FinalFiles, OutputWriter, StagedChunk, read_staged_chunk, read_staged_series,
-                            temp_name)
+from harness.output import BAR, FinalFiles, OutputWriter, Staged, StagedChunk, read_staged_chunk, read_staged_series
 from harness.summary import PathSums, detector_summary, score_quantiles
 
 # A detector's fixed cost per staged chunk, counted in events (measured at 20-year histories:
@@ -76,14 +72,12 @@ class Evaluated:
 
 @dataclasses.dataclass(frozen=True)
 class DetectorFiles:
-    """One detector to finish: which it is, its final schemas (OutputWriter.schemas()) and files."""
+    """One detector to finish: which it is and its final schemas (OutputWriter.schemas())."""
 
     code: int                          # its number in the run (its staged rows' code)
     name: str
     events_schema: pa.Schema
     forward_schema: pa.Schema
-    events_file: Path                  # final paths: the job writes temp_name() of each
-    forward_file: Path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +86,6 @@ class FinishPiece:
 
     detector: DetectorFiles
     units: tuple[tuple[int, int], ...]  # the units' chunk ranges (first, last + 1), consecutive
-    first_unit: int                    # the number of its first unit among the detector's units
     part: int                          # its number among the detector's pieces
     parts: int                         # how many pieces the detector has
     detector_units: int                # how many units the detector has
@@ -105,26 +98,12 @@ class FinishPiece:
     def last(self) -> int:
         return self.units[-1][1]
 
-    def files(self, staging: Path) -> tuple[Path, Path]:
-        """Where the piece writes its (events, forward) rows: the final files' temp names when it is
-        the detector's only piece, else part files in the staging folder."""
-        d = self.detector
-        if self.parts == 1:
-            return temp_name(d.events_file), temp_name(d.forward_file)
-        return tuple(part_file(staging, d.code, self.part, kind) for kind in ("events", "forward"))
-
-
-def part_file(staging: Path, code: int, part: int, kind: str) -> Path:
-    """A staging file of detector `code`: piece `part`'s events or forward rows (parquet), or unit
-    `part`'s path sums (kind sums, npz)."""
-    return staging / f"part-{code:03d}-{part:04d}-{kind}.{'npz' if kind == 'sums' else 'parquet'}"
-
 
 @dataclasses.dataclass(frozen=True)
 class FinishJob:
-    """Everything finishing some pieces needs, for any process that sees the staging folder."""
+    """Everything finishing some pieces needs but the staged chunks (Staged)."""
 
-    staging: Path
+    staging: Path                      # the staging folder, for a process that sees it
     pieces: tuple[FinishPiece, ...]
     windows: tuple[int, ...]
     offsets: tuple[int, ...]           # the paths' offsets
@@ -134,21 +113,10 @@ class FinishJob:
     null_hit_rates: tuple[tuple[int, float], ...]  # (window, the sign test's null share) pairs
     cpu_slots: int | None = None       # harness.cpuslots semaphore of the LocalCluster, if any
 
-
-@dataclasses.dataclass(frozen=True)
-class JoinJob:
-    """Putting together one kind of part of a detector of several pieces: its pieces' events or
-    forward part files, or its units' path sums (three jobs, so that the largest detector's is not
-    one job)."""
-
-    staging: Path
-    detector: DetectorFiles
-    kind: str                          # events, forward or sums (part_file's kinds)
-    parts: int                         # its pieces (events, forward) or its units (sums)
-    offsets: tuple[int, ...]
-    dates: np.ndarray                  # the market's dates (PathSums)
-    symbols: int                       # how many symbols the run has (PathSums)
-    cpu_slots: int | None = None
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        """The staged chunks it reads, in order."""
+        return tuple(sorted({c for piece in self.pieces for c in range(piece.first, piece.last)}))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +130,19 @@ class NullJob:
     market: pd.DataFrame
     benchmark: Benchmark
     cpu_slots: int | None = None
+
+
+@dataclasses.dataclass
+class PieceResult:
+    """What finish_pieces() returns for one piece: the bytes of its rows and its numbers."""
+
+    events: bytes                      # a parquet file of its events rows (a row group per chunk with events)
+    forward: bytes                     # the same of its forward rows (abn_<h> added)
+    columns: dict[str, np.ndarray]     # date, symbol (code), score, fwd_<h>, abn_<h>, mkt_<h> of its events
+    unit_sums: list[dict[str, np.ndarray]]  # its units' PathSums.arrays(), in order (a piece of several)
+    paths: pd.DataFrame | None         # a detector's only piece: PATH_COLUMNS, its summary, its quantiles
+    summary: pd.DataFrame | None
+    quantiles: pd.DataFrame | None
 
 
 def chunk_ranges(chunk_costs: Sequence[int], unit_cost: int) -> list[tuple[int, int]]:
@@ -251,15 +232,16 @@ def _adjust(chunk: StagedChunk, name: str, windows: Sequence[int], offsets: Sequ
     return table, columns, ret[:, :width], ret[:, :width] - expected[:, :width]
 
 
-def null_counts(job: NullJob) -> tuple[list[int], list[int]]:
+def null_counts(job: NullJob, staged: Staged | None = None) -> tuple[list[int], list[int]]:
     """(positive, valid) per window: over every bar of the job's chunks, how many h-bar abnormal
     returns exist and how many of those are above 0. Counts, so their totals do not depend on how
-    the chunks are cut into jobs."""
+    the chunks are cut into jobs. staged: the chunks' files as sent through Dask (harness.output.
+    staged_files), else they are read from job.staging."""
     positive, valid = np.zeros(len(job.windows), np.int64), np.zeros(len(job.windows), np.int64)
     with cpu_slot(job.cpu_slots):
         benchmark = BenchmarkReturns(job.market, job.benchmark)
         for number in job.chunks:
-            chunk = read_staged_series(job.staging, number)
+            chunk = read_staged_series(job.staging if staged is None else staged, number)
             abn = benchmark.every_bar(chunk.days, chunk.close, chunk.symbol_spans(), job.windows)
             exists = ~np.isnan(abn)
             valid += exists.sum(axis=0)
@@ -267,139 +249,96 @@ def null_counts(job: NullJob) -> tuple[list[int], list[int]]:
     return positive.tolist(), valid.tolist()
 
 
-@contextlib.contextmanager
-def _naming(path: Path) -> Iterator[None]:
-    """An OSError while writing `path` (at its temp name, or a part of it) gets `path` as its filename."""
-    try:
-        yield
-    except OSError as exc:
-        raise OSError(exc.errno, os_reason(exc), str(path)) from None
+def finish_pieces(job: FinishJob, staged: Staged | None = None) -> list[PieceResult]:
+    """For each of the job's pieces, in the job's order, its PieceResult: the parquet bytes of its
+    detector's rows of its chunks (one row group per chunk that has events; the driver writes or
+    joins them: harness.parquet_parts), the events' columns (numpy arrays, which Dask sends several
+    times faster than a DataFrame) and, for a detector's only piece, its PATH_COLUMNS paths, its
+    detector_summary() and its score_quantiles() (else its units' path sums, for the driver to add
+    up). (The statistics are computed here because the jobs run side by side.) Writes no file.
 
-
-PieceResult = tuple[dict[str, np.ndarray], pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None]
-
-
-def finish_pieces(job: FinishJob) -> list[PieceResult]:
-    """For each of the job's pieces: write its detector's rows of its chunks (FinishPiece.files:
-    one row group per chunk that has events) and return the events' columns (date, symbol, score,
-    fwd_<h>, abn_<h>, mkt_<h>; numpy arrays, which Dask sends several times faster than a
-    DataFrame) and, for a detector's only piece, its PATH_COLUMNS paths (else None: its units'
-    path sums are saved for join_detector_parts), its detector_summary() and its score_quantiles()
-    (else None: the driver computes them), in the job's order. (The statistics are computed here
-    because the jobs run side by side.)
-
-    Path sums are summed per unit, each from zero, and a detector's units are added up in unit
-    order (PathSums.add_sums; a detector of one unit keeps its unit's sums), whichever pieces and
-    jobs hold them: the same bits in every mode. Reads each staged chunk once for all the job's
-    pieces, in chunk order; a piece's writers and sums exist only from its first chunk to its
-    last. Raises OSError with the final file's path as filename when a write fails. A piece's bytes
-    depend only on the staged chunks and the market, not on the other pieces or the process.
+    staged: the chunks' files as sent through Dask (harness.output.staged_files), else they are
+    read from job.staging. Path sums are summed per unit, each from zero, and a detector's units
+    are added up in unit order (PathSums.add_sums; a detector of one unit keeps its unit's sums),
+    whichever pieces and jobs hold them: the same bits in every mode. Reads each staged chunk once
+    for all the job's pieces, in chunk order; a piece's writers and sums exist only from its first
+    chunk to its last. A piece's bytes depend only on the staged chunks and the market, not on the
+    other pieces or the process.
     """
-    writers: dict[int, list[tuple[Path, pq.ParquetWriter]]] = {}  # piece -> (final path, its writer) x 2
+    source = job.staging if staged is None else staged
+    writers: dict[int, list[tuple[pa.BufferOutputStream, pq.ParquetWriter]]] = {}  # piece -> (events, forward)
     results: dict[int, PieceResult] = {}
-    try:
-        with cpu_slot(job.cpu_slots):
-            benchmark = BenchmarkReturns(job.market, job.benchmark)
-            codes = {name: code for code, name in enumerate(job.symbols)}
-            nulls = dict(job.null_hit_rates)
-            dates = job.market["date"].to_numpy()
-            sums: dict[int, PathSums] = {}     # piece -> its current unit's sums
-            totals: dict[int, PathSums] = {}   # piece -> its units' sums so far (a detector's only piece)
-            columns: dict[int, dict[str, list[np.ndarray]]] = {}
-            for number in sorted({c for piece in job.pieces for c in range(piece.first, piece.last)}):
-                here = [n for n, piece in enumerate(job.pieces) if piece.first <= number < piece.last]
-                wanted = {job.pieces[n].detector.code: job.pieces[n].detector for n in here}.values()
-                chunk = read_staged_chunk(job.staging, number, [(d.code, d.name, d.events_schema, d.forward_schema)
-                                                                for d in wanted])
-                for n in here:
-                    piece, d = job.pieces[n], job.pieces[n].detector
-                    if number == piece.first:
-                        writers[n] = []
-                        for path, tmp, schema in zip((d.events_file, d.forward_file), piece.files(job.staging),
-                                                     (d.events_schema, d.forward_schema)):
-                            with _naming(path):
-                                writers[n].append((path, pq.ParquetWriter(tmp, schema)))
-                        columns[n] = {}
-                        if piece.parts == 1 and piece.detector_units > 1:
-                            totals[n] = PathSums(job.offsets, dates, len(job.symbols))
-                    if any(number == first for first, _ in piece.units):
-                        sums[n] = PathSums(job.offsets, dates, len(job.symbols))
-                    table, frame, path_ret, path_abn = _adjust(chunk, d.name, job.windows, job.offsets, benchmark,
-                                                               codes)
-                    if table.num_rows:  # as many as its events
-                        for (path, writer), part in zip(writers[n], (chunk.events[d.name], table.cast(d.forward_schema))):
-                            with _naming(path):
-                                writer.write_table(part, row_group_size=part.num_rows)
-                    for key, values in frame.items():
-                        columns[n].setdefault(key, []).append(values)
-                    sums[n].add(frame["date"], frame["symbol"], path_ret, path_abn)
-                    ends = [k for k, (_, last) in enumerate(piece.units) if number == last - 1]
-                    if ends:  # a unit summed
-                        unit_sums = sums.pop(n)
-                        if piece.parts > 1:
-                            with _naming(d.forward_file.parent):  # as join_detector_parts names the sums
-                                np.savez(part_file(job.staging, d.code, piece.first_unit + ends[0], "sums"),
-                                         **unit_sums.arrays())
-                        elif piece.detector_units == 1:
-                            totals[n] = unit_sums
-                        else:
-                            totals[n].add_sums(**unit_sums.arrays())
-                    if number == piece.last - 1:
-                        while writers[n]:
-                            path, writer = writers[n].pop(0)
-                            with _naming(path):
-                                writer.close()
-                        del writers[n]
-                        events = {k: np.concatenate(v) for k, v in columns.pop(n).items()}
-                        if piece.parts == 1:
-                            frame = pd.DataFrame(events, copy=False)
-                            results[n] = (events, totals.pop(n).paths(d.name),
-                                          detector_summary(frame, job.windows, nulls),
-                                          score_quantiles(frame, job.windows, d.name))
-                        else:
-                            results[n] = (events, None, None, None)
-    finally:
-        for _, writer in (w for piece_writers in writers.values() for w in piece_writers):
-            with contextlib.suppress(Exception):  # after a failure: the driver removes the temp files
-                writer.close()
+    with cpu_slot(job.cpu_slots):
+        benchmark = BenchmarkReturns(job.market, job.benchmark)
+        codes = {name: code for code, name in enumerate(job.symbols)}
+        nulls = dict(job.null_hit_rates)
+        dates = job.market["date"].to_numpy()
+        sums: dict[int, PathSums] = {}     # piece -> its current unit's sums
+        totals: dict[int, PathSums] = {}   # piece -> its units' sums so far (a detector's only piece)
+        units: dict[int, list[dict[str, np.ndarray]]] = {}  # piece -> its units' sums (one of several pieces)
+        columns: dict[int, dict[str, list[np.ndarray]]] = {}
+        for number in job.chunks:
+            here = [n for n, piece in enumerate(job.pieces) if piece.first <= number < piece.last]
+            wanted = {job.pieces[n].detector.code: job.pieces[n].detector for n in here}.values()
+            chunk = read_staged_chunk(source, number, [(d.code, d.name, d.events_schema, d.forward_schema)
+                                                       for d in wanted])
+            for n in here:
+                piece, d = job.pieces[n], job.pieces[n].detector
+                if number == piece.first:
+                    writers[n] = []
+                    for schema in (d.events_schema, d.forward_schema):
+                        sink = pa.BufferOutputStream()
+                        writers[n].append((sink, pq.ParquetWriter(sink, schema)))
+                    columns[n], units[n] = {}, []
+                    if piece.parts == 1 and piece.detector_units > 1:
+                        totals[n] = PathSums(job.offsets, dates, len(job.symbols))
+                if any(number == first for first, _ in piece.units):
+                    sums[n] = PathSums(job.offsets, dates, len(job.symbols))
+                table, frame, path_ret, path_abn = _adjust(chunk, d.name, job.windows, job.offsets, benchmark, codes)
+                if table.num_rows:  # as many as its events
+                    for (_, writer), part in zip(writers[n], (chunk.events[d.name], table.cast(d.forward_schema))):
+                        writer.write_table(part, row_group_size=part.num_rows)
+                for key, values in frame.items():
+                    columns[n].setdefault(key, []).append(values)
+                sums[n].add(frame["date"], frame["symbol"], path_ret, path_abn)
+                if any(number == last - 1 for _, last in piece.units):  # a unit summed
+                    unit_sums = sums.pop(n)
+                    if piece.parts > 1:
+                        units[n].append(unit_sums.arrays())
+                    elif piece.detector_units == 1:
+                        totals[n] = unit_sums
+                    else:
+                        totals[n].add_sums(**unit_sums.arrays())
+                if number == piece.last - 1:
+                    for _, writer in writers[n]:
+                        writer.close()
+                    events_bytes, forward_bytes = (sink.getvalue().to_pybytes() for sink, _ in writers.pop(n))
+                    events = {k: np.concatenate(v) for k, v in columns.pop(n).items()}
+                    result = PieceResult(events_bytes, forward_bytes, events, units.pop(n), None, None, None)
+                    if piece.parts == 1:
+                        frame = pd.DataFrame(events, copy=False)
+                        result.paths = totals.pop(n).paths(d.name)
+                        result.summary = detector_summary(frame, job.windows, nulls)
+                        result.quantiles = score_quantiles(frame, job.windows, d.name)
+                    results[n] = result
     return [results[n] for n in range(len(job.pieces))]
 
 
-def join_detector_parts(job: JoinJob) -> tuple[pd.DataFrame | None, float]:
-    """A detector of several pieces: its final events or forward file from its pieces' part files,
-    or its PATH_COLUMNS paths from its units' path sums added up in unit order (else None); the
-    parts are removed. Returns (paths or None, the CPU seconds it took: its own work, however
-    many processes share the cores). Any failure, a part damaged from outside included, is an
-    OSError naming the final file (for the sums, the detector's folder)."""
-    started = time.thread_time()
-    d = job.detector
-    named = {"events": d.events_file, "forward": d.forward_file}.get(job.kind, d.forward_file.parent)
-    parts = [part_file(job.staging, d.code, p, job.kind) for p in range(job.parts)]
-    paths = None
-    with cpu_slot(job.cpu_slots), _naming(named):
-        try:
-            if job.kind == "sums":
-                total = PathSums(job.offsets, job.dates, job.symbols)
-                for path in parts:
-                    with np.load(path) as saved:
-                        total.add_sums(**{name: saved[name] for name in PathSums.FIELDS})
-                paths = total.paths(d.name)
-            else:
-                join_parquet_parts(parts, temp_name(named))
-        except (ValueError, KeyError, zipfile.BadZipFile) as exc:  # not written by this run's pieces
-            raise OSError(f"a part file in the staging folder is damaged ({exc})") from None
-        for path in parts:
-            path.unlink()
-    return paths, time.thread_time() - started
-
-
 # How the driver runs the jobs: a function applied to each job, the results in job order.
-RunAll = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
+RunAll = Callable[[Callable[..., Any], Sequence[Any]], list[Any]]
 
 
-def in_this_process(function: Callable[[Any], Any], jobs: Sequence[Any]) -> list[Any]:
-    """RunAll in the driver, one job after the other."""
+def in_this_process(function: Callable[..., Any], jobs: Sequence[Any]) -> list[Any]:
+    """RunAll in the driver, one job after the other, reading the staging folder."""
     return [function(job) for job in jobs]
+
+
+def _reading_staged(run_all: RunAll, function: Callable[..., Any], jobs: Sequence[Any]) -> list[Any]:
+    """run_all(function, jobs), an OSError (a staged chunk gone or unreadable) a ScanError."""
+    try:
+        return run_all(function, jobs)
+    except OSError as exc:
+        raise ScanError(f"cannot read the run's staged chunks ({exc}); rerun without --resume") from None
 
 
 def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[DetectorSpec],
@@ -408,26 +347,22 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
     """Write market.parquet and each detector's final events.parquet and forward.parquet
     (abn_<h> added) into `files`; return the market, the events' returns and the paths.
 
-    run_all runs the jobs: in_this_process, or on `processes` workers that see the staging folder
-    (first the sign test's null counts over every bar, in that many jobs of consecutive chunks;
-    then the units, planned into that many jobs of about equal cost; then the joins of detectors
-    of several pieces). A failed write is the writer's OutputError naming the file.
+    run_all runs the jobs: in_this_process, or on `processes` workers (first the sign test's null
+    counts over every bar, in that many jobs of consecutive chunks; then the units, planned into
+    that many jobs of about equal cost). The jobs return bytes and numbers; this process writes
+    every file, joining the pieces of a detector of several (harness.parquet_parts) and adding up
+    its units' path sums in unit order. A failed write is the writer's OutputError naming the file.
     """
     market = market_index(writer.market_parts())
     files.table("market.parquet", pa.Table.from_pandas(market, preserve_index=False))
     chunks = np.array_split(np.arange(writer.chunks), max(1, min(processes, writer.chunks)))
     nulls = [NullJob(writer.staging, tuple(c.tolist()), tuple(windows), market, benchmark, cpu_slots)
              for c in chunks if len(c)]
-    counted = run_all(null_counts, nulls)
+    counted = _reading_staged(run_all, null_counts, nulls)
     positive = np.sum([p for p, _ in counted], axis=0, dtype=np.int64)
     valid = np.sum([v for _, v in counted], axis=0, dtype=np.int64)
     null_hit_rates = {h: float(p / v) if v else math.nan for h, p, v in zip(windows, positive.tolist(), valid.tolist())}
-    described = []
-    for code, spec in enumerate(detectors):
-        events_schema, forward_schema = writer.schemas(spec)
-        described.append(DetectorFiles(code, spec.name, events_schema, forward_schema,
-                                       files.reserve(f"{spec.out_name}/events.parquet"),
-                                       files.reserve(f"{spec.out_name}/forward.parquet")))
+    described = [DetectorFiles(code, spec.name, *writer.schemas(spec)) for code, spec in enumerate(detectors)]
     # what a unit costs: its events, and a fixed part per chunk (reading, writing, path sums)
     chunk_costs = writer.event_counts() + EVENTS_PER_CHUNK_COST  # [chunk, detector]
     units = [chunk_ranges(chunk_costs[:, d.code].tolist(), FINISH_UNIT_COST) for d in described]
@@ -435,40 +370,38 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
                   for d, ranges in zip(described, units)]
     plan = plan_pieces(unit_costs, processes)
     starts = {d: sorted(first for job in plan for e, first, _ in job if e == d) for d in range(len(described))}
-    jobs = [FinishJob(writer.staging, tuple(FinishPiece(described[d], tuple(units[d][first:last]), first,
+    jobs = [FinishJob(writer.staging, tuple(FinishPiece(described[d], tuple(units[d][first:last]),
                                                         starts[d].index(first), len(starts[d]), len(units[d]))
                                             for d, first, last in job), tuple(windows), tuple(offsets), market,
                       benchmark, tuple(symbols), tuple(null_hit_rates.items()), cpu_slots) for job in plan]
-    joins = [JoinJob(writer.staging, described[d], kind, len(starts[d]) if kind != "sums" else len(units[d]),
-                     tuple(offsets), market["date"].to_numpy(), len(symbols), cpu_slots)
-             for d in range(len(described)) if len(starts[d]) > 1 for kind in ("forward", "events", "sums")]
     started = time.perf_counter()
-    try:
-        done = run_all(finish_pieces, jobs)
-        between = time.perf_counter()
-        joined = run_all(join_detector_parts, joins) if joins else []
-        ended = time.perf_counter()
-    except OSError as exc:
-        reason = exc.strerror or os_reason(exc)  # _naming keeps an errno-less message as strerror
-        raise writer.cannot_write(Path(exc.filename) if exc.filename else writer.out_dir, reason) from None
+    done = _reading_staged(run_all, finish_pieces, jobs)
+    between = time.perf_counter()
     by_piece = {(piece.detector.code, piece.part): result for job, results in zip(jobs, done)
                 for piece, result in zip(job.pieces, results)}
-    joined_paths = {job.detector.code: frame for job, (frame, _) in zip(joins, joined) if frame is not None}
     events, paths, summaries, quantiles = {}, [], {}, {}
-    for d in described:  # a detector's pieces in order
-        mine = [by_piece[(d.code, part)] for part in range(len(starts[d.code]))]
+    for d, spec in zip(described, detectors):  # a detector's pieces in order
+        mine = [by_piece.pop((d.code, part)) for part in range(len(starts[d.code]))]
+        for kind in ("events", "forward"):
+            files.parquet_parts(f"{spec.out_name}/{kind}.parquet", [getattr(piece, kind) for piece in mine])
         # no copy of an only piece's arrays: 13 columns of every event (0.3 s at 5,000 x 20 years)
-        events[d.name] = pd.DataFrame({key: mine[0][0][key] if len(mine) == 1 else
-                                       np.concatenate([columns[key] for columns, *_ in mine]) for key in mine[0][0]},
-                                      copy=False)
-        paths.append(mine[0][1] if len(mine) == 1 else joined_paths[d.code])
+        events[d.name] = pd.DataFrame({key: mine[0].columns[key] if len(mine) == 1 else
+                                       np.concatenate([piece.columns[key] for piece in mine])
+                                       for key in mine[0].columns}, copy=False)
         if len(mine) == 1:
-            summaries[d.name], quantiles[d.name] = mine[0][2], mine[0][3]
+            paths.append(mine[0].paths)
+            summaries[d.name], quantiles[d.name] = mine[0].summary, mine[0].quantiles
         else:
+            total = PathSums(offsets, market["date"].to_numpy(), len(symbols))
+            for unit_sums in (sums for piece in mine for sums in piece.unit_sums):
+                total.add_sums(**unit_sums)
+            paths.append(total.paths(d.name))
             summaries[d.name] = detector_summary(events[d.name], windows, null_hit_rates)
             quantiles[d.name] = score_quantiles(events[d.name], windows, d.name)
-    facts = {"jobs": len(jobs), "units": sum(map(len, units)), "pieces": len(by_piece), "joins": len(joins),
-             "seconds": round(between - started, 3), "join_seconds": round(ended - between, 3),
-             "costs": chunk_costs.sum(axis=0).tolist(), "unit_costs": unit_costs,
-             "join_job_cpu_seconds": [round(seconds, 3) for _, seconds in joined]}
+        del mine
+    ended = time.perf_counter()
+    facts = {"jobs": len(jobs), "units": sum(map(len, units)), "pieces": sum(map(len, starts.values())),
+             "joins": sum(1 for s in starts.values() if len(s) > 1),
+             "seconds": round(between - started, 3), "write_seconds": round(ended - between, 3),
+             "costs": chunk_costs.sum(axis=0).tolist(), "unit_costs": unit_costs}
     return Evaluated(market, events, summaries, quantiles, pd.concat(paths, ignore_index=True), null_hit_rates, facts)

@@ -55,6 +55,7 @@ from harness.fingerprint import changed
 from harness.eval import abnormal_column, forward_column
 from harness.market import chunk_sums, outlier_bars
 from harness.outdir import DETECTOR_FILES, RUN_FILES, STAGING, STAGING_MARKER, os_reason
+from harness.parquet_parts import join_parquet_parts
 from harness.task import SymbolResult
 
 STATE_FILE = "state.json"
@@ -133,6 +134,23 @@ def read_arrow(path: Path) -> pa.Table:
         return pa.ipc.open_file(source).read_all()
 
 
+# A run's staged chunks as the end of the run reads them: the staging folder, for a process that
+# sees it, or chunk -> staged_files() of the chunks it needs, sent through Dask to one that may not.
+Staged = Path | Mapping[int, Mapping[str, bytes]]
+
+
+def staged_files(staging: Path, chunk: int) -> dict[str, bytes]:
+    """The bytes of staged chunk `chunk`'s files that the end of the run reads: kind (rows,
+    series) -> the file's bytes."""
+    return {kind: (staging / f"{kind}-{chunk:05d}.arrow").read_bytes() for kind in ("rows", "series")}
+
+
+def _read_staged(staged: Staged, kind: str, chunk: int) -> pa.Table:
+    if isinstance(staged, Path):
+        return read_arrow(staged / f"{kind}-{chunk:05d}.arrow")
+    return pa.ipc.open_file(pa.py_buffer(staged[chunk][kind])).read_all()
+
+
 def repeated_names(names: Sequence[str], counts: Sequence[int]) -> pa.DictionaryArray:
     """names[0] counts[0] times, then names[1] counts[1] times, ...: dictionary-encoded, without
     building a Python string per row (a chunk of 20-year histories has a million bars)."""
@@ -140,13 +158,13 @@ def repeated_names(names: Sequence[str], counts: Sequence[int]) -> pa.Dictionary
     return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(list(names), pa.string()))
 
 
-def read_staged_chunk(staging: Path, chunk: int, detectors: Sequence[tuple[int, str, pa.Schema, pa.Schema]]
+def read_staged_chunk(staged: Staged, chunk: int, detectors: Sequence[tuple[int, str, pa.Schema, pa.Schema]]
                       ) -> StagedChunk:
     """Staged chunk `chunk` as OutputWriter.write_chunk laid it out, with the rows of `detectors`:
     (number in the run, name, events schema, forward schema: OutputWriter.schemas()) each.
-    Reads only the staging folder, so any process that sees it can call this."""
-    series = read_staged_series(staging, chunk)
-    rows = read_arrow(staging / f"rows-{chunk:05d}.arrow")
+    Reads only `staged` (the staging folder or the chunk's files' bytes), so any process can call this."""
+    series = read_staged_series(staged, chunk)
+    rows = _read_staged(staged, "rows", chunk)
     if rows.num_rows:  # one stable sort by detector, then a slice each (a filter each reads all rows)
         codes = rows.column("detector").to_numpy()
         rows = rows.take(pa.array(np.argsort(codes, kind="stable")))
@@ -157,9 +175,9 @@ def read_staged_chunk(staging: Path, chunk: int, detectors: Sequence[tuple[int, 
     return series
 
 
-def read_staged_series(staging: Path, chunk: int) -> StagedChunk:
+def read_staged_series(staged: Staged, chunk: int) -> StagedChunk:
     """Staged chunk `chunk`'s bars only (no detector's rows)."""
-    table = read_arrow(staging / f"series-{chunk:05d}.arrow")
+    table = _read_staged(staged, "series", chunk)
     symbol = table.column("symbol").combine_chunks()
     if not isinstance(symbol, pa.DictionaryArray):
         symbol = symbol.dictionary_encode()
@@ -233,6 +251,10 @@ class FinalFiles:
         return [str(final.relative_to(self.out_dir)) for _, final in self.moves]
 
     def _temp_for(self, name: str) -> Path:
+        """Where file `name` is written before commit(): in the staging folder, so that a run killed
+        before its commit (SIGKILL: nothing can clean up) leaves nothing beside the previous files;
+        the next run removes the staging folder, or --resume writes over it. Inside out_dir, so
+        os.replace() moves it into place."""
         folder, _, file = name.rpartition("/")
         if not (file in RUN_FILES if not folder else file in DETECTOR_FILES):
             raise ValueError(f"{name}: a new output file must be added to harness.outdir first")
@@ -241,15 +263,17 @@ class FinalFiles:
             with self.writer.writing(final.parent):
                 final.parent.mkdir()
             self.made.append(final.parent)
-        self.moves.append((temp_name(final), final))
+        self.moves.append((self.writer.staging / f"final-{len(self.moves):03d}-{file}", final))
         return self.moves[-1][0]
 
-    def reserve(self, name: str) -> Path:
-        """The path of final file `name`, for a writer in another process (such as
-        harness.finish.finish_detector) that writes it at temp_name(path); commit() moves it into
-        place with the others, discard() removes it."""
-        self._temp_for(name)
-        return self.out_dir / name
+    def parquet_parts(self, name: str, parts: Sequence[bytes]) -> None:
+        """Write parquet file `name`: the one file a writer would have written with the row groups of
+        `parts` (parquet files of the same schema and settings, in order; harness.parquet_parts)."""
+        with self.writer.writing(self.out_dir / name), open(self._temp_for(name), "wb") as sink:
+            if len(parts) == 1:
+                sink.write(parts[0])
+            else:
+                join_parquet_parts(parts, sink)
 
     def table(self, name: str, table: pa.Table) -> None:
         """Write parquet file `name` whole."""

@@ -16,9 +16,7 @@ C++ compact protocol writes it, so fields this module does not know about pass t
 
 from __future__ import annotations
 
-import os
 import struct
-from pathlib import Path
 from typing import Any, BinaryIO, Sequence
 
 MAGIC = b"PAR1"
@@ -210,56 +208,38 @@ def _moved_row_groups(footer: list[Field], by: int, first_ordinal: int) -> list[
     return moved
 
 
-def _read_part(source: BinaryIO, path: Path) -> tuple[int, bytes]:
-    """(length of the body, footer) of the parquet file open as `source`; leaves it at the body."""
-    size = os.fstat(source.fileno()).st_size
-    source.seek(max(0, size - 8))
-    tail = source.read(8)
-    footer_size = struct.unpack("<I", tail[:4])[0] if len(tail) == 8 else 0
-    source.seek(0)
-    if size < 12 or source.read(4) != MAGIC or tail[4:] != MAGIC or footer_size > size - 12:
-        raise ValueError(f"{path} is not a parquet file")
-    source.seek(size - 8 - footer_size)
-    footer = source.read(footer_size)
-    source.seek(len(MAGIC))
-    return size - 12 - footer_size, footer
+def _read_part(data: bytes, number: int) -> tuple[int, bytes]:
+    """(length of the body, footer) of the parquet file `data` (part `number`)."""
+    size = len(data)
+    footer_size = struct.unpack("<I", data[-8:-4])[0] if size >= 12 else 0
+    if size < 12 or data[:4] != MAGIC or data[-4:] != MAGIC or footer_size > size - 12:
+        raise ValueError(f"part {number} is not a parquet file")
+    return size - 12 - footer_size, data[size - 8 - footer_size:size - 8]
 
 
-def _copy(source: BinaryIO, sink: BinaryIO, size: int, path: Path) -> None:
-    """Copy `size` bytes from `source`'s position to `sink`'s (os.copy_file_range was no faster)."""
-    left = size
-    while left:
-        block = source.read(min(left, 1 << 22))
-        if not block:
-            raise ValueError(f"{path} was cut short while being read")
-        sink.write(block)
-        left -= len(block)
-
-
-def join_parquet_parts(parts: Sequence[Path], out: Path) -> None:
-    """Write `out`: the file one ParquetWriter would have written with the row groups of `parts`, in
-    order. The parts must come from writers with the same schema and settings (as harness.finish's
-    units write them); a part may have no row groups. Encrypted files and page indexes that point
-    outside their row group's column chunks are not supported (pyarrow writes neither by default)."""
+def join_parquet_parts(parts: Sequence[bytes], sink: BinaryIO) -> None:
+    """Write to `sink` the file one ParquetWriter would have written with the row groups of `parts`
+    (parquet files' bytes), in order. The parts must come from writers with the same schema and
+    settings (as harness.finish's pieces write them); a part may have no row groups. Encrypted
+    files and page indexes that point outside their row group's column chunks are not supported
+    (pyarrow writes neither by default). A part that is not a parquet file is a ValueError."""
     if not parts:
         raise ValueError("no parts to join")
     footer: list[Field] | None = None
     groups: list[list[Field]] = []
     rows, written = 0, len(MAGIC)
-    with open(out, "wb") as sink:
-        sink.write(MAGIC)
-        for path in parts:
-            with open(path, "rb") as source:
-                body, part_footer = _read_part(source, Path(path))
-                decoded = decode_footer(part_footer)
-                groups += _moved_row_groups(decoded, written - len(MAGIC), len(groups))
-                rows += _field(decoded, _FILE_NUM_ROWS)[2]
-                footer = footer or decoded
-                _copy(source, sink, body, Path(path))
-                written += body
-        _field(footer, _FILE_NUM_ROWS)[2] = rows
-        row_groups = _field(footer, _FILE_ROW_GROUPS)
-        if row_groups is not None:
-            row_groups[2] = (_STRUCT, groups)
-        encoded = encode_footer(footer)
-        sink.write(encoded + struct.pack("<I", len(encoded)) + MAGIC)
+    sink.write(MAGIC)
+    for number, data in enumerate(parts):
+        body, part_footer = _read_part(data, number)
+        decoded = decode_footer(part_footer)
+        groups += _moved_row_groups(decoded, written - len(MAGIC), len(groups))
+        rows += _field(decoded, _FILE_NUM_ROWS)[2]
+        footer = footer or decoded
+        sink.write(memoryview(data)[len(MAGIC):len(MAGIC) + body])
+        written += body
+    _field(footer, _FILE_NUM_ROWS)[2] = rows
+    row_groups = _field(footer, _FILE_ROW_GROUPS)
+    if row_groups is not None:
+        row_groups[2] = (_STRUCT, groups)
+    encoded = encode_footer(footer)
+    sink.write(encoded + struct.pack("<I", len(encoded)) + MAGIC)

@@ -2,9 +2,8 @@
 
 Wires the steps together and holds no detector or statistics logic:
 config -> symbols -> results (in-process, or Dask tasks of several symbols) -> staged chunks ->
-market, statistics, final files -> run.json. It writes the files (through harness.output) and logs;
-only the detectors' final files may be written by a LocalCluster's workers (harness.finish), under
-temp names the driver reserved and moves into place.
+market, statistics, final files -> run.json. It alone writes files (through harness.output) and logs;
+workers compute and return data, the detectors' final files as parquet bytes (harness.finish).
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ from harness.progress import Progress
 from harness.outdir import hold_output_folder
 from harness.output import OutputWriter
 from harness.summary import format_summary, summarize
-from harness.dispatch import dask_results, dask_run_all
+from harness.dispatch import ProgressMarks, ShippedChunks, dask_results, dask_run_all
 from harness.task import ScanTask, SymbolResult, scan_symbol
 
 log = logging.getLogger("scan")
@@ -146,11 +145,12 @@ class Execution:
     run_all: RunAll = in_this_process            # runs harness.finish's jobs
     processes: int = 1                           # how many jobs run_all runs at once
     cpu_slots: int | None = None                 # harness.cpuslots semaphore of a LocalCluster
+    shipped: ShippedChunks | None = None         # the staged chunks sent to the workers, if they are
 
 
 @contextlib.contextmanager
 def execute(cfg: ScanConfig, symbols: Sequence[str], todo: Sequence[int], task: ScanTask,
-            info: dict[str, Any], client: Any = None) -> Iterator[Execution]:
+            info: dict[str, Any], staging: Path, client: Any = None) -> Iterator[Execution]:
     """Where the tasks run: in this process for workers 1 without a scheduler or a client, else on
     Dask (`client`: a caller's own distributed.Client, used and left open).
 
@@ -160,40 +160,44 @@ def execute(cfg: ScanConfig, symbols: Sequence[str], todo: Sequence[int], task: 
     if cfg.workers == 1 and not cfg.scheduler_address and client is None:
         yield Execution(serial_results(symbols, todo, task))
         return
-    with execute_on_dask(cfg, symbols, todo, task, info, client) as execution:
+    with execute_on_dask(cfg, symbols, todo, task, info, staging, client) as execution:
         yield execution
 
 
 @contextlib.contextmanager
 def execute_on_dask(cfg: ScanConfig, symbols: Sequence[str], todo: Sequence[int], task: ScanTask,
-                    info: dict[str, Any], client: Any = None) -> Iterator[Execution]:
+                    info: dict[str, Any], staging: Path, client: Any = None) -> Iterator[Execution]:
     """execute() on a Dask cluster, whatever `workers` says (the benchmark's one-worker LocalCluster).
 
-    A LocalCluster's workers also finish the detectors at the end (they see the driver's disk); a
-    remote cluster's, or a caller's client's, may not, so the driver finishes them itself.
+    The cluster's workers also finish the detectors at the end. A LocalCluster's read the staged
+    chunks from the driver's disk (`staging`); a remote cluster's, or a caller's client's, may not
+    see it, so the chunks are sent to them through Dask (harness.dispatch.ShippedChunks; run.json
+    `bytes_shipped`).
     """
     t0 = time.time()  # the cluster's start includes importing Dask
     ours = client is None and not cfg.scheduler_address  # a LocalCluster of ours
     if ours:
         start_forkserver()  # before that import, which its own imports then overlap
-    from cluster import connect, local_cpu_slots
+    from cluster import connect, dashboard_link, local_cpu_slots
     with connect(cfg, client) as client, local_cpu_slots(cfg, ours) as slots:
         task = dataclasses.replace(task, cpu_slots=slots)
         info["cluster_start_seconds"] = round(time.time() - t0, 3)
-        info["dashboard"] = client.dashboard_link
+        info["dashboard"] = dashboard_link(client)
         workers = client.scheduler_info(n_workers=-1)["workers"].values()
         threads = sum(w["nthreads"] for w in workers)
         info["worker_processes"] = len(workers)
+        marks = ProgressMarks(client)  # the dashboard's Progress panel shows the whole run
+        shipped = None if ours else ShippedChunks(client, staging)
         results = dask_results(client, symbols, todo, task, workers=max(threads, 1),
-                               symbols_per_task=cfg.symbols_per_task, stats=info)
-        if ours:
-            execution = Execution(results, functools.partial(dask_run_all, client), max(threads, 1), slots)
-        else:
-            execution = Execution(results)
+                               symbols_per_task=cfg.symbols_per_task, stats=info, marks=marks)
+        run_all = functools.partial(dask_run_all, client, marks=marks, shipped=shipped)
         try:
-            yield execution
+            yield Execution(results, run_all, max(threads, 1), slots, shipped)
         finally:
             results.close()
+            marks.release()
+            if shipped is not None:
+                shipped.release()
 
 
 class Timings(dict):
@@ -271,9 +275,10 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
     failed = [{"symbol": name, "detector": None, "error": "invalid symbol name (folder left out)"}
               for name in invalid]
     offsets = range(cfg.path_offsets[0], cfg.path_offsets[1] + 1)
-    # The final files' block ends after the cluster's: on an error, its temp files are removed only
-    # once no worker can still be writing one (a LocalCluster's workers write the detectors' files).
-    with contextlib.ExitStack() as finishing, execute(cfg, symbols, todo, task, info, client) as execution:
+    # The final files' block ends after the cluster's: the end's jobs on the workers are over (or
+    # cancelled) before its temp files are committed or removed.
+    with contextlib.ExitStack() as finishing, execute(cfg, symbols, todo, task, info, writer.staging,
+                                                      client) as execution:
         progress.start()
         try:
             consume(execution.results)
@@ -298,6 +303,7 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
         files.text("quantiles.csv", pd.concat([evaluated.quantiles[s.name] for s in specs],
                                               ignore_index=True).to_csv(index=False))
         timings.lap("finalize")
+        info["bytes_shipped"] = execution.shipped.bytes_sent if execution.shipped else 0
         info.update({
             "config": cfg.as_dict(),
             "symbols": {"total": len(symbols) + len(invalid), "done": len(symbols) + len(invalid) - len(failed),

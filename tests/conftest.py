@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,7 @@ class DaskProcesses:
     """A real `dask scheduler` and `dask worker`s on 127.0.0.1, as separate processes; stopped on exit."""
 
     def __init__(self, workers: int = 2, tls: dict | None = None, python: str = sys.executable,
-                 env: dict | None = None, cwd: Path | None = None):
+                 env: dict | None = None, cwd: Path | None = None, worker_flags: Sequence[str] = ()):
         self.port = free_port()
         self.protocol = "tls" if tls else "tcp"
         self.address = f"{self.protocol}://127.0.0.1:{self.port}"
@@ -87,7 +88,7 @@ class DaskProcesses:
                                         "--port", str(self.port), "--protocol", self.protocol,
                                         "--dashboard-address", "127.0.0.1:0", *tls_flags], **out)]
         self.procs += [subprocess.Popen([python, "-m", "distributed.cli.dask_worker", self.address, "--nthreads", "1",
-                                         "--host", "127.0.0.1", "--no-dashboard", *tls_flags], **out)
+                                         "--host", "127.0.0.1", "--no-dashboard", *tls_flags, *worker_flags], **out)
                        for _ in range(workers)]
         self.tls, self.workers = tls, workers
 

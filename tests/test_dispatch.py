@@ -11,7 +11,7 @@ from distributed import Client, LocalCluster
 
 from conftest import bars, write_partition
 from harness.detectors import DetectorSpec, resolve_detectors
-from harness.dispatch import dask_results, split_units
+from harness.dispatch import ProgressMarks, dask_results, split_units
 from harness.io import list_symbols
 from harness.task import ScanTask, scan_symbols
 
@@ -67,35 +67,57 @@ def test_split_units():
     assert split_units([3, 4, 5, 9, 10], [3, 2]) == [(3, 4, 5), (9, 10)]
 
 
-def scan_task_count(client: Client) -> int:
-    """Tasks of the "scan" prefix the scheduler has ever seen, in any state, forgotten included: what
-    the dashboard's Progress panel counts."""
-    def count(dask_scheduler=None):
-        prefix = dask_scheduler.task_prefixes.get("scan")
-        return sum(prefix.states.values()) if prefix else 0
-    return client.run_on_scheduler(count)
+def progress_panel(client: Client) -> dict[str, tuple[int, int]]:
+    """What the dashboard's Progress panel shows: task prefix -> (done, total), read from the
+    scheduler with the panel's own component (the bokeh model behind /status's Progress)."""
+    def read(dask_scheduler=None):
+        from distributed.dashboard.components.scheduler import TaskProgress
+        panel = TaskProgress(dask_scheduler)
+        panel.update()
+        return {name: tuple(int(n) for n in done.split(" / "))
+                for name, done in zip(panel.source.data["name"], panel.source.data["done"])}
+    return client.run_on_scheduler(read)
 
 
-def test_the_whole_run_is_submitted_once_the_pilot_results_are_in(small_universe):
+def scan_results_in_worker_memory(client: Client) -> int:
+    """How many scan tasks' results (not their received marks) the workers hold."""
+    def count(dask_worker=None):
+        return sum(1 for key in dask_worker.data if isinstance(key, tuple) and key[-1] != "received")
+    return sum(client.run(count).values())
+
+
+def test_the_dashboard_shows_the_whole_run_and_fills_while_results_leave_the_workers(small_universe):
+    # Before ProgressMarks the panel's total shrank as fetched results were released: a bar that
+    # never filled ("scan 0 / 15" while 174 of 500 symbols were done).
     symbols = list_symbols(str(small_universe))
     task = ScanTask(str(small_universe), 10_000, None, tuple(resolve_detectors(("gap", "ma_cross"), {})), (5,))
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         stats: dict[str, int] = {}
+        marks = ProgressMarks(client)
         results = dask_results(client, symbols, range(len(symbols)), task, workers=2, symbols_per_task=None,
-                               stats=stats)
+                               stats=stats, marks=marks)
         seen = [next(results), next(results)]  # the pilot task of each worker: then the plan
         planned = stats["tasks"]
-        # the generator is paused here, so it submits nothing more; its graph updates travel on a
-        # batched stream, so let them arrive before counting
-        time.sleep(1.0)
-        submitted = scan_task_count(client)
-        seen += list(results)
-        assert scan_task_count(client) == submitted, "nothing may be submitted after the pilots' results"
+        readings = []
+        for item in results:
+            seen.append(item)
+            time.sleep(0.05)  # the panel's updates travel on a batched stream
+            readings.append(progress_panel(client)["scan"])
+        time.sleep(0.5)
+        final = progress_panel(client)["scan"]
+        held = scan_results_in_worker_memory(client)
+        marks.release()
     assert sorted(i for i, _ in seen) == list(range(len(symbols)))
     assert all(r.error is None for _, r in seen)
-    assert stats["tasks"] == planned, "the driver submitted nothing after the pilots' results either"
+    assert stats["tasks"] == planned, "nothing is submitted after the pilots' results"
     assert 2 < planned < len(symbols), "a pilot task per worker, then a few bigger ones"
+    # each task and its received mark: the total is the run's from the plan on, and never shrinks
+    assert {total for _, total in readings} == {2 * planned}, readings
+    dones = [done for done, _ in readings]
+    assert dones == sorted(dones), "the done count only grows"
+    assert final == (2 * planned, 2 * planned), "the bar fills"
+    assert held == 0, "fetched results do not stay in the workers' memory for the panel's sake"
 
 
 def dies_once(path: str) -> str:
@@ -120,7 +142,7 @@ def test_an_end_of_run_job_whose_worker_died_runs_again(tmp_path):
         jobs = [str(tmp_path / "a"), str(tmp_path / "b")]
         assert dask_run_all(client, dies_once, jobs) == ["done", "done"]
         from harness.errors import ScanError
-        with pytest.raises(ScanError, match="died while writing the final files, again and again"):
+        with pytest.raises(ScanError, match="died while finishing the detectors, again and again"):
             dask_run_all(client, dies_once_more, [str(tmp_path / "c")])
 
 

@@ -175,18 +175,19 @@ def assert_failed_write_left_previous_results(proc, out: Path, before: dict[str,
     assert not [name for name in now if name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("limit, failing, kept", [
-    (PART_LIMIT, f"{STAGING}/rows-00002.arrow", 6),  # the third flush
-    (FINAL_LIMIT, "market.parquet", 7),  # the final files, once every symbol is flushed
+@pytest.mark.parametrize("limit, failing, kept, workers", [
+    (PART_LIMIT, f"{STAGING}/rows-00002.arrow", 6, 1),  # the third flush
+    (FINAL_LIMIT, "market.parquet", 7, 1),  # the final files, once every symbol is flushed
+    (FINAL_LIMIT, "market.parquet", 7, 2),  # the same with the end's jobs on a LocalCluster
 ])
 def test_a_failing_write_is_one_line_and_resume_finishes_the_run(tmp_path, data, previous, reference,
-                                                                 limit, failing, kept):
+                                                                 limit, failing, kept, workers):
     out = tmp_path / "out"
     shutil.copytree(previous, out)
     (out / "mine").mkdir()
     (out / "mine" / "notes.txt").write_text("the user's own")
     before = every_file(out)
-    cfg = config(tmp_path, data, out)
+    cfg = config(tmp_path, data, out, workers=workers, dashboard_address="127.0.0.1:0")
     proc = cli(cfg, file_size_limit=limit)
     assert_failed_write_left_previous_results(proc, out, before, out / failing, "File too large", kept)
     resumed = cli(cfg, "--resume")
@@ -196,24 +197,6 @@ def test_a_failing_write_is_one_line_and_resume_finishes_the_run(tmp_path, data,
     # Folders that are not this run's stay as they were: an earlier detector's, the user's.
     assert {k: v for k, v in every_file(out).items() if k.startswith(("volume_spike/", "mine/"))} == \
         {k: v for k, v in before.items() if k.startswith(("volume_spike/", "mine/"))}
-
-
-def test_a_final_file_that_a_local_clusters_worker_cannot_write_is_one_line_and_resume_finishes(
-        tmp_path, data, previous, reference):
-    # With workers: 2 the LocalCluster's workers write the detectors' final files; the failure
-    # (a folder at the temp name of gap's forward.parquet) must come back as the driver's one line.
-    out = tmp_path / "out"
-    shutil.copytree(previous, out)
-    blocker = out / "gap" / ".forward.parquet.tmp"
-    blocker.mkdir()
-    before = every_file(out)
-    cfg = config(tmp_path, data, out, workers=2, dashboard_address="127.0.0.1:0")
-    proc = cli(cfg)
-    assert_failed_write_left_previous_results(proc, out, before, out / "gap" / "forward.parquet", "Is a directory", 7)
-    blocker.rmdir()
-    resumed = cli(cfg, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    assert run_files(out) == reference  # the workers' files have the serial run's bytes
 
 
 def test_a_file_where_a_detector_folder_goes_is_refused_before_the_scan(tmp_path, data):

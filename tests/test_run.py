@@ -92,8 +92,29 @@ def test_local_cluster_outputs_are_byte_identical_to_serial(tmp_path, small_univ
     assert (f"starting {cores} worker processes" in proc.stderr) == (workers > cores)
 
 
+# A remote worker that cannot see the driver's disk and writes no file: reading a staged chunk
+# from a path or writing a parquet file fails loudly on it.
+NO_SHARED_DISK = """
+import os
+import pyarrow.parquet as pq
+import harness.output
+
+def no_disk(path, *args, **kwargs):
+    raise OSError(f"this worker cannot see the driver's disk ({path})")
+
+class NoFiles(pq.ParquetWriter):
+    def __init__(self, where, *args, **kwargs):
+        if isinstance(where, (str, os.PathLike)):
+            raise OSError(f"this worker may not write a file ({where})")
+        super().__init__(where, *args, **kwargs)
+
+harness.output.read_arrow, pq.ParquetWriter = no_disk, NoFiles
+"""
+
+
 def test_remote_scheduler_outputs_are_byte_identical_to_serial(tmp_path, small_universe, serial):
-    with DaskProcesses(workers=2) as cluster:
+    (tmp_path / "no_shared_disk.py").write_text(NO_SHARED_DISK)
+    with DaskProcesses(workers=2, worker_flags=["--preload", str(tmp_path / "no_shared_disk.py")]) as cluster:
         cluster.wait()
         proc, out = scan(tmp_path, small_universe, "out", "--scheduler", cluster.address)
         assert proc.returncode == 0, proc.stderr
@@ -101,7 +122,9 @@ def test_remote_scheduler_outputs_are_byte_identical_to_serial(tmp_path, small_u
         assert "'workers' is ignored" in proc.stderr
         run = json.loads((out / "run.json").read_text())
         assert run["scheduler_address"] == cluster.address
-        assert run["finish_jobs"]["jobs"] == 1, "a remote cluster's workers may not see the driver's disk"
+        # the end of the run on the remote workers, its staged chunks sent through Dask
+        assert run["finish_jobs"]["jobs"] == 2 and run["bytes_shipped"] > 0
+        assert "Dask dashboard" not in proc.stderr and "; dashboard: http://127.0.0.1:" in proc.stderr
         assert cluster.alive(), "the remote cluster must survive the scan"
 
 
