@@ -34,6 +34,8 @@ sys.path.insert(0, str(REPO))
 
 from bench import universe  # noqa: E402
 
+EXTRA: list[str] = []
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -48,7 +50,7 @@ def start_remote(workers: int) -> tuple[str, list[subprocess.Popen]]:
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
                                "--port", str(port), "--dashboard-address", "127.0.0.1:0"], **quiet)]
     procs += [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                                "--host", "127.0.0.1", "--no-dashboard"], **quiet) for _ in range(workers)]
+                                "--host", "127.0.0.1", "--no-dashboard", *EXTRA], **quiet) for _ in range(workers)]
     from distributed import Client
     with Client(address, timeout=60) as client:
         client.wait_for_workers(workers, timeout=120)

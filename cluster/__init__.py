@@ -265,10 +265,60 @@ def wait_for_a_worker(client: Client, address: str, seconds: float = WORKER_WAIT
     log.info("A worker joined the Dask scheduler at %s", address)
 
 
-def _prepare(client: Client, cfg: ScanConfig) -> None:
+REACH_SECONDS = 2.0  # how long the driver tries to open a connection to a remote worker
+
+
+def workers_reachable(client: Client, seconds: float = REACH_SECONDS) -> bool:
+    """Whether this process can open a TCP connection to every worker of `client`'s cluster (on a
+    remote cluster they may sit behind the scheduler, as in Kubernetes). Only then are results
+    fetched from the workers directly: relayed by the scheduler they cost it a copy each (a
+    quarter of a 2-worker scan's wall on one machine), and a direct fetch from an unreachable
+    worker would wait for Dask's connect timeout before falling back to the scheduler."""
+    import socket
+    from urllib.parse import urlsplit
+    for address in client.scheduler_info(n_workers=-1)["workers"]:
+        where = urlsplit(address)
+        if where.scheme not in ("tcp", "tls") or not where.hostname or not where.port:
+            return False
+        try:
+            socket.create_connection((where.hostname, where.port), timeout=seconds).close()
+        except OSError:
+            return False
+    return True
+
+
+# glibc's mallopt parameters, and the values its dynamic mmap threshold settles at on 64-bit Linux.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 32 << 20
+TRIM_THRESHOLD_BYTES = 2 * MMAP_THRESHOLD_BYTES
+
+
+def large_array_malloc() -> bool:
+    """In a worker: let glibc keep freed large arrays for reuse, as it does by default. A Nanny
+    starts its worker with MALLOC_TRIM_THRESHOLD_=65536 (distributed.nanny.pre-spawn-environ), which
+    also fixes the mmap threshold at 128 KiB: every array above it is a fresh mmap whose pages fault
+    in one by one, and the end of a run's jobs ran 2.5x slower on such workers (3.1 s against
+    1.25 s, benchmarks/remote.py). Sets the thresholds where glibc's dynamic ones settle (32 MiB,
+    twice that to trim). False where this is not glibc."""
+    import ctypes
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and \
+        bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+
+
+def _prepare(client: Client, cfg: ScanConfig, spawned: bool = True) -> None:
+    """Get a cluster's workers ready for the scan; `spawned`: started by someone else (a remote
+    scheduler's, a caller's), whose allocator is tuned for large arrays (large_array_malloc)."""
     if cfg.ship_code:
         ship_code(client)
     check_versions(client, cfg.allow_version_mismatch)
+    if spawned:
+        tuned = client.run(large_array_malloc)
+        log.info("Workers' malloc thresholds for large arrays set on %d of %d workers (glibc mallopt)",
+                 sum(tuned.values()), len(tuned))
     warm_up(client, sorted({m for m in map(module_of, cfg.detectors) if m}))
 
 
@@ -387,6 +437,9 @@ def connect(cfg: ScanConfig, client: Client | None = None) -> Iterator[Client]:
                          cfg.scheduler_address, len(client.scheduler_info(n_workers=-1)["workers"]),
                          dashboard_link(client) or "none (the scheduler serves none)")
                 wait_for_a_worker(client, cfg.scheduler_address)
+                client.direct_to_workers = workers_reachable(client)
+                if not client.direct_to_workers:
+                    log.info("The workers cannot be reached from here: results come through the scheduler")
                 _prepare(client, cfg)
                 yield client
             finally:
@@ -423,7 +476,7 @@ def connect(cfg: ScanConfig, client: Client | None = None) -> Iterator[Client]:
                 client = Client(cluster, direct_to_workers=True)
                 try:
                     log.info("Dask dashboard: %s", client.dashboard_link)
-                    _prepare(client, cfg)
+                    _prepare(client, cfg, spawned=False)  # forked from the forkserver: glibc's defaults
                     yield client
                 finally:
                     client.close()

@@ -231,6 +231,8 @@ def dask_results(client: Any, symbols: Sequence[str], todo: Sequence[int], task:
 
 
 FINISH_ATTEMPTS = 3  # a job whose worker died is run again (jobs write nothing: they return bytes)
+WORKER_RETURN_SECONDS = 120  # how long a retry waits for a worker when none is left
+SHIP_BATCH = 8       # staged chunks sent with one scatter (each a few MB): few round trips, little memory
 
 
 class ShippedChunks:
@@ -244,14 +246,23 @@ class ShippedChunks:
         self.futures: dict[int, Any] = {}
         self.bytes_sent = 0
 
-    def for_job(self, job: Any) -> dict[int, Any]:
-        """chunk -> its files' future, for every chunk in job.chunks."""
-        for chunk in job.chunks:
-            if chunk not in self.futures:
-                files = staged_files(self.staging, chunk)
-                self.bytes_sent += sum(map(len, files.values()))
-                self.futures[chunk] = self.client.scatter([files], hash=False)[0]
+    def for_job(self, job: Any, worker: str | None = None) -> dict[int, Any]:
+        """chunk -> its files' future, for every chunk in job.chunks; the chunks not sent yet go to
+        `worker` (the job's), SHIP_BATCH chunks per scatter."""
+        missing = [chunk for chunk in job.chunks if chunk not in self.futures]
+        for start in range(0, len(missing), SHIP_BATCH):
+            batch = missing[start:start + SHIP_BATCH]
+            files = [staged_files(self.staging, chunk) for chunk in batch]
+            self.bytes_sent += sum(len(data) for f in files for data in f.values())
+            futures = self.client.scatter(files, hash=False, workers=[worker] if worker else None)
+            self.futures.update(zip(batch, futures))
         return {chunk: self.futures[chunk] for chunk in job.chunks}
+
+    def forget_lost(self) -> None:
+        """Drop the chunks lost with a worker that died, so that for_job() sends them again."""
+        lost = [chunk for chunk, future in self.futures.items() if future.status != "finished"]
+        for chunk in lost:
+            self.futures.pop(chunk).release()
 
     def release(self) -> None:
         for future in self.futures.values():
@@ -268,30 +279,44 @@ def dask_run_all(client: Any, function: Callable[..., Any], jobs: Sequence[Any],
     in address order, round) so that the jobs spread over the cluster; without it the workers read
     the driver's staging folder (a LocalCluster of this run). Waits for every task before raising
     the first job's error. A job whose worker died (KilledWorker: the cluster allows no
-    retries of its own) is submitted again, up to FINISH_ATTEMPTS times in all: a worker killed late
+    retries of its own), or whose shipped chunks were lost with theirs, is submitted again (the
+    lost chunks sent again), up to FINISH_ATTEMPTS times in all: a worker killed late
     in the scan is only declared dead a heartbeat later, and the first jobs of the end may have
     been given to it. Then it is a ScanError. Keys are ("finish", run_id, attempt, job): the
     dashboard shows the end of the run as its own group, kept there by `marks` if given.
     """
     from distributed import wait
+    from distributed.client import FuturesCancelledError
 
     run_id = uuid.uuid4().hex[:8]
     results: dict[int, Any] = {}
     for attempt in range(FINISH_ATTEMPTS):
         todo = [n for n in range(len(jobs)) if n not in results]
-        workers = sorted(client.scheduler_info(n_workers=-1)["workers"]) if shipped else []
-        futures = {n: client.submit(function, jobs[n], shipped.for_job(jobs[n]), key=("finish", run_id, attempt, n),
-                                    workers=[workers[n % len(workers)]], allow_other_workers=True)
-                   if shipped and workers else
-                   client.submit(function, jobs[n], key=("finish", run_id, attempt, n)) for n in todo}
+        if shipped:
+            shipped.forget_lost()
+            try:
+                client.wait_for_workers(1, timeout=WORKER_RETURN_SECONDS)  # a nanny may be restarting them all
+            except TimeoutError:
+                raise ScanError(f"no Dask worker left to finish the detectors (none came back in "
+                                f"{WORKER_RETURN_SECONDS} s); the scanned symbols are kept: rerun with --resume") from None
+            workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+            futures = {n: client.submit(function, jobs[n], shipped.for_job(jobs[n], workers[n % len(workers)]),
+                                        key=("finish", run_id, attempt, n), workers=[workers[n % len(workers)]],
+                                        allow_other_workers=True) for n in todo}
+        else:
+            futures = {n: client.submit(function, jobs[n], key=("finish", run_id, attempt, n)) for n in todo}
         if marks is not None:
             marks.add(list(futures.values()))
         try:
-            wait(list(futures.values()))
+            try:
+                wait(list(futures.values()))
+            except FuturesCancelledError:  # raised once every future is done: looked at below
+                pass
             died = []
             for n, future in futures.items():
-                if future.status == "error" and type(future.exception()).__name__ == "KilledWorker":
-                    died.append(n)
+                if future.status == "cancelled" or (future.status == "error" and
+                                                    type(future.exception()).__name__ == "KilledWorker"):
+                    died.append(n)  # cancelled: a chunk it needed was lost with its worker
                 else:
                     results[n] = future.result()  # raises the job's own error
         finally:  # cancelling a finished task would cancel its received task too (ProgressMarks)

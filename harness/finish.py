@@ -12,17 +12,19 @@ added up from zero, and a detector's units in unit order, so the paths have the 
 every mode. The driver puts the units into one job per process (plan_pieces): whole detectors
 where that balances the jobs, else a detector's consecutive units split into pieces in several
 jobs, so that no single detector bounds the end of a run on many cores. A job reads each staged
-chunk once for all its pieces. A detector of one piece writes its final files directly; one of
-several pieces has each piece write its row groups to a part file in the staging folder and save
-its units' path sums, and join jobs put them together (join_detector_parts; harness.parquet_parts
-gives the bytes one writer writes). So the files are the same whatever the pieces, and a serial
-run or one on two workers joins little or nothing.
+chunk once for all its pieces.
 
-The jobs run wherever the driver says: its own loop (one job), or a LocalCluster's workers (one
-job per worker), which see the same disk; the driver writes every other file and moves them all
-into place. Memory per piece grows with its events and the market dates (the
-paths' sums), not with the number of bars. The arithmetic lives in harness.market and
-harness.summary; this module moves arrays between them and the files.
+Jobs write nothing: a piece returns its rows as parquet bytes (one row group per chunk with
+events) and its numbers (PieceResult). The driver writes each file: an only piece's bytes as they
+are, a split detector's pieces joined into the bytes one writer would have written
+(harness.parquet_parts), its units' path sums added up in unit order. So the files are the same
+whatever the pieces.
+
+The jobs run wherever the driver says (a RunAll): its own loop (one job), or one job per worker of
+a Dask cluster, local (the workers read the staging folder) or remote (the staged chunks are sent
+to them: harness.dispatch.ShippedChunks). Memory per piece grows with its events and the market
+dates (the paths' sums), not with the number of bars. The arithmetic lives in harness.market,
+harness.benchmark and harness.summary; this module moves arrays between them and the files.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class Evaluated:
     quantiles: dict[str, pd.DataFrame] # detector -> its score_quantiles(), for those of one piece
     paths: pd.DataFrame                # harness.summary.PATH_COLUMNS, detectors in run order
     null_hit_rates: dict[int, float]   # window -> share of positive abnormal returns over all symbol-days
-    jobs: dict[str, Any]               # for run.json: jobs run, their seconds, each detector's cost
+    jobs: dict[str, Any]               # for run.json: jobs run, their seconds, the driver's writing, costs
 
 
 @dataclasses.dataclass(frozen=True)

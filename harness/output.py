@@ -13,12 +13,13 @@ Layout while a run is going (all under <out_dir>/.symbol-scan-staging/):
     market-00000.arrow    the chunk's market sums (harness.market.chunk_sums)
 Parts are Arrow IPC files: staging is internal, and they write and read several times faster than
 parquet (the driver writes them while the workers scan).
+    final-NNN-<file>      at the end: final file number NNN under its temp name, until commit()
 Each part is written to a temp name, then renamed. At the end, final_files() gives a FinalFiles
-that has every final file written under a temp name: market.parquet; each detector's staged
-chunks (read_staged_chunk), in chunk order, through the market-adjusted statistics into
-<out_dir>/<detector>/{events,forward}.parquet (one row group per chunk with events; written by
-harness.finish, in the driver or on a LocalCluster's workers); then the other
-top-level files (summary.csv, paths.csv, report.html, run.json). Only then are they all renamed
+that has every final file written under a temp name in the staging folder: market.parquet; each
+detector's staged chunks (read_staged_chunk), in chunk order, through the market-adjusted
+statistics into <out_dir>/<detector>/{events,forward}.parquet (one row group per chunk with
+events; encoded by harness.finish's jobs, wherever they ran, and written here by the driver);
+then the other top-level files (summary.csv, paths.csv, report.html, run.json). Only then are they all renamed
 into place (os.replace) and the staging folder removed. So a crash leaves every file at an
 output path whole (the previous run's, or during the final renames possibly some new ones), and
 every chunk recorded in state.json is kept for --resume.

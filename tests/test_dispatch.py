@@ -149,3 +149,41 @@ def test_an_end_of_run_job_whose_worker_died_runs_again(tmp_path):
 def dies_once_more(path: str) -> str:
     import os
     os._exit(9)
+
+
+class ChunkJob:
+    """A stand-in for harness.finish's jobs: the staged chunks it reads, and a marker file."""
+
+    def __init__(self, chunks, marker):
+        self.chunks, self.marker = chunks, marker
+
+
+def dies_once_holding_its_chunks(job, staged):
+    """Kills its worker the first time (the worker that holds the chunks shipped for it)."""
+    import os
+    from pathlib import Path
+    if not Path(job.marker).exists():
+        Path(job.marker).write_text("died")
+        os._exit(9)
+    return {chunk: files["rows"] for chunk, files in staged.items()}
+
+
+def test_an_end_of_run_job_whose_shipped_chunks_died_with_its_worker_gets_them_again(tmp_path):
+    # On a remote cluster the staged chunks are scattered to the job's worker: when it dies they are
+    # lost too, and the job (cancelled, not KilledWorker) must run again with the chunks sent again.
+    import dask
+    from harness.dispatch import ShippedChunks, dask_run_all
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    for chunk in range(3):
+        for kind in ("rows", "series"):
+            (staging / f"{kind}-{chunk:05d}.arrow").write_bytes(f"{kind} {chunk}".encode())
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0") as cluster, \
+            Client(cluster) as client:
+        shipped = ShippedChunks(client, staging)
+        jobs = [ChunkJob((0, 1), str(tmp_path / "a")), ChunkJob((1, 2), str(tmp_path / "b"))]
+        results = dask_run_all(client, dies_once_holding_its_chunks, jobs, shipped=shipped)
+        assert results == [{0: b"rows 0", 1: b"rows 1"}, {1: b"rows 1", 2: b"rows 2"}]
+        assert shipped.bytes_sent > 2 * len(b"rows 0series 0") * 3 / 2, "lost chunks were sent again"
+        shipped.release()

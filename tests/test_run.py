@@ -125,6 +125,7 @@ def test_remote_scheduler_outputs_are_byte_identical_to_serial(tmp_path, small_u
         # the end of the run on the remote workers, its staged chunks sent through Dask
         assert run["finish_jobs"]["jobs"] == 2 and run["bytes_shipped"] > 0
         assert "Dask dashboard" not in proc.stderr and "; dashboard: http://127.0.0.1:" in proc.stderr
+        assert "malloc thresholds for large arrays set on 2 of 2 workers" in proc.stderr
         assert cluster.alive(), "the remote cluster must survive the scan"
 
 
