@@ -140,7 +140,12 @@ def test_an_end_of_run_job_whose_worker_died_runs_again(tmp_path):
             LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0") as cluster, \
             Client(cluster) as client:
         jobs = [str(tmp_path / "a"), str(tmp_path / "b")]
-        assert dask_run_all(client, dies_once, jobs) == ["done", "done"]
+        marks = ProgressMarks(client)
+        assert dask_run_all(client, dies_once, jobs, marks=marks) == ["done", "done"]
+        time.sleep(0.5)  # the panel's updates travel on a batched stream
+        done, total = progress_panel(client)["finish"]  # the end of the run: its own group, full
+        assert done == total >= 2 * len(jobs)
+        marks.release()
         from harness.errors import ScanError
         with pytest.raises(ScanError, match="died while finishing the detectors, again and again"):
             dask_run_all(client, dies_once_more, [str(tmp_path / "c")])
