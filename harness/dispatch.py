@@ -13,11 +13,17 @@ is forgotten and leaves the panel, so the bar would never fill. So each task get
 of no result that depends on it (ProgressMarks): the scheduler keeps a released task while a
 dependent of it is kept, as "done" (released) with its result freed on the worker, and the driver
 keeps the received tasks until the run ends. The panel's "scan" total is then twice the run's tasks
-from the moment they are submitted (once the pilots are back), and its done count grows to it. Finished results are
-fetched in batches (one client.gather for up to GATHER_BATCH futures; a finished result waits at
-most GATHER_WAIT_SECONDS for others, and not at all after the pilots or when nothing else runs): a
-fetch per future costs the scheduler, the worker and the driver a round trip each, which at
-symbols_per_task: 1 was about a third of Dask's whole cost per task (BENCHMARKS.md). Closing the generator (a failure, Ctrl-C) cancels what is pending.
+from the moment they are submitted (once the pilots are back), and its done count grows to it.
+
+Finished results are fetched in batches (one client.gather for up to GATHER_BATCH futures; a
+finished result waits at most GATHER_WAIT_SECONDS for others, and not at all after the pilots or
+when nothing else runs): a fetch per future costs the scheduler, the worker and the driver a round
+trip each, which at symbols_per_task: 1 was about a third of Dask's whole cost per task
+(BENCHMARKS.md). Closing the generator (a failure, Ctrl-C) cancels what is pending.
+
+The end of the run (dask_run_all) runs harness.finish's jobs as "finish" tasks, kept on the panel
+the same way; on a cluster that may not see the driver's disk their staged chunks are sent to the
+workers (ShippedChunks).
 
 Dead workers. Dask re-runs the tasks of a worker that dies; a task whose workers died too often
 comes back as KilledWorker. Dask blames every task the dying worker held, an innocent one queued
