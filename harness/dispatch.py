@@ -304,7 +304,8 @@ def dask_run_all(client: Any, function: Callable[..., Any], jobs: Sequence[Any],
                 client.wait_for_workers(1, timeout=WORKER_RETURN_SECONDS)  # a nanny may be restarting them all
             except TimeoutError:
                 raise ScanError(f"no Dask worker left to finish the detectors (none came back in "
-                                f"{WORKER_RETURN_SECONDS} s); the scanned symbols are kept: rerun with --resume") from None
+                                f"{WORKER_RETURN_SECONDS} s); the scanned symbols are kept: rerun with "
+                                "--resume") from None
             workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
             futures = {n: client.submit(function, jobs[n], shipped.for_job(jobs[n], workers[n % len(workers)]),
                                         key=("finish", run_id, attempt, n), workers=[workers[n % len(workers)]],
