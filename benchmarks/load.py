@@ -4,7 +4,8 @@
 
 For each size, generates a universe of short histories (to keep it quick), runs the real CLI
 (all nine detectors, default 8 workers) as a subprocess and records the driver's peak RSS (run.json
-`driver_peak_rss_mb`: the driver's own getrusage, not its workers') and the wall time. Bounded
+`driver_peak_rss_mb`: the driver's own getrusage, not its workers'), the peak of its cluster's
+processes' memory together (PSS, sampled every 0.25 s) and the wall time. Bounded
 memory means the peak barely moves with the size. Saves JSON under benchmarks/results/; asserts nothing.
 """
 
@@ -27,6 +28,29 @@ sys.path.insert(0, str(REPO))
 from harness.synth import write_universe  # noqa: E402
 
 
+def workers_memory_peak(proc: subprocess.Popen, every: float = 0.25) -> float:
+    """The largest sum, over the samples taken every `every` seconds until `proc` exits, of the
+    proportional set size (PSS: shared pages split between the processes that share them, so the
+    forkserver's pages are not counted once per worker) of every process below `proc`: its
+    cluster's workers, nannies and forkserver. MB."""
+    import psutil
+    parent, peak = psutil.Process(proc.pid), 0.0
+    while proc.poll() is None:
+        total = 0
+        try:
+            children = parent.children(recursive=True)
+        except psutil.Error:
+            break
+        for child in children:
+            try:
+                total += child.memory_full_info().pss
+            except psutil.Error:
+                pass
+        peak = max(peak, total / 2**20)
+        time.sleep(every)
+    return round(peak, 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="500,5000")
@@ -44,15 +68,22 @@ def main() -> None:
             config.write_text(yaml.safe_dump({"ohlcv_path": str(data), "out_dir": str(tmp / f"out{size}"),
                                               "workers": args.workers, "dashboard_address": "127.0.0.1:0"}))
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "harness.run", "--config", str(config)], cwd=REPO,
-                                  capture_output=True, text=True)
+            with open(tmp / "stderr", "w+") as err:  # a file, not a pipe: nobody reads it while it runs
+                proc = subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(config)], cwd=REPO,
+                                        stdout=subprocess.DEVNULL, stderr=err, text=True)
+                workers_peak = workers_memory_peak(proc)
+                proc.wait()
+                err.seek(0)
+                stderr = err.read()
             wall = time.perf_counter() - t0
             if proc.returncode != 0:
-                raise SystemExit(proc.stderr)
+                raise SystemExit(stderr)
             run = json.loads((tmp / f"out{size}" / "run.json").read_text())
             rows.append({"symbols": size, "years": args.years, "workers": args.workers, "wall_seconds": wall,
-                         "driver_peak_rss_mb": run["driver_peak_rss_mb"], "timings": run["timings"]})
-            print(f"{size} symbols: {wall:.1f}s, driver peak RSS {run['driver_peak_rss_mb']:.0f} MB", flush=True)
+                         "driver_peak_rss_mb": run["driver_peak_rss_mb"], "workers_peak_pss_mb": workers_peak,
+                         "timings": run["timings"]})
+            print(f"{size} symbols: {wall:.1f}s, driver peak RSS {run['driver_peak_rss_mb']:.0f} MB, "
+                  f"workers' peak PSS {workers_peak:.0f} MB", flush=True)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"load-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -75,7 +75,10 @@ class ProgressMarks:
     def add(self, futures: Sequence[Any]) -> None:
         """A received task for each of `futures`, named after it (its key with "received" added)."""
         keys = [(*f.key, "received") if isinstance(f.key, tuple) else (f.key, "received") for f in futures]
-        self.futures += self.client.map(received, futures, key=keys)
+        # priority: a worker runs a finished task's mark before its next queued task; at the same
+        # priority the marks, submitted after their tasks, waited for the whole scan, and with them
+        # the tasks' results in the workers' memory (make load: workers' peak PSS 434 MB, not 350)
+        self.futures += self.client.map(received, futures, key=keys, priority=1)
 
     def drop_lost(self) -> None:
         lost = [f for f in self.futures if f.status == "lost"]

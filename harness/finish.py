@@ -138,8 +138,8 @@ class NullJob:
 class PieceResult:
     """What finish_pieces() returns for one piece: the bytes of its rows and its numbers."""
 
-    events: bytes                      # a parquet file of its events rows (a row group per chunk with events)
-    forward: bytes                     # the same of its forward rows (abn_<h> added)
+    events: pa.Buffer                  # a parquet file of its events rows (a row group per chunk with events)
+    forward: pa.Buffer                 # the same of its forward rows (abn_<h> added)
     columns: dict[str, np.ndarray]     # date, symbol (code), score, fwd_<h>, abn_<h>, mkt_<h> of its events
     unit_sums: list[dict[str, np.ndarray]]  # its units' PathSums.arrays(), in order (a piece of several)
     paths: pd.DataFrame | None         # a detector's only piece: PATH_COLUMNS, its summary, its quantiles
@@ -314,7 +314,7 @@ def finish_pieces(job: FinishJob, staged: Staged | None = None) -> list[PieceRes
                 if number == piece.last - 1:
                     for _, writer in writers[n]:
                         writer.close()
-                    events_bytes, forward_bytes = (sink.getvalue().to_pybytes() for sink, _ in writers.pop(n))
+                    events_bytes, forward_bytes = (sink.getvalue() for sink, _ in writers.pop(n))  # no copy
                     events = {k: np.concatenate(v) for k, v in columns.pop(n).items()}
                     result = PieceResult(events_bytes, forward_bytes, events, units.pop(n), None, None, None)
                     if piece.parts == 1:

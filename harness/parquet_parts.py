@@ -209,7 +209,7 @@ def _moved_row_groups(footer: list[Field], by: int, first_ordinal: int) -> list[
     return moved
 
 
-def _read_part(data: bytes, number: int) -> tuple[int, bytes]:
+def _read_part(data: memoryview, number: int) -> tuple[int, memoryview]:
     """(length of the body, footer) of the parquet file `data` (part `number`)."""
     size = len(data)
     footer_size = struct.unpack("<I", data[-8:-4])[0] if size >= 12 else 0
@@ -218,7 +218,7 @@ def _read_part(data: bytes, number: int) -> tuple[int, bytes]:
     return size - 12 - footer_size, data[size - 8 - footer_size:size - 8]
 
 
-def join_parquet_parts(parts: Sequence[bytes], sink: BinaryIO) -> None:
+def join_parquet_parts(parts: Sequence[Any], sink: BinaryIO) -> None:
     """Write to `sink` the file one ParquetWriter would have written with the row groups of `parts`
     (parquet files' bytes), in order. The parts must come from writers with the same schema and
     settings (as harness.finish's pieces write them); a part may have no row groups. Encrypted
@@ -230,13 +230,13 @@ def join_parquet_parts(parts: Sequence[bytes], sink: BinaryIO) -> None:
     groups: list[list[Field]] = []
     rows, written = 0, len(MAGIC)
     sink.write(MAGIC)
-    for number, data in enumerate(parts):
+    for number, data in enumerate(map(memoryview, parts)):  # bytes or pyarrow Buffers
         body, part_footer = _read_part(data, number)
-        decoded = decode_footer(part_footer)
+        decoded = decode_footer(bytes(part_footer))
         groups += _moved_row_groups(decoded, written - len(MAGIC), len(groups))
         rows += _field(decoded, _FILE_NUM_ROWS)[2]
         footer = footer or decoded
-        sink.write(memoryview(data)[len(MAGIC):len(MAGIC) + body])
+        sink.write(data[len(MAGIC):len(MAGIC) + body])
         written += body
     _field(footer, _FILE_NUM_ROWS)[2] = rows
     row_groups = _field(footer, _FILE_ROW_GROUPS)

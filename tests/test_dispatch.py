@@ -99,11 +99,12 @@ def test_the_dashboard_shows_the_whole_run_and_fills_while_results_leave_the_wor
                                stats=stats, marks=marks)
         seen = [next(results), next(results)]  # the pilot task of each worker: then the plan
         planned = stats["tasks"]
-        readings = []
+        readings, held_during = [], []
         for item in results:
             seen.append(item)
             time.sleep(0.05)  # the panel's updates travel on a batched stream
             readings.append(progress_panel(client)["scan"])
+            held_during.append(scan_results_in_worker_memory(client))
         time.sleep(0.5)
         final = progress_panel(client)["scan"]
         held = scan_results_in_worker_memory(client)
@@ -118,6 +119,9 @@ def test_the_dashboard_shows_the_whole_run_and_fills_while_results_leave_the_wor
     assert dones == sorted(dones), "the done count only grows"
     assert final == (2 * planned, 2 * planned), "the bar fills"
     assert held == 0, "fetched results do not stay in the workers' memory for the panel's sake"
+    # nor during the run (ProgressMarks' priority; this small run does not show the pile-up without
+    # it, `make load` does: workers' peak PSS 434 MB instead of 350 MB at 5,000 symbols)
+    assert max(held_during) <= 2, held_during
 
 
 def dies_once(path: str) -> str:
