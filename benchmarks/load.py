@@ -1,4 +1,4 @@
-"""Load: driver peak memory as the universe grows, on the default 8-worker LocalCluster.
+"""Load: the driver's and the workers' peak memory as the universe grows, on the default 8-worker LocalCluster.
 
     python benchmarks/load.py [--sizes 500,5000] [--years 2]      (make load)
 
