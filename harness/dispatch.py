@@ -81,11 +81,9 @@ class ProgressMarks:
         self.futures += self.client.map(received, futures, key=keys, priority=1)
 
     def drop_lost(self) -> None:
-        lost = [f for f in self.futures if f.status == "lost"]
-        if lost:
-            self.futures = [f for f in self.futures if f.status != "lost"]
-            for future in lost:
-                future.release()
+        for future in [f for f in self.futures if f.status == "lost"]:
+            self.futures.remove(future)
+            future.release()
 
     def release(self) -> None:
         for future in self.futures:

@@ -74,15 +74,10 @@ def write_synced(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def temp_name(path: Path) -> Path:
-    """The temp file a new `path` is written to before it is renamed into place."""
-    return path.with_name(f".{path.name}.tmp")
-
-
 @contextlib.contextmanager
 def replacing(path: Path) -> Iterator[Path]:
     """Yield a temp name for `path`; os.replace it into place when the block succeeds, remove it when not."""
-    tmp = temp_name(path)
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)
