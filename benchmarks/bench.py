@@ -159,15 +159,15 @@ def _sleep(seconds: float) -> list:
 
 def dask_overhead(workers: int = 2, tasks: int = 300, sleep: float = 0.02) -> dict:
     """CPU ms per task (all processes: driver with scheduler, workers) of (a) a bare client.map of
-    tasks that sleep and (b) the scan's own path (harness.dispatch at symbols_per_task 1) over
+    tasks that sleep and (b) the scan's own path (cluster.dispatch at symbols_per_task 1) over
     one-bar symbols with a detector that sleeps as long, less the in-process CPU of scanning them."""
     import psutil
     from distributed import Client, LocalCluster
 
-    import cluster
+    import cluster.client
     import dask
     from harness.detectors import resolve_detectors
-    from harness.dispatch import dask_results
+    from cluster.dispatch import ScanFeed
     from harness.task import ScanTask, scan_symbol
     from bench_support import one_bar_universe
 
@@ -185,7 +185,7 @@ def dask_overhead(workers: int = 2, tasks: int = 300, sleep: float = 0.02) -> di
         for s in symbols[:50]:
             scan_symbol(s, task)
         in_process = (time.thread_time() - t0) / 50  # the symbol's own CPU (reading, bookkeeping)
-        with dask.config.set(cluster.QUIET_DASK), \
+        with dask.config.set(cluster.client.QUIET_DASK), \
                 LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as lc, \
                 Client(lc) as client:
             client.run(exec, "import harness.task, bench_support")
@@ -194,7 +194,7 @@ def dask_overhead(workers: int = 2, tasks: int = 300, sleep: float = 0.02) -> di
             client.gather(client.map(_sleep, [sleep] * tasks, key=[("sleep", i) for i in range(tasks)]))
             bare = (cpu() - c0) / tasks
             c0 = cpu()
-            done = sum(1 for _ in dask_results(client, symbols, range(len(symbols)), task, workers, 1))
+            done = sum(1 for _ in ScanFeed(client, symbols, task, workers, 1).results(range(len(symbols))))
             scan = (cpu() - c0) / done - in_process
     return {"workers": workers, "tasks": tasks, "sleep_seconds": sleep, "bare_cpu_ms_per_task": 1000 * bare,
             "scan_cpu_ms_per_task": 1000 * scan, "scan_in_process_cpu_ms_per_symbol": 1000 * in_process,
@@ -223,7 +223,7 @@ def list_schedule(seconds: list[float], cores: int) -> float:
 def planned_joins(out: Path, cores: int) -> list[float]:
     """CPU seconds of each join the driver would do after `cores` finish jobs for the run in `out`
     (a serial run, whose end has no joins): the real join code (harness.parquet_parts on the
-    pieces' bytes, harness.summary.PathSums.add_sums on the units' sums) on that run's final files,
+    pieces' bytes, harness.stats.summary.PathSums.add_sums on the units' sums) on that run's final files,
     each detector that plan_pieces splits cut into one part per piece (its row groups in
     proportion to its pieces' costs), its units' path sums as zeros of the real shape. On a
     machine with fewer cores the 8-worker run plans fewer jobs: this is how the projection gets
@@ -235,7 +235,7 @@ def planned_joins(out: Path, cores: int) -> list[float]:
     from harness.detectors import out_name
     from harness.finish import plan_pieces
     from harness.parquet_parts import join_parquet_parts
-    from harness.summary import PathSums
+    from harness.stats.summary import PathSums
     run = json.loads((out / "run.json").read_text())
     unit_costs, names = run["finish_jobs"]["unit_costs"], list(run["events"])
     low, high = run["config"]["path_offsets"]

@@ -1,6 +1,6 @@
 """Load: the driver's and the workers' peak memory as the universe grows, on the default 8-worker LocalCluster.
 
-    python benchmarks/load.py [--sizes 500,5000] [--years 2]      (make load)
+    python benchmarks/load.py [--sizes 500,5000] [--years 2] [--repo CHECKOUT]      (make load)
 
 For each size, generates a universe of short histories (to keep it quick), runs the real CLI
 (all nine detectors, default 8 workers) as a subprocess and records the driver's peak RSS (run.json
@@ -28,13 +28,14 @@ sys.path.insert(0, str(REPO))
 from harness.synth import write_universe  # noqa: E402
 
 
-def workers_memory_peak(proc: subprocess.Popen, every: float = 0.25) -> float:
-    """The largest sum, over the samples taken every `every` seconds until `proc` exits, of the
-    proportional set size (PSS: shared pages split between the processes that share them, so the
-    forkserver's pages are not counted once per worker) of every process below `proc`: its
-    cluster's workers, nannies and forkserver. MB."""
+def workers_memory(proc: subprocess.Popen, every: float = 0.25) -> list[tuple[float, float]]:
+    """(seconds since `proc` started, MB) samples, taken every `every` seconds until `proc` exits,
+    of the sum of the proportional set size (PSS: shared pages split between the processes that
+    share them, so the forkserver's pages are not counted once per worker) of every process below
+    `proc`: its cluster's workers, nannies and forkserver."""
     import psutil
-    parent, peak = psutil.Process(proc.pid), 0.0
+    parent, samples = psutil.Process(proc.pid), []
+    started = parent.create_time()
     while proc.poll() is None:
         total = 0
         try:
@@ -46,9 +47,19 @@ def workers_memory_peak(proc: subprocess.Popen, every: float = 0.25) -> float:
                 total += child.memory_full_info().pss
             except psutil.Error:
                 pass
-        peak = max(peak, total / 2**20)
+        samples.append((time.time() - started, total / 2**20))
         time.sleep(every)
-    return round(peak, 1)
+    return samples
+
+
+def peaks_by_phase(samples: list[tuple[float, float]], timings: dict[str, float]) -> dict[str, float]:
+    """The largest sample overall, and within the scan (cluster start included) and within
+    finalize, placed by run.json's timings (seconds from the process's start, step after step)."""
+    scan_end = timings["imports"] + timings["prepare"] + timings["cluster_start"] + timings["scan"]
+    phases = {"all": (0.0, float("inf")), "scan": (0.0, scan_end),
+              "finalize": (scan_end, scan_end + timings["finalize"])}
+    return {name: round(max((mb for t, mb in samples if a <= t < b), default=0.0), 1)
+            for name, (a, b) in phases.items()}
 
 
 def main() -> None:
@@ -57,6 +68,8 @@ def main() -> None:
     parser.add_argument("--years", type=int, default=2)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--results", default=str(HERE / "results"))
+    parser.add_argument("--repo", default=str(REPO), help="the checkout whose code runs (e.g. a git worktree "
+                        "of an older commit, to compare)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -69,9 +82,9 @@ def main() -> None:
                                               "workers": args.workers, "dashboard_address": "127.0.0.1:0"}))
             t0 = time.perf_counter()
             with open(tmp / "stderr", "w+") as err:  # a file, not a pipe: nobody reads it while it runs
-                proc = subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(config)], cwd=REPO,
+                proc = subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(config)], cwd=args.repo,
                                         stdout=subprocess.DEVNULL, stderr=err, text=True)
-                workers_peak = workers_memory_peak(proc)
+                samples = workers_memory(proc)
                 proc.wait()
                 err.seek(0)
                 stderr = err.read()
@@ -79,11 +92,15 @@ def main() -> None:
             if proc.returncode != 0:
                 raise SystemExit(stderr)
             run = json.loads((tmp / f"out{size}" / "run.json").read_text())
-            rows.append({"symbols": size, "years": args.years, "workers": args.workers, "wall_seconds": wall,
+            peaks = peaks_by_phase(samples, run["timings"])
+            workers_peak = peaks["all"]
+            rows.append({"repo": args.repo, "symbols": size, "years": args.years, "workers": args.workers, "wall_seconds": wall,
                          "driver_peak_rss_mb": run["driver_peak_rss_mb"], "workers_peak_pss_mb": workers_peak,
+                         "workers_peak_pss_mb_scan": peaks["scan"], "workers_peak_pss_mb_finalize": peaks["finalize"],
                          "timings": run["timings"]})
             print(f"{size} symbols: {wall:.1f}s, driver peak RSS {run['driver_peak_rss_mb']:.0f} MB, "
-                  f"workers' peak PSS {workers_peak:.0f} MB", flush=True)
+                  f"workers' peak PSS {workers_peak:.0f} MB (scan {peaks['scan']:.0f}, finalize "
+                  f"{peaks['finalize']:.0f})", flush=True)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"load-{time.strftime('%Y%m%d-%H%M%S')}.json"

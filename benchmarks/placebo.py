@@ -6,8 +6,8 @@ Placebo detectors fire on random dates, so the null of no edge is true by constr
 the right size rejects it 5% of the time. Each replication draws new placebo events on a synthetic
 universe with common structure (harness.synth: a market factor, betas 0.4-1.6, ten industry
 factors, GARCH volatility, fat tails, IPOs and delistings) and runs them through the scan's own
-statistics: the market index (harness.market), the benchmark (harness.benchmark, both kinds),
-harness.summary.detector_summary and score_quantiles, and the variant test of harness.inference.
+statistics: the market index (harness.stats.market), the benchmark (harness.stats.benchmark, both kinds),
+harness.stats.summary.detector_summary and score_quantiles, and the variant test of harness.stats.inference.
 Shapes, as a real detector's events can look:
 
 - spread: every symbol, about one event a year at random bars;
@@ -46,11 +46,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.benchmark import DEFAULT_OUTLIER_MOVE, Benchmark, BenchmarkReturns  # noqa: E402
+from harness.stats.benchmark import DEFAULT_OUTLIER_MOVE, Benchmark, BenchmarkReturns  # noqa: E402
 from harness.eval import abnormal_column, forward_column, market_column  # noqa: E402
-from harness.inference import SIGNIFICANCE, cluster_ids, difference_estimate  # noqa: E402
-from harness.market import chunk_sums, day_numbers, market_index  # noqa: E402
-from harness.summary import SPREAD, detector_summary, score_quantiles  # noqa: E402
+from harness.stats.inference import SIGNIFICANCE, cluster_ids, difference_estimate  # noqa: E402
+from harness.stats.market import chunk_sums, day_numbers, market_index  # noqa: E402
+from harness.stats.summary import SPREAD, detector_summary, score_quantiles  # noqa: E402
 from harness.synth import simulate_universe  # noqa: E402
 
 WINDOWS = (5, 10, 20, 40)

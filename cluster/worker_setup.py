@@ -1,5 +1,5 @@
 """Preloaded into every LocalCluster worker process (distributed's `preload` hook), and into the
-forkserver the workers are forked from (harness.forkserver.PRELOAD), after its other imports."""
+forkserver the workers are forked from (cluster.forkserver.PRELOAD), after its other imports."""
 
 import gc
 import os

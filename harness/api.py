@@ -37,7 +37,7 @@ from harness.config import load_config, read_yaml
 from harness.detectors import out_name
 from harness.errors import Interrupted, StopRequested
 from harness.outdir import hold_output_folder
-from harness.summary import format_summary
+from harness.stats.summary import format_summary
 
 log = logging.getLogger("scan")
 INTERRUPTED = "interrupted; flushed symbols are kept, run again with resume=True (--resume) to continue"

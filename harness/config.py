@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from harness.benchmark import (BENCHMARKS, DEFAULT_ESTIMATION_WINDOW, DEFAULT_MIN_ESTIMATION_BARS,
+from harness.stats.benchmark import (BENCHMARKS, DEFAULT_ESTIMATION_WINDOW, DEFAULT_MIN_ESTIMATION_BARS,
                                DEFAULT_MIN_MARKET_SYMBOLS, DEFAULT_OUTLIER_MOVE, Benchmark)
 from harness.errors import ConfigError
 
@@ -57,7 +57,7 @@ class ScanConfig:
     path_offsets: tuple[int, int] = DEFAULT_PATH_OFFSETS
     flush_every: int = 50
     workers: int = 8
-    symbols_per_task: int | None = None  # None: "auto", sized by harness.plan from the measured cost
+    symbols_per_task: int | None = None  # None: "auto", sized by cluster.plan from the measured cost
     scheduler_address: str | None = None
     dashboard_address: str = "127.0.0.1:8787"
     on_error: str = "fail"
@@ -72,7 +72,7 @@ class ScanConfig:
     market_outlier_move: float | None = DEFAULT_OUTLIER_MOVE
 
     def benchmark_settings(self) -> Benchmark:
-        """The benchmark keys as harness.benchmark takes them."""
+        """The benchmark keys as harness.stats.benchmark takes them."""
         return Benchmark(self.benchmark, self.estimation_window, self.min_estimation_bars, self.min_market_symbols,
                          self.market_outlier_move)
 

@@ -22,9 +22,9 @@ whatever the pieces.
 
 The jobs run wherever the driver says (a RunAll): its own loop (one job), or one job per worker of
 a Dask cluster, local (the workers read the staging folder) or remote (the staged chunks are sent
-to them: harness.dispatch.ShippedChunks). Memory per piece grows with its events and the market
-dates (the paths' sums), not with the number of bars. The arithmetic lives in harness.market,
-harness.benchmark and harness.summary; this module moves arrays between them and the files.
+to them: cluster.dispatch.ShippedChunks). Memory per piece grows with its events and the market
+dates (the paths' sums), not with the number of bars. The arithmetic lives in harness.stats.market,
+harness.stats.benchmark and harness.stats.summary; this module moves arrays between them and the files.
 """
 
 from __future__ import annotations
@@ -40,14 +40,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.cpuslots import cpu_slot
+from cluster.cpuslots import cpu_slot
 from harness.detectors import DetectorSpec
 from harness.errors import ScanError
 from harness.eval import abnormal_column, forward_column, market_column
-from harness.benchmark import Benchmark, BenchmarkReturns
-from harness.market import market_index
-from harness.output import BAR, FinalFiles, OutputWriter, Staged, StagedChunk, read_staged_chunk, read_staged_series
-from harness.summary import PathSums, detector_summary, score_quantiles
+from harness.stats.benchmark import Benchmark, BenchmarkReturns
+from harness.stats.market import market_index
+from harness.final_files import FinalFiles
+from harness.staging import BAR, Staged, StagedChunk, StagingFolder, read_staged_chunk, read_staged_series
+from harness.stats.summary import PathSums, detector_summary, score_quantiles
 
 # A detector's fixed cost per staged chunk, counted in events (measured at 20-year histories:
 # ~9 us per event, ~10 ms per chunk), for cutting detectors into units and units into jobs.
@@ -63,18 +64,18 @@ FINISH_UNIT_COST = 200_000
 class Evaluated:
     """What finish_outputs() computed, for the summary and the report."""
 
-    market: pd.DataFrame               # harness.market.MARKET_COLUMNS
+    market: pd.DataFrame               # harness.stats.market.MARKET_COLUMNS
     events: dict[str, pd.DataFrame]    # detector -> date, symbol, score, fwd_<h>, abn_<h>, mkt_<h> of every event
     summaries: dict[str, pd.DataFrame] # detector -> its detector_summary(), for those of one piece
     quantiles: dict[str, pd.DataFrame] # detector -> its score_quantiles(), for those of one piece
-    paths: pd.DataFrame                # harness.summary.PATH_COLUMNS, detectors in run order
+    paths: pd.DataFrame                # harness.stats.summary.PATH_COLUMNS, detectors in run order
     null_hit_rates: dict[int, float]   # window -> share of positive abnormal returns over all symbol-days
     jobs: dict[str, Any]               # for run.json: jobs run, their seconds, the driver's writing, costs
 
 
 @dataclasses.dataclass(frozen=True)
 class DetectorFiles:
-    """One detector to finish: which it is and its final schemas (OutputWriter.schemas())."""
+    """One detector to finish: which it is and its final schemas (StagingFolder.schemas())."""
 
     code: int                          # its number in the run (its staged rows' code)
     name: str
@@ -113,7 +114,7 @@ class FinishJob:
     benchmark: Benchmark
     symbols: tuple[str, ...]           # the run's symbols: an event's symbol code is its number here
     null_hit_rates: tuple[tuple[int, float], ...]  # (window, the sign test's null share) pairs
-    cpu_slots: int | None = None       # harness.cpuslots semaphore of the LocalCluster, if any
+    cpu_slots: int | None = None       # cluster.cpuslots semaphore of the LocalCluster, if any
 
     @property
     def chunks(self) -> tuple[int, ...]:
@@ -124,7 +125,7 @@ class FinishJob:
 @dataclasses.dataclass(frozen=True)
 class NullJob:
     """Counting, over every bar of some staged chunks, the abnormal returns at each window and the
-    positive ones: the generalized sign test's null (harness.summary.detector_summary)."""
+    positive ones: the generalized sign test's null (harness.stats.summary.detector_summary)."""
 
     staging: Path
     chunks: tuple[int, ...]
@@ -237,7 +238,7 @@ def _adjust(chunk: StagedChunk, name: str, windows: Sequence[int], offsets: Sequ
 def null_counts(job: NullJob, staged: Staged | None = None) -> tuple[list[int], list[int]]:
     """(positive, valid) per window: over every bar of the job's chunks, how many h-bar abnormal
     returns exist and how many of those are above 0. Counts, so their totals do not depend on how
-    the chunks are cut into jobs. staged: the chunks' files as sent through Dask (harness.output.
+    the chunks are cut into jobs. staged: the chunks' files as sent through Dask (harness.staging.
     staged_files), else they are read from job.staging."""
     positive, valid = np.zeros(len(job.windows), np.int64), np.zeros(len(job.windows), np.int64)
     with cpu_slot(job.cpu_slots):
@@ -251,6 +252,64 @@ def null_counts(job: NullJob, staged: Staged | None = None) -> tuple[list[int], 
     return positive.tolist(), valid.tolist()
 
 
+class PieceFinisher:
+    """One piece being finished, chunk after chunk: its two parquet writers (into memory), its
+    events' columns and its units' path sums. add() each of its chunks in order, then result()."""
+
+    def __init__(self, piece: FinishPiece, job: FinishJob):
+        self.piece, self.job = piece, job
+        self.writers = [pq.ParquetWriter(pa.BufferOutputStream(), schema)
+                        for schema in (piece.detector.events_schema, piece.detector.forward_schema)]
+        self.columns: dict[str, list[np.ndarray]] = {}
+        self.unit: PathSums | None = None                  # the current unit's sums
+        self.done_units: list[dict[str, np.ndarray]] = []  # a piece of several: its units' sums, in order
+        # a detector's only piece: its units' sums added up so far (of one unit: that unit's own)
+        self.total = self._new_sums() if piece.parts == 1 and piece.detector_units > 1 else None
+
+    def _new_sums(self) -> PathSums:
+        return PathSums(self.job.offsets, self.job.market["date"].to_numpy(), len(self.job.symbols))
+
+    def _close_unit(self) -> None:
+        if self.unit is None:
+            return
+        if self.piece.parts > 1:
+            self.done_units.append(self.unit.arrays())  # the driver adds them up
+        elif self.total is None:
+            self.total = self.unit
+        else:
+            self.total.add_sums(**self.unit.arrays())
+        self.unit = None
+
+    def add(self, number: int, chunk: StagedChunk, benchmark: BenchmarkReturns, codes: Mapping[str, int]) -> None:
+        """Staged chunk `number` (read into `chunk`): its rows adjusted, written and summed."""
+        d = self.piece.detector
+        if any(number == first for first, _ in self.piece.units):
+            self._close_unit()
+            self.unit = self._new_sums()  # each unit's sums from zero
+        table, frame, path_ret, path_abn = _adjust(chunk, d.name, self.job.windows, self.job.offsets, benchmark, codes)
+        if table.num_rows:  # a row group per chunk with events
+            for writer, part in zip(self.writers, (chunk.events[d.name], table.cast(d.forward_schema))):
+                writer.write_table(part, row_group_size=part.num_rows)
+        for key, values in frame.items():
+            self.columns.setdefault(key, []).append(values)
+        self.unit.add(frame["date"], frame["symbol"], path_ret, path_abn)
+
+    def result(self) -> PieceResult:
+        """The piece's PieceResult, once its last chunk is added; a detector's only piece also gets
+        its paths, summary and quantiles."""
+        self._close_unit()
+        for writer in self.writers:
+            writer.close()
+        events_bytes, forward_bytes = (writer.where.getvalue() for writer in self.writers)  # no copy
+        events = {key: np.concatenate(values) for key, values in self.columns.items()}
+        if self.piece.parts > 1:
+            return PieceResult(events_bytes, forward_bytes, events, self.done_units, None, None, None)
+        frame, name = pd.DataFrame(events, copy=False), self.piece.detector.name
+        return PieceResult(events_bytes, forward_bytes, events, [], self.total.paths(name),
+                           detector_summary(frame, self.job.windows, dict(self.job.null_hit_rates)),
+                           score_quantiles(frame, self.job.windows, name))
+
+
 def finish_pieces(job: FinishJob, staged: Staged | None = None) -> list[PieceResult]:
     """For each of the job's pieces, in the job's order, its PieceResult: the parquet bytes of its
     detector's rows of its chunks (one row group per chunk that has events; the driver writes or
@@ -259,7 +318,7 @@ def finish_pieces(job: FinishJob, staged: Staged | None = None) -> list[PieceRes
     detector_summary() and its score_quantiles() (else its units' path sums, for the driver to add
     up). (The statistics are computed here because the jobs run side by side.) Writes no file.
 
-    staged: the chunks' files as sent through Dask (harness.output.staged_files), else they are
+    staged: the chunks' files as sent through Dask (harness.staging.staged_files), else they are
     read from job.staging. Path sums are summed per unit, each from zero, and a detector's units
     are added up in unit order (PathSums.add_sums; a detector of one unit keeps its unit's sums),
     whichever pieces and jobs hold them: the same bits in every mode. Reads each staged chunk once
@@ -268,61 +327,22 @@ def finish_pieces(job: FinishJob, staged: Staged | None = None) -> list[PieceRes
     other pieces or the process.
     """
     source = job.staging if staged is None else staged
-    writers: dict[int, list[tuple[pa.BufferOutputStream, pq.ParquetWriter]]] = {}  # piece -> (events, forward)
+    open_pieces: dict[int, PieceFinisher] = {}
     results: dict[int, PieceResult] = {}
     with cpu_slot(job.cpu_slots):
         benchmark = BenchmarkReturns(job.market, job.benchmark)
         codes = {name: code for code, name in enumerate(job.symbols)}
-        nulls = dict(job.null_hit_rates)
-        dates = job.market["date"].to_numpy()
-        sums: dict[int, PathSums] = {}     # piece -> its current unit's sums
-        totals: dict[int, PathSums] = {}   # piece -> its units' sums so far (a detector's only piece)
-        units: dict[int, list[dict[str, np.ndarray]]] = {}  # piece -> its units' sums (one of several pieces)
-        columns: dict[int, dict[str, list[np.ndarray]]] = {}
         for number in job.chunks:
             here = [n for n, piece in enumerate(job.pieces) if piece.first <= number < piece.last]
             wanted = {job.pieces[n].detector.code: job.pieces[n].detector for n in here}.values()
             chunk = read_staged_chunk(source, number, [(d.code, d.name, d.events_schema, d.forward_schema)
                                                        for d in wanted])
             for n in here:
-                piece, d = job.pieces[n], job.pieces[n].detector
-                if number == piece.first:
-                    writers[n] = []
-                    for schema in (d.events_schema, d.forward_schema):
-                        sink = pa.BufferOutputStream()
-                        writers[n].append((sink, pq.ParquetWriter(sink, schema)))
-                    columns[n], units[n] = {}, []
-                    if piece.parts == 1 and piece.detector_units > 1:
-                        totals[n] = PathSums(job.offsets, dates, len(job.symbols))
-                if any(number == first for first, _ in piece.units):
-                    sums[n] = PathSums(job.offsets, dates, len(job.symbols))
-                table, frame, path_ret, path_abn = _adjust(chunk, d.name, job.windows, job.offsets, benchmark, codes)
-                if table.num_rows:  # as many as its events
-                    for (_, writer), part in zip(writers[n], (chunk.events[d.name], table.cast(d.forward_schema))):
-                        writer.write_table(part, row_group_size=part.num_rows)
-                for key, values in frame.items():
-                    columns[n].setdefault(key, []).append(values)
-                sums[n].add(frame["date"], frame["symbol"], path_ret, path_abn)
-                if any(number == last - 1 for _, last in piece.units):  # a unit summed
-                    unit_sums = sums.pop(n)
-                    if piece.parts > 1:
-                        units[n].append(unit_sums.arrays())
-                    elif piece.detector_units == 1:
-                        totals[n] = unit_sums
-                    else:
-                        totals[n].add_sums(**unit_sums.arrays())
-                if number == piece.last - 1:
-                    for _, writer in writers[n]:
-                        writer.close()
-                    events_bytes, forward_bytes = (sink.getvalue() for sink, _ in writers.pop(n))  # no copy
-                    events = {k: np.concatenate(v) for k, v in columns.pop(n).items()}
-                    result = PieceResult(events_bytes, forward_bytes, events, units.pop(n), None, None, None)
-                    if piece.parts == 1:
-                        frame = pd.DataFrame(events, copy=False)
-                        result.paths = totals.pop(n).paths(d.name)
-                        result.summary = detector_summary(frame, job.windows, nulls)
-                        result.quantiles = score_quantiles(frame, job.windows, d.name)
-                    results[n] = result
+                if number == job.pieces[n].first:
+                    open_pieces[n] = PieceFinisher(job.pieces[n], job)
+                open_pieces[n].add(number, chunk, benchmark, codes)
+                if number == job.pieces[n].last - 1:
+                    results[n] = open_pieces.pop(n).result()
     return [results[n] for n in range(len(job.pieces))]
 
 
@@ -343,7 +363,7 @@ def _reading_staged(run_all: RunAll, function: Callable[..., Any], jobs: Sequenc
         raise ScanError(f"cannot read the run's staged chunks ({exc}); rerun without --resume") from None
 
 
-def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[DetectorSpec],
+def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequence[DetectorSpec],
                    windows: Sequence[int], offsets: Sequence[int], benchmark: Benchmark, symbols: Sequence[str],
                    run_all: RunAll = in_this_process, processes: int = 1, cpu_slots: int | None = None) -> Evaluated:
     """Write market.parquet and each detector's final events.parquet and forward.parquet
@@ -353,26 +373,26 @@ def finish_outputs(writer: OutputWriter, files: FinalFiles, detectors: Sequence[
     counts over every bar, in that many jobs of consecutive chunks; then the units, planned into
     that many jobs of about equal cost). The jobs return bytes and numbers; this process writes
     every file, joining the pieces of a detector of several (harness.parquet_parts) and adding up
-    its units' path sums in unit order. A failed write is the writer's OutputError naming the file.
+    its units' path sums in unit order. A failed write is the staging folder's OutputError naming the file.
     """
-    market = market_index(writer.market_parts())
+    market = market_index(staging.market_parts())
     files.table("market.parquet", pa.Table.from_pandas(market, preserve_index=False))
-    chunks = np.array_split(np.arange(writer.chunks), max(1, min(processes, writer.chunks)))
-    nulls = [NullJob(writer.staging, tuple(c.tolist()), tuple(windows), market, benchmark, cpu_slots)
+    chunks = np.array_split(np.arange(staging.chunks), max(1, min(processes, staging.chunks)))
+    nulls = [NullJob(staging.path, tuple(c.tolist()), tuple(windows), market, benchmark, cpu_slots)
              for c in chunks if len(c)]
     counted = _reading_staged(run_all, null_counts, nulls)
     positive = np.sum([p for p, _ in counted], axis=0, dtype=np.int64)
     valid = np.sum([v for _, v in counted], axis=0, dtype=np.int64)
     null_hit_rates = {h: float(p / v) if v else math.nan for h, p, v in zip(windows, positive.tolist(), valid.tolist())}
-    described = [DetectorFiles(code, spec.name, *writer.schemas(spec)) for code, spec in enumerate(detectors)]
+    described = [DetectorFiles(code, spec.name, *staging.schemas(spec)) for code, spec in enumerate(detectors)]
     # what a unit costs: its events, and a fixed part per chunk (reading, writing, path sums)
-    chunk_costs = writer.event_counts() + EVENTS_PER_CHUNK_COST  # [chunk, detector]
+    chunk_costs = staging.event_counts() + EVENTS_PER_CHUNK_COST  # [chunk, detector]
     units = [chunk_ranges(chunk_costs[:, d.code].tolist(), FINISH_UNIT_COST) for d in described]
     unit_costs = [[int(chunk_costs[first:last, d.code].sum()) for first, last in ranges]
                   for d, ranges in zip(described, units)]
     plan = plan_pieces(unit_costs, processes)
     starts = {d: sorted(first for job in plan for e, first, _ in job if e == d) for d in range(len(described))}
-    jobs = [FinishJob(writer.staging, tuple(FinishPiece(described[d], tuple(units[d][first:last]),
+    jobs = [FinishJob(staging.path, tuple(FinishPiece(described[d], tuple(units[d][first:last]),
                                                         starts[d].index(first), len(starts[d]), len(units[d]))
                                             for d, first, last in job), tuple(windows), tuple(offsets), market,
                       benchmark, tuple(symbols), tuple(null_hit_rates.items()), cpu_slots) for job in plan]

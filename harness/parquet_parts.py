@@ -8,7 +8,7 @@ files written by separate pyarrow ParquetWriters with the same schema and settin
 consecutive row groups, join into the one writer's file: their bodies in order, then the first
 part's footer holding every part's row groups (offsets moved by where the part's body lands,
 ordinals renumbered) and the rows summed. This lets several workers encode one detector's file
-(harness.finish) and the driver join their bytes; tests/test_finish_units.py checks the result
+(harness.finish) and the driver join their bytes; tests/test_parquet_parts.py checks the result
 against one writer, byte for byte.
 
 The footer is decoded into a generic tree (field id, type, value) and encoded back the way Thrift's

@@ -1,6 +1,6 @@
 """report.html: a self-contained page (inline SVG, no script: it opens offline) comparing baselines and variants.
 
-Draws only; the numbers come from harness.summary. One row of charts per family (a baseline with its
+Draws only; the numbers come from harness.stats.summary. One row of charts per family (a baseline with its
 variants, on the same charts): the abnormal return around the event with its 95% band, the mean
 abnormal return by window with date-clustered 95% intervals, the abnormal hit rate by window,
 events per year, and the distribution of the 20-bar forward return; above them the run's facts
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from harness.eval import abnormal_column
-from harness.summary import events_per_year, histogram, intervals
+from harness.stats.summary import events_per_year, histogram, intervals
 
 WIDTH, HEIGHT = 330, 250
 LEFT, RIGHT, TOP, BOTTOM = 52, 10, 28, 34  # margins around the plotting area
@@ -302,7 +302,7 @@ def build_report(summary: pd.DataFrame, forward: Mapping[str, pd.DataFrame], pat
     """The whole page as HTML text.
 
     summary: summarize()'s table; forward: detector -> its event rows (date, fwd_<h>);
-    paths: the event-time paths (harness.summary.PATH_COLUMNS);
+    paths: the event-time paths (harness.stats.summary.PATH_COLUMNS);
     info: the run.json content (symbols, failed, workers, scheduler_address, wall_seconds, cpu_seconds).
     """
     detectors = list(dict.fromkeys(summary["detector"]))

@@ -1,9 +1,19 @@
-"""The driver: `python -m harness.run [--config config.yaml] [flags]`.
+"""The driver: `python -m harness.run [--config config.yaml] [flags]`, and harness.api's scan().
 
-Wires the steps together and holds no detector or statistics logic:
-config -> symbols -> results (in-process, or Dask tasks of several symbols) -> staged chunks ->
-market, statistics, final files -> run.json. It alone writes files (through harness.output) and logs;
-workers compute and return data, the detectors' final files as parquet bytes (harness.finish).
+A run is run_scan(): a short list of named steps, each a function of this module over typed
+records, holding no detector or statistics logic:
+
+    prepare_run        config -> RunPlan: the universe (harness.io), the detectors, the staging
+                       folder (harness.staging; a resumed run's checked first)
+    execute            where the tasks run: this process, or Dask (cluster.client, cluster.dispatch)
+    stage_results      each symbol's result (harness.task) into its chunk; a whole chunk staged
+    finish_outputs     the market index, market-adjusted returns, every detector's final files'
+                       bytes (harness.finish, on the cluster's workers when there are some)
+    write_statistics   summary.csv, paths.csv, quantiles.csv (harness.stats.summary)
+    run_facts          run.json's content; then report.html (harness.report) and run.json
+
+The driver alone writes files (harness.staging, harness.final_files) and logs; workers compute and
+return data.
 """
 
 from __future__ import annotations
@@ -40,20 +50,21 @@ import psutil
 
 import pandas as pd
 
-from harness.benchmark import market_membership
+from harness.stats.benchmark import market_membership
 from harness import __version__
 from harness.config import ScanConfig, load_config, read_yaml
-from harness.detectors import resolve_detectors
+from harness.detectors import DetectorSpec, resolve_detectors
 from harness.errors import ConfigError, Interrupted, ScanError, StopRequested, SymbolFailed
-from harness.finish import RunAll, finish_outputs, in_this_process
+from harness.finish import Evaluated, RunAll, finish_outputs, in_this_process
 from harness.fingerprint import changed_inputs, run_fingerprint
-from harness.forkserver import start_forkserver
+from cluster.forkserver import start_forkserver
 from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running
 from harness.progress import Progress
 from harness.outdir import hold_output_folder
-from harness.output import OutputWriter
-from harness.summary import format_summary, summarize
-from harness.dispatch import ProgressMarks, ShippedChunks, dask_results, dask_run_all
+from harness.final_files import FinalFiles
+from harness.staging import StagingFolder
+from harness.stats.summary import format_summary, summarize
+from cluster.dispatch import ProgressMarks, ScanFeed, ShippedChunks, dask_run_all
 from harness.task import ScanTask, SymbolResult, scan_symbol
 
 log = logging.getLogger("scan")
@@ -109,12 +120,6 @@ def select_symbols(cfg: ScanConfig) -> Universe:
     return Universe(list(cfg.symbols), [], universe.ignored)
 
 
-def serial_results(symbols: Sequence[str], todo: Sequence[int], task: ScanTask) -> Iterator[tuple[int, SymbolResult]]:
-    """The reference path: every symbol in this process, in order."""
-    for i in todo:
-        yield i, scan_symbol(symbols[i], task)
-
-
 def code_version() -> dict[str, str | None]:
     """This tool's version, and the git commit of its code when it runs from a checkout (with
     "+changes" when files differ from it); None outside one."""
@@ -137,69 +142,6 @@ def versions() -> dict[str, str]:
             **{name: version(name) for name in ("pandas", "numpy", "pyarrow", "dask", "distributed")}}
 
 
-@dataclasses.dataclass
-class Execution:
-    """Where a run's work goes: the scan's results, and how the end of the run finishes detectors."""
-
-    results: Iterator[tuple[int, SymbolResult]]  # (symbol index, result), in completion order
-    run_all: RunAll = in_this_process            # runs harness.finish's jobs
-    processes: int = 1                           # how many jobs run_all runs at once
-    cpu_slots: int | None = None                 # harness.cpuslots semaphore of a LocalCluster
-    shipped: ShippedChunks | None = None         # the staged chunks sent to the workers, if they are
-
-
-@contextlib.contextmanager
-def execute(cfg: ScanConfig, symbols: Sequence[str], todo: Sequence[int], task: ScanTask,
-            info: dict[str, Any], staging: Path, client: Any = None) -> Iterator[Execution]:
-    """Where the tasks run: in this process for workers 1 without a scheduler or a client, else on
-    Dask (`client`: a caller's own distributed.Client, used and left open).
-
-    The results cover the symbols[i], i in `todo`. Records cluster facts in `info`; on the way out
-    cancels what is pending and closes the cluster (if it is ours).
-    """
-    if cfg.workers == 1 and not cfg.scheduler_address and client is None:
-        yield Execution(serial_results(symbols, todo, task))
-        return
-    with execute_on_dask(cfg, symbols, todo, task, info, staging, client) as execution:
-        yield execution
-
-
-@contextlib.contextmanager
-def execute_on_dask(cfg: ScanConfig, symbols: Sequence[str], todo: Sequence[int], task: ScanTask,
-                    info: dict[str, Any], staging: Path, client: Any = None) -> Iterator[Execution]:
-    """execute() on a Dask cluster, whatever `workers` says (the benchmark's one-worker LocalCluster).
-
-    The cluster's workers also finish the detectors at the end. A LocalCluster's read the staged
-    chunks from the driver's disk (`staging`); a remote cluster's, or a caller's client's, may not
-    see it, so the chunks are sent to them through Dask (harness.dispatch.ShippedChunks; run.json
-    `bytes_shipped`).
-    """
-    t0 = time.time()  # the cluster's start includes importing Dask
-    ours = client is None and not cfg.scheduler_address  # a LocalCluster of ours
-    if ours:
-        start_forkserver()  # before that import, which its own imports then overlap
-    from cluster import connect, dashboard_link, local_cpu_slots
-    with connect(cfg, client) as client, local_cpu_slots(cfg, ours) as slots:
-        task = dataclasses.replace(task, cpu_slots=slots)
-        info["cluster_start_seconds"] = round(time.time() - t0, 3)
-        info["dashboard"] = dashboard_link(client)
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
-        threads = sum(w["nthreads"] for w in workers)
-        info["worker_processes"] = len(workers)
-        marks = ProgressMarks(client)  # the dashboard's Progress panel shows the whole run
-        shipped = None if ours else ShippedChunks(client, staging)
-        results = dask_results(client, symbols, todo, task, workers=max(threads, 1),
-                               symbols_per_task=cfg.symbols_per_task, stats=info, marks=marks)
-        run_all = functools.partial(dask_run_all, client, marks=marks, shipped=shipped)
-        try:
-            yield Execution(results, run_all, max(threads, 1), slots, shipped)
-        finally:
-            results.close()
-            marks.release()
-            if shipped is not None:
-                shipped.release()
-
-
 class Timings(dict):
     """Seconds per step of a run, for run.json: each lap() records the time since the previous one."""
 
@@ -213,6 +155,215 @@ class Timings(dict):
         self.mark = now
 
 
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What a run is about to do (prepare_run): its universe, detectors and staging folder."""
+
+    cfg: ScanConfig
+    symbols: list[str]          # the universe, sorted
+    invalid: list[str]          # symbol= folders with an invalid name (left out: on_error skip)
+    ignored: list[str]          # entries of the data root that are not symbol= folders
+    specs: list[DetectorSpec]
+    task: ScanTask              # what every symbol's task needs (harness.task)
+    staging: StagingFolder
+    todo: list[int]             # indices into symbols of those to scan (not staged by a resumed run)
+    resumed_from: int           # symbols already staged by the run resumed
+
+
+def prepare_run(cfg: ScanConfig, resume: bool) -> RunPlan:
+    """The universe, the detectors and the staging folder (new, or the resumed run's after checking
+    that nothing it staged has changed); logs what the run will do."""
+    symbols, invalid, ignored = select_symbols(cfg)
+    for name in invalid:
+        log.warning("Skipping folder symbol=%s: not a valid symbol name", name)
+    specs = resolve_detectors(cfg.detectors, cfg.params)
+    staging = StagingFolder(cfg.out_dir, specs, cfg.forward_windows, run_fingerprint(cfg, symbols, specs), resume,
+                            len(symbols), cfg.flush_every, cfg.market_outlier_move)
+    moved = changed_inputs(staging.facts.inputs, cfg.ohlcv_path, cfg.storage_options) if staging.resumed else []
+    if moved:  # their staged rows came from other bars
+        raise ScanError(f"--resume: the input files of {len(moved)} staged symbol(s) changed since the unfinished "
+                        f"run staged them ({', '.join(moved[:5])}{' ...' if len(moved) > 5 else ''}: files added, "
+                        "removed, rewritten or touched); rerun without --resume to start over")
+    if resume and not staging.resumed:  # said, so that a mistyped --out is not taken for a resumed run
+        log.warning("--resume: no interrupted run in %s to continue; scanning every symbol", cfg.out_dir)
+    elif staging.flushed:
+        log.info("Resuming: %d/%d symbols already flushed", staging.flushed, len(symbols))
+    if ignored:
+        log.warning("Ignored %d entries under %s that are not symbol=XXX folders: %s",
+                    len(ignored), cfg.ohlcv_path, ", ".join(ignored[:5]))
+    log.info("Scanning %d symbols with %d detectors", len(symbols), len(specs))
+    todo = [i for c in range(staging.chunks) if c not in staging.done_chunks for i in staging.chunk_range(c)]
+    return RunPlan(cfg, symbols, invalid, ignored, specs, ScanTask.from_config(cfg, specs), staging, todo,
+                   staging.flushed)
+
+
+def serial_results(symbols: Sequence[str], todo: Sequence[int], task: ScanTask) -> Iterator[tuple[int, SymbolResult]]:
+    """The reference path: every symbol in this process, in order."""
+    for i in todo:
+        yield i, scan_symbol(symbols[i], task)
+
+
+@dataclasses.dataclass
+class Execution:
+    """Where a run's work goes: the scan's results, and how the end of the run finishes detectors."""
+
+    results: Iterator[tuple[int, SymbolResult]]  # (symbol index, result), in completion order
+    run_all: RunAll = in_this_process            # runs harness.finish's jobs
+    processes: int = 1                           # how many jobs run_all runs at once
+    cpu_slots: int | None = None                 # cluster.cpuslots semaphore of a LocalCluster
+    feed: ScanFeed | None = None                 # the Dask tasks of the scan
+    shipped: ShippedChunks | None = None         # the staged chunks sent to the workers, if they are
+    worker_processes: int = 0
+    dashboard: str | None = None
+    cluster_start_seconds: float = 0.0           # importing Dask and starting or joining the cluster
+
+    def facts(self, scheduler_address: str | None) -> dict[str, Any]:
+        """For run.json: the cluster, the tasks submitted and the bytes of staged chunks sent."""
+        return {"worker_processes": self.worker_processes, "scheduler_address": scheduler_address,
+                "dashboard": self.dashboard,
+                "cluster_start_seconds": self.cluster_start_seconds,
+                "tasks": self.feed.tasks if self.feed else 0,
+                "bytes_shipped": self.shipped.bytes_sent if self.shipped else 0}
+
+
+@contextlib.contextmanager
+def execute(plan: RunPlan, client: Any = None) -> Iterator[Execution]:
+    """Where the tasks run: in this process for workers 1 without a scheduler or a client, else on
+    Dask (`client`: a caller's own distributed.Client, used and left open).
+
+    The results cover plan.todo. On the way out cancels what is pending and closes the cluster
+    (if it is ours).
+    """
+    cfg = plan.cfg
+    if cfg.workers == 1 and not cfg.scheduler_address and client is None:
+        yield Execution(serial_results(plan.symbols, plan.todo, plan.task))
+        return
+    with execute_on_dask(plan, client) as execution:
+        yield execution
+
+
+@contextlib.contextmanager
+def execute_on_dask(plan: RunPlan, client: Any = None) -> Iterator[Execution]:
+    """execute() on a Dask cluster, whatever `workers` says (the benchmark's one-worker LocalCluster).
+
+    The cluster's workers also finish the detectors at the end. A LocalCluster's read the staged
+    chunks from the driver's disk; a remote cluster's, or a caller's client's, may not see it, so
+    the chunks are sent to them through Dask (cluster.dispatch.ShippedChunks; run.json
+    `bytes_shipped`).
+    """
+    t0 = time.time()  # the cluster's start includes importing Dask
+    cfg = plan.cfg
+    ours = client is None and not cfg.scheduler_address  # a LocalCluster of ours
+    if ours:
+        start_forkserver()  # before that import, which its own imports then overlap
+    from cluster.client import connect, dashboard_link, local_cpu_slots
+    with connect(cfg, client) as client, local_cpu_slots(cfg, ours) as slots:
+        task = dataclasses.replace(plan.task, cpu_slots=slots)
+        started = round(time.time() - t0, 3)
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        threads = max(sum(w["nthreads"] for w in workers), 1)
+        marks = ProgressMarks(client)  # the dashboard's Progress panel shows the whole run
+        shipped = None if ours else ShippedChunks(client, plan.staging.path)
+        feed = ScanFeed(client, plan.symbols, task, threads, cfg.symbols_per_task, marks)
+        results = feed.results(plan.todo)
+        run_all = functools.partial(dask_run_all, client, marks=marks, shipped=shipped)
+        try:
+            yield Execution(results, run_all, threads, slots, feed, shipped, len(workers), dashboard_link(client),
+                            started)
+        finally:
+            results.close()
+            marks.release()
+            if shipped is not None:
+                shipped.release()
+
+
+def stage_results(plan: RunPlan, results: Iterator[tuple[int, SymbolResult]], progress: Progress) -> None:
+    """Stage every chunk as its last symbol's result comes in; a failing symbol stops the run
+    (on_error: fail) or is logged and staged as failed (skip)."""
+    cfg, staging = plan.cfg, plan.staging
+    chunks: dict[int, dict[int, SymbolResult]] = {}  # chunk -> its results so far
+    progress.start()
+    try:
+        for i, result in results:
+            if result.error is not None:
+                error = result.error
+                if cfg.on_error == "fail":
+                    raise SymbolFailed(result.symbol, error.detector, error.message, error.traceback, error.exit_code)
+                log.warning("Skipping symbol %s: %s", result.symbol,
+                            (f"detector {error.detector!r}: " if error.detector else "") + error.message)
+            chunk = i // cfg.flush_every
+            if chunk in staging.done_chunks:
+                continue  # a task that ran twice (its worker died after finishing it)
+            buffer = chunks.setdefault(chunk, {})
+            buffer[i] = result
+            progress.advance()
+            if len(buffer) == len(staging.chunk_range(chunk)):
+                # a chunk's part holds its symbols in order, so files never depend on completion order
+                staging.write_chunk(chunk, [buffer[j] for j in staging.chunk_range(chunk)])
+                del chunks[chunk]
+                progress.report()
+    finally:
+        progress.close()
+    missing = [plan.symbols[i] for c in range(staging.chunks) if c not in staging.done_chunks
+               for i in staging.chunk_range(c)]
+    if missing:  # never expected: every task yields each of its symbols, or the run stopped
+        raise ScanError(f"no result came back for {len(missing)} symbol(s) ({', '.join(missing[:5])}); "
+                        "rerun with --resume to scan them")
+
+
+def failed_symbols(plan: RunPlan) -> list[dict[str, Any]]:
+    """Every symbol left out of the results: invalid folder names, then failures, by symbol."""
+    return ([{"symbol": name, "detector": None, "error": "invalid symbol name (folder left out)"}
+             for name in plan.invalid] + sorted(plan.staging.facts.failed, key=lambda f: f["symbol"]))
+
+
+def write_statistics(plan: RunPlan, files: FinalFiles, evaluated: Evaluated) -> pd.DataFrame:
+    """summary.csv, paths.csv and quantiles.csv; returns the summary."""
+    cfg, specs = plan.cfg, plan.specs
+    failed = len(failed_symbols(plan))
+    summary = summarize(evaluated.events, cfg.forward_windows, {s.name: s.baseline for s in specs},
+                        symbols=len(plan.symbols) + len(plan.invalid) - failed, failed_symbols=failed,
+                        null_hit_rates=evaluated.null_hit_rates, detector_tables=evaluated.summaries)
+    files.text("summary.csv", summary.to_csv(index=False))
+    files.text("paths.csv", evaluated.paths.to_csv(index=False))
+    files.text("quantiles.csv", pd.concat([evaluated.quantiles[s.name] for s in specs],
+                                          ignore_index=True).to_csv(index=False))
+    return summary
+
+
+def run_facts(plan: RunPlan, execution: Execution, evaluated: Evaluated, started: float,
+              timings: Timings) -> dict[str, Any]:
+    """run.json's content (but the files list and the driver's peak memory, known at the very end)."""
+    cfg, staged = plan.cfg, plan.staging.facts
+    failed = failed_symbols(plan)
+    total = len(plan.symbols) + len(plan.invalid)
+    return {
+        "workers": cfg.workers, **execution.facts(cfg.scheduler_address),
+        "config": cfg.as_dict(),
+        "symbols": {"total": total, "done": total - len(failed), "failed": len(failed)},
+        "failed": failed,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+        "version": code_version(),
+        "detector_params": {spec.name: spec.params for spec in plan.specs},  # defaults included
+        "events": {name: len(frame) for name, frame in evaluated.events.items()},
+        "market": market_membership(evaluated.market, cfg.min_market_symbols),
+        # sorted: chunks are staged in the order their tasks finish (the list stops at 1,000)
+        "market_outliers": {"count": staged.market_outlier_count,
+                            "bars": sorted(staged.market_outliers, key=lambda b: (b["symbol"], b["date"]))},
+        "null_hit_rates": {str(h): rate for h, rate in evaluated.null_hit_rates.items()},
+        "bars_read": staged.bars,
+        "repairs": dict(sorted(staged.repairs.items())),
+        "symbols_without_bars": sorted(staged.no_bars),
+        "ignored_entries": plan.ignored,
+        "cpu_seconds": {k: round(v, 3) for k, v in sorted(staged.cpu_seconds.items())},
+        "wall_seconds": round(time.time() - started, 3),
+        "resumed_from": plan.resumed_from,
+        "timings": timings,
+        "finish_jobs": evaluated.jobs,  # within finalize: the detectors' jobs (harness.finish)
+        "versions": versions(),
+    }
+
+
 def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0, client: Any = None,
              console: bool = True, progress: bool = True) -> dict[str, Any]:
     """Run the whole scan; returns the run.json content. Raises ScanError subclasses.
@@ -223,112 +374,22 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
     """
     started = time.time()
     timings = Timings(imports_seconds)
-    symbols, invalid, ignored = select_symbols(cfg)
-    for name in invalid:
-        log.warning("Skipping folder symbol=%s: not a valid symbol name", name)
-    specs = resolve_detectors(cfg.detectors, cfg.params)
-    task = ScanTask.from_config(cfg, specs)
-    writer = OutputWriter(cfg.out_dir, specs, cfg.forward_windows, run_fingerprint(cfg, symbols, specs), resume,
-                          len(symbols), cfg.flush_every, cfg.market_outlier_move)
-    first = writer.flushed
-    moved = changed_inputs(writer.state["inputs"], cfg.ohlcv_path, cfg.storage_options) if writer.resumed else []
-    if moved:  # their staged rows came from other bars
-        raise ScanError(f"--resume: the input files of {len(moved)} staged symbol(s) changed since the unfinished "
-                        f"run staged them ({', '.join(moved[:5])}{' ...' if len(moved) > 5 else ''}: files added, "
-                        "removed, rewritten or touched); rerun without --resume to start over")
-    if resume and not writer.resumed:  # said, so that a mistyped --out is not taken for a resumed run
-        log.warning("--resume: no interrupted run in %s to continue; scanning every symbol", cfg.out_dir)
-    elif first:
-        log.info("Resuming: %d/%d symbols already flushed", first, len(symbols))
-    todo = [i for c in range(writer.chunks) if c not in writer.done_chunks for i in writer.chunk_range(c)]
-    if ignored:
-        log.warning("Ignored %d entries under %s that are not symbol=XXX folders: %s",
-                    len(ignored), cfg.ohlcv_path, ", ".join(ignored[:5]))
-    log.info("Scanning %d symbols with %d detectors", len(symbols), len(specs))
-
-    progress = Progress(len(symbols), first, enabled=progress)
+    plan = prepare_run(cfg, resume)
     timings.lap("prepare")
-    info: dict[str, Any] = {"workers": cfg.workers, "worker_processes": 0, "scheduler_address": cfg.scheduler_address,
-                            "dashboard": None, "cluster_start_seconds": 0.0, "tasks": 0}
-
-    def consume(results: Iterator[tuple[int, SymbolResult]]) -> None:
-        chunks: dict[int, dict[int, SymbolResult]] = {}  # chunk -> its results so far
-        for i, result in results:
-            if result.error is not None:
-                error = result.error
-                if cfg.on_error == "fail":
-                    raise SymbolFailed(result.symbol, error.detector, error.message, error.traceback, error.exit_code)
-                log.warning("Skipping symbol %s: %s", result.symbol,
-                            (f"detector {error.detector!r}: " if error.detector else "") + error.message)
-            chunk = i // cfg.flush_every
-            if chunk in writer.done_chunks:
-                continue  # a task that ran twice (its worker died after finishing it)
-            buffer = chunks.setdefault(chunk, {})
-            buffer[i] = result
-            progress.advance()
-            if len(buffer) == len(writer.chunk_range(chunk)):
-                # a chunk's part holds its symbols in order, so files never depend on completion order
-                writer.write_chunk(chunk, [buffer[j] for j in writer.chunk_range(chunk)])
-                del chunks[chunk]
-                progress.report()
-
-    failed = [{"symbol": name, "detector": None, "error": "invalid symbol name (folder left out)"}
-              for name in invalid]
-    offsets = range(cfg.path_offsets[0], cfg.path_offsets[1] + 1)
     # The final files' block ends after the cluster's: the end's jobs on the workers are over (or
     # cancelled) before its temp files are committed or removed.
-    with contextlib.ExitStack() as finishing, execute(cfg, symbols, todo, task, info, writer.staging,
-                                                      client) as execution:
-        progress.start()
-        try:
-            consume(execution.results)
-        finally:
-            progress.close()
-        missing = [symbols[i] for c in range(writer.chunks) if c not in writer.done_chunks
-                   for i in writer.chunk_range(c)]
-        if missing:  # never expected: every task yields each of its symbols, or the run stopped
-            raise ScanError(f"no result came back for {len(missing)} symbol(s) ({', '.join(missing[:5])}); "
-                            "rerun with --resume to scan them")
-        timings["cluster_start"] = info["cluster_start_seconds"]
-        timings.lap("scan", less=info["cluster_start_seconds"])
-        failed += sorted(writer.state["failed"], key=lambda f: f["symbol"])
-        files = finishing.enter_context(writer.final_files())
-        evaluated = finish_outputs(writer, files, specs, cfg.forward_windows, offsets, cfg.benchmark_settings(),
-                                   symbols, execution.run_all, execution.processes, execution.cpu_slots)
-        summary = summarize(evaluated.events, cfg.forward_windows, {s.name: s.baseline for s in specs},
-                            symbols=len(symbols) + len(invalid) - len(failed), failed_symbols=len(failed),
-                            null_hit_rates=evaluated.null_hit_rates, detector_tables=evaluated.summaries)
-        files.text("summary.csv", summary.to_csv(index=False))
-        files.text("paths.csv", evaluated.paths.to_csv(index=False))
-        files.text("quantiles.csv", pd.concat([evaluated.quantiles[s.name] for s in specs],
-                                              ignore_index=True).to_csv(index=False))
+    with contextlib.ExitStack() as finishing, execute(plan, client) as execution:
+        stage_results(plan, execution.results, Progress(len(plan.symbols), plan.resumed_from, enabled=progress))
+        timings["cluster_start"] = execution.cluster_start_seconds
+        timings.lap("scan", less=execution.cluster_start_seconds)
+        files = finishing.enter_context(plan.staging.final_files())
+        evaluated = finish_outputs(plan.staging, files, plan.specs, cfg.forward_windows,
+                                   range(cfg.path_offsets[0], cfg.path_offsets[1] + 1),
+                                   cfg.benchmark_settings(), plan.symbols, execution.run_all, execution.processes,
+                                   execution.cpu_slots)
+        summary = write_statistics(plan, files, evaluated)
         timings.lap("finalize")
-        info["bytes_shipped"] = execution.shipped.bytes_sent if execution.shipped else 0
-        info.update({
-            "config": cfg.as_dict(),
-            "symbols": {"total": len(symbols) + len(invalid), "done": len(symbols) + len(invalid) - len(failed),
-                        "failed": len(failed)},
-            "failed": failed,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
-            "version": code_version(),
-            "detector_params": {spec.name: spec.params for spec in specs},  # defaults included
-            "events": {name: len(frame) for name, frame in evaluated.events.items()},
-            "market": market_membership(evaluated.market, cfg.min_market_symbols),
-            # sorted: chunks are staged in the order their tasks finish (the list stops at 1,000)
-            "market_outliers": {"count": writer.state["market_outlier_count"],
-                                "bars": sorted(writer.state["market_outliers"], key=lambda b: (b["symbol"], b["date"]))},
-            "null_hit_rates": {str(h): rate for h, rate in evaluated.null_hit_rates.items()},
-            "bars_read": writer.state["bars"],
-            "repairs": dict(sorted(writer.state["repairs"].items())),
-            "symbols_without_bars": sorted(writer.state["no_bars"]),
-            "ignored_entries": ignored,
-            "cpu_seconds": {k: round(v, 3) for k, v in sorted(writer.state["cpu_seconds"].items())},
-            "wall_seconds": round(time.time() - started, 3),
-            "resumed_from": first,
-            "timings": timings,
-            "finish_jobs": evaluated.jobs,  # within finalize: the detectors' jobs (harness.finish)
-            "versions": versions(),
-        })
+        info = run_facts(plan, execution, evaluated, started, timings)
         from harness.report import build_report  # imported when needed: a mistake exits before it
         files.text("report.html", build_report(summary, evaluated.events, evaluated.paths, info))
         timings.lap("report")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.cpuslots import cpu_slot
+from cluster.cpuslots import cpu_slot
 from harness.detectors import DetectorSpec
 from harness.errors import (DataError, DetectorExited, DetectorOutputError, DetectorParamsError, ScanError,
                             StopRequested)
@@ -50,7 +50,7 @@ class ScanTask:
     windows: tuple[int, ...]
     storage_options: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs for s3:// data
     stop_on_error: bool = False  # on_error: fail: a task of several symbols stops at its first failure
-    cpu_slots: int | None = None  # harness.cpuslots semaphore: a LocalCluster with more workers than cores
+    cpu_slots: int | None = None  # cluster.cpuslots semaphore: a LocalCluster with more workers than cores
 
     @classmethod
     def from_config(cls, cfg: ScanConfig, detectors: Sequence[DetectorSpec]) -> ScanTask:
@@ -97,7 +97,7 @@ class SymbolResult:
 
 
 # Every column name the harness gives a row of its own (SymbolResult.rows, the staged rows and
-# forward parts of harness.output, the statistics' columns of harness.finish): an extra column so
+# forward parts of harness.staging, the statistics' columns of harness.finish): an extra column so
 # named would overwrite it (an extra `bar` replaced the bar numbers and crashed the end of the run).
 _RESERVED_NAMES = re.compile(r"bar|symbol|date|detector|score|close|(fwd|abn|mkt)_.*")
 _RESERVED_TEXT = "bar, symbol, date, detector, score, close, fwd_*, abn_*, mkt_*"
@@ -317,7 +317,7 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
     began = time.thread_time()
     remote = is_url(task.ohlcv_path)
     try:
-        # A CPU slot (harness.cpuslots) for the CPU work: reading a local file is CPU work like the
+        # A CPU slot (cluster.cpuslots) for the CPU work: reading a local file is CPU work like the
         # detectors', while a remote read mostly waits on I/O, so only the detectors hold one then.
         with cpu_slot(None if remote else task.cpu_slots):
             bars, repairs, result.fingerprint = read_partition(symbol, task.ohlcv_path, task.lookback_days,

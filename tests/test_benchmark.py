@@ -11,9 +11,9 @@ import pytest
 import statsmodels.api as sm
 
 from conftest import run_cli, write_config
-from harness.benchmark import (Benchmark, BenchmarkReturns, bar_returns, expected_returns, market_membership,
+from harness.stats.benchmark import (Benchmark, BenchmarkReturns, bar_returns, expected_returns, market_membership,
                                market_model_fit, RunningSums, thin_grid, thin_spans)
-from harness.market import GRID_START, level_grid
+from harness.stats.market import GRID_START, level_grid
 
 DAYS = pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]).to_numpy("datetime64[ns]")
 

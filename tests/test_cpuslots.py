@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness.cpuslots import cpu_slot, make_slots, remove_slots
+from cluster.cpuslots import cpu_slot, make_slots, remove_slots
 
 
 def _hold(slots, log, seconds):

@@ -11,7 +11,7 @@ from distributed import Client, LocalCluster
 
 from conftest import bars, write_partition
 from harness.detectors import DetectorSpec, resolve_detectors
-from harness.dispatch import ProgressMarks, dask_results, split_units
+from cluster.dispatch import ProgressMarks, ScanFeed, split_units
 from harness.io import list_symbols
 from harness.task import ScanTask, scan_symbols
 
@@ -93,12 +93,11 @@ def test_the_dashboard_shows_the_whole_run_and_fills_while_results_leave_the_wor
     task = ScanTask(str(small_universe), 10_000, None, tuple(resolve_detectors(("gap", "ma_cross"), {})), (5,))
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as cluster, \
             Client(cluster) as client:
-        stats: dict[str, int] = {}
         marks = ProgressMarks(client)
-        results = dask_results(client, symbols, range(len(symbols)), task, workers=2, symbols_per_task=None,
-                               stats=stats, marks=marks)
+        feed = ScanFeed(client, symbols, task, workers=2, symbols_per_task=None, marks=marks)
+        results = feed.results(range(len(symbols)))
         seen = [next(results), next(results)]  # the pilot task of each worker: then the plan
-        planned = stats["tasks"]
+        planned = feed.tasks
         readings, held_during = [], []
         for item in results:
             seen.append(item)
@@ -111,7 +110,7 @@ def test_the_dashboard_shows_the_whole_run_and_fills_while_results_leave_the_wor
         marks.release()
     assert sorted(i for i, _ in seen) == list(range(len(symbols)))
     assert all(r.error is None for _, r in seen)
-    assert stats["tasks"] == planned, "nothing is submitted after the pilots' results"
+    assert feed.tasks == planned, "nothing is submitted after the pilots' results"
     assert 2 < planned < len(symbols), "a pilot task per worker, then a few bigger ones"
     # each task and its received mark: the total is the run's from the plan on, and never shrinks
     assert {total for _, total in readings} == {2 * planned}, readings
@@ -139,7 +138,7 @@ def test_an_end_of_run_job_whose_worker_died_runs_again(tmp_path):
     # the CI failure that led here: a worker SIGKILLed late in the scan was declared dead only after
     # the first end-of-run job had been given to it (KilledWorker at once: no Dask retries)
     import dask
-    from harness.dispatch import dask_run_all
+    from cluster.dispatch import dask_run_all
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
             LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0") as cluster, \
             Client(cluster) as client:
@@ -181,7 +180,7 @@ def test_an_end_of_run_job_whose_shipped_chunks_died_with_its_worker_gets_them_a
     # On a remote cluster the staged chunks are scattered to the job's worker: when it dies they are
     # lost too, and the job (cancelled, not KilledWorker) must run again with the chunks sent again.
     import dask
-    from harness.dispatch import ShippedChunks, dask_run_all
+    from cluster.dispatch import ShippedChunks, dask_run_all
     staging = tmp_path / "staging"
     staging.mkdir()
     for chunk in range(3):

@@ -5,7 +5,7 @@ import math
 import pytest
 from scipy import stats
 
-from harness.distributions import t_critical_value, t_two_sided_p
+from harness.stats.distributions import t_critical_value, t_two_sided_p
 
 
 @pytest.mark.parametrize("df", [1, 2, 3, 4, 9, 10, 19, 30, 99, 100, 999, 4999, 5000])

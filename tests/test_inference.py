@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.stats.multitest import multipletests
 
-from harness.inference import (MIN_CLUSTERS, ONE_WAY_NOTE, benjamini_hochberg, cluster_ids, difference_estimate,
+from harness.stats.inference import (MIN_CLUSTERS, ONE_WAY_NOTE, benjamini_hochberg, cluster_ids, difference_estimate,
                                holm, mean_estimate)
 
 RTOL = 1e-9  # statsmodels solves the same OLS by pinv; the last bits of its sums differ from ours

@@ -6,8 +6,8 @@ import sys
 import numpy as np
 
 from conftest import REPO
-from harness.benchmark import Benchmark, BenchmarkReturns
-from harness.inference import SIGNIFICANCE, mean_estimate
+from harness.stats.benchmark import Benchmark, BenchmarkReturns
+from harness.stats.inference import SIGNIFICANCE, mean_estimate
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from placebo import Universe, date_clustered_p  # noqa: E402

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.plan import MAX_TASK_SECONDS, MIN_TASK_SECONDS, fixed_task_sizes, plan_task_sizes
+from cluster.plan import MAX_TASK_SECONDS, MIN_TASK_SECONDS, fixed_task_sizes, plan_task_sizes
 
 
 def test_sizes_by_hand():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import version_mismatches
+from cluster.client import version_mismatches
 from conftest import REPO, DaskProcesses, cli_env, free_port, run_cli, write_config
 from test_run import DETECTORS, output_files
 
@@ -182,7 +182,7 @@ def test_scan_waits_for_a_worker_to_join(tmp_path, small_universe, reference):
 
 def test_no_worker_joining_is_an_error(tmp_path):
     from distributed import Client
-    from cluster import wait_for_a_worker
+    from cluster.client import wait_for_a_worker
     from harness.errors import ScanError
     with DaskProcesses(workers=0) as cluster, Client(cluster.address, timeout=30) as client:
         with pytest.raises(ScanError) as caught:

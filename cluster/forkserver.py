@@ -1,5 +1,5 @@
 """The forkserver a LocalCluster's workers are forked from, started as soon as the driver knows it
-will start a LocalCluster. No Dask import here (importing the `cluster` package imports Dask, 0.5 s):
+will start a LocalCluster. No Dask import here (cluster.client imports Dask, 0.5 s):
 the forkserver's own imports, the longest part of the cluster's start, then overlap the driver's
 import of Dask and the scheduler's start-up (its dashboard imports bokeh)."""
 
@@ -10,10 +10,10 @@ import multiprocessing.forkserver
 import threading
 
 # Imported by the forkserver once, so that every worker forked from it has them: first
-# harness.forkserver_setup (SIGINT ignored), then Dask, then through harness.task numpy, pandas,
+# cluster.forkserver_setup (SIGINT ignored), then Dask, then through harness.task numpy, pandas,
 # pyarrow and the detectors; last cluster.worker_setup, which freezes all of them out of the
 # garbage collector.
-PRELOAD = ["harness.forkserver_setup", "distributed", "harness.task", "cluster.worker_setup"]
+PRELOAD = ["cluster.forkserver_setup", "distributed", "harness.task", "cluster.worker_setup"]
 
 
 def start_forkserver() -> None:

@@ -1,4 +1,4 @@
-"""Imported first by the forkserver (harness.forkserver.PRELOAD): from here on it ignores SIGINT.
+"""Imported first by the forkserver (cluster.forkserver.PRELOAD): from here on it ignores SIGINT.
 
 multiprocessing's forkserver ignores SIGINT itself, but only once its preloads are imported (~1 s of
 Dask, pandas, pyarrow): a Ctrl-C during them printed the forkserver's KeyboardInterrupt traceback

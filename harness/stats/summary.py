@@ -1,5 +1,5 @@
 """Summary statistics of forward returns per (detector, window), score quantiles, event-time paths,
-and their text rendering. Pure: the tests themselves live in harness.inference."""
+and their text rendering. Pure: the tests themselves live in harness.stats.inference."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from harness.eval import abnormal_column, forward_column, market_column
-from harness.inference import (MIN_STANDARD_ERROR, NO_DATA, SIGNIFICANCE, Estimate, benjamini_hochberg,
+from harness.stats.inference import (MIN_STANDARD_ERROR, NO_DATA, SIGNIFICANCE, Estimate, benjamini_hochberg,
                                difference_estimate, estimate, holm, mean_estimate, two_way_variance)
 
 SUMMARY_COLUMNS = ["detector", "baseline", "window", "events", "valid", "mean", "median", "std", "t_stat",
@@ -63,7 +63,7 @@ def detector_summary(frame: pd.DataFrame, windows: Sequence[int], null_hit_rates
     - over the events that also have an abnormal return (abn_valid of them; none where the market
       was thin or, for market_model, the estimation window too short): market_mean, the market's
       mean return over the same bars; abn_mean, abn_median, abn_hit_rate; abn_se, abn_t, abn_df,
-      abn_p: the two-way clustered test of abn_mean = 0 (harness.inference), with event_dates and
+      abn_p: the two-way clustered test of abn_mean = 0 (harness.stats.inference), with event_dates and
       event_symbols its clusters; sign_t, sign_p: the generalized sign test (Cowan 1992) of
       abn_hit_rate against null_hit_rate, as the two-way clustered t of the mean of
       1[abn > 0] - null_hit_rate; note: why abn_t is NaN, if it is.
@@ -105,7 +105,7 @@ def score_quantiles(frame: pd.DataFrame, windows: Sequence[int], detector: str) 
     quintile's events with an abnormal return give events, score_low/high (its scores' range),
     abn_mean and its two-way clustered test (abn_se, abn_t, abn_p); the row of quantile SPREAD has
     the difference of quintile 5's mean and quintile 1's with the two-way test of that difference
-    (the stacked regression of harness.inference.difference_estimate). note: why a t is NaN.
+    (the stacked regression of harness.stats.inference.difference_estimate). note: why a t is NaN.
     """
     score = frame["score"].to_numpy(dtype="float64")
     dates, symbols = frame["date"].to_numpy(), frame["symbol"].to_numpy()
@@ -252,7 +252,7 @@ class PathSums:
     def paths(self, detector: str) -> pd.DataFrame:
         """PATH_COLUMNS, one row per offset: events with that bar and their mean_ret; abn_events with an
         abnormal return there, their mean_abn and its 95% band mean_abn -+ the t(G - 1) critical value
-        x the two-way clustered standard error (as harness.inference.mean_estimate computes it). NaN
+        x the two-way clustered standard error (as harness.stats.inference.mean_estimate computes it). NaN
         means where no event has that bar; NaN band where the test has no t (fewer than
         MIN_CLUSTERS event dates or symbols)."""
         rows = []

@@ -14,7 +14,7 @@ import psutil
 
 import cluster.worker_setup
 from conftest import REPO, cli_env, write_config
-from cluster import HEARTBEAT_SECONDS, _slower_heartbeats, connect, machine_cores
+from cluster.client import HEARTBEAT_SECONDS, _slower_heartbeats, connect, machine_cores
 from harness.config import load_config
 
 
@@ -46,7 +46,7 @@ def test_the_cli_freezes_its_objects_before_the_interpreter_exits(small_universe
 
 def test_the_forkserver_starts_before_dask_is_imported():
     # harness.run starts it first thing for a LocalCluster: its imports overlap the driver's of Dask
-    code = ("import sys, time, psutil, multiprocessing.forkserver as fs; from harness.forkserver import start_forkserver\n"
+    code = ("import sys, time, psutil, multiprocessing.forkserver as fs; from cluster.forkserver import start_forkserver\n"
             "start_forkserver()\n"
             "assert not {'dask', 'distributed'} & set(sys.modules), 'Dask was imported'\n"
             "deadline = time.time() + 60\n"

@@ -1,6 +1,6 @@
 """Sending a run's symbols to Dask as tasks and getting their results back, in completion order.
 
-A task is a run of consecutive symbols (harness.task.scan_symbols). Sizes come from harness.plan:
+A task is a run of consecutive symbols (harness.task.scan_symbols). Sizes come from cluster.plan:
 with symbols_per_task: auto, a first (pilot) task per worker carries one symbol; once they are
 back, the slowest of them gives the cost of a symbol, and the rest of the run is planned from it
 and submitted at once, so the dashboard's Progress panel counts every task of the run. An integer
@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from harness.errors import ScanError
-from harness.output import staged_files
-from harness.plan import fixed_task_sizes, plan_task_sizes
+from harness.staging import staged_files
+from cluster.plan import fixed_task_sizes, plan_task_sizes
 from harness.task import ScanTask, SymbolError, SymbolResult, scan_symbols
 
 log = logging.getLogger("scan")
@@ -103,138 +103,153 @@ def split_units(indices: Sequence[int], sizes: Sequence[int]) -> list[Unit]:
     return units
 
 
-def dask_results(client: Any, symbols: Sequence[str], todo: Sequence[int], task: ScanTask, workers: int,
-                 symbols_per_task: int | None, stats: dict[str, int] | None = None,
-                 marks: ProgressMarks | None = None) -> Iterator[tuple[int, SymbolResult]]:
-    """Scan symbols[i] for every i in `todo` on `client`'s cluster; yield (i, result) as results arrive.
+class ScanFeed:
+    """The scan's symbols sent to a Dask cluster as tasks, their results back as they finish.
+
+        feed = ScanFeed(client, symbols, task, workers=4, symbols_per_task=None)
+        for i, result in feed.results(todo):   # (index into symbols, its SymbolResult)
+            ...
+        feed.tasks                             # tasks submitted (retries and suspects included)
 
     workers: how many tasks the cluster runs at once (its worker threads), for the plan.
-    symbols_per_task: a fixed task size, or None for auto (see the module docstring).
-    stats: if given, gets "tasks": how many tasks were submitted (retries and suspects included).
-    marks: if given, keeps every task on the dashboard (ProgressMarks); the caller releases it.
-    A task that fails as a whole (its worker died each time, or Dask could not run it) yields an
-    error result for each of its symbols. With task.stop_on_error a task stops at its first
-    failing symbol, so fewer results than symbols can come back: the caller is about to stop.
+    symbols_per_task: a fixed task size, or None for auto (module docstring). marks: if given,
+    keeps every task on the dashboard (ProgressMarks); the caller releases it. A task that fails as
+    a whole (its worker died each time, or Dask could not run it) yields an error result for each
+    of its symbols. With task.stop_on_error a task stops at its first failing symbol, so fewer
+    results than symbols can come back: the caller is about to stop. Closing the results
+    generator (a failure, Ctrl-C) cancels what is pending.
     """
-    from distributed import as_completed
 
-    run_id = uuid.uuid4().hex[:8]
-    pending: dict[Any, tuple[Unit, Any]] = {}  # key -> (unit, future)
-    resubmits: dict[Unit, int] = {}
-    suspects: deque[Unit] = deque()   # blamed by KilledWorker: run again, one at a time
-    retried: set[Unit] = set()        # units that already ran as suspects
-    queue = as_completed(raise_errors=False)
+    def __init__(self, client: Any, symbols: Sequence[str], task: ScanTask, workers: int,
+                 symbols_per_task: int | None, marks: ProgressMarks | None = None):
+        self.client, self.symbols, self.task, self.marks = client, symbols, task, marks
+        self.workers, self.symbols_per_task = workers, symbols_per_task
+        self.run_id = uuid.uuid4().hex[:8]
+        self.tasks = 0
+        self.pending: dict[Any, tuple[Unit, Any]] = {}  # key -> (unit, future)
+        self.resubmits: dict[Unit, int] = {}
+        self.suspects: deque[Unit] = deque()  # blamed by KilledWorker: run again, one at a time
+        self.retried: set[Unit] = set()       # units that already ran as suspects
+        self.rest: list[int] = []             # symbols left to plan once the pilots are back
+        self.pilots_left: set[Unit] = set()
+        self.costs: list[float] = []          # CPU seconds of the symbols scanned so far
+        self.again = iter(range(1, 1 << 62))  # a fresh key for every task submitted again
+        self.queue: Any = None
 
-    resubmitted = iter(range(1, 1 << 62))  # a fresh key for every task submitted again
+    def results(self, todo: Sequence[int]) -> Iterator[tuple[int, SymbolResult]]:
+        """Scan symbols[i] for every i in `todo`; (i, result) as results arrive."""
+        from distributed import as_completed
 
-    def submit(units: Sequence[Unit], again: str = "") -> list[Any]:
+        self.queue = as_completed(raise_errors=False)
+        if self.symbols_per_task is None:
+            pilot = min(self.workers, len(todo))
+            self.pilots_left = {(i,) for i in todo[:pilot]}
+            self._submit(sorted(self.pilots_left))
+            self.rest = list(todo[pilot:])
+        else:
+            self._submit(split_units(todo, fixed_task_sizes(len(todo), self.symbols_per_task)))
+        try:
+            for done in self._finished_batches():
+                yield from self._collect(done)
+                self._run_next_suspect()
+                if self.marks is not None:
+                    self.marks.drop_lost()
+        finally:
+            if self.pending:
+                self.client.cancel([f for _, f in self.pending.values()])
+
+    def _submit(self, units: Sequence[Unit], again: str = "") -> None:
         # A key is never reused: the scheduler may still hold the erred or lost task of an earlier
         # submission of the same symbols under it, and would hand that state to the new future.
-        tag = f"{run_id}-{again}{next(resubmitted)}" if again else run_id
-        keys = [("scan", tag, symbols[unit[0]]) for unit in units]
-        futures = client.map(scan_symbols, [[symbols[i] for i in unit] for unit in units], task=task, key=keys)
-        pending.update((f.key, (unit, f)) for f, unit in zip(futures, units))
-        if marks is not None:
-            marks.add(futures)
-        if stats is not None:
-            stats["tasks"] = stats.get("tasks", 0) + len(futures)
-        queue.update(futures)
-        return futures
+        tag = f"{self.run_id}-{again}{next(self.again)}" if again else self.run_id
+        keys = [("scan", tag, self.symbols[unit[0]]) for unit in units]
+        futures = self.client.map(scan_symbols, [[self.symbols[i] for i in unit] for unit in units],
+                                  task=self.task, key=keys)
+        self.pending.update((f.key, (unit, f)) for f, unit in zip(futures, units))
+        if self.marks is not None:
+            self.marks.add(futures)
+        self.tasks += len(futures)
+        self.queue.update(futures)
 
-    rest: list[int] = []
-    pilots_left: set[Unit] = set()
-    if symbols_per_task is None:
-        pilot = min(workers, len(todo))
-        pilots_left = {(i,) for i in todo[:pilot]}
-        submit(sorted(pilots_left))
-        rest = list(todo[pilot:])
-    else:
-        submit(split_units(todo, fixed_task_sizes(len(todo), symbols_per_task)))
+    def _finished_batches(self) -> Iterator[list[Any]]:
+        """Finished futures in batches (module docstring: GATHER_BATCH, GATHER_WAIT_SECONDS)."""
+        done: list[Any] = []
+        deadline = 0.0
+        for future in self.queue:
+            if not done:
+                deadline = time.monotonic() + GATHER_WAIT_SECONDS
+            done.append(future)
+            if future.status == "finished" and len(done) < GATHER_BATCH and not self.rest:
+                # others still running may finish in a moment: fetch them together, but never
+                # keep a result waiting more than GATHER_WAIT_SECONDS (nor the plan after pilots)
+                while (not self.queue.has_ready() and len(self.pending) > len(done)
+                       and time.monotonic() < deadline):
+                    time.sleep(GATHER_POLL_SECONDS)
+                if self.queue.has_ready():
+                    continue
+            yield done
+            done = []
 
-    costs: list[float] = []  # CPU seconds of the symbols scanned so far
-
-    def plan_rest() -> None:
-        nonlocal rest
-        cost = max(costs, default=GUESSED_SECONDS_PER_SYMBOL)
-        sizes = plan_task_sizes(len(rest), workers, cost)
+    def _plan_rest(self) -> None:
+        cost = max(self.costs, default=GUESSED_SECONDS_PER_SYMBOL)
+        sizes = plan_task_sizes(len(self.rest), self.workers, cost)
         log.info("Planned %d tasks for the other %d symbols (%.0f ms per symbol; %d down to %d symbols per task)",
-                 len(sizes), len(rest), 1000 * cost, sizes[0], sizes[-1])
-        submit(split_units(rest, sizes))
-        rest = []
+                 len(sizes), len(self.rest), 1000 * cost, sizes[0], sizes[-1])
+        self._submit(split_units(self.rest, sizes))
+        self.rest = []
 
-    def run_next_suspect() -> None:
-        if suspects and not pending:  # alone: a task dying beside it would blame it again
-            unit = suspects.popleft()
-            retried.add(unit)
-            submit([unit], again="suspect")
+    def _run_next_suspect(self) -> None:
+        if self.suspects and not self.pending:  # alone: a task dying beside it would blame it again
+            unit = self.suspects.popleft()
+            self.retried.add(unit)
+            self._submit([unit], again="suspect")
 
-    def failed(unit: Unit, message: str) -> list[SymbolResult]:
-        return [SymbolResult(symbols[i], error=SymbolError(None, message)) for i in unit]
+    def _failed(self, unit: Unit, message: str) -> list[SymbolResult]:
+        return [SymbolResult(self.symbols[i], error=SymbolError(None, message)) for i in unit]
 
-    def collect(done: list[Any]) -> list[tuple[int, SymbolResult]]:
+    def _collect(self, done: list[Any]) -> list[tuple[int, SymbolResult]]:
+        """The results of `done` (finished, erred, lost or cancelled futures); blamed, lost and
+        cancelled tasks submitted again, as the module docstring says."""
         finished = {str(n): f for n, f in enumerate(done) if f.status == "finished"}
         # errors="skip": a future that errs or is cancelled meanwhile comes back missing; one whose
         # data was lost with its worker is recomputed by Dask before gather returns.
-        values = client.gather(finished, errors="skip") if finished else {}
+        values = self.client.gather(finished, errors="skip") if finished else {}
         out: list[tuple[int, SymbolResult]] = []
         for n, future in enumerate(done):
-            unit, _ = pending.pop(future.key)
+            unit, _ = self.pending.pop(future.key)
             status, value = future.status, values.get(str(n))
             exc = future.exception() if status == "error" else None
             future.release()
             if status == "finished" and isinstance(value, list):
                 results = value
-                costs.extend(r.seconds for r in results if r.error is None and r.bars)
+                self.costs.extend(r.seconds for r in results if r.error is None and r.bars)
             elif exc is not None:  # scan_symbols returns a symbol's own errors: this one is Dask's
                 if type(exc).__name__ != "KilledWorker":
-                    results = failed(unit, f"{type(exc).__name__}: {exc}")
-                elif unit not in retried:
-                    suspects.append(unit)
+                    results = self._failed(unit, f"{type(exc).__name__}: {exc}")
+                elif unit not in self.retried:
+                    self.suspects.append(unit)
                     continue
                 elif len(unit) > 1:
                     half = len(unit) // 2
-                    suspects.extendleft([unit[half:], unit[:half]])
+                    self.suspects.extendleft([unit[half:], unit[:half]])
                     continue
                 else:
-                    results = failed(unit, "its worker process died each time it ran this symbol, alone "
-                                           f"(Dask: {str(exc).split('. ')[0]})")
-            elif resubmits.get(unit, 0) < MAX_RESUBMITS:
+                    results = self._failed(unit, "its worker process died each time it ran this symbol, alone "
+                                                 f"(Dask: {str(exc).split('. ')[0]})")
+            elif self.resubmits.get(unit, 0) < MAX_RESUBMITS:
                 # Finished on a worker that died before its result was fetched (the data is lost),
                 # or cancelled by the cluster: run it again; tasks are safe to run twice.
-                resubmits[unit] = resubmits.get(unit, 0) + 1
-                log.warning("Resubmitting the task of %s (its result was lost: %s)", symbols[unit[0]], status)
-                submit([unit], again="retry")
+                self.resubmits[unit] = self.resubmits.get(unit, 0) + 1
+                log.warning("Resubmitting the task of %s (its result was lost: %s)", self.symbols[unit[0]], status)
+                self._submit([unit], again="retry")
                 continue
             else:
-                results = failed(unit, f"its result was lost {MAX_RESUBMITS + 1} times (status {status})")
+                results = self._failed(unit, f"its result was lost {MAX_RESUBMITS + 1} times (status {status})")
             out.extend(zip(unit, results))
-            pilots_left.discard(unit)
-        if rest and not pilots_left:  # the slowest pilot symbol sets the plan (an IPO's short history would not)
-            plan_rest()
+            self.pilots_left.discard(unit)
+        if self.rest and not self.pilots_left:  # the slowest pilot sets the plan (an IPO's short history would not)
+            self._plan_rest()
         return out
-
-    try:
-        done: list[Any] = []
-        deadline = 0.0
-        for future in queue:
-            if not done:
-                deadline = time.monotonic() + GATHER_WAIT_SECONDS
-            done.append(future)
-            if future.status == "finished" and len(done) < GATHER_BATCH and not rest:
-                # others still running may finish in a moment: fetch them together, but never
-                # keep a result waiting more than GATHER_WAIT_SECONDS (nor the plan after pilots)
-                while not queue.has_ready() and len(pending) > len(done) and time.monotonic() < deadline:
-                    time.sleep(GATHER_POLL_SECONDS)
-                if queue.has_ready():
-                    continue
-            ready, done = done, []
-            yield from collect(ready)
-            run_next_suspect()
-            if marks is not None:
-                marks.drop_lost()
-    finally:
-        if pending:
-            client.cancel([f for _, f in pending.values()])
 
 
 FINISH_ATTEMPTS = 3  # a job whose worker died is run again (jobs write nothing: they return bytes)
@@ -244,7 +259,7 @@ SHIP_BATCH = 8       # staged chunks sent with one scatter (each a few MB): few 
 
 class ShippedChunks:
     """A run's staged chunks sent to a cluster whose workers may not see the driver's disk (a remote
-    scheduler's, a caller's client's): each chunk's files (harness.output.staged_files) scattered
+    scheduler's, a caller's client's): each chunk's files (harness.staging.staged_files) scattered
     once, when a job first needs it, and kept on the workers for the other jobs until release().
     The driver reads one chunk at a time, so its memory does not grow with the staging folder."""
 

@@ -115,7 +115,7 @@ def event_returns(days: np.ndarray, close: np.ndarray, levels: np.ndarray, first
     days, close: the bars of several symbols one after another; first, length: each event's
     symbol's rows there; bars: each event's bar number i; levels: level_grid(). NaN where bar i+k
     does not exist. Bars are counted in the symbol's own data: missing days are never filled.
-    thin: harness.benchmark.thin_grid(); mkt is NaN where the span crosses a thin market date.
+    thin: harness.stats.benchmark.thin_grid(); mkt is NaN where the span crosses a thin market date.
     """
     offsets = np.asarray(offsets, dtype=np.int64)
     ahead = bars.astype(np.int64)[:, None] + offsets[None, :]          # [event, offset] bar numbers

@@ -1,4 +1,10 @@
-"""Writing the outputs: chunks are staged as they complete, the final files replace the old ones at the end.
+"""The staging folder: each chunk of symbols' results is written as it completes, and read back at the end.
+
+One symbol's way: harness.task.scan_symbol returns its SymbolResult (events with their bar number,
+score, close and forward returns; its bars' days and closes); the driver buffers it until its
+chunk is whole, then StagingFolder.write_chunk stages the chunk's parts. At the end of the run
+harness.finish's jobs read the chunk back (read_staged_chunk) and turn its rows into the final
+files' bytes (harness.final_files writes them).
 
 The run's symbols, sorted, are cut into chunks of `flush_every` consecutive symbols (the last one
 may be shorter); chunk c is symbols[c * flush_every : (c + 1) * flush_every]. The driver writes a
@@ -6,29 +12,20 @@ chunk as soon as all its symbols' results are in, in whatever order chunks compl
 
 Layout while a run is going (all under <out_dir>/.symbol-scan-staging/):
     made-by-symbol-scan   the marker: only a staging folder holding it is ever deleted
-    state.json            the commit point: run key, chunks written, counts
+    state.json            the commit point (StagedFacts): run key, chunks written, counts
     rows-00000.arrow      one part per chunk (named by chunk number): every detector's events with
                           their bar number, score, close and forward returns (and extra columns)
     series-00000.arrow    every bar's day and close of the chunk's symbols
-    market-00000.arrow    the chunk's market sums (harness.market.chunk_sums)
+    market-00000.arrow    the chunk's market sums (harness.stats.market.chunk_sums)
+    final-NNN-<file>      at the end: the final files under their temp names (harness.final_files)
 Parts are Arrow IPC files: staging is internal, and they write and read several times faster than
-parquet (the driver writes them while the workers scan).
-    final-NNN-<file>      at the end: final file number NNN under its temp name, until commit()
-Each part is written to a temp name, then renamed. At the end, final_files() gives a FinalFiles
-that has every final file written under a temp name in the staging folder: market.parquet; each
-detector's staged chunks (read_staged_chunk), in chunk order, through the market-adjusted
-statistics into <out_dir>/<detector>/{events,forward}.parquet (one row group per chunk with
-events; encoded by harness.finish's jobs, wherever they ran, and written here by the driver);
-then the other top-level files (summary.csv, paths.csv, report.html, run.json). Only then are they all renamed
-into place (os.replace) and the staging folder removed. So a crash leaves every file at an
-output path whole (the previous run's, or during the final renames possibly some new ones), and
-every chunk recorded in state.json is kept for --resume.
+parquet (the driver writes them while the workers scan). Each part is written to a temp name, then
+renamed; a chunk counts only once state.json lists it, so a crash keeps every listed chunk for
+--resume. The folder is removed when the final files are committed (final_files()).
 
 A write that fails (no space, no permission, a read-only file system, a file too large, a path in
-the way) is one OutputError naming the path and saying what --resume can still use; the failed
-write's temp files are removed and the previous run's files stay as they were. Nothing in out_dir
-but the run's own paths (harness.outdir) is touched: other folders, such as those of detectors of
-an earlier run, stay; run.json lists the files of the run.
+the way) is one OutputError naming the path and saying what --resume can still use. Nothing in
+out_dir but the run's own paths (harness.outdir) is touched.
 
 Determinism: a part always holds the results of one chunk's symbols in sorted order, so the parts,
 and so the final bytes, depend only on the data and the config, not on task sizes or the order in
@@ -43,20 +40,19 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from harness.detectors import DetectorSpec
 from harness.errors import ConfigError, OutputError, ScanError
 from harness.fingerprint import changed
 from harness.eval import abnormal_column, forward_column
-from harness.market import chunk_sums, outlier_bars
-from harness.outdir import DETECTOR_FILES, RUN_FILES, STAGING, STAGING_MARKER, os_reason
-from harness.parquet_parts import join_parquet_parts
+from harness.stats.market import chunk_sums, outlier_bars
+from harness.final_files import FinalFiles, in_the_way, write_synced
+from harness.outdir import RUN_FILES, STAGING, STAGING_MARKER, os_reason
 from harness.task import SymbolResult
 
 STATE_FILE = "state.json"
@@ -64,14 +60,6 @@ MARKER_TEXT = ("symbol scan keeps the flushed results of an unfinished run here 
                "the next run into this folder deletes it.\n")
 BAR = "bar"  # staged forward parts only: the event's row in its symbol's bars
 MAX_LISTED_OUTLIERS = 1000  # market outliers listed in state.json and run.json (all are counted)
-
-
-def write_synced(path: Path, data: bytes) -> None:
-    """Write `data` to `path` and fsync it."""
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 @contextlib.contextmanager
@@ -156,8 +144,8 @@ def repeated_names(names: Sequence[str], counts: Sequence[int]) -> pa.Dictionary
 
 def read_staged_chunk(staged: Staged, chunk: int, detectors: Sequence[tuple[int, str, pa.Schema, pa.Schema]]
                       ) -> StagedChunk:
-    """Staged chunk `chunk` as OutputWriter.write_chunk laid it out, with the rows of `detectors`:
-    (number in the run, name, events schema, forward schema: OutputWriter.schemas()) each.
+    """Staged chunk `chunk` as StagingFolder.write_chunk laid it out, with the rows of `detectors`:
+    (number in the run, name, events schema, forward schema: StagingFolder.schemas()) each.
     Reads only `staged` (the staging folder or the chunk's files' bytes), so any process can call this."""
     series = read_staged_series(staged, chunk)
     rows = _read_staged(staged, "rows", chunk)
@@ -228,101 +216,60 @@ def staged_rows(results: Sequence[SymbolResult], detectors: Sequence[DetectorSpe
     return table
 
 
-class FinalFiles:
-    """The new final files of a run, each written under a temp name; commit() moves them all into place.
+@dataclasses.dataclass
+class StagedFacts:
+    """What state.json records besides the parts: which chunks are staged (the commit point of
+    --resume) and what their symbols told, for run.json. Updated as each chunk is staged."""
 
-    Names are relative to out_dir: a top-level one must be one of harness.outdir.RUN_FILES, a
-    detector's one of DETECTOR_FILES in its folder. A failing write is the writer's OutputError.
-    """
+    run_key: dict[str, str]            # harness.fingerprint.run_fingerprint() of the run that staged them
+    chunks: list[int] = dataclasses.field(default_factory=list)       # staged, sorted
+    extra_columns: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # detector -> its extras
+    extra_columns_from: dict[str, str] = dataclasses.field(default_factory=dict)   # detector -> the symbol that fixed them
+    failed: list[dict[str, Any]] = dataclasses.field(default_factory=list)   # symbol, detector, error
+    repairs: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # symbol -> harness.io repairs
+    cpu_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # detector -> CPU seconds
+    bars: int = 0                      # bars read, over every symbol
+    no_bars: list[str] = dataclasses.field(default_factory=list)    # symbols with no bar to scan
+    market_outliers: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # the first MAX_LISTED_OUTLIERS
+    market_outlier_count: int = 0
+    inputs: dict[str, str] = dataclasses.field(default_factory=dict)  # symbol -> harness.io.symbol_fingerprint
 
-    def __init__(self, writer: OutputWriter):
-        self.writer = writer
-        self.out_dir = writer.out_dir
-        self.moves: list[tuple[Path, Path]] = []
-        self.made: list[Path] = []  # detector folders made here (removed again if the run fails)
+    def to_json(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
 
-    @property
-    def names(self) -> list[str]:
-        """Every file of this run, relative to out_dir, in the order it was begun."""
-        return [str(final.relative_to(self.out_dir)) for _, final in self.moves]
-
-    def _temp_for(self, name: str) -> Path:
-        """Where file `name` is written before commit(): in the staging folder, so that a run killed
-        before its commit (SIGKILL: nothing can clean up) leaves nothing beside the previous files;
-        the next run removes the staging folder, or --resume writes over it. Inside out_dir, so
-        os.replace() moves it into place."""
-        folder, _, file = name.rpartition("/")
-        if not (file in RUN_FILES if not folder else file in DETECTOR_FILES):
-            raise ValueError(f"{name}: a new output file must be added to harness.outdir first")
-        final = self.out_dir / name
-        if folder and not final.parent.is_dir():
-            with self.writer.writing(final.parent):
-                final.parent.mkdir()
-            self.made.append(final.parent)
-        self.moves.append((self.writer.staging / f"final-{len(self.moves):03d}-{file}", final))
-        return self.moves[-1][0]
-
-    def parquet_parts(self, name: str, parts: Sequence[bytes]) -> None:
-        """Write parquet file `name`: the one file a writer would have written with the row groups of
-        `parts` (parquet files of the same schema and settings, in order; harness.parquet_parts)."""
-        with self.writer.writing(self.out_dir / name), open(self._temp_for(name), "wb") as sink:
-            if len(parts) == 1:
-                sink.write(parts[0])
-            else:
-                join_parquet_parts(parts, sink)
-
-    def table(self, name: str, table: pa.Table) -> None:
-        """Write parquet file `name` whole."""
-        with self.writer.writing(self.out_dir / name):
-            pq.write_table(table, self._temp_for(name))
-
-    def text(self, name: str, text: str) -> None:
-        """Write text file `name`."""
-        with self.writer.writing(self.out_dir / name):
-            write_synced(self._temp_for(name), text.encode())
-
-    def discard(self) -> None:
-        """Remove every temp file written so far, and the folders made for them (a failure before commit)."""
-        for tmp, _ in self.moves:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-        for folder in reversed(self.made):
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only while it is empty
-
-    def commit(self) -> None:
-        """Move every file into place, after checking again that nothing is in the way."""
-        self.writer.check_paths(self.names)  # something may have appeared there during the run
-        for tmp, final in self.moves:
-            with self.writer.writing(final):
-                os.replace(tmp, final)
+    @classmethod
+    def from_json(cls, saved: Any) -> StagedFacts | None:
+        """The facts of a parsed state.json; None when it is not one this tool wrote (a key missing
+        or of another type)."""
+        fresh = dataclasses.asdict(cls({}))
+        if not isinstance(saved, dict) or set(saved) != set(fresh) or any(
+                type(saved[k]) is not type(v) for k, v in fresh.items()):
+            return None
+        return cls(**saved)
 
 
-class OutputWriter:
-    """Owns <out_dir>: staged chunks, resume state, and the final atomic replacement."""
+class StagingFolder:
+    """Owns <out_dir>/.symbol-scan-staging: the staged chunks, state.json and --resume; hands over
+    to the final files at the end (final_files())."""
 
     def __init__(self, out_dir: str, detectors: Sequence[DetectorSpec], windows: Sequence[int],
                  run_key: Mapping[str, str], resume: bool, symbols: int, chunk_size: int,
                  outlier_move: float | None = None):
         self.out_dir = Path(out_dir)
-        self.staging = self.out_dir / STAGING
+        self.path = self.out_dir / STAGING
         self.detectors = list(detectors)
         self.windows = list(windows)
         self.run_key = dict(run_key)  # harness.fingerprint.run_fingerprint()
         self.symbols, self.chunk_size = symbols, chunk_size
-        self.outlier_move = outlier_move  # harness.market.outlier_bars: bars left out of the market
+        self.outlier_move = outlier_move  # harness.stats.market.outlier_bars: bars left out of the market
         self.chunks = -(-symbols // chunk_size)
-        self.state: dict[str, Any] = {"run_key": self.run_key, "chunks": [], "extra_columns": {},
-                                      "extra_columns_from": {},
-                                      "failed": [], "repairs": {}, "cpu_seconds": {}, "bars": 0,
-                                      "no_bars": [], "market_outliers": [], "market_outlier_count": 0,
-                                      "inputs": {}}
+        self.facts = StagedFacts(self.run_key)
         self.kept = 0  # symbols in the staged chunks that state.json on disk records
-        self.resumed = resume and self.staging.exists()
+        self.resumed = resume and self.path.exists()
         if self.resumed:
-            self.state = self._load_state()
+            self.facts = self._load_facts()
             self.kept = self.flushed
-        self.check_paths(RUN_FILES)
+        self.check_paths()
         if not self.resumed:
             self._start_staging()
 
@@ -330,22 +277,22 @@ class OutputWriter:
 
     def _start_staging(self) -> None:
         """A new, empty staging folder with its marker, in place of an earlier one of ours."""
-        with self.writing(self.staging):
+        with self.writing(self.path):
             self._remove_staging()
-            self.staging.mkdir(parents=True)  # out_dir too, for callers of run_scan without the lock
+            self.path.mkdir(parents=True)  # out_dir too, for callers of run_scan without the lock
         try:
-            with self.writing(self.staging):
-                write_synced(self.staging / STAGING_MARKER, MARKER_TEXT.encode())
+            with self.writing(self.path):
+                write_synced(self.path / STAGING_MARKER, MARKER_TEXT.encode())
                 self._save_state()
         except OutputError:
-            shutil.rmtree(self.staging, ignore_errors=True)  # made just now, holds nothing to resume
+            shutil.rmtree(self.path, ignore_errors=True)  # made just now, holds nothing to resume
             raise
 
-    def _load_state(self) -> dict[str, Any]:
+    def _load_facts(self) -> StagedFacts:
         """The saved state of the run to resume; "cannot resume" when the staging folder is damaged."""
-        if not (self.staging / STAGING_MARKER).is_file():
+        if not (self.path / STAGING_MARKER).is_file():
             raise self._not_ours()
-        path = self.staging / STATE_FILE
+        path = self.path / STATE_FILE
         try:
             saved = json.loads(path.read_text())
         except FileNotFoundError:
@@ -355,21 +302,22 @@ class OutputWriter:
             raise self._damaged(f"{path} is unreadable ({reason})") from None
         if isinstance(saved, dict) and isinstance(saved.get("run_key"), str):  # before run keys had parts
             raise self._damaged(f"{path} was written by an older version of this tool")
-        if not isinstance(saved, dict) or any(type(saved.get(k)) is not type(v) for k, v in self.state.items()):
+        facts = StagedFacts.from_json(saved)
+        if facts is None:
             raise self._damaged(f"{path} is not a state file this tool wrote")
-        if saved["run_key"] != self.run_key:
-            what = changed(saved["run_key"], self.run_key, self.detectors)
-            raise ScanError(f"--resume: {what} changed since the unfinished run in {self.staging} staged its "
+        if facts.run_key != self.run_key:
+            what = changed(facts.run_key, self.run_key, self.detectors)
+            raise ScanError(f"--resume: {what} changed since the unfinished run in {self.path} staged its "
                             "results; rerun without --resume to start over")
-        if any(not isinstance(c, int) or not 0 <= c < self.chunks for c in saved["chunks"]):
+        if any(not isinstance(c, int) or not 0 <= c < self.chunks for c in facts.chunks):
             raise self._damaged(f"{path} lists chunks this run does not have")
-        for chunk in saved["chunks"]:
+        for chunk in facts.chunks:
             for part in self._part_paths(chunk):
                 self._read_part(part)
-        return saved
+        return facts
 
     def _not_ours(self) -> ConfigError:
-        return ConfigError(f"config key 'out_dir': {self.staging} was not made by this tool (it has no "
+        return ConfigError(f"config key 'out_dir': {self.path} was not made by this tool (it has no "
                            f"{STAGING_MARKER} file) and is left alone; move or rename it")
 
     def _damaged(self, problem: str) -> ScanError:
@@ -377,16 +325,16 @@ class OutputWriter:
 
     def _remove_staging(self) -> None:
         """Delete the staging folder if it is ours (it holds the marker), the marker last."""
-        if not self.staging.exists() and not self.staging.is_symlink():
+        if not self.path.exists() and not self.path.is_symlink():
             return
-        marker = self.staging / STAGING_MARKER
-        if self.staging.is_symlink() or not marker.is_file():
+        marker = self.path / STAGING_MARKER
+        if self.path.is_symlink() or not marker.is_file():
             raise self._not_ours()
-        for child in self.staging.iterdir():
+        for child in self.path.iterdir():
             if child.name != STAGING_MARKER:
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
         marker.unlink(missing_ok=True)
-        self.staging.rmdir()
+        self.path.rmdir()
 
     @contextlib.contextmanager
     def writing(self, path: Path) -> Iterator[None]:
@@ -401,18 +349,12 @@ class OutputWriter:
                 if self.kept else "no symbol was flushed yet, so there is nothing to resume")
         return OutputError(f"cannot write {path}: {reason}; {kept}")
 
-    def check_paths(self, top_files: Iterable[str]) -> None:
-        """OutputError if something of another kind occupies an output path: a file where a detector's
-        folder goes, a folder where a file goes (checked up front, and again before the final renames)."""
-        files = [self.out_dir / name for name in top_files]
-        for spec in self.detectors:
-            folder = self.out_dir / spec.out_name
-            if folder.exists() and not folder.is_dir():
-                raise self.cannot_write(folder, "a file is in the way (this scan writes a folder there)")
-            files += [folder / name for name in DETECTOR_FILES]
-        for path in files:
-            if path.is_dir() and not path.is_symlink():
-                raise self.cannot_write(path, "a folder is in the way (this scan writes a file there)")
+    def check_paths(self) -> None:
+        """OutputError if something of another kind occupies an output path of the run (checked up
+        front, and by FinalFiles again before the final renames)."""
+        found = in_the_way(self.out_dir, RUN_FILES, [spec.out_name for spec in self.detectors])
+        if found:
+            raise self.cannot_write(*found)
 
     # ---------------------------------------------------------------- chunks
 
@@ -423,17 +365,17 @@ class OutputWriter:
     @property
     def done_chunks(self) -> set[int]:
         """The chunks already staged (kept by --resume)."""
-        return set(self.state["chunks"])
+        return set(self.facts.chunks)
 
     @property
     def flushed(self) -> int:
         """How many symbols are already in the staged parts."""
-        return sum(len(self.chunk_range(c)) for c in self.state["chunks"])
+        return sum(len(self.chunk_range(c)) for c in self.facts.chunks)
 
     def _save_state(self) -> None:
-        path = self.staging / STATE_FILE
+        path = self.path / STATE_FILE
         with self.writing(path), replacing(path) as tmp:
-            write_synced(tmp, json.dumps(self.state, sort_keys=True).encode())
+            write_synced(tmp, self.facts.to_json())
         self.kept = self.flushed
 
     def _write_part(self, table: pa.Table, path: Path) -> None:
@@ -442,7 +384,7 @@ class OutputWriter:
 
     def _part_paths(self, chunk: int) -> list[Path]:
         """Every staged file of chunk `chunk`."""
-        return [self.staging / f"{kind}-{chunk:05d}.arrow" for kind in ("rows", "series", "market")]
+        return [self.path / f"{kind}-{chunk:05d}.arrow" for kind in ("rows", "series", "market")]
 
     def _read_part(self, path: Path) -> pa.Table:
         try:
@@ -462,13 +404,13 @@ class OutputWriter:
         tasks finished in."""
         for symbol, columns in extras_seen:
             names = list(columns) if columns is not None else []
-            known = self.state["extra_columns"].setdefault(spec.name, names)
-            first = self.state["extra_columns_from"].setdefault(spec.name, symbol)
+            known = self.facts.extra_columns.setdefault(spec.name, names)
+            first = self.facts.extra_columns_from.setdefault(spec.name, symbol)
             if names != known:
                 raise ScanError(f"detector {spec.name!r} returned extra columns {names} for symbol {symbol!r} but "
                                 f"{known} for symbol {first!r}; a detector must return the same extra columns for "
                                 "every symbol (--on-error skip cannot tell which is wrong)")
-        extras = self.state["extra_columns"].get(spec.name, [])
+        extras = self.facts.extra_columns.get(spec.name, [])
         key = [("symbol", pa.string()), ("date", pa.timestamp("ns")), ("detector", pa.string())]
         events = pa.schema([*key, ("score", pa.float64()), *((c, pa.float64()) for c in extras)])
         forward = pa.schema([*key, ("close", pa.float64()),
@@ -483,38 +425,38 @@ class OutputWriter:
         ok = [r for r in results if r.error is None]
         for result in results:
             if result.fingerprint:  # what --resume checks the files against (harness.fingerprint)
-                self.state["inputs"][result.symbol] = result.fingerprint
+                self.facts.inputs[result.symbol] = result.fingerprint
             if result.error is not None:
-                self.state["failed"].append({"symbol": result.symbol, "detector": result.error.detector,
+                self.facts.failed.append({"symbol": result.symbol, "detector": result.error.detector,
                                              "error": result.error.message})
         for result in ok:
             for name, seconds in result.cpu_seconds.items():
-                self.state["cpu_seconds"][name] = self.state["cpu_seconds"].get(name, 0.0) + seconds
+                self.facts.cpu_seconds[name] = self.facts.cpu_seconds.get(name, 0.0) + seconds
             if result.repairs:
-                self.state["repairs"][result.symbol] = result.repairs
-            self.state["bars"] += result.bars
+                self.facts.repairs[result.symbol] = result.repairs
+            self.facts.bars += result.bars
             if not result.bars:
-                self.state["no_bars"].append(result.symbol)
+                self.facts.no_bars.append(result.symbol)
         with_events = [(set(np.unique(r.rows["detector"]).tolist()), r) for r in ok]
         for code, spec in enumerate(self.detectors):  # extra columns: the same for every symbol with events
             self.schemas(spec, [(r.symbol, r.extras.get(spec.name)) for codes, r in with_events if code in codes])
-        self._write_part(staged_rows(ok, self.detectors), self.staging / f"rows-{chunk:05d}.arrow")
+        self._write_part(staged_rows(ok, self.detectors), self.path / f"rows-{chunk:05d}.arrow")
         with_bars = [r for r in ok if r.bars]
         series = pa.table({
             "symbol": repeated_names([r.symbol for r in with_bars], [r.bars for r in with_bars]),
             "day": pa.array(np.concatenate([r.days for r in with_bars]) if with_bars else [], pa.int32()),
             "close": pa.array(np.concatenate([r.close for r in with_bars]) if with_bars else [], pa.float64())})
-        self._write_part(series, self.staging / f"series-{chunk:05d}.arrow")
+        self._write_part(series, self.path / f"series-{chunk:05d}.arrow")
         market = chunk_sums([(r.days, r.close) for r in with_bars], self.outlier_move)
         for r in with_bars:
             for bar in np.flatnonzero(outlier_bars(r.close, self.outlier_move)):
-                self.state["market_outlier_count"] += 1
-                if len(self.state["market_outliers"]) < MAX_LISTED_OUTLIERS:
-                    self.state["market_outliers"].append(
+                self.facts.market_outlier_count += 1
+                if len(self.facts.market_outliers) < MAX_LISTED_OUTLIERS:
+                    self.facts.market_outliers.append(
                         {"symbol": r.symbol, "date": str(np.datetime64(int(r.days[bar]), "D")),
                          "return": float(r.close[bar] / r.close[bar - 1] - 1)})
-        self._write_part(pa.Table.from_pandas(market, preserve_index=False), self.staging / f"market-{chunk:05d}.arrow")
-        self.state["chunks"] = sorted({*self.state["chunks"], chunk})
+        self._write_part(pa.Table.from_pandas(market, preserve_index=False), self.path / f"market-{chunk:05d}.arrow")
+        self.facts.chunks = sorted({*self.facts.chunks, chunk})
         self._save_state()  # the commit point: parts of chunks not listed are ignored on resume
 
     # ---------------------------------------------------------------- the end
@@ -523,7 +465,7 @@ class OutputWriter:
         """How many events each detector has in each staged chunk: [chunk, detector number in the run]."""
         counts = np.zeros((self.chunks, len(self.detectors)), dtype=np.int64)
         for chunk in range(self.chunks):
-            rows = self._read_part(self.staging / f"rows-{chunk:05d}.arrow")
+            rows = self._read_part(self.path / f"rows-{chunk:05d}.arrow")
             if rows.num_rows:
                 counts[chunk] = np.bincount(rows.column("detector").to_numpy(), minlength=len(self.detectors))
         return counts
@@ -531,15 +473,15 @@ class OutputWriter:
     def market_parts(self) -> Iterator[pd.DataFrame]:
         """Every chunk's market sums, in chunk order."""
         for chunk in range(self.chunks):
-            yield self._read_part(self.staging / f"market-{chunk:05d}.arrow").to_pandas()
+            yield self._read_part(self.path / f"market-{chunk:05d}.arrow").to_pandas()
 
     def check_some_symbol_succeeded(self) -> None:
         """ScanError when no symbol gave results (all failed, or none had bars): such a run must not
         replace the previous results with empty files. Its staging folder is removed."""
-        failed, empty = self.state["failed"], self.state["no_bars"]
+        failed, empty = self.facts.failed, self.facts.no_bars
         if self.flushed > len(failed) + len(empty):
             return
-        with self.writing(self.staging):
+        with self.writing(self.path):
             self._remove_staging()
         first = ""
         if failed:  # as the log line of a skipped symbol has it, without naming the symbol twice
@@ -552,16 +494,17 @@ class OutputWriter:
 
     @contextlib.contextmanager
     def final_files(self) -> Iterator[FinalFiles]:
-        """The new final files: moved into place (and staging removed) when the block ends without an
-        error; on an error every temp file is removed, the previous files stay as they were and the
-        staging folder is kept for --resume. A run in which no symbol succeeded stops here."""
+        """The new final files (harness.final_files), written under temp names in this folder:
+        moved into place (and this folder removed) when the block ends without an error; on an
+        error every temp file is removed, the previous files stay as they were and this folder is
+        kept for --resume. A run in which no symbol succeeded stops here."""
         self.check_some_symbol_succeeded()
-        files = FinalFiles(self)
+        files = FinalFiles(self.out_dir, self.path, self.cannot_write)
         try:
             yield files
             files.commit()
         except BaseException:
             files.discard()
             raise
-        with self.writing(self.staging):
+        with self.writing(self.path):
             self._remove_staging()

@@ -11,7 +11,7 @@ Student's t with G - 1 degrees of freedom, G the smaller of the numbers of dates
 estimate says why in `note`.
 
 Sums are added in input order (np.bincount) with +, -, *, /, sqrt only, so the bits do not depend
-on the CPU (harness.distributions for the p-values).
+on the CPU (harness.stats.distributions for the p-values).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from harness.distributions import t_critical_value, t_two_sided_p
+from harness.stats.distributions import t_critical_value, t_two_sided_p
 
 # Below this many event dates or symbols a clustered standard error is itself too noisy to judge a
 # mean by (the placebo study in STATISTICS.md: with 2-5 dates the old date-clustered t was starred

@@ -27,13 +27,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from harness.market import GRID_SIZE, GRID_START, day_numbers, event_returns, level_grid
+from harness.stats.market import GRID_SIZE, GRID_START, day_numbers, event_returns, level_grid
 
 BENCHMARKS = ("market", "market_model")
 DEFAULT_ESTIMATION_WINDOW = (-250, -21)
 DEFAULT_MIN_ESTIMATION_BARS = 100
 DEFAULT_MIN_MARKET_SYMBOLS = 20
-DEFAULT_OUTLIER_MOVE = 0.8  # harness.market.outlier_bars: above +80% or below -44% in a day
+DEFAULT_OUTLIER_MOVE = 0.8  # harness.stats.market.outlier_bars: above +80% or below -44% in a day
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Benchmark:
     estimation_window: tuple[int, int] = DEFAULT_ESTIMATION_WINDOW  # bars relative to the event, inclusive
     min_estimation_bars: int = DEFAULT_MIN_ESTIMATION_BARS
     min_market_symbols: int = DEFAULT_MIN_MARKET_SYMBOLS
-    outlier_move: float | None = DEFAULT_OUTLIER_MOVE  # harness.market.outlier_bars: not in the fits
+    outlier_move: float | None = DEFAULT_OUTLIER_MOVE  # harness.stats.market.outlier_bars: not in the fits
 
 
 def thin_grid(market: pd.DataFrame, min_symbols: int) -> np.ndarray:
@@ -70,7 +70,7 @@ def bar_returns(days: np.ndarray, close: np.ndarray, first: np.ndarray, length: 
     """(stock, market) return of every bar of several symbols laid one after another (first,
     length: each symbol's rows): close[j] / close[j - 1] - 1 and the market's level over the same
     two dates. NaN on each symbol's first bar, where the span crosses a thin market date, and on a
-    bar whose move the market index left out (harness.market.outlier_bars of `outlier_move`: an
+    bar whose move the market index left out (harness.stats.market.outlier_bars of `outlier_move`: an
     unadjusted split would otherwise be one -50% return in every later event's fit)."""
     stock = np.full(len(close), np.nan)
     market = np.full(len(close), np.nan)
@@ -164,7 +164,7 @@ class BenchmarkReturns:
     """A run's market and benchmark applied to bars: each event's return, the market's over the same
     bars and the return the benchmark expected there.
 
-    Built once per process from the market index (harness.market.market_index) and the settings;
+    Built once per process from the market index (harness.stats.market.market_index) and the settings;
     for market_model it keeps the running sums of the last bars it fitted on, so that every
     detector's events of one staged chunk share them.
     """
@@ -178,7 +178,7 @@ class BenchmarkReturns:
     def returns(self, days: np.ndarray, close: np.ndarray, spans: tuple[np.ndarray, np.ndarray],
                 first: np.ndarray, length: np.ndarray, bars: np.ndarray, offsets: Sequence[int]
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ret, mkt, expected), arrays [event, offset]: harness.market.event_returns() (with the
+        """(ret, mkt, expected), arrays [event, offset]: harness.stats.market.event_returns() (with the
         thin market's spans NaN in mkt) and expected_returns().
 
         days, close: the bars of several symbols one after another, spans: (first row, number of

@@ -1,0 +1,133 @@
+"""The run's final files: each written under a temp name, then all moved into place at once.
+
+Every file the driver writes at the end of a run goes through a FinalFiles: market.parquet, each
+detector's <out_dir>/<detector>/{events,forward}.parquet (the bytes harness.finish's jobs
+returned, joined by harness.parquet_parts when a detector came in pieces), summary.csv, paths.csv,
+quantiles.csv, report.html, run.json. Each is written under a temp name in a folder of the run's
+own (the staging folder, inside out_dir, so that os.replace() moves it into place and a run
+killed before its commit, SIGKILL included, leaves nothing beside the previous files); commit()
+renames them all, after checking that nothing has appeared in their way; discard() removes them.
+So a crash leaves every file at an output path whole: the previous run's, or during the final
+renames possibly some new ones.
+
+A write that fails (no space, no permission, a read-only file system, a path in the way) is one
+OutputError made by the `cannot_write` the caller gives (it knows what --resume can still use).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from harness.errors import OutputError
+from harness.outdir import DETECTOR_FILES, RUN_FILES, os_reason
+from harness.parquet_parts import join_parquet_parts
+
+CannotWrite = Callable[[Path, str], OutputError]  # (path, the system's reason) -> the error to raise
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """Write `data` to `path` and fsync it."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def in_the_way(out_dir: Path, top_files: Iterable[str], detector_folders: Iterable[str]) -> tuple[Path, str] | None:
+    """(path, why) of the first output path that something of another kind occupies: a file where
+    a detector's folder goes, a folder where a file goes; None when every path is free or ours."""
+    files = [out_dir / name for name in top_files]
+    for name in detector_folders:
+        folder = out_dir / name
+        if folder.exists() and not folder.is_dir():
+            return folder, "a file is in the way (this scan writes a folder there)"
+        files += [folder / file for file in DETECTOR_FILES]
+    for path in files:
+        if path.is_dir() and not path.is_symlink():
+            return path, "a folder is in the way (this scan writes a file there)"
+    return None
+
+
+class FinalFiles:
+    """The new final files of a run, each written under a temp name in `temp_dir`; commit() moves
+    them all into place.
+
+    Names are relative to out_dir: a top-level one must be one of harness.outdir.RUN_FILES, a
+    detector's one of DETECTOR_FILES in its folder (made here when missing, removed again by
+    discard() while empty). temp_dir must be inside out_dir's file system (os.replace).
+    """
+
+    def __init__(self, out_dir: Path, temp_dir: Path, cannot_write: CannotWrite):
+        self.out_dir, self.temp_dir, self.cannot_write = out_dir, temp_dir, cannot_write
+        self.moves: list[tuple[Path, Path]] = []  # (temp name, final path), in the order begun
+        self.made: list[Path] = []
+
+    @property
+    def names(self) -> list[str]:
+        """Every file of this run, relative to out_dir, in the order it was begun."""
+        return [str(final.relative_to(self.out_dir)) for _, final in self.moves]
+
+    @contextlib.contextmanager
+    def writing(self, path: Path) -> Iterator[None]:
+        """An OSError in the block is the caller's OutputError for `path`."""
+        try:
+            yield
+        except OSError as exc:
+            raise self.cannot_write(path, os_reason(exc)) from None
+
+    def _temp_for(self, name: str) -> Path:
+        folder, _, file = name.rpartition("/")
+        if not (file in RUN_FILES if not folder else file in DETECTOR_FILES):
+            raise ValueError(f"{name}: a new output file must be added to harness.outdir first")
+        final = self.out_dir / name
+        if folder and not final.parent.is_dir():
+            with self.writing(final.parent):
+                final.parent.mkdir()
+            self.made.append(final.parent)
+        self.moves.append((self.temp_dir / f"final-{len(self.moves):03d}-{file}", final))
+        return self.moves[-1][0]
+
+    def parquet_parts(self, name: str, parts: Sequence[bytes | pa.Buffer]) -> None:
+        """Write parquet file `name`: the one file a writer would have written with the row groups of
+        `parts` (parquet files of the same schema and settings, in order; harness.parquet_parts)."""
+        with self.writing(self.out_dir / name), open(self._temp_for(name), "wb") as sink:
+            if len(parts) == 1:
+                sink.write(parts[0])
+            else:
+                join_parquet_parts(parts, sink)
+
+    def table(self, name: str, table: pa.Table) -> None:
+        """Write parquet file `name` whole."""
+        with self.writing(self.out_dir / name):
+            pq.write_table(table, self._temp_for(name))
+
+    def text(self, name: str, text: str) -> None:
+        """Write text file `name`."""
+        with self.writing(self.out_dir / name):
+            write_synced(self._temp_for(name), text.encode())
+
+    def discard(self) -> None:
+        """Remove every temp file written so far, and the folders made for them (a failure before commit)."""
+        for tmp, _ in self.moves:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        for folder in reversed(self.made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only while it is empty
+
+    def commit(self) -> None:
+        """Move every file into place, after checking again that nothing is in the way (something
+        may have appeared there during the run)."""
+        folders = sorted({name.rpartition("/")[0] for name in self.names if "/" in name})
+        found = in_the_way(self.out_dir, [name for name in self.names if "/" not in name], folders)
+        if found:
+            raise self.cannot_write(*found)
+        for tmp, final in self.moves:
+            with self.writing(final):
+                os.replace(tmp, final)
