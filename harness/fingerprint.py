@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 NOT_DECIDING = ("workers", "symbols_per_task", "scheduler_address", "dashboard_address", "out_dir", "on_error",
                 "security", "ship_code", "allow_version_mismatch", "storage_options")
 # The code that turns files into staged parts: reading, forward returns, the task, and the
-# writer's own arithmetic at staging (the market's chunk sums, its outlier rule).
+# staging's own arithmetic (the market's chunk sums, its outlier rule).
 READER_MODULES = ("harness.io", "harness.eval", "harness.task", "harness.stats.market", "harness.staging")
 
 

@@ -30,6 +30,7 @@ harness.stats.benchmark and harness.stats.summary; this module moves arrays betw
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from pathlib import Path
@@ -50,9 +51,11 @@ from harness.final_files import FinalFiles
 from harness.staging import BAR, Staged, StagedChunk, StagingFolder, read_staged_chunk, read_staged_series
 from harness.stats.summary import PathSums, detector_summary, score_quantiles
 
-# A detector's fixed cost per staged chunk, counted in events (measured at 20-year histories:
-# ~9 us per event, ~10 ms per chunk), for cutting detectors into units and units into jobs.
-EVENTS_PER_CHUNK_COST = 1200
+# A detector's fixed cost per staged chunk, counted in events, for cutting detectors into units
+# and units into jobs. Measured per piece on a serial run at 5,000 x 20 years (BENCHMARKS.md):
+# ~8.6 us per event and ~2.8 ms per chunk. (1,200 overweighted the rare detectors: a 2-worker end
+# planned as equal took 8.8 s and 7.0 s.)
+EVENTS_PER_CHUNK_COST = 330
 # The cost of a unit (~1.8 s at ~9 us per event): small enough that the busiest detector of a
 # 5,000-symbol run is several units, large enough that a unit's fixed costs (its writers, its
 # paths' sums: dates x offsets numbers) stay small. A constant, not derived from the number of
@@ -355,12 +358,21 @@ def in_this_process(function: Callable[..., Any], jobs: Sequence[Any]) -> list[A
     return [function(job) for job in jobs]
 
 
-def _reading_staged(run_all: RunAll, function: Callable[..., Any], jobs: Sequence[Any]) -> list[Any]:
-    """run_all(function, jobs), an OSError (a staged chunk gone or unreadable) a ScanError."""
+def timed(function: Callable[..., Any], job: Any, *args: Any) -> tuple[Any, float]:
+    """function(job, *args), and the seconds it took where it ran (for run.json's finish_jobs)."""
+    started = time.perf_counter()
+    result = function(job, *args)
+    return result, round(time.perf_counter() - started, 3)
+
+
+def _run_timed(run_all: RunAll, function: Callable[..., Any], jobs: Sequence[Any]) -> tuple[list[Any], list[float]]:
+    """run_all(function, jobs) and each job's seconds; an OSError (a staged chunk gone or
+    unreadable) is a ScanError."""
     try:
-        return run_all(function, jobs)
+        done = run_all(functools.partial(timed, function), jobs)
     except OSError as exc:
         raise ScanError(f"cannot read the run's staged chunks ({exc}); rerun without --resume") from None
+    return [result for result, _ in done], [seconds for _, seconds in done]
 
 
 def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequence[DetectorSpec],
@@ -375,12 +387,20 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
     every file, joining the pieces of a detector of several (harness.parquet_parts) and adding up
     its units' path sums in unit order. A failed write is the staging folder's OutputError naming the file.
     """
+    clock = [time.perf_counter()]
+
+    def lap() -> float:
+        clock.append(time.perf_counter())
+        return round(clock[-1] - clock[-2], 3)
+
     market = market_index(staging.market_parts())
     files.table("market.parquet", pa.Table.from_pandas(market, preserve_index=False))
     chunks = np.array_split(np.arange(staging.chunks), max(1, min(processes, staging.chunks)))
     nulls = [NullJob(staging.path, tuple(c.tolist()), tuple(windows), market, benchmark, cpu_slots)
              for c in chunks if len(c)]
-    counted = _reading_staged(run_all, null_counts, nulls)
+    market_seconds = lap()
+    counted, null_job_seconds = _run_timed(run_all, null_counts, nulls)
+    null_seconds = lap()
     positive = np.sum([p for p, _ in counted], axis=0, dtype=np.int64)
     valid = np.sum([v for _, v in counted], axis=0, dtype=np.int64)
     null_hit_rates = {h: float(p / v) if v else math.nan for h, p, v in zip(windows, positive.tolist(), valid.tolist())}
@@ -396,9 +416,9 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
                                                         starts[d].index(first), len(starts[d]), len(units[d]))
                                             for d, first, last in job), tuple(windows), tuple(offsets), market,
                       benchmark, tuple(symbols), tuple(null_hit_rates.items()), cpu_slots) for job in plan]
-    started = time.perf_counter()
-    done = _reading_staged(run_all, finish_pieces, jobs)
-    between = time.perf_counter()
+    plan_seconds = lap()
+    done, job_seconds = _run_timed(run_all, finish_pieces, jobs)
+    jobs_seconds = lap()
     by_piece = {(piece.detector.code, piece.part): result for job, results in zip(jobs, done)
                 for piece, result in zip(job.pieces, results)}
     events, paths, summaries, quantiles = {}, [], {}, {}
@@ -421,9 +441,11 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
             summaries[d.name] = detector_summary(events[d.name], windows, null_hit_rates)
             quantiles[d.name] = score_quantiles(events[d.name], windows, d.name)
         del mine
-    ended = time.perf_counter()
     facts = {"jobs": len(jobs), "units": sum(map(len, units)), "pieces": sum(map(len, starts.values())),
              "joins": sum(1 for s in starts.values() if len(s) > 1),
-             "seconds": round(between - started, 3), "write_seconds": round(ended - between, 3),
+             # the driver's steps: the market index, the null jobs, planning, the jobs, its writes
+             "market_seconds": market_seconds, "null_seconds": null_seconds, "plan_seconds": plan_seconds,
+             "seconds": jobs_seconds, "write_seconds": lap(),
+             "null_job_seconds": null_job_seconds, "job_seconds": job_seconds,  # each job, where it ran
              "costs": chunk_costs.sum(axis=0).tolist(), "unit_costs": unit_costs}
     return Evaluated(market, events, summaries, quantiles, pd.concat(paths, ignore_index=True), null_hit_rates, facts)

@@ -16,7 +16,7 @@ from typing import Iterator
 from harness.errors import FolderInUse, OutputError
 
 # The top-level files a run may write into <out_dir>. A new one is added here, then passed to
-# OutputWriter.finalize; detector folders can never take one of these names.
+# harness.final_files.FinalFiles; detector folders can never take one of these names.
 RUN_FILES = ("summary.csv", "market.parquet", "paths.csv", "quantiles.csv", "report.html", "run.json")
 DETECTOR_FILES = ("events.parquet", "forward.parquet")
 LOCK_FILE = ".symbol-scan.lock"

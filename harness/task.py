@@ -79,7 +79,7 @@ class SymbolResult:
     extras: for detectors that return extra columns, those columns as float64 arrays by name, in the
     detector's order (rows as in `rows` for that detector).
     days, close: every bar's date (int32 days since 1970-01-01) and close, for the market index and
-    the event-time paths, which need the whole universe and are computed by the driver's writer.
+    the event-time paths, which need the whole universe and are computed at the end of the run (harness.finish).
     seconds: CPU time of the whole symbol (read, detectors, forward returns), for task sizing.
     """
 

@@ -131,7 +131,7 @@ def test_a_serial_run_holds_two_writers_per_detector_whatever_its_units(tmp_path
                 open_now[0] -= 1
             super().close()
 
-    monkeypatch.setattr(finish, "FINISH_UNIT_COST", 2000)
+    monkeypatch.setattr(finish, "FINISH_UNIT_COST", 800)
     monkeypatch.setattr(finish.pq, "ParquetWriter", CountingWriter)
     cfg = load_config({"ohlcv_path": str(small_universe), "detectors": DETECTORS, "out_dir": str(tmp_path / "out"),
                        "flush_every": 3, "workers": 1})
