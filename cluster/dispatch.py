@@ -80,6 +80,11 @@ class ProgressMarks:
         # the tasks' results in the workers' memory (make load: workers' peak PSS 434 MB, not 350)
         self.futures += self.client.map(received, futures, key=keys, priority=1)
 
+    def keep(self, futures: Sequence[Any]) -> None:
+        """Keep `futures` (the data a marked task was given, e.g. scattered) until release(): a
+        task whose scattered input is forgotten is forgotten with it, and would leave the panel."""
+        self.futures += list(futures)
+
     def drop_lost(self) -> None:
         for future in [f for f in self.futures if f.status == "lost"]:
             self.futures.remove(future)
@@ -295,6 +300,8 @@ class ShippedChunks:
 def dask_run_all(client: Any, function: Callable[..., Any], jobs: Sequence[Any], marks: ProgressMarks | None = None,
                  shipped: ShippedChunks | None = None) -> list[Any]:
     """function(job) for every job as one task each on `client`'s cluster; the results in job order.
+    Each job is scattered to the workers first (a job may hold tens of MB: a split detector's
+    events), then its task submitted.
 
     For the end of a run (harness.finish's jobs). shipped: the jobs' staged chunks go to the workers
     through Dask, as function(job, {chunk: its files}), job n placed on worker n (of the workers
@@ -323,13 +330,17 @@ def dask_run_all(client: Any, function: Callable[..., Any], jobs: Sequence[Any],
                                 f"{WORKER_RETURN_SECONDS} s); the scanned symbols are kept: rerun with "
                                 "--resume") from None
             workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
-            futures = {n: client.submit(function, jobs[n], shipped.for_job(jobs[n], workers[n % len(workers)]),
-                                        key=("finish", run_id, attempt, n), workers=[workers[n % len(workers)]],
+            placed = {n: workers[n % len(workers)] for n in todo}
+            sent = {n: client.scatter([jobs[n]], hash=False, workers=[placed[n]])[0] for n in todo}
+            futures = {n: client.submit(function, sent[n], shipped.for_job(jobs[n], placed[n]),
+                                        key=("finish", run_id, attempt, n), workers=[placed[n]],
                                         allow_other_workers=True) for n in todo}
         else:
-            futures = {n: client.submit(function, jobs[n], key=("finish", run_id, attempt, n)) for n in todo}
+            sent = dict(zip(todo, client.scatter([jobs[n] for n in todo], hash=False)))
+            futures = {n: client.submit(function, sent[n], key=("finish", run_id, attempt, n)) for n in todo}
         if marks is not None:
             marks.add(list(futures.values()))
+            marks.keep(list(sent.values()))
         try:
             try:
                 wait(list(futures.values()))
@@ -344,7 +355,7 @@ def dask_run_all(client: Any, function: Callable[..., Any], jobs: Sequence[Any],
                     results[n] = future.result()  # raises the job's own error
         finally:  # cancelling a finished task would cancel its received task too (ProgressMarks)
             client.cancel([f for f in futures.values() if f.status != "finished"])
-            for future in futures.values():
+            for future in [*futures.values(), *(sent.values() if marks is None else ())]:
                 future.release()
         if not died:
             return [results[n] for n in range(len(jobs))]

@@ -349,6 +349,36 @@ def finish_pieces(job: FinishJob, staged: Staged | None = None) -> list[PieceRes
     return [results[n] for n in range(len(job.pieces))]
 
 
+@dataclasses.dataclass(frozen=True)
+class SummaryJob:
+    """The statistics of a detector finished in several pieces (finish_outputs), from all its events."""
+
+    name: str
+    columns: Mapping[str, np.ndarray]  # its events' columns, as PieceResult.columns, pieces in order
+    unit_sums: tuple[dict[str, np.ndarray], ...]  # its units' PathSums.arrays(), in unit order
+    windows: tuple[int, ...]
+    offsets: tuple[int, ...]
+    dates: np.ndarray                  # the market's dates
+    symbols: int                       # how many symbols the run has
+    null_hit_rates: tuple[tuple[int, float], ...]
+    cpu_slots: int | None = None
+    chunks: tuple[int, ...] = ()       # the staged chunks it reads: none (cluster.dispatch ships none)
+
+
+def summarize_detector(job: SummaryJob, staged: Staged | None = None
+                       ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(paths, detector_summary(), score_quantiles()) of a split detector: its units' path sums
+    added up from zero in unit order (the bits do not depend on the pieces), its events' statistics.
+    staged: unused (it reads no staged chunk); there for the runners that pass one."""
+    with cpu_slot(job.cpu_slots):
+        total = PathSums(job.offsets, job.dates, job.symbols)
+        for sums in job.unit_sums:
+            total.add_sums(**sums)
+        frame = pd.DataFrame(job.columns, copy=False)
+        return (total.paths(job.name), detector_summary(frame, job.windows, dict(job.null_hit_rates)),
+                score_quantiles(frame, job.windows, job.name))
+
+
 # How the driver runs the jobs: a function applied to each job, the results in job order.
 RunAll = Callable[[Callable[..., Any], Sequence[Any]], list[Any]]
 
@@ -421,31 +451,34 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
     jobs_seconds = lap()
     by_piece = {(piece.detector.code, piece.part): result for job, results in zip(jobs, done)
                 for piece, result in zip(job.pieces, results)}
-    events, paths, summaries, quantiles = {}, [], {}, {}
+    events, statistics, split = {}, {}, []
     for d, spec in zip(described, detectors):  # a detector's pieces in order
         mine = [by_piece.pop((d.code, part)) for part in range(len(starts[d.code]))]
         for kind in ("events", "forward"):
             files.parquet_parts(f"{spec.out_name}/{kind}.parquet", [getattr(piece, kind) for piece in mine])
         # no copy of an only piece's arrays: 13 columns of every event (0.3 s at 5,000 x 20 years)
-        events[d.name] = pd.DataFrame({key: mine[0].columns[key] if len(mine) == 1 else
-                                       np.concatenate([piece.columns[key] for piece in mine])
-                                       for key in mine[0].columns}, copy=False)
+        columns = {key: mine[0].columns[key] if len(mine) == 1 else np.concatenate([piece.columns[key] for piece in mine])
+                   for key in mine[0].columns}
+        events[d.name] = pd.DataFrame(columns, copy=False)
         if len(mine) == 1:
-            paths.append(mine[0].paths)
-            summaries[d.name], quantiles[d.name] = mine[0].summary, mine[0].quantiles
-        else:
-            total = PathSums(offsets, market["date"].to_numpy(), len(symbols))
-            for unit_sums in (sums for piece in mine for sums in piece.unit_sums):
-                total.add_sums(**unit_sums)
-            paths.append(total.paths(d.name))
-            summaries[d.name] = detector_summary(events[d.name], windows, null_hit_rates)
-            quantiles[d.name] = score_quantiles(events[d.name], windows, d.name)
+            statistics[d.name] = mine[0].paths, mine[0].summary, mine[0].quantiles
+        else:  # its statistics need all its events: one more job, so that split detectors' run side by side
+            split.append(SummaryJob(d.name, columns, tuple(sums for piece in mine for sums in piece.unit_sums),
+                                    tuple(windows), tuple(offsets), market["date"].to_numpy(), len(symbols),
+                                    tuple(null_hit_rates.items()), cpu_slots))
         del mine
+    write_seconds = lap()
+    summarized, summary_job_seconds = _run_timed(run_all, summarize_detector, split) if split else ([], [])
+    statistics.update((job.name, result) for job, result in zip(split, summarized))
+    paths = pd.concat([statistics[d.name][0] for d in described], ignore_index=True)
+    summaries = {d.name: statistics[d.name][1] for d in described}
+    quantiles = {d.name: statistics[d.name][2] for d in described}
     facts = {"jobs": len(jobs), "units": sum(map(len, units)), "pieces": sum(map(len, starts.values())),
              "joins": sum(1 for s in starts.values() if len(s) > 1),
              # the driver's steps: the market index, the null jobs, planning, the jobs, its writes
              "market_seconds": market_seconds, "null_seconds": null_seconds, "plan_seconds": plan_seconds,
-             "seconds": jobs_seconds, "write_seconds": lap(),
-             "null_job_seconds": null_job_seconds, "job_seconds": job_seconds,  # each job, where it ran
+             "seconds": jobs_seconds, "write_seconds": write_seconds, "summary_seconds": lap(),
+             # each job's own seconds, where it ran
+             "null_job_seconds": null_job_seconds, "job_seconds": job_seconds, "summary_job_seconds": summary_job_seconds,
              "costs": chunk_costs.sum(axis=0).tolist(), "unit_costs": unit_costs}
-    return Evaluated(market, events, summaries, quantiles, pd.concat(paths, ignore_index=True), null_hit_rates, facts)
+    return Evaluated(market, events, summaries, quantiles, paths, null_hit_rates, facts)

@@ -97,8 +97,9 @@ def test_detectors_in_units_give_the_same_files_serially_and_on_workers(tmp_path
     assert run["units"] > len(DETECTORS), "the small unit cost must cut detectors"
     assert run["jobs"] == 1 and run["pieces"] == len(DETECTORS) and run["joins"] == 0, "one job: each detector whole"
     assert spread["jobs"] == 2 and spread["pieces"] > len(DETECTORS), "two jobs: a detector split in pieces"
-    # the driver joins each detector of several pieces
+    # the driver joins each detector of several pieces, and its statistics are one more job each
     assert 0 < spread["joins"] <= spread["pieces"] - len(DETECTORS)
+    assert len(spread["summary_job_seconds"]) == spread["joins"] and run["summary_job_seconds"] == []
     assert json.loads((whole / "run.json").read_text())["finish_jobs"]["units"] == len(DETECTORS)
     # the same units whatever the workers: every file, byte for byte
     assert output_files(workers) == output_files(serial)
