@@ -15,10 +15,15 @@ jobs, so that no single detector bounds the end of a run on many cores. A job re
 chunk once for all its pieces.
 
 Jobs write nothing: a piece returns its rows as parquet bytes (one row group per chunk with
-events) and its numbers (PieceResult). The driver writes each file: an only piece's bytes as they
-are, a split detector's pieces joined into the bytes one writer would have written
-(harness.parquet_parts), its units' path sums added up in unit order. So the files are the same
-whatever the pieces.
+events) and its numbers (PieceResult): a detector's only piece its statistics too. The driver
+writes each file: an only piece's bytes as they are, a split detector's pieces joined into the
+bytes one writer would have written (harness.parquet_parts). A split detector's statistics need
+all its events: they are one more job (SummaryJob), its units' path sums added up in unit order.
+So the files are the same whatever the pieces.
+
+The steps (finish_outputs): market index -> null jobs (the sign test's share of positive
+abnormal returns over every bar, which the statistics need) -> plan_finish -> finish jobs ->
+files written -> summary jobs. run.json's finish_jobs times each step and each job.
 
 The jobs run wherever the driver says (a RunAll): its own loop (one job), or one job per worker of
 a Dask cluster, local (the workers read the staging folder) or remote (the staged chunks are sent
@@ -409,17 +414,55 @@ def _run_timed(run_all: RunAll, function: Callable[..., Any], jobs: Sequence[Any
     return [result for result, _ in done], [seconds for _, seconds in done]
 
 
+@dataclasses.dataclass(frozen=True)
+class FinishPlan:
+    """How the detectors are finished (plan_finish): their units, and the jobs that hold them."""
+
+    jobs: list[FinishJob]
+    parts: list[int]                   # detector number -> how many pieces it is in
+    units: list[list[tuple[int, int]]]  # detector number -> its units' chunk ranges
+    unit_costs: list[list[int]]
+    costs: list[int]                   # detector number -> its total cost
+
+
+def null_hit_rates(windows: Sequence[int], counted: Sequence[tuple[list[int], list[int]]]) -> dict[int, float]:
+    """window -> the share of positive abnormal returns over every bar, from null_counts() of every
+    chunk (NaN when no bar has one)."""
+    positive = np.sum([p for p, _ in counted], axis=0, dtype=np.int64).tolist()
+    valid = np.sum([v for _, v in counted], axis=0, dtype=np.int64).tolist()
+    return {h: float(p / v) if v else math.nan for h, p, v in zip(windows, positive, valid)}
+
+
+def plan_finish(staging: StagingFolder, detectors: Sequence[DetectorFiles], processes: int,
+                job: Callable[[tuple[FinishPiece, ...]], FinishJob]) -> FinishPlan:
+    """Each detector cut into units from its staged events (chunk_ranges; the same whatever the
+    workers), the units into `processes` jobs of about equal cost (plan_pieces); job(pieces) makes
+    a job of its pieces."""
+    # what a unit costs: its events, and a fixed part per chunk (reading, writing, path sums)
+    chunk_costs = staging.event_counts() + EVENTS_PER_CHUNK_COST  # [chunk, detector]
+    units = [chunk_ranges(chunk_costs[:, d.code].tolist(), FINISH_UNIT_COST) for d in detectors]
+    unit_costs = [[int(chunk_costs[first:last, d.code].sum()) for first, last in ranges]
+                  for d, ranges in zip(detectors, units)]
+    plan = plan_pieces(unit_costs, processes)
+    starts = {d: sorted(first for pieces in plan for e, first, _ in pieces if e == d) for d in range(len(detectors))}
+    jobs = [job(tuple(FinishPiece(detectors[d], tuple(units[d][first:last]), starts[d].index(first), len(starts[d]),
+                                  len(units[d])) for d, first, last in pieces)) for pieces in plan]
+    return FinishPlan(jobs, [len(starts[d]) for d in range(len(detectors))], units, unit_costs,
+                      chunk_costs.sum(axis=0).tolist())
+
+
 def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequence[DetectorSpec],
                    windows: Sequence[int], offsets: Sequence[int], benchmark: Benchmark, symbols: Sequence[str],
                    run_all: RunAll = in_this_process, processes: int = 1, cpu_slots: int | None = None) -> Evaluated:
     """Write market.parquet and each detector's final events.parquet and forward.parquet
-    (abn_<h> added) into `files`; return the market, the events' returns and the paths.
+    (abn_<h> added) into `files`; return the market, the events' returns, their statistics.
 
-    run_all runs the jobs: in_this_process, or on `processes` workers (first the sign test's null
-    counts over every bar, in that many jobs of consecutive chunks; then the units, planned into
-    that many jobs of about equal cost). The jobs return bytes and numbers; this process writes
-    every file, joining the pieces of a detector of several (harness.parquet_parts) and adding up
-    its units' path sums in unit order. A failed write is the staging folder's OutputError naming the file.
+    Steps: the market index (here); the sign test's null counts over every bar (null jobs of
+    consecutive chunks); the detectors' pieces (finish jobs, planned by plan_finish); each
+    detector's files written here, a detector of several pieces joined (harness.parquet_parts);
+    the statistics of a detector of several pieces (a SummaryJob each). run_all runs the jobs:
+    in_this_process, or on `processes` workers. A failed write is the staging folder's
+    OutputError naming the file.
     """
     clock = [time.perf_counter()]
 
@@ -434,30 +477,20 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
              for c in chunks if len(c)]
     market_seconds = lap()
     counted, null_job_seconds = _run_timed(run_all, null_counts, nulls)
+    rates = null_hit_rates(windows, counted)
     null_seconds = lap()
-    positive = np.sum([p for p, _ in counted], axis=0, dtype=np.int64)
-    valid = np.sum([v for _, v in counted], axis=0, dtype=np.int64)
-    null_hit_rates = {h: float(p / v) if v else math.nan for h, p, v in zip(windows, positive.tolist(), valid.tolist())}
     described = [DetectorFiles(code, spec.name, *staging.schemas(spec)) for code, spec in enumerate(detectors)]
-    # what a unit costs: its events, and a fixed part per chunk (reading, writing, path sums)
-    chunk_costs = staging.event_counts() + EVENTS_PER_CHUNK_COST  # [chunk, detector]
-    units = [chunk_ranges(chunk_costs[:, d.code].tolist(), FINISH_UNIT_COST) for d in described]
-    unit_costs = [[int(chunk_costs[first:last, d.code].sum()) for first, last in ranges]
-                  for d, ranges in zip(described, units)]
-    plan = plan_pieces(unit_costs, processes)
-    starts = {d: sorted(first for job in plan for e, first, _ in job if e == d) for d in range(len(described))}
-    jobs = [FinishJob(staging.path, tuple(FinishPiece(described[d], tuple(units[d][first:last]),
-                                                        starts[d].index(first), len(starts[d]), len(units[d]))
-                                            for d, first, last in job), tuple(windows), tuple(offsets), market,
-                      benchmark, tuple(symbols), tuple(null_hit_rates.items()), cpu_slots) for job in plan]
+    plan = plan_finish(staging, described, processes, lambda pieces: FinishJob(
+        staging.path, pieces, tuple(windows), tuple(offsets), market, benchmark, tuple(symbols),
+        tuple(rates.items()), cpu_slots))
     plan_seconds = lap()
-    done, job_seconds = _run_timed(run_all, finish_pieces, jobs)
+    done, job_seconds = _run_timed(run_all, finish_pieces, plan.jobs)
     jobs_seconds = lap()
-    by_piece = {(piece.detector.code, piece.part): result for job, results in zip(jobs, done)
+    by_piece = {(piece.detector.code, piece.part): result for job, results in zip(plan.jobs, done)
                 for piece, result in zip(job.pieces, results)}
     events, statistics, split = {}, {}, []
     for d, spec in zip(described, detectors):  # a detector's pieces in order
-        mine = [by_piece.pop((d.code, part)) for part in range(len(starts[d.code]))]
+        mine = [by_piece.pop((d.code, part)) for part in range(plan.parts[d.code])]
         for kind in ("events", "forward"):
             files.parquet_parts(f"{spec.out_name}/{kind}.parquet", [getattr(piece, kind) for piece in mine])
         # no copy of an only piece's arrays: 13 columns of every event (0.3 s at 5,000 x 20 years)
@@ -469,20 +502,19 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
         else:  # its statistics need all its events: one more job, so that split detectors' run side by side
             split.append(SummaryJob(d.name, columns, tuple(sums for piece in mine for sums in piece.unit_sums),
                                     tuple(windows), tuple(offsets), market["date"].to_numpy(), len(symbols),
-                                    tuple(null_hit_rates.items()), cpu_slots))
+                                    tuple(rates.items()), cpu_slots))
         del mine
     write_seconds = lap()
     summarized, summary_job_seconds = _run_timed(run_all, summarize_detector, split) if split else ([], [])
     statistics.update((job.name, result) for job, result in zip(split, summarized))
-    paths = pd.concat([statistics[d.name][0] for d in described], ignore_index=True)
-    summaries = {d.name: statistics[d.name][1] for d in described}
-    quantiles = {d.name: statistics[d.name][2] for d in described}
-    facts = {"jobs": len(jobs), "units": sum(map(len, units)), "pieces": sum(map(len, starts.values())),
-             "joins": sum(1 for s in starts.values() if len(s) > 1),
+    facts = {"jobs": len(plan.jobs), "units": sum(map(len, plan.units)), "pieces": sum(plan.parts),
+             "joins": sum(1 for parts in plan.parts if parts > 1),
              # the driver's steps: the market index, the null jobs, planning, the jobs, its writes
              "market_seconds": market_seconds, "null_seconds": null_seconds, "plan_seconds": plan_seconds,
              "seconds": jobs_seconds, "write_seconds": write_seconds, "summary_seconds": lap(),
              # each job's own seconds, where it ran
              "null_job_seconds": null_job_seconds, "job_seconds": job_seconds, "summary_job_seconds": summary_job_seconds,
-             "costs": chunk_costs.sum(axis=0).tolist(), "unit_costs": unit_costs}
-    return Evaluated(market, events, summaries, quantiles, paths, null_hit_rates, facts)
+             "costs": plan.costs, "unit_costs": plan.unit_costs}
+    return Evaluated(market, events, {d.name: statistics[d.name][1] for d in described},
+                     {d.name: statistics[d.name][2] for d in described},
+                     pd.concat([statistics[d.name][0] for d in described], ignore_index=True), rates, facts)
