@@ -28,14 +28,13 @@ sys.path.insert(0, str(REPO))
 from harness.synth import write_universe  # noqa: E402
 
 
-def workers_memory(proc: subprocess.Popen, every: float = 0.25) -> list[tuple[float, float]]:
-    """(seconds since `proc` started, MB) samples, taken every `every` seconds until `proc` exits,
+def workers_memory(proc: subprocess.Popen, started: float, every: float = 0.25) -> list[tuple[float, float]]:
+    """(seconds since `started`, the time.time() just before `proc` started, MB) samples, taken every `every` seconds until `proc` exits,
     of the sum of the proportional set size (PSS: shared pages split between the processes that
     share them, so the forkserver's pages are not counted once per worker) of every process below
     `proc`: its cluster's workers, nannies and forkserver."""
     import psutil
-    parent, samples = psutil.Process(proc.pid), []
-    started = parent.create_time()
+    parent, samples = psutil.Process(proc.pid), []  # (not create_time(): up to a second off)
     while proc.poll() is None:
         total = 0
         try:
@@ -80,11 +79,11 @@ def main() -> None:
             config = tmp / f"c{size}.yaml"
             config.write_text(yaml.safe_dump({"ohlcv_path": str(data), "out_dir": str(tmp / f"out{size}"),
                                               "workers": args.workers, "dashboard_address": "127.0.0.1:0"}))
-            t0 = time.perf_counter()
+            t0, started = time.perf_counter(), time.time()
             with open(tmp / "stderr", "w+") as err:  # a file, not a pipe: nobody reads it while it runs
                 proc = subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(config)], cwd=args.repo,
                                         stdout=subprocess.DEVNULL, stderr=err, text=True)
-                samples = workers_memory(proc)
+                samples = workers_memory(proc, started)
                 proc.wait()
                 err.seek(0)
                 stderr = err.read()

@@ -7,7 +7,8 @@
     plan        how many symbols a task carries (pure)
     forkserver  the process a LocalCluster's workers are forked from (forkserver_setup,
                 worker_setup: what those processes run first)
-    cpuslots    at most one CPU-bound process per core on this machine
+    cpuslots    at most one CPU-bound process per core on this machine (taken by the worker code
+                itself: harness.task, harness.finish; no Dask in it)
 
 Importing this package imports nothing heavy: the serial path (workers: 1) never imports Dask.
 """

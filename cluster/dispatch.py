@@ -142,8 +142,12 @@ class ScanFeed:
         self.queue: Any = None
 
     def results(self, todo: Sequence[int]) -> Iterator[tuple[int, SymbolResult]]:
-        """Scan symbols[i] for every i in `todo`; (i, result) as results arrive."""
+        """Scan symbols[i] for every i in `todo`; (i, result) as results arrive. Once per feed: its
+        task keys are made once per feed, and a key is never reused."""
         from distributed import as_completed
+
+        if self.queue is not None:
+            raise RuntimeError("a ScanFeed runs once; make another for another scan")
 
         self.queue = as_completed(raise_errors=False)
         if self.symbols_per_task is None:
@@ -321,23 +325,33 @@ def dask_run_all(client: Any, function: Callable[..., Any], jobs: Sequence[Any],
     results: dict[int, Any] = {}
     for attempt in range(FINISH_ATTEMPTS):
         todo = [n for n in range(len(jobs)) if n not in results]
-        if shipped:
-            shipped.forget_lost()
-            try:
-                client.wait_for_workers(1, timeout=WORKER_RETURN_SECONDS)  # a nanny may be restarting them all
-            except TimeoutError:
-                raise ScanError(f"no Dask worker left to finish the detectors (none came back in "
-                                f"{WORKER_RETURN_SECONDS} s); the scanned symbols are kept: rerun with "
-                                "--resume") from None
-            workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
-            placed = {n: workers[n % len(workers)] for n in todo}
-            sent = {n: client.scatter([jobs[n]], hash=False, workers=[placed[n]])[0] for n in todo}
-            futures = {n: client.submit(function, sent[n], shipped.for_job(jobs[n], placed[n]),
-                                        key=("finish", run_id, attempt, n), workers=[placed[n]],
-                                        allow_other_workers=True) for n in todo}
-        else:
-            sent = dict(zip(todo, client.scatter([jobs[n] for n in todo], hash=False)))
-            futures = {n: client.submit(function, sent[n], key=("finish", run_id, attempt, n)) for n in todo}
+        try:
+            client.wait_for_workers(1, timeout=WORKER_RETURN_SECONDS)  # a nanny may be restarting them all
+        except TimeoutError:
+            raise ScanError(f"no Dask worker left to finish the detectors (none came back in "
+                            f"{WORKER_RETURN_SECONDS} s); the scanned symbols are kept: rerun with "
+                            "--resume") from None
+        sent: dict[int, Any] = {}
+        futures: dict[int, Any] = {}
+        try:
+            if shipped:
+                shipped.forget_lost()
+                workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+                for n in todo:
+                    worker = workers[n % len(workers)]
+                    sent[n] = client.scatter([jobs[n]], hash=False, workers=[worker])[0]
+                    futures[n] = client.submit(function, sent[n], shipped.for_job(jobs[n], worker),
+                                               key=("finish", run_id, attempt, n), workers=[worker],
+                                               allow_other_workers=True)
+            else:
+                sent = dict(zip(todo, client.scatter([jobs[n] for n in todo], hash=False)))
+                futures = {n: client.submit(function, sent[n], key=("finish", run_id, attempt, n)) for n in todo}
+        except OSError as exc:  # a worker they went to died, not yet declared dead: send them again
+            log.warning("Sending the end of the run's jobs to the workers failed (%s); sending them again", exc)
+            client.cancel(list(futures.values()))
+            for future in [*futures.values(), *sent.values()]:
+                future.release()
+            continue
         if marks is not None:
             marks.add(list(futures.values()))
             marks.keep(list(sent.values()))

@@ -8,7 +8,7 @@ output, so run_fingerprint() records, part by part, everything that decides them
 - symbols: the run's universe;
 - code:<detector>: the source of each detector's module (a user's own included) and params:<detector>
   its effective parameters (defaults included);
-- reader: the source of the harness code that turns files into staged parts (io, eval, task, market, output).
+- reader: the source of the harness code that turns files into staged parts (READER_MODULES).
 
 changed() names the parts that differ, for a one-line refusal. The symbols' input files are
 checked separately, per symbol (harness.io's fingerprint of the files' names, sizes and
@@ -97,7 +97,7 @@ def changed(saved: Mapping[str, str], now: Mapping[str, str], detectors: Sequenc
         elif kind in ("code", "params"):
             reasons.append("the list of detectors")
         elif kind == "reader":
-            reasons.append("this tool's code that reads and stages the data (harness.io, eval, task, market, output)")
+            reasons.append("this tool's code that reads and stages the data (" + ", ".join(READER_MODULES) + ")")
         else:
             reasons.append({"settings": "the config", "symbols": "the universe (its symbols)"}.get(kind, kind))
     return ", ".join(dict.fromkeys(reasons))

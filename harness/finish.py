@@ -74,8 +74,8 @@ class Evaluated:
 
     market: pd.DataFrame               # harness.stats.market.MARKET_COLUMNS
     events: dict[str, pd.DataFrame]    # detector -> date, symbol, score, fwd_<h>, abn_<h>, mkt_<h> of every event
-    summaries: dict[str, pd.DataFrame] # detector -> its detector_summary(), for those of one piece
-    quantiles: dict[str, pd.DataFrame] # detector -> its score_quantiles(), for those of one piece
+    summaries: dict[str, pd.DataFrame] # detector -> its detector_summary()
+    quantiles: dict[str, pd.DataFrame] # detector -> its score_quantiles()
     paths: pd.DataFrame                # harness.stats.summary.PATH_COLUMNS, detectors in run order
     null_hit_rates: dict[int, float]   # window -> share of positive abnormal returns over all symbol-days
     jobs: dict[str, Any]               # for run.json: jobs run, their seconds, the driver's writing, costs
@@ -509,7 +509,7 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
     statistics.update((job.name, result) for job, result in zip(split, summarized))
     facts = {"jobs": len(plan.jobs), "units": sum(map(len, plan.units)), "pieces": sum(plan.parts),
              "joins": sum(1 for parts in plan.parts if parts > 1),
-             # the driver's steps: the market index, the null jobs, planning, the jobs, its writes
+             # the driver's steps: the market index, the null jobs, planning, the jobs, its writes, the summary jobs
              "market_seconds": market_seconds, "null_seconds": null_seconds, "plan_seconds": plan_seconds,
              "seconds": jobs_seconds, "write_seconds": write_seconds, "summary_seconds": lap(),
              # each job's own seconds, where it ran

@@ -1,7 +1,7 @@
 """The driver: `python -m harness.run [--config config.yaml] [flags]`, and harness.api's scan().
 
-A run is run_scan(): a short list of named steps, each a function of this module over typed
-records, holding no detector or statistics logic:
+A run is run_scan(): a short list of named steps over typed records (RunPlan, Execution), each a
+function of this module but finish_outputs (harness.finish); none holds detector or statistics logic:
 
     prepare_run        config -> RunPlan: the universe (harness.io), the detectors, the staging
                        folder (harness.staging; a resumed run's checked first)

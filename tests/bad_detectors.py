@@ -155,5 +155,5 @@ def exits_hard_inside_try(df, cfg):
 
 def extra_differs(df, cfg):
     """An extra column `x`, but `y` for the marker symbol: each symbol's output keeps the contract,
-    only the two together do not (checked by the driver's writer, harness.staging)."""
+    only the two together do not (checked by the staging folder, harness.staging)."""
     return _every_20th(df).assign(**{"y" if (df["volume"] == MARKER_VOLUME).any() else "x": 1.0})
