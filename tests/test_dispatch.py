@@ -195,3 +195,29 @@ def test_an_end_of_run_job_whose_shipped_chunks_died_with_its_worker_gets_them_a
         assert results == [{0: b"rows 0", 1: b"rows 1"}, {1: b"rows 1", 2: b"rows 2"}]
         assert shipped.bytes_sent > 2 * len(b"rows 0series 0") * 3 / 2, "lost chunks were sent again"
         shipped.release()
+
+
+def doubled(job: int) -> int:
+    return 2 * job
+
+
+def test_end_of_run_jobs_that_could_not_be_sent_are_sent_again(caplog):
+    # A worker killed late in the scan but not yet declared dead makes sending a job to it fail
+    # with an OSError (a refused connection). That cannot be timed for real here: the first
+    # scatter is made to fail, as the comm layer would, and the jobs must still all run.
+    from cluster.dispatch import dask_run_all
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0") as cluster, \
+            Client(cluster) as client:
+        scatter, calls = client.scatter, []
+
+        def refused_once(*args, **kwargs):
+            calls.append(args)
+            if len(calls) == 1:
+                raise ConnectionRefusedError("Timed out trying to connect to tcp://127.0.0.1:1")
+            return scatter(*args, **kwargs)
+
+        client.scatter = refused_once
+        with caplog.at_level("WARNING", logger="scan"):
+            assert dask_run_all(client, doubled, [1, 2, 3]) == [2, 4, 6]
+    assert len(calls) == 2
+    assert "Sending the end of the run's jobs to the workers failed (Timed out trying to connect" in caplog.text
