@@ -5,6 +5,9 @@ Local paths are read with plain file listings (cheaper than dataset discovery on
 URLs such as s3://bucket/prefix or gs://bucket/prefix go through pyarrow's filesystem layer, with
 bounded connect and retry times, and the driver lists a URL's root in a thread it waits for at most
 LIST_TIMEOUT_SECONDS, so that an unreachable endpoint is an error, not a hang that ignores Ctrl-C.
+
+One symbol's way: listed here by the driver (list_partitions), read here on a worker
+(read_symbol_data, called by harness.task.scan_symbol), then harness.task.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ The result is kept small and cheap to move: numpy columns for all detectors' row
 per-detector frames cost more to build and to pickle than the detectors take to run, and a pickled
 Arrow table ~0.2 ms per symbol), and a task's results travel as one set of concatenated arrays
 (TaskResults).
+
+One symbol's way on: cluster.dispatch.ScanFeed brings its result back to the driver (or
+harness.run.serial_results runs it in-process); harness.run.stage_results puts it in its chunk;
+harness.staging stages the chunk; harness.finish turns the chunk into the final files' bytes.
 """
 
 from __future__ import annotations
