@@ -116,6 +116,7 @@ class ScanFeed:
         for i, result in feed.results(todo):   # (index into symbols, its SymbolResult)
             ...
         feed.tasks                             # tasks submitted (retries and suspects included)
+        feed.bytes_received                    # the bytes of the results' arrays fetched
 
     workers: how many tasks the cluster runs at once (its worker threads), for the plan.
     symbols_per_task: a fixed task size, or None for auto (module docstring). marks: if given,
@@ -132,6 +133,7 @@ class ScanFeed:
         self.workers, self.symbols_per_task = workers, symbols_per_task
         self.run_id = uuid.uuid4().hex[:8]
         self.tasks = 0
+        self.bytes_received = 0               # the results' arrays fetched (SymbolResult.nbytes)
         self.pending: dict[Any, tuple[Unit, Any]] = {}  # key -> (unit, future)
         self.resubmits: dict[Unit, int] = {}
         self.suspects: deque[Unit] = deque()  # blamed by KilledWorker: run again, one at a time
@@ -232,6 +234,7 @@ class ScanFeed:
             future.release()
             if status == "finished" and isinstance(value, list):
                 results = value
+                self.bytes_received += sum(r.nbytes for r in results)
                 self.costs.extend(r.seconds for r in results if r.error is None and r.bars)
             elif exc is not None:  # scan_symbols returns a symbol's own errors: this one is Dask's
                 if type(exc).__name__ != "KilledWorker":

@@ -155,6 +155,12 @@ class PieceResult:
     summary: pd.DataFrame | None
     quantiles: pd.DataFrame | None
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes of its files and arrays (the small tables aside): what sending it back costs."""
+        return (self.events.size + self.forward.size + sum(a.nbytes for a in self.columns.values())
+                + sum(a.nbytes for sums in self.unit_sums for a in sums.values()))
+
 
 def chunk_ranges(chunk_costs: Sequence[int], unit_cost: int) -> list[tuple[int, int]]:
     """Chunks 0 .. len(chunk_costs) - 1 cut into consecutive ranges (first, last + 1) of about
@@ -373,6 +379,12 @@ class SummaryJob:
     cpu_slots: int | None = None
     chunks: tuple[int, ...] = ()       # the staged chunks it reads: none (cluster.dispatch ships none)
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes of its arrays: what sending it costs."""
+        return (sum(a.nbytes for a in self.columns.values())
+                + sum(a.nbytes for sums in self.unit_sums for a in sums.values()))
+
 
 def summarize_detector(job: SummaryJob, staged: Staged | None = None
                        ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -514,6 +526,10 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
              "seconds": jobs_seconds, "write_seconds": write_seconds, "summary_seconds": lap(),
              # each job's own seconds, where it ran
              "null_job_seconds": null_job_seconds, "job_seconds": job_seconds, "summary_job_seconds": summary_job_seconds,
+             # between the driver and where the jobs ran: the finish jobs' results, the summary jobs'
+             # inputs (the staged chunks a remote cluster gets are run.json's bytes_shipped)
+             "bytes_returned": sum(piece.nbytes for pieces in done for piece in pieces),
+             "bytes_sent": sum(job.nbytes for job in split),
              "costs": plan.costs, "unit_costs": plan.unit_costs}
     return Evaluated(market, events, {d.name: statistics[d.name][1] for d in described},
                      {d.name: statistics[d.name][2] for d in described},

@@ -223,6 +223,7 @@ class Execution:
                 "dashboard": self.dashboard,
                 "cluster_start_seconds": self.cluster_start_seconds,
                 "tasks": self.feed.tasks if self.feed else 0,
+                "bytes_received": self.feed.bytes_received if self.feed else 0,  # the scan's results
                 "bytes_shipped": self.shipped.bytes_sent if self.shipped else 0}
 
 

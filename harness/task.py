@@ -99,6 +99,13 @@ class SymbolResult:
     fingerprint: str = ""  # of the symbol's input files (harness.io.symbol_fingerprint), "" if not listed
     error: SymbolError | None = None
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes of its arrays: what sending it costs (run.json bytes_received)."""
+        arrays = [*(self.rows or {}).values(), *(v for columns in self.extras.values() for v in columns.values()),
+                  *(a for a in (self.days, self.close) if a is not None)]
+        return sum(a.nbytes for a in arrays)
+
 
 # Every column name the harness gives a row of its own (SymbolResult.rows, the staged rows and
 # forward parts of harness.staging, the statistics' columns of harness.finish): an extra column so

@@ -73,6 +73,7 @@ def test_serial_run_writes_every_output(serial, small_universe):
     assert run["versions"]["pandas"] == pd.__version__ and run["workers"] == 1
     assert set(run["timings"]) == {"imports", "prepare", "cluster_start", "scan", "finalize", "report", "total"}
     assert run["timings"]["cluster_start"] == 0 and run["timings"]["scan"] > 0
+    assert run["bytes_received"] == 0 and run["tasks"] == 0, "in this process: nothing travelled"
     assert run["finish_jobs"]["jobs"] == 1 and len(run["finish_jobs"]["costs"]) == len(DETECTORS)
     assert "Processed 20/20 symbols" in proc.stderr
     assert "volume_spike_trend" in proc.stdout and "vs baseline" in proc.stdout
@@ -89,6 +90,10 @@ def test_local_cluster_outputs_are_byte_identical_to_serial(tmp_path, small_univ
     cores = len(os.sched_getaffinity(0))
     assert run["workers"] == workers and run["worker_processes"] == min(workers, cores)
     assert run["finish_jobs"]["jobs"] == min(run["worker_processes"], len(DETECTORS)), "one job per worker"
+    # what travelled: every symbol's arrays came back, and the end's files at least
+    files = sum(len(b) for name, b in output_files(out).items() if "/" in name)
+    assert run["bytes_received"] >= 12 * run["bars_read"], "each bar's day (int32) and close (float64)"
+    assert run["finish_jobs"]["bytes_returned"] > files and run["bytes_shipped"] == 0
     assert (f"starting {cores} worker processes" in proc.stderr) == (workers > cores)
 
 
