@@ -39,6 +39,15 @@ def write_synced(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
+@contextlib.contextmanager
+def output_errors(path: Path, cannot_write: CannotWrite) -> Iterator[None]:
+    """An OSError in the block is cannot_write's OutputError for `path`."""
+    try:
+        yield
+    except OSError as exc:
+        raise cannot_write(path, os_reason(exc)) from None
+
+
 def in_the_way(out_dir: Path, top_files: Iterable[str], detector_folders: Iterable[str]) -> tuple[Path, str] | None:
     """(path, why) of the first output path that something of another kind occupies: a file where
     a detector's folder goes, a folder where a file goes; None when every path is free or ours."""
@@ -73,21 +82,13 @@ class FinalFiles:
         """Every file of this run, relative to out_dir, in the order it was begun."""
         return [str(final.relative_to(self.out_dir)) for _, final in self.moves]
 
-    @contextlib.contextmanager
-    def writing(self, path: Path) -> Iterator[None]:
-        """An OSError in the block is the caller's OutputError for `path`."""
-        try:
-            yield
-        except OSError as exc:
-            raise self.cannot_write(path, os_reason(exc)) from None
-
     def _temp_for(self, name: str) -> Path:
         folder, _, file = name.rpartition("/")
         if not (file in RUN_FILES if not folder else file in DETECTOR_FILES):
             raise ValueError(f"{name}: a new output file must be added to harness.outdir first")
         final = self.out_dir / name
         if folder and not final.parent.is_dir():
-            with self.writing(final.parent):
+            with output_errors(final.parent, self.cannot_write):
                 final.parent.mkdir()
             self.made.append(final.parent)
         self.moves.append((self.temp_dir / f"final-{len(self.moves):03d}-{file}", final))
@@ -96,7 +97,7 @@ class FinalFiles:
     def parquet_parts(self, name: str, parts: Sequence[bytes | pa.Buffer]) -> None:
         """Write parquet file `name`: the one file a writer would have written with the row groups of
         `parts` (parquet files of the same schema and settings, in order; harness.parquet_parts)."""
-        with self.writing(self.out_dir / name), open(self._temp_for(name), "wb") as sink:
+        with output_errors(self.out_dir / name, self.cannot_write), open(self._temp_for(name), "wb") as sink:
             if len(parts) == 1:
                 sink.write(parts[0])
             else:
@@ -104,12 +105,12 @@ class FinalFiles:
 
     def table(self, name: str, table: pa.Table) -> None:
         """Write parquet file `name` whole."""
-        with self.writing(self.out_dir / name):
+        with output_errors(self.out_dir / name, self.cannot_write):
             pq.write_table(table, self._temp_for(name))
 
     def text(self, name: str, text: str) -> None:
         """Write text file `name`."""
-        with self.writing(self.out_dir / name):
+        with output_errors(self.out_dir / name, self.cannot_write):
             write_synced(self._temp_for(name), text.encode())
 
     def discard(self) -> None:
@@ -129,5 +130,5 @@ class FinalFiles:
         if found:
             raise self.cannot_write(*found)
         for tmp, final in self.moves:
-            with self.writing(final):
+            with output_errors(final, self.cannot_write):
                 os.replace(tmp, final)

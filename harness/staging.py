@@ -51,7 +51,7 @@ from harness.errors import ConfigError, OutputError, ScanError
 from harness.fingerprint import changed
 from harness.eval import abnormal_column, forward_column
 from harness.stats.market import chunk_sums, outlier_bars
-from harness.final_files import FinalFiles, in_the_way, write_synced
+from harness.final_files import FinalFiles, in_the_way, output_errors, write_synced
 from harness.outdir import RUN_FILES, STAGING, STAGING_MARKER, os_reason
 from harness.task import SymbolResult
 
@@ -336,13 +336,9 @@ class StagingFolder:
         marker.unlink(missing_ok=True)
         self.path.rmdir()
 
-    @contextlib.contextmanager
-    def writing(self, path: Path) -> Iterator[None]:
+    def writing(self, path: Path) -> contextlib.AbstractContextManager[None]:
         """Turn an OSError while writing `path` into one OutputError that says what --resume keeps."""
-        try:
-            yield
-        except OSError as exc:
-            raise self.cannot_write(path, os_reason(exc)) from None
+        return output_errors(path, self.cannot_write)
 
     def cannot_write(self, path: Path, reason: str) -> OutputError:
         kept = (f"the {self.kept} symbols flushed so far are kept: rerun with --resume once that is fixed"
