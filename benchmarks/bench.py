@@ -226,8 +226,8 @@ def planned_joins(out: Path, cores: int) -> list[float]:
     pieces' bytes) on that run's final files, each detector that plan_pieces splits cut into one
     part per piece (its row groups in proportion to its pieces' costs). On a machine with fewer
     cores the 8-worker run plans fewer jobs: this is how the projection gets the joins of 8. (A
-    split detector's statistics are a SummaryJob on the workers, side by side with the others'
-    since the ninth session: not counted here, so the projection is that much optimistic.)"""
+    split detector's statistics are jobs on the workers, side by side with the others' since
+    the ninth session (its paths and one per window since the tenth): not counted here, so the projection is that much optimistic.)"""
     import io
     import numpy as np
     import pyarrow as pa

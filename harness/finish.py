@@ -18,12 +18,13 @@ Jobs write nothing: a piece returns its rows as parquet bytes (one row group per
 events) and its numbers (PieceResult): a detector's only piece its statistics too. The driver
 writes each file: an only piece's bytes as they are, a split detector's pieces joined into the
 bytes one writer would have written (harness.parquet_parts). A split detector's statistics need
-all its events: they are one more job (SummaryJob), its units' path sums added up in unit order.
+all its events: they are more jobs, run side by side (split_statistics): its paths (PathsJob, its
+units' path sums added up in unit order) and each window's summary and quantile rows (WindowJob).
 So the files are the same whatever the pieces.
 
 The steps (finish_outputs): market index -> null jobs (the sign test's share of positive
 abnormal returns over every bar, which the statistics need) -> plan_finish -> finish jobs ->
-files written -> summary jobs. run.json's finish_jobs times each step and each job.
+files written -> summary jobs (a split detector's statistics). run.json's finish_jobs times each step and each job.
 
 The jobs run wherever the driver says (a RunAll): its own loop (one job), or one job per worker of
 a Dask cluster, local (the workers read the staging folder) or remote (the staged chunks are sent
@@ -54,7 +55,8 @@ from harness.stats.benchmark import Benchmark, BenchmarkReturns
 from harness.stats.market import market_index
 from harness.final_files import FinalFiles
 from harness.staging import BAR, Staged, StagedChunk, StagingFolder, read_staged_chunk, read_staged_series
-from harness.stats.summary import PathSums, detector_summary, score_quantiles
+from harness.stats.summary import (DETECTOR_COLUMNS, QUANTILE_COLUMNS, PathSums, detector_summary,
+                                   score_buckets, score_quantiles, window_quantiles, window_summary)
 
 # A detector's fixed cost per staged chunk, counted in events, for cutting detectors into units
 # and units into jobs. Measured per piece on a serial run at 5,000 x 20 years (BENCHMARKS.md):
@@ -365,39 +367,87 @@ def finish_pieces(job: FinishJob, staged: Staged | None = None) -> list[PieceRes
 
 
 @dataclasses.dataclass(frozen=True)
-class SummaryJob:
-    """The statistics of a detector finished in several pieces (finish_outputs), from all its events."""
+class PathsJob:
+    """The event-time paths of a detector finished in several pieces (finish_outputs)."""
 
     name: str
-    columns: Mapping[str, np.ndarray]  # its events' columns, as PieceResult.columns, pieces in order
     unit_sums: tuple[dict[str, np.ndarray], ...]  # its units' PathSums.arrays(), in unit order
-    windows: tuple[int, ...]
     offsets: tuple[int, ...]
     dates: np.ndarray                  # the market's dates
     symbols: int                       # how many symbols the run has
-    null_hit_rates: tuple[tuple[int, float], ...]
     cpu_slots: int | None = None
     chunks: tuple[int, ...] = ()       # the staged chunks it reads: none (cluster.dispatch ships none)
 
     @property
     def nbytes(self) -> int:
         """The bytes of its arrays: what sending it costs."""
-        return (sum(a.nbytes for a in self.columns.values())
-                + sum(a.nbytes for sums in self.unit_sums for a in sums.values()))
+        return sum(a.nbytes for sums in self.unit_sums for a in sums.values())
 
-
-def summarize_detector(job: SummaryJob, staged: Staged | None = None
-                       ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(paths, detector_summary(), score_quantiles()) of a split detector: its units' path sums
-    added up from zero in unit order (the bits do not depend on the pieces), its events' statistics.
-    staged: unused (it reads no staged chunk); there for the runners that pass one."""
-    with cpu_slot(job.cpu_slots):
-        total = PathSums(job.offsets, job.dates, job.symbols)
-        for sums in job.unit_sums:
+    def compute(self) -> pd.DataFrame:
+        """PATH_COLUMNS: its units' path sums added up from zero in unit order (the bits do not
+        depend on the pieces)."""
+        total = PathSums(self.offsets, self.dates, self.symbols)
+        for sums in self.unit_sums:
             total.add_sums(**sums)
-        frame = pd.DataFrame(job.columns, copy=False)
-        return (total.paths(job.name), detector_summary(frame, job.windows, dict(job.null_hit_rates)),
-                score_quantiles(frame, job.windows, job.name))
+        return total.paths(self.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowJob:
+    """One window's statistics of a detector finished in several pieces (finish_outputs): its rows
+    of detector_summary() and of score_quantiles(). The windows of a busy detector run side by side."""
+
+    name: str
+    columns: Mapping[str, np.ndarray]  # date, symbol, score, fwd_<h>, abn_<h>, mkt_<h> of all its events
+    window: int
+    null_hit_rate: float
+    cpu_slots: int | None = None
+    chunks: tuple[int, ...] = ()
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.columns.values())
+
+    def compute(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """(its window_summary() row, its window_quantiles() rows)."""
+        frame = pd.DataFrame(self.columns, copy=False)
+        return (window_summary(frame, self.window, self.null_hit_rate),
+                window_quantiles(frame, score_buckets(frame["score"].to_numpy(dtype="float64")), self.window, self.name))
+
+
+def split_statistics(name: str, columns: Mapping[str, np.ndarray], unit_sums: Sequence[dict[str, np.ndarray]],
+                     windows: Sequence[int], offsets: Sequence[int], dates: np.ndarray, symbols: int,
+                     null_hit_rates: Mapping[int, float], cpu_slots: int | None) -> list[PathsJob | WindowJob]:
+    """The statistics jobs of a detector finished in several pieces: its paths, then one per window.
+    columns: all its events' columns (PieceResult.columns, pieces in order); unit_sums: its units'."""
+    shared = {key: columns[key] for key in ("date", "symbol", "score")}
+    return [PathsJob(name, tuple(unit_sums), tuple(offsets), dates, symbols, cpu_slots),
+            *(WindowJob(name, {**shared, **{column(h): columns[column(h)]
+                                            for column in (forward_column, abnormal_column, market_column)}},
+                        h, null_hit_rates[h], cpu_slots) for h in windows)]
+
+
+def run_statistics_job(job: PathsJob | WindowJob, staged: Staged | None = None) -> Any:
+    """job.compute(), holding a CPU slot. staged: unused (it reads no staged chunk); there for the
+    runners that pass one."""
+    with cpu_slot(job.cpu_slots):
+        return job.compute()
+
+
+def assemble_statistics(jobs: Sequence[PathsJob | WindowJob], results: Sequence[Any]
+                        ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """detector -> (paths, detector_summary(), score_quantiles()) from its split_statistics() jobs'
+    results, the windows' rows in window order: the same tables one process would have made."""
+    paths: dict[str, pd.DataFrame] = {}
+    rows: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]] = {}
+    for job, result in zip(jobs, results):
+        if isinstance(job, PathsJob):
+            paths[job.name] = result
+        else:
+            rows.setdefault(job.name, []).append(result)
+    return {name: (paths[name], pd.DataFrame([summary for summary, _ in rows[name]], columns=DETECTOR_COLUMNS),
+                   pd.DataFrame([row for _, quantile in rows[name] for row in quantile], columns=QUANTILE_COLUMNS))
+            for name in paths}
 
 
 # How the driver runs the jobs: a function applied to each job, the results in job order.
@@ -472,8 +522,8 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
     Steps: the market index (here); the sign test's null counts over every bar (null jobs of
     consecutive chunks); the detectors' pieces (finish jobs, planned by plan_finish); each
     detector's files written here, a detector of several pieces joined (harness.parquet_parts);
-    the statistics of a detector of several pieces (a SummaryJob each). run_all runs the jobs:
-    in_this_process, or on `processes` workers. A failed write is the staging folder's
+    the statistics of a detector of several pieces (summary jobs: split_statistics). run_all runs
+    the jobs: in_this_process, or on `processes` workers. A failed write is the staging folder's
     OutputError naming the file.
     """
     clock = [time.perf_counter()]
@@ -511,14 +561,13 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
         events[d.name] = pd.DataFrame(columns, copy=False)
         if len(mine) == 1:
             statistics[d.name] = mine[0].paths, mine[0].summary, mine[0].quantiles
-        else:  # its statistics need all its events: one more job, so that split detectors' run side by side
-            split.append(SummaryJob(d.name, columns, tuple(sums for piece in mine for sums in piece.unit_sums),
-                                    tuple(windows), tuple(offsets), market["date"].to_numpy(), len(symbols),
-                                    tuple(rates.items()), cpu_slots))
+        else:  # its statistics need all its events: more jobs, its paths and a job per window
+            split += split_statistics(d.name, columns, [sums for piece in mine for sums in piece.unit_sums],
+                                      windows, offsets, market["date"].to_numpy(), len(symbols), rates, cpu_slots)
         del mine
     write_seconds = lap()
-    summarized, summary_job_seconds = _run_timed(run_all, summarize_detector, split) if split else ([], [])
-    statistics.update((job.name, result) for job, result in zip(split, summarized))
+    summarized, summary_job_seconds = _run_timed(run_all, run_statistics_job, split) if split else ([], [])
+    statistics.update(assemble_statistics(split, summarized))
     facts = {"jobs": len(plan.jobs), "units": sum(map(len, plan.units)), "pieces": sum(plan.parts),
              "joins": sum(1 for parts in plan.parts if parts > 1),
              # the driver's steps: the market index, the null jobs, planning, the jobs, its writes, the summary jobs

@@ -19,7 +19,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import REPO, cli_env, write_config
-from harness.finish import chunk_ranges, plan_pieces
+from harness.eval import abnormal_column, forward_column, market_column
+from harness.finish import assemble_statistics, chunk_ranges, plan_pieces, run_statistics_job, split_statistics
+from harness.stats.summary import PathSums, detector_summary, score_quantiles
 from test_run import DETECTORS, output_files
 
 
@@ -75,6 +77,38 @@ def test_plan_pieces_cover_every_unit_once_in_balanced_jobs(unit_costs, jobs):
     assert plan_pieces(unit_costs, jobs) == plan
 
 
+def test_a_split_detectors_statistics_by_window_are_the_whole_tables_bit_for_bit():
+    """Its paths (the units' sums added in unit order) and each window's rows, computed as separate
+    jobs and put together, are the tables one process makes from all its events: the same CSV bytes."""
+    rng = np.random.default_rng(3)
+    n, windows, offsets = 400, (5, 20), (-2, 0, 3)
+    dates = np.array(np.datetime64("2020-01-01") + np.arange(30), dtype="datetime64[ns]")
+    columns = {"date": dates[rng.integers(0, 30, n)], "symbol": rng.integers(0, 12, n),
+               "score": np.where(rng.random(n) < 0.1, np.nan, rng.integers(0, 7, n).astype(float))}  # ties, NaN
+    for h in windows:
+        raw = np.where(rng.random(n) < 0.1, np.nan, rng.normal(0.001, 0.02, n))
+        columns |= {forward_column(h): raw, market_column(h): rng.normal(0, 0.01, n),
+                    abnormal_column(h): np.where(rng.random(n) < 0.2, np.nan, raw - 0.0005)}
+    units = []
+    for part in np.array_split(np.arange(n), 3):  # three units, each summed from zero
+        sums = PathSums(offsets, dates, 12)
+        path = rng.normal(0, 0.02, (len(part), len(offsets)))
+        sums.add(columns["date"][part], columns["symbol"][part], path, path - 0.001)
+        units.append(sums.arrays())
+    rates = {5: 0.48, 20: 0.51}
+    jobs = split_statistics("spike", columns, units, windows, offsets, dates, 12, rates, None)
+    assert len(jobs) == 1 + len(windows)
+    paths, summary, quantiles = assemble_statistics(jobs, [run_statistics_job(job) for job in jobs])["spike"]
+    whole = PathSums(offsets, dates, 12)
+    for sums in units:
+        whole.add_sums(**sums)
+    frame = pd.DataFrame(columns)
+    for mine, one in ((paths, whole.paths("spike")), (summary, detector_summary(frame, windows, rates)),
+                      (quantiles, score_quantiles(frame, windows, "spike"))):
+        pd.testing.assert_frame_equal(mine, one, check_exact=True)
+        assert mine.to_csv(index=False) == one.to_csv(index=False)
+
+
 def scan_in_units(tmp_path: Path, data: Path, out: str, workers: int, unit_cost: int | None) -> Path:
     """The real CLI (harness.run.main) in a subprocess, with FINISH_UNIT_COST set to `unit_cost`
     (None: as shipped) so that a small universe's detectors are cut into units."""
@@ -97,9 +131,10 @@ def test_detectors_in_units_give_the_same_files_serially_and_on_workers(tmp_path
     assert run["units"] > len(DETECTORS), "the small unit cost must cut detectors"
     assert run["jobs"] == 1 and run["pieces"] == len(DETECTORS) and run["joins"] == 0, "one job: each detector whole"
     assert spread["jobs"] == 2 and spread["pieces"] > len(DETECTORS), "two jobs: a detector split in pieces"
-    # the driver joins each detector of several pieces, and its statistics are one more job each
+    # the driver joins each detector of several pieces; its statistics are more jobs: paths, a job per window
     assert 0 < spread["joins"] <= spread["pieces"] - len(DETECTORS)
-    assert len(spread["summary_job_seconds"]) == spread["joins"] and run["summary_job_seconds"] == []
+    windows = len(json.loads((workers / "run.json").read_text())["config"]["forward_windows"])
+    assert len(spread["summary_job_seconds"]) == spread["joins"] * (1 + windows) and run["summary_job_seconds"] == []
     assert json.loads((whole / "run.json").read_text())["finish_jobs"]["units"] == len(DETECTORS)
     # the same units whatever the workers: every file, byte for byte
     assert output_files(workers) == output_files(serial)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -53,11 +53,17 @@ DETECTOR_COLUMNS = ["window", "events", "valid", "mean", "median", "std", "t_sta
 
 
 def detector_summary(frame: pd.DataFrame, windows: Sequence[int], null_hit_rates: Mapping[int, float]) -> pd.DataFrame:
-    """One detector's part of the summary: DETECTOR_COLUMNS, one row per window.
+    """One detector's part of the summary: DETECTOR_COLUMNS, one row per window (window_summary()).
+    No events: every statistic NaN (valid 0)."""
+    return pd.DataFrame([window_summary(frame, h, null_hit_rates.get(h, math.nan)) for h in windows],
+                        columns=DETECTOR_COLUMNS)
 
-    frame: its event rows, with columns date (event date), symbol (symbol code), fwd_<h>, abn_<h>
-    and mkt_<h> (the market over the same bars) for each window. null_hit_rates: per window, the
-    share of positive abnormal returns over every symbol-day of the run (the sign test's null).
+
+def window_summary(frame: pd.DataFrame, h: int, null_hit_rate: float) -> dict[str, Any]:
+    """detector_summary()'s row of window h (DETECTOR_COLUMNS), from the events' columns that
+    window needs: date (event date), symbol (symbol code), fwd_<h>, abn_<h> and mkt_<h> (the market
+    over the same bars). null_hit_rate: the share of positive h-bar abnormal returns over every
+    symbol-day of the run (the sign test's null; NaN: no sign test).
     - valid, mean, median, std, t_stat, hit_rate: of the raw forward return over the events where
       it exists; t_stat as if events were independent; t_clustered: the same mean's two-way t;
     - over the events that also have an abnormal return (abn_valid of them; none where the market
@@ -71,66 +77,76 @@ def detector_summary(frame: pd.DataFrame, windows: Sequence[int], null_hit_rates
     """
     dates = frame["date"].to_numpy()
     symbols = frame["symbol"].to_numpy()
-    rows = []
-    for h in windows:
-        raw = frame[forward_column(h)].to_numpy(dtype="float64")
-        abn = frame[abnormal_column(h)].to_numpy(dtype="float64")
-        market = frame[market_column(h)].to_numpy(dtype="float64")
-        ok, good = ~np.isnan(raw), ~np.isnan(abn)
-        stats = return_stats(raw)
-        abn_stats = return_stats(abn)
-        test = mean_estimate(abn[good], dates[good], symbols[good])
-        if ok.any() and not good.any():  # events with returns, none with an abnormal one: say why
-            test = dataclasses.replace(test, note="no abnormal return (every span crosses a thin market, or, "
-                                                  "for market_model, no estimation window is long enough)")
-        null = float(null_hit_rates.get(h, math.nan))
-        sign = mean_estimate((abn[good] > 0) - null, dates[good], symbols[good]) if null == null else NO_DATA
-        rows.append({"window": h, "events": len(frame), **stats,
-                     "t_clustered": mean_estimate(raw[ok], dates[ok], symbols[ok]).t,
-                     "market_mean": float(market[good].mean()) if good.any() else math.nan,
-                     "abn_valid": abn_stats["valid"], "abn_mean": abn_stats["mean"], "abn_median": abn_stats["median"],
-                     "abn_se": test.se, "abn_t": test.t, "abn_df": test.df, "abn_p": test.p,
-                     "abn_hit_rate": abn_stats["hit_rate"], "null_hit_rate": null, "sign_t": sign.t, "sign_p": sign.p,
-                     "event_dates": test.dates, "event_symbols": test.symbols, "note": test.note})
-    return pd.DataFrame(rows, columns=DETECTOR_COLUMNS)
+    raw = frame[forward_column(h)].to_numpy(dtype="float64")
+    abn = frame[abnormal_column(h)].to_numpy(dtype="float64")
+    market = frame[market_column(h)].to_numpy(dtype="float64")
+    ok, good = ~np.isnan(raw), ~np.isnan(abn)
+    stats = return_stats(raw)
+    abn_stats = return_stats(abn)
+    test = mean_estimate(abn[good], dates[good], symbols[good])
+    if ok.any() and not good.any():  # events with returns, none with an abnormal one: say why
+        test = dataclasses.replace(test, note="no abnormal return (every span crosses a thin market, or, "
+                                              "for market_model, no estimation window is long enough)")
+    null = float(null_hit_rate)
+    sign = mean_estimate((abn[good] > 0) - null, dates[good], symbols[good]) if null == null else NO_DATA
+    return {"window": h, "events": len(frame), **stats,
+            "t_clustered": mean_estimate(raw[ok], dates[ok], symbols[ok]).t,
+            "market_mean": float(market[good].mean()) if good.any() else math.nan,
+            "abn_valid": abn_stats["valid"], "abn_mean": abn_stats["mean"], "abn_median": abn_stats["median"],
+            "abn_se": test.se, "abn_t": test.t, "abn_df": test.df, "abn_p": test.p,
+            "abn_hit_rate": abn_stats["hit_rate"], "null_hit_rate": null, "sign_t": sign.t, "sign_p": sign.p,
+            "event_dates": test.dates, "event_symbols": test.symbols, "note": test.note}
 
 
 def score_quantiles(frame: pd.DataFrame, windows: Sequence[int], detector: str) -> pd.DataFrame:
     """QUANTILE_COLUMNS: the mean abnormal return of the detector's events by score quintile, per
-    window, and the top-minus-bottom spread, as alphalens does for factors.
+    window, and the top-minus-bottom spread, as alphalens does for factors (window_quantiles()).
 
-    frame: as detector_summary takes it, plus score. An event's quintile is that of its score among
-    all the detector's events with a score (quantile 1 the lowest; tied scores share the lower
-    quintile, so a score that takes few values leaves some quintiles empty); per window, each
-    quintile's events with an abnormal return give events, score_low/high (its scores' range),
-    abn_mean and its two-way clustered test (abn_se, abn_t, abn_p); the row of quantile SPREAD has
-    the difference of quintile 5's mean and quintile 1's with the two-way test of that difference
-    (the stacked regression of harness.stats.inference.difference_estimate). note: why a t is NaN.
+    frame: as detector_summary takes it, plus score.
+    """
+    bucket = score_buckets(frame["score"].to_numpy(dtype="float64"))
+    return pd.DataFrame([row for h in windows for row in window_quantiles(frame, bucket, h, detector)],
+                        columns=QUANTILE_COLUMNS)
+
+
+def score_buckets(score: np.ndarray) -> np.ndarray:
+    """Each event's score quintile among all the events with a score: 1 the lowest .. QUANTILES,
+    0 for no score (NaN). Tied scores share the lower quintile, so a score that takes few values
+    leaves some quintiles empty."""
+    scored = ~np.isnan(score)
+    bucket = np.zeros(len(score), dtype=np.int64)
+    ranks = np.searchsorted(np.sort(score[scored]), score[scored], side="left")
+    bucket[scored] = ranks * QUANTILES // max(int(scored.sum()), 1) + 1
+    return bucket
+
+
+def window_quantiles(frame: pd.DataFrame, bucket: np.ndarray, h: int, detector: str) -> list[dict[str, Any]]:
+    """score_quantiles()'s rows of window h (QUANTILE_COLUMNS). frame: date, symbol, score and
+    abn_<h> of the events; bucket: their score_buckets(). Each quintile's events with an abnormal
+    return give events, score_low/high (its scores' range), abn_mean and its two-way clustered
+    test (abn_se, abn_t, abn_p); the row of quantile SPREAD has the difference of quintile 5's mean
+    and quintile 1's with the two-way test of that difference (the stacked regression of
+    harness.stats.inference.difference_estimate). note: why a t is NaN.
     """
     score = frame["score"].to_numpy(dtype="float64")
     dates, symbols = frame["date"].to_numpy(), frame["symbol"].to_numpy()
-    scored = ~np.isnan(score)
-    bucket = np.zeros(len(score), dtype=np.int64)  # 0: no score
-    ranks = np.searchsorted(np.sort(score[scored]), score[scored], side="left")
-    bucket[scored] = ranks * QUANTILES // max(int(scored.sum()), 1) + 1
+    abn = frame[abnormal_column(h)].to_numpy(dtype="float64")
+    good = ~np.isnan(abn)
+    members = {q: good & (bucket == q) for q in range(1, QUANTILES + 1)}
     rows = []
-    for h in windows:
-        abn = frame[abnormal_column(h)].to_numpy(dtype="float64")
-        good = ~np.isnan(abn)
-        members = {q: good & (bucket == q) for q in range(1, QUANTILES + 1)}
-        for q, mine in members.items():
-            test = mean_estimate(abn[mine], dates[mine], symbols[mine])
-            rows.append({"detector": detector, "window": h, "quantile": str(q), "events": int(mine.sum()),
-                         "score_low": float(score[mine].min()) if mine.any() else math.nan,
-                         "score_high": float(score[mine].max()) if mine.any() else math.nan,
-                         "abn_mean": test.value, "abn_se": test.se, "abn_t": test.t, "abn_p": test.p,
-                         "note": test.note})
-        low, high = members[1], members[QUANTILES]
-        spread = difference_estimate(abn[low], dates[low], symbols[low], abn[high], dates[high], symbols[high])
-        rows.append({"detector": detector, "window": h, "quantile": SPREAD, "events": int(low.sum() + high.sum()),
-                     "score_low": math.nan, "score_high": math.nan, "abn_mean": spread.value, "abn_se": spread.se,
-                     "abn_t": spread.t, "abn_p": spread.p, "note": spread.note})
-    return pd.DataFrame(rows, columns=QUANTILE_COLUMNS)
+    for q, mine in members.items():
+        test = mean_estimate(abn[mine], dates[mine], symbols[mine])
+        rows.append({"detector": detector, "window": h, "quantile": str(q), "events": int(mine.sum()),
+                     "score_low": float(score[mine].min()) if mine.any() else math.nan,
+                     "score_high": float(score[mine].max()) if mine.any() else math.nan,
+                     "abn_mean": test.value, "abn_se": test.se, "abn_t": test.t, "abn_p": test.p,
+                     "note": test.note})
+    low, high = members[1], members[QUANTILES]
+    spread = difference_estimate(abn[low], dates[low], symbols[low], abn[high], dates[high], symbols[high])
+    rows.append({"detector": detector, "window": h, "quantile": SPREAD, "events": int(low.sum() + high.sum()),
+                 "score_low": math.nan, "score_high": math.nan, "abn_mean": spread.value, "abn_se": spread.se,
+                 "abn_t": spread.t, "abn_p": spread.p, "note": spread.note})
+    return rows
 
 
 def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], baselines: Mapping[str, str | None],

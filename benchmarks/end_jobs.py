@@ -1,0 +1,157 @@
+"""The end of a run cut for many workers, measured job by job in one process.
+
+    python benchmarks/end_jobs.py [--symbols 5000] [--years 20] [--jobs 1 64] [--unit-cost N ...]
+                                   [--out DIR]
+
+What a cluster of N workers does after its scan cannot be run here (two cores), but each of its
+jobs can: this stages the benchmark universe (a 2-worker LocalCluster scan, every detector; with
+--out, kept and reused by the next measurement), then, for each --jobs N, runs the end of the run
+(harness.finish.finish_outputs) planned for N workers with every job in this process, one after
+the other and nothing else running, and times each job on its own. So the parts of a projection
+for N workers are measured, not estimated: the longest null job, the longest finish job (one
+unit of the busiest detector, at most), the longest summary job (a split detector's paths or one
+of its windows), the driver's own steps (market index, planning, writes and joins; summary.csv,
+paths.csv, quantiles.csv; the report) and the bytes the end moves between the driver and the
+workers (the finish jobs' results, the summary jobs' inputs, and the staged chunks a remote
+cluster's workers get: the driver sends each chunk once, the workers fetch what they need from
+each other). Prints them, saves JSON under benchmarks/results/; asserts nothing about time.
+Outputs go to a temporary folder and are discarded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from bench import universe  # noqa: E402
+
+
+def stage(raw: dict):
+    """A RunPlan whose staging folder holds every symbol's chunks (config `raw`): those staged in
+    its out_dir by an earlier run of this script are kept (--resume), the rest scanned on 2 local
+    workers."""
+    from harness.config import load_config
+    from harness.progress import Progress
+    from harness.run import execute, prepare_run, stage_results
+    cfg = load_config(raw, {"workers": 2})
+    plan = prepare_run(cfg, resume=True)
+    if plan.todo:
+        with execute(plan) as execution:
+            stage_results(plan, execution.results, Progress(len(plan.symbols), plan.resumed_from, enabled=False))
+    return plan
+
+
+def shipped_bytes(plan, jobs: list, nulls: list, workers: int) -> dict[str, int]:
+    """What a remote cluster of `workers` gets of the staged chunks (cluster.dispatch.ShippedChunks:
+    job n of each round on worker n % workers; the driver sends each chunk once, to the first
+    worker that needs it, and the others fetch it from there): `driver` the bytes the driver
+    sends, `workers` what all the workers receive, `largest` what the worker that needs the most
+    receives before its jobs can run."""
+    from harness.staging import staged_files
+    sizes = {c: sum(map(len, staged_files(plan.staging.path, c).values())) for c in range(plan.staging.chunks)}
+    needed: dict[int, set[int]] = {}
+    for kind in (nulls, jobs):
+        for n, chunks in enumerate(kind):
+            needed.setdefault(n % workers, set()).update(chunks)
+    received = [sum(sizes[c] for c in chunks) for chunks in needed.values()]
+    return {"driver": sum(sizes[c] for c in set().union(*needed.values())), "workers": sum(received),
+            "largest": max(received, default=0)}
+
+
+def end_for(plan, jobs: int) -> dict:
+    """The end of the run planned for `jobs` workers, every job here: its steps and jobs timed."""
+    import numpy as np
+    from harness.final_files import FinalFiles
+    from harness.finish import finish_outputs, in_this_process
+    from harness.report import build_report
+    from harness.run import Execution, Timings, run_facts, write_statistics
+
+    cfg = plan.cfg
+    planned: list[list[tuple[int, ...]]] = []
+
+    def run_all(function, given):  # in this process, noting the chunks each job reads
+        planned.append([tuple(job.chunks) for job in given])
+        return in_this_process(function, given)
+
+    def cannot_write(path: Path, reason: str) -> Exception:
+        return RuntimeError(f"cannot write {path}: {reason}")
+
+    with tempfile.TemporaryDirectory() as out:
+        files = FinalFiles(Path(out), Path(out), cannot_write)
+        started = time.perf_counter()
+        evaluated = finish_outputs(plan.staging, files, plan.specs, cfg.forward_windows,
+                                   range(cfg.path_offsets[0], cfg.path_offsets[1] + 1), cfg.benchmark_settings(),
+                                   plan.symbols, run_all, jobs)
+        end = time.perf_counter() - started
+        started = time.perf_counter()
+        summary = write_statistics(plan, files, evaluated)
+        statistics = time.perf_counter() - started
+        info = run_facts(plan, Execution(iter(())), evaluated, time.time(), Timings())
+        started = time.perf_counter()
+        files.text("report.html", build_report(summary, evaluated.events, evaluated.paths, info))
+        files.text("run.json", json.dumps(info, indent=2, default=str) + "\n")
+        report = time.perf_counter() - started
+        files.discard()
+    facts = evaluated.jobs
+    shipped = shipped_bytes(plan, planned[1], planned[0], jobs)
+    longest = {key: max(facts[key], default=0.0) for key in ("null_job_seconds", "job_seconds", "summary_job_seconds")}
+    # the end on `jobs` workers, each job on its own core: the driver's steps plus the longest job of each round
+    parts = {"market_seconds": facts["market_seconds"], "null_longest": longest["null_job_seconds"],
+             "plan_seconds": facts["plan_seconds"], "finish_longest": longest["job_seconds"],
+             "write_seconds": facts["write_seconds"], "summary_longest": longest["summary_job_seconds"],
+             "statistics_seconds": round(statistics, 3), "report_seconds": round(report, 3)}
+    return {"jobs": jobs, "end_seconds_here": round(end, 3), "parts": parts,
+            "end_on_workers": round(sum(parts.values()), 3),
+            "bytes": {"returned": facts["bytes_returned"], "sent": facts["bytes_sent"],
+                      **{f"shipped_{k}": v for k, v in shipped.items()}},
+            "finish_jobs": {k: v for k, v in facts.items() if k not in ("costs", "unit_costs")},
+            "unit_costs": facts["unit_costs"],
+            "summary_rows": int(np.sum([len(t) for t in evaluated.summaries.values()]))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--symbols", type=int, default=5000)
+    parser.add_argument("--years", type=int, default=20)
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--unit-cost", type=int, nargs="+", default=[],
+                        help="also measure with harness.finish.FINISH_UNIT_COST set to each of these")
+    parser.add_argument("--out", help="the run's output folder, kept: its staged chunks are reused by the next "
+                                      "measurement with the same --out (default: a temporary folder)")
+    parser.add_argument("--results", default=str(HERE / "results"))
+    args = parser.parse_args()
+    import harness.finish
+    shipped_cost = harness.finish.FINISH_UNIT_COST
+    data = universe(args.symbols, args.years, REPO / "data" / "bench")
+    from harness.detectors import REGISTERED
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        plan = stage({"ohlcv_path": str(data), "detectors": list(REGISTERED), "dashboard_address": "127.0.0.1:0",
+                      "out_dir": args.out or str(Path(tmp) / "out")})
+        print(f"staged {len(plan.symbols)} symbols in {time.perf_counter() - started:.1f} s", flush=True)
+        ends = []
+        for cost, jobs in [(c, j) for c in [shipped_cost, *args.unit_cost] for j in args.jobs]:
+            harness.finish.FINISH_UNIT_COST = cost
+            ends.append({"unit_cost": cost, **end_for(plan, jobs)})
+            e = ends[-1]
+            print(f"unit cost {cost}, {jobs:>3} jobs: end {e['end_on_workers']:.2f} s on {jobs} workers ({e['end_seconds_here']:.1f} s "
+                  f"here, one job at a time); " + ", ".join(f"{k} {v:.2f}" for k, v in e["parts"].items())
+                  + "; bytes " + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in e["bytes"].items()), flush=True)
+    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "universe": {"symbols": args.symbols, "years": args.years},
+              "ends": ends}
+    path = Path(args.results) / f"end-jobs-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
