@@ -94,14 +94,15 @@ class FinalFiles:
         self.moves.append((self.temp_dir / f"final-{len(self.moves):03d}-{file}", final))
         return self.moves[-1][0]
 
-    def parquet_parts(self, name: str, parts: Sequence[bytes | pa.Buffer]) -> None:
+    def parquet_parts(self, name: str, parts: Sequence[bytes | pa.Buffer], tail: bytes | None = None) -> None:
         """Write parquet file `name`: the one file a writer would have written with the row groups of
-        `parts` (parquet files of the same schema and settings, in order; harness.parquet_parts)."""
+        `parts` (parquet files of the same schema and settings, in order; harness.parquet_parts).
+        tail: the joined file's footer (parquet_parts.joined_tail of the parts), if computed elsewhere."""
         with output_errors(self.out_dir / name, self.cannot_write), open(self._temp_for(name), "wb") as sink:
             if len(parts) == 1:
                 sink.write(parts[0])
             else:
-                join_parquet_parts(parts, sink)
+                join_parquet_parts(parts, sink, tail)
 
     def table(self, name: str, table: pa.Table) -> None:
         """Write parquet file `name` whole."""

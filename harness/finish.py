@@ -17,14 +17,15 @@ chunk once for all its pieces.
 Jobs write nothing: a piece returns its rows as parquet bytes (one row group per chunk with
 events) and its numbers (PieceResult): a detector's only piece its statistics too. The driver
 writes each file: an only piece's bytes as they are, a split detector's pieces joined into the
-bytes one writer would have written (harness.parquet_parts). A split detector's statistics need
-all its events: they are more jobs, run side by side (split_statistics): its paths (PathsJob, its
-units' path sums added up in unit order) and each window's summary and quantile rows (WindowJob).
-So the files are the same whatever the pieces.
+bytes one writer would have written (harness.parquet_parts; the joined footer is a FooterJob's).
+A split detector's statistics need all its events: they are more jobs, run side by side
+(split_statistics): its paths (PathsJob, its units' path sums added up in unit order) and each
+window's summary and quantile rows (WindowJob). So the files are the same whatever the pieces.
 
 The steps (finish_outputs): market index -> null jobs (the sign test's share of positive
 abnormal returns over every bar, which the statistics need) -> plan_finish -> finish jobs ->
-files written -> summary jobs (a split detector's statistics). run.json's finish_jobs times each step and each job.
+summary jobs (a split detector's statistics and footers) -> files written. run.json's
+finish_jobs times each step and each job.
 
 The jobs run wherever the driver says (a RunAll): its own loop (one job), or one job per worker of
 a Dask cluster, local (the workers read the staging folder) or remote (the staged chunks are sent
@@ -54,6 +55,7 @@ from harness.eval import abnormal_column, forward_column, market_column
 from harness.stats.benchmark import Benchmark, BenchmarkReturns
 from harness.stats.market import market_index
 from harness.final_files import FinalFiles
+from harness.parquet_parts import joined_tail, part_footer
 from harness.staging import BAR, Staged, StagedChunk, StagingFolder, read_staged_chunk, read_staged_series
 from harness.stats.summary import (DETECTOR_COLUMNS, QUANTILE_COLUMNS, PathSums, detector_summary,
                                    score_buckets, score_quantiles, window_quantiles, window_summary)
@@ -415,6 +417,26 @@ class WindowJob:
                 window_quantiles(frame, score_buckets(frame["score"].to_numpy(dtype="float64")), self.window, self.name))
 
 
+@dataclasses.dataclass(frozen=True)
+class FooterJob:
+    """The footer of a split detector's file, joined from its pieces' parts' footers
+    (harness.parquet_parts.joined_tail): decoding and encoding footers is the costly part of a join
+    (~1.4 s for the driver alone at 64 workers, 5,000 x 20 years), and needs none of the bodies."""
+
+    file: str                          # its name in the output folder
+    footers: tuple[tuple[int, bytes], ...]  # its parts' part_footer(), in order
+    cpu_slots: int | None = None
+    chunks: tuple[int, ...] = ()
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(footer) for _, footer in self.footers)
+
+    def compute(self) -> bytes:
+        """What follows the parts' bodies in the joined file."""
+        return joined_tail(self.footers)
+
+
 def split_statistics(name: str, columns: Mapping[str, np.ndarray], unit_sums: Sequence[dict[str, np.ndarray]],
                      windows: Sequence[int], offsets: Sequence[int], dates: np.ndarray, symbols: int,
                      null_hit_rates: Mapping[int, float], cpu_slots: int | None) -> list[PathsJob | WindowJob]:
@@ -427,14 +449,14 @@ def split_statistics(name: str, columns: Mapping[str, np.ndarray], unit_sums: Se
                         h, null_hit_rates[h], cpu_slots) for h in windows)]
 
 
-def run_statistics_job(job: PathsJob | WindowJob, staged: Staged | None = None) -> Any:
-    """job.compute(), holding a CPU slot. staged: unused (it reads no staged chunk); there for the
-    runners that pass one."""
+def compute_job(job: PathsJob | WindowJob | FooterJob, staged: Staged | None = None) -> Any:
+    """job.compute() (a summary job's), holding a CPU slot. staged: unused (it reads no staged
+    chunk); there for the runners that pass one."""
     with cpu_slot(job.cpu_slots):
         return job.compute()
 
 
-def assemble_statistics(jobs: Sequence[PathsJob | WindowJob], results: Sequence[Any]
+def assemble_statistics(jobs: Sequence[PathsJob | WindowJob | FooterJob], results: Sequence[Any]
                         ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
     """detector -> (paths, detector_summary(), score_quantiles()) from its split_statistics() jobs'
     results, the windows' rows in window order: the same tables one process would have made."""
@@ -443,7 +465,7 @@ def assemble_statistics(jobs: Sequence[PathsJob | WindowJob], results: Sequence[
     for job, result in zip(jobs, results):
         if isinstance(job, PathsJob):
             paths[job.name] = result
-        else:
+        elif isinstance(job, WindowJob):
             rows.setdefault(job.name, []).append(result)
     return {name: (paths[name], pd.DataFrame([summary for summary, _ in rows[name]], columns=DETECTOR_COLUMNS),
                    pd.DataFrame([row for _, quantile in rows[name] for row in quantile], columns=QUANTILE_COLUMNS))
@@ -520,11 +542,11 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
     (abn_<h> added) into `files`; return the market, the events' returns, their statistics.
 
     Steps: the market index (here); the sign test's null counts over every bar (null jobs of
-    consecutive chunks); the detectors' pieces (finish jobs, planned by plan_finish); each
-    detector's files written here, a detector of several pieces joined (harness.parquet_parts);
-    the statistics of a detector of several pieces (summary jobs: split_statistics). run_all runs
-    the jobs: in_this_process, or on `processes` workers. A failed write is the staging folder's
-    OutputError naming the file.
+    consecutive chunks); the detectors' pieces (finish jobs, planned by plan_finish); the
+    statistics and the files' footers of a detector of several pieces (summary jobs:
+    split_statistics, FooterJob); each detector's files written here, a detector of several pieces
+    joined (harness.parquet_parts). run_all runs the jobs: in_this_process, or on `processes`
+    workers. A failed write is the staging folder's OutputError naming the file.
     """
     clock = [time.perf_counter()]
 
@@ -550,29 +572,37 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
     jobs_seconds = lap()
     by_piece = {(piece.detector.code, piece.part): result for job, results in zip(plan.jobs, done)
                 for piece, result in zip(job.pieces, results)}
+    pieces = {d.code: [by_piece.pop((d.code, part)) for part in range(plan.parts[d.code])] for d in described}
     events, statistics, split = {}, {}, []
-    for d, spec in zip(described, detectors):  # a detector's pieces in order
-        mine = [by_piece.pop((d.code, part)) for part in range(plan.parts[d.code])]
-        for kind in ("events", "forward"):
-            files.parquet_parts(f"{spec.out_name}/{kind}.parquet", [getattr(piece, kind) for piece in mine])
+    for d, spec in zip(described, detectors):
+        mine = pieces[d.code]  # in order
         # no copy of an only piece's arrays: 13 columns of every event (0.3 s at 5,000 x 20 years)
         columns = {key: mine[0].columns[key] if len(mine) == 1 else np.concatenate([piece.columns[key] for piece in mine])
                    for key in mine[0].columns}
         events[d.name] = pd.DataFrame(columns, copy=False)
         if len(mine) == 1:
             statistics[d.name] = mine[0].paths, mine[0].summary, mine[0].quantiles
-        else:  # its statistics need all its events: more jobs, its paths and a job per window
+        else:  # its statistics need all its events, and its files their parts' footers joined: more jobs
             split += split_statistics(d.name, columns, [sums for piece in mine for sums in piece.unit_sums],
                                       windows, offsets, market["date"].to_numpy(), len(symbols), rates, cpu_slots)
-        del mine
+            split += [FooterJob(f"{spec.out_name}/{kind}.parquet",
+                                tuple(part_footer(getattr(piece, kind), n) for n, piece in enumerate(mine)), cpu_slots)
+                      for kind in ("events", "forward")]
+    computed, summary_job_seconds = _run_timed(run_all, compute_job, split) if split else ([], [])
+    statistics.update(assemble_statistics(split, computed))
+    tails = {job.file: tail for job, tail in zip(split, computed) if isinstance(job, FooterJob)}
+    summary_seconds = lap()
+    for d, spec in zip(described, detectors):  # every detector's files, in run order
+        for kind in ("events", "forward"):
+            name = f"{spec.out_name}/{kind}.parquet"
+            files.parquet_parts(name, [getattr(piece, kind) for piece in pieces[d.code]], tails.get(name))
     write_seconds = lap()
-    summarized, summary_job_seconds = _run_timed(run_all, run_statistics_job, split) if split else ([], [])
-    statistics.update(assemble_statistics(split, summarized))
     facts = {"jobs": len(plan.jobs), "units": sum(map(len, plan.units)), "pieces": sum(plan.parts),
              "joins": sum(1 for parts in plan.parts if parts > 1),
-             # the driver's steps: the market index, the null jobs, planning, the jobs, its writes, the summary jobs
+             # the driver's steps: the market index, the null jobs, planning, the finish jobs, the summary
+             # jobs (a split detector's statistics and footers), its writes
              "market_seconds": market_seconds, "null_seconds": null_seconds, "plan_seconds": plan_seconds,
-             "seconds": jobs_seconds, "write_seconds": write_seconds, "summary_seconds": lap(),
+             "seconds": jobs_seconds, "write_seconds": write_seconds, "summary_seconds": summary_seconds,
              # each job's own seconds, where it ran
              "null_job_seconds": null_job_seconds, "job_seconds": job_seconds, "summary_job_seconds": summary_job_seconds,
              # between the driver and where the jobs ran: the finish jobs' results, the summary jobs'

@@ -218,29 +218,51 @@ def _read_part(data: memoryview, number: int) -> tuple[int, memoryview]:
     return size - 12 - footer_size, data[size - 8 - footer_size:size - 8]
 
 
-def join_parquet_parts(parts: Sequence[Any], sink: BinaryIO) -> None:
-    """Write to `sink` the file one ParquetWriter would have written with the row groups of `parts`
-    (parquet files' bytes), in order. The parts must come from writers with the same schema and
-    settings (as harness.finish's pieces write them); a part may have no row groups. Encrypted
-    files and page indexes that point outside their row group's column chunks are not supported
-    (pyarrow writes neither by default). A part that is not a parquet file is a ValueError."""
-    if not parts:
-        raise ValueError("no parts to join")
+def part_footer(data: Any, number: int = 0) -> tuple[int, bytes]:
+    """(length of the body, footer bytes) of parquet file `data` (bytes or a pyarrow Buffer): what
+    joined_tail() needs of it. Not a parquet file: ValueError naming part `number`."""
+    body, footer = _read_part(memoryview(data), number)
+    return body, bytes(footer)
+
+
+def joined_tail(footers: Sequence[tuple[int, bytes]]) -> bytes:
+    """What follows the parts' bodies in their joined file, from their part_footer()s in order: the
+    first part's footer holding every part's row groups (offsets moved by where the part's body
+    lands, ordinals renumbered) and the rows summed, then its length and MAGIC. The costly part of
+    a join (the footers decoded and encoded in Python), and all of it that needs no body."""
     footer: list[Field] | None = None
     groups: list[list[Field]] = []
-    rows, written = 0, len(MAGIC)
-    sink.write(MAGIC)
-    for number, data in enumerate(map(memoryview, parts)):  # bytes or pyarrow Buffers
-        body, part_footer = _read_part(data, number)
-        decoded = decode_footer(bytes(part_footer))
-        groups += _moved_row_groups(decoded, written - len(MAGIC), len(groups))
+    rows, before = 0, 0  # the bytes of the bodies before this part's
+    for body, part in footers:
+        decoded = decode_footer(part)
+        groups += _moved_row_groups(decoded, before, len(groups))
         rows += _field(decoded, _FILE_NUM_ROWS)[2]
         footer = footer or decoded
-        sink.write(data[len(MAGIC):len(MAGIC) + body])
-        written += body
+        before += body
+    if footer is None:
+        raise ValueError("no parts to join")
     _field(footer, _FILE_NUM_ROWS)[2] = rows
     row_groups = _field(footer, _FILE_ROW_GROUPS)
     if row_groups is not None:
         row_groups[2] = (_STRUCT, groups)
     encoded = encode_footer(footer)
-    sink.write(encoded + struct.pack("<I", len(encoded)) + MAGIC)
+    return encoded + struct.pack("<I", len(encoded)) + MAGIC
+
+
+def join_parquet_parts(parts: Sequence[Any], sink: BinaryIO, tail: bytes | None = None) -> None:
+    """Write to `sink` the file one ParquetWriter would have written with the row groups of `parts`
+    (parquet files' bytes), in order. The parts must come from writers with the same schema and
+    settings (as harness.finish's pieces write them); a part may have no row groups. Encrypted
+    files and page indexes that point outside their row group's column chunks are not supported
+    (pyarrow writes neither by default). A part that is not a parquet file is a ValueError, and
+    nothing is written. tail: their joined_tail(), if it was computed elsewhere (a worker)."""
+    if not parts:
+        raise ValueError("no parts to join")
+    views = list(map(memoryview, parts))  # bytes or pyarrow Buffers
+    footers = [_read_part(view, number) for number, view in enumerate(views)]
+    if tail is None:
+        tail = joined_tail([(body, bytes(footer)) for body, footer in footers])
+    sink.write(MAGIC)
+    for view, (body, _) in zip(views, footers):
+        sink.write(view[len(MAGIC):len(MAGIC) + body])
+    sink.write(tail)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from conftest import REPO, cli_env, write_config
 from harness.eval import abnormal_column, forward_column, market_column
-from harness.finish import assemble_statistics, chunk_ranges, plan_pieces, run_statistics_job, split_statistics
+from harness.finish import assemble_statistics, chunk_ranges, plan_pieces, compute_job, split_statistics
 from harness.stats.summary import PathSums, detector_summary, score_quantiles
 from test_run import DETECTORS, output_files
 
@@ -98,7 +98,7 @@ def test_a_split_detectors_statistics_by_window_are_the_whole_tables_bit_for_bit
     rates = {5: 0.48, 20: 0.51}
     jobs = split_statistics("spike", columns, units, windows, offsets, dates, 12, rates, None)
     assert len(jobs) == 1 + len(windows)
-    paths, summary, quantiles = assemble_statistics(jobs, [run_statistics_job(job) for job in jobs])["spike"]
+    paths, summary, quantiles = assemble_statistics(jobs, [compute_job(job) for job in jobs])["spike"]
     whole = PathSums(offsets, dates, 12)
     for sums in units:
         whole.add_sums(**sums)
@@ -131,10 +131,10 @@ def test_detectors_in_units_give_the_same_files_serially_and_on_workers(tmp_path
     assert run["units"] > len(DETECTORS), "the small unit cost must cut detectors"
     assert run["jobs"] == 1 and run["pieces"] == len(DETECTORS) and run["joins"] == 0, "one job: each detector whole"
     assert spread["jobs"] == 2 and spread["pieces"] > len(DETECTORS), "two jobs: a detector split in pieces"
-    # the driver joins each detector of several pieces; its statistics are more jobs: paths, a job per window
+    # a detector of several pieces is joined: more jobs, its paths, one per window, its two files' footers
     assert 0 < spread["joins"] <= spread["pieces"] - len(DETECTORS)
     windows = len(json.loads((workers / "run.json").read_text())["config"]["forward_windows"])
-    assert len(spread["summary_job_seconds"]) == spread["joins"] * (1 + windows) and run["summary_job_seconds"] == []
+    assert len(spread["summary_job_seconds"]) == spread["joins"] * (1 + windows + 2) and run["summary_job_seconds"] == []
     assert json.loads((whole / "run.json").read_text())["finish_jobs"]["units"] == len(DETECTORS)
     # the same units whatever the workers: every file, byte for byte
     assert output_files(workers) == output_files(serial)

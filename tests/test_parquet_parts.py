@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.parquet_parts import decode_footer, encode_footer, join_parquet_parts
+from harness.parquet_parts import decode_footer, encode_footer, join_parquet_parts, joined_tail, part_footer
 
 
 def frame(rows: int, seed: int) -> pa.Table:
@@ -45,6 +45,9 @@ def test_parts_join_into_the_bytes_one_writer_writes(tmp_path_factory, sizes, da
     joined = io.BytesIO()
     join_parquet_parts(parts, joined)
     assert joined.getvalue() == whole
+    elsewhere = io.BytesIO()  # the footer joined apart from the bodies (a worker's FooterJob), from buffers
+    join_parquet_parts(parts, elsewhere, joined_tail([part_footer(pa.py_buffer(part)) for part in parts]))
+    assert elsewhere.getvalue() == whole
     pd.testing.assert_frame_equal(pq.read_table(pa.py_buffer(joined.getvalue())).to_pandas(),
                                   pa.concat_tables([schema.empty_table(), *tables]).to_pandas())
 
@@ -59,5 +62,9 @@ def test_a_footer_decodes_and_encodes_to_the_same_bytes(tmp_path):
 @pytest.mark.parametrize("bad", [b"not parquet at all", b"PAR1 cut short", b""])
 def test_a_part_that_is_not_parquet_is_refused(tmp_path, bad):
     good = write_groups(tmp_path / "f.parquet", [frame(5, 1)], frame(1, 0).schema).read_bytes()
+    sink = io.BytesIO()
     with pytest.raises(ValueError, match="^part 1 is not a parquet file$"):
-        join_parquet_parts([good, bad], io.BytesIO())
+        join_parquet_parts([good, bad], sink)
+    assert sink.getvalue() == b"", "nothing written"
+    with pytest.raises(ValueError, match="^part 3 is not a parquet file$"):
+        part_footer(bad, 3)
