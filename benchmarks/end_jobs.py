@@ -1,7 +1,7 @@
 """The end of a run cut for many workers, measured job by job in one process.
 
     python benchmarks/end_jobs.py [--symbols 5000] [--years 20] [--jobs 1 64] [--unit-cost N ...]
-                                   [--out DIR]
+                                   [--alternate ROUNDS] [--out DIR]
 
 What a cluster of N workers does after its scan cannot be run here (two cores), but each of its
 jobs can: this stages the benchmark universe (a 2-worker LocalCluster scan, every detector; with
@@ -15,13 +15,15 @@ paths.csv, quantiles.csv; the report) and the bytes the end moves between the dr
 workers (the finish jobs' results, the summary jobs' inputs, and the staged chunks a remote
 cluster's workers get: the driver sends each chunk once, the workers fetch what they need from
 each other). Prints them, saves JSON under benchmarks/results/; asserts nothing about time.
-Outputs go to a temporary folder and are discarded.
+Outputs go to a temporary folder and are discarded. --alternate: the same end run serially and on
+a real LocalCluster of 2 workers, alternated, for the finalize ratio without the scan's noise.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -93,7 +95,7 @@ def end_for(plan, jobs: int) -> dict:
         end = time.perf_counter() - started
         started = time.perf_counter()
         summary = write_statistics(plan, files, evaluated)
-        statistics = time.perf_counter() - started
+        statistics_seconds = time.perf_counter() - started
         info = run_facts(plan, Execution(iter(())), evaluated, time.time(), Timings())
         started = time.perf_counter()
         files.text("report.html", build_report(summary, evaluated.events, evaluated.paths, info))
@@ -107,7 +109,7 @@ def end_for(plan, jobs: int) -> dict:
     parts = {"market_seconds": facts["market_seconds"], "null_longest": longest["null_job_seconds"],
              "plan_seconds": facts["plan_seconds"], "finish_longest": longest["job_seconds"],
              "write_seconds": facts["write_seconds"], "summary_longest": longest["summary_job_seconds"],
-             "statistics_seconds": round(statistics, 3), "report_seconds": round(report, 3)}
+             "statistics_seconds": round(statistics_seconds, 3), "report_seconds": round(report, 3)}
     return {"jobs": jobs, "end_seconds_here": round(end, 3), "parts": parts,
             "end_on_workers": round(sum(parts.values()), 3),
             "bytes": {"returned": facts["bytes_returned"], "sent": facts["bytes_sent"],
@@ -117,6 +119,39 @@ def end_for(plan, jobs: int) -> dict:
             "summary_rows": int(np.sum([len(t) for t in evaluated.summaries.values()]))}
 
 
+def alternate(plan, rounds: int) -> dict:
+    """The end of the run (finish_outputs only) serially in this process and on a LocalCluster of 2
+    workers, alternated over `rounds` rounds on the same staged chunks: the finalize ratio without
+    the scan's noise (whole runs minutes apart differ by more than the effect)."""
+    import functools
+    from cluster.client import connect
+    from cluster.dispatch import dask_run_all
+    from harness.final_files import FinalFiles
+    from harness.finish import finish_outputs, in_this_process
+
+    cfg = plan.cfg
+
+    def end(run_all, processes: int) -> float:
+        with tempfile.TemporaryDirectory() as out:
+            files = FinalFiles(Path(out), Path(out), lambda path, reason: RuntimeError(f"{path}: {reason}"))
+            started = time.perf_counter()
+            finish_outputs(plan.staging, files, plan.specs, cfg.forward_windows,
+                           range(cfg.path_offsets[0], cfg.path_offsets[1] + 1), cfg.benchmark_settings(), plan.symbols,
+                           run_all, processes)
+            files.discard()
+            return round(time.perf_counter() - started, 3)
+
+    walls: dict[str, list[float]] = {"serial": [], "local-2": []}
+    with connect(cfg) as client:
+        for n in range(rounds):
+            walls["local-2"].append(end(functools.partial(dask_run_all, client), 2))
+            walls["serial"].append(end(in_this_process, 1))
+            print(f"  round {n + 1}/{rounds}: serial {walls['serial'][-1]:.2f} s, local-2 {walls['local-2'][-1]:.2f} s",
+                  flush=True)
+    per_round = [local / serial for serial, local in zip(walls["serial"], walls["local-2"])]
+    return {"walls": walls, "per_round": per_round, "median_ratio": statistics.median(per_round)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--symbols", type=int, default=5000)
@@ -124,6 +159,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--unit-cost", type=int, nargs="+", default=[],
                         help="also measure with harness.finish.FINISH_UNIT_COST set to each of these")
+    parser.add_argument("--alternate", type=int, default=0, metavar="ROUNDS",
+                        help="also the end serially and on a LocalCluster of 2, alternated over ROUNDS rounds")
     parser.add_argument("--out", help="the run's output folder, kept: its staged chunks are reused by the next "
                                       "measurement with the same --out (default: a temporary folder)")
     parser.add_argument("--results", default=str(HERE / "results"))
@@ -145,8 +182,11 @@ def main() -> None:
             print(f"unit cost {cost}, {jobs:>3} jobs: end {e['end_on_workers']:.2f} s on {jobs} workers ({e['end_seconds_here']:.1f} s "
                   f"here, one job at a time); " + ", ".join(f"{k} {v:.2f}" for k, v in e["parts"].items())
                   + "; bytes " + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in e["bytes"].items()), flush=True)
+        alternated = alternate(plan, args.alternate) if args.alternate else None
+        if alternated:
+            print(f"local-2 vs serial end: {alternated['median_ratio']:.3f} (median of the rounds' ratios)")
     report = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "universe": {"symbols": args.symbols, "years": args.years},
-              "ends": ends}
+              "ends": ends, "alternated": alternated}
     path = Path(args.results) / f"end-jobs-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
