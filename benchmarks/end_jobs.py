@@ -9,8 +9,8 @@ jobs can: this stages the benchmark universe (a 2-worker LocalCluster scan, ever
 (harness.finish.finish_outputs) planned for N workers with every job in this process, one after
 the other and nothing else running, and times each job on its own. So the parts of a projection
 for N workers are measured, not estimated: the longest null job, the longest finish job (one
-unit of the busiest detector, at most), the longest summary job (a split detector's paths or one
-of its windows), the driver's own steps (market index, planning, writes and joins; summary.csv,
+unit of the busiest detector, at most), the longest summary job (a split detector's paths, one of
+its windows or one file's joined footer), the driver's own steps (market index, planning, writes and joins; summary.csv,
 paths.csv, quantiles.csv; the report) and the bytes the end moves between the driver and the
 workers (the finish jobs' results, the summary jobs' inputs, and the staged chunks a remote
 cluster's workers get: the driver sends each chunk once, the workers fetch what they need from
@@ -109,6 +109,8 @@ def end_for(plan, jobs: int) -> dict:
     parts = {"market_seconds": facts["market_seconds"], "null_longest": longest["null_job_seconds"],
              "plan_seconds": facts["plan_seconds"], "finish_longest": longest["job_seconds"],
              "write_seconds": facts["write_seconds"], "summary_longest": longest["summary_job_seconds"],
+             # the driver's part of the summary round: a split detector's columns joined, its parts' footers read
+             "summary_driver_seconds": round(facts["summary_seconds"] - sum(facts["summary_job_seconds"]), 3),
              "statistics_seconds": round(statistics_seconds, 3), "report_seconds": round(report, 3)}
     return {"jobs": jobs, "end_seconds_here": round(end, 3), "parts": parts,
             "end_on_workers": round(sum(parts.values()), 3),

@@ -255,7 +255,8 @@ def join_parquet_parts(parts: Sequence[Any], sink: BinaryIO, tail: bytes | None 
     settings (as harness.finish's pieces write them); a part may have no row groups. Encrypted
     files and page indexes that point outside their row group's column chunks are not supported
     (pyarrow writes neither by default). A part that is not a parquet file is a ValueError, and
-    nothing is written. tail: their joined_tail(), if it was computed elsewhere (a worker)."""
+    nothing is written. tail: joined_tail() of these same parts, if it was computed elsewhere (a
+    worker); a tail of other parts makes a broken file."""
     if not parts:
         raise ValueError("no parts to join")
     views = list(map(memoryview, parts))  # bytes or pyarrow Buffers
