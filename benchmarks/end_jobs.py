@@ -10,9 +10,9 @@ jobs can: this stages the benchmark universe (a 2-worker LocalCluster scan, ever
 the other and nothing else running, and times each job on its own. So the parts of a projection
 for N workers are measured, not estimated: the longest null job, the longest finish job (one
 unit of the busiest detector, at most), the longest summary job (a split detector's paths, one of
-its windows or one file's joined footer), the driver's own steps (market index, planning, writes and joins; summary.csv,
-paths.csv, quantiles.csv; the report) and the bytes the end moves between the driver and the
-workers (the finish jobs' results, the summary jobs' inputs, and the staged chunks a remote
+its windows or one file's joined footer), the driver's own steps (market index, planning, writes
+and joins; summary.csv, paths.csv, quantiles.csv; the report) and the bytes the end moves between
+the driver and the workers (the finish jobs' results, the summary jobs' inputs, and the staged chunks a remote
 cluster's workers get: the driver sends each chunk once, the workers fetch what they need from
 each other). Prints them, saves JSON under benchmarks/results/; asserts nothing about time.
 Outputs go to a temporary folder and are discarded. --alternate: the same end run serially and on
@@ -68,30 +68,37 @@ def shipped_bytes(plan, jobs: list, nulls: list, workers: int) -> dict[str, int]
             "largest": max(received, default=0)}
 
 
+def scratch_files(out: str):
+    """harness.final_files.FinalFiles into the temporary folder `out`, to be discarded."""
+    from harness.final_files import FinalFiles
+    return FinalFiles(Path(out), Path(out), lambda path, reason: RuntimeError(f"cannot write {path}: {reason}"))
+
+
+def run_end(plan, files, run_all, processes: int):
+    """harness.finish.finish_outputs of the staged run `plan` into `files`, planned for `processes`."""
+    from harness.finish import finish_outputs
+    cfg = plan.cfg
+    return finish_outputs(plan.staging, files, plan.specs, cfg.forward_windows,
+                          range(cfg.path_offsets[0], cfg.path_offsets[1] + 1), cfg.benchmark_settings(), plan.symbols,
+                          run_all, processes)
+
+
 def end_for(plan, jobs: int) -> dict:
     """The end of the run planned for `jobs` workers, every job here: its steps and jobs timed."""
-    import numpy as np
-    from harness.final_files import FinalFiles
-    from harness.finish import finish_outputs, in_this_process
+    from harness.finish import in_this_process
     from harness.report import build_report
     from harness.run import Execution, Timings, run_facts, write_statistics
 
-    cfg = plan.cfg
     planned: list[list[tuple[int, ...]]] = []
 
     def run_all(function, given):  # in this process, noting the chunks each job reads
         planned.append([tuple(job.chunks) for job in given])
         return in_this_process(function, given)
 
-    def cannot_write(path: Path, reason: str) -> Exception:
-        return RuntimeError(f"cannot write {path}: {reason}")
-
     with tempfile.TemporaryDirectory() as out:
-        files = FinalFiles(Path(out), Path(out), cannot_write)
+        files = scratch_files(out)
         started = time.perf_counter()
-        evaluated = finish_outputs(plan.staging, files, plan.specs, cfg.forward_windows,
-                                   range(cfg.path_offsets[0], cfg.path_offsets[1] + 1), cfg.benchmark_settings(),
-                                   plan.symbols, run_all, jobs)
+        evaluated = run_end(plan, files, run_all, jobs)
         end = time.perf_counter() - started
         started = time.perf_counter()
         summary = write_statistics(plan, files, evaluated)
@@ -117,8 +124,7 @@ def end_for(plan, jobs: int) -> dict:
             "bytes": {"returned": facts["bytes_returned"], "sent": facts["bytes_sent"],
                       **{f"shipped_{k}": v for k, v in shipped.items()}},
             "finish_jobs": {k: v for k, v in facts.items() if k not in ("costs", "unit_costs")},
-            "unit_costs": facts["unit_costs"],
-            "summary_rows": int(np.sum([len(t) for t in evaluated.summaries.values()]))}
+            "unit_costs": facts["unit_costs"]}
 
 
 def alternate(plan, rounds: int) -> dict:
@@ -128,23 +134,18 @@ def alternate(plan, rounds: int) -> dict:
     import functools
     from cluster.client import connect
     from cluster.dispatch import dask_run_all
-    from harness.final_files import FinalFiles
-    from harness.finish import finish_outputs, in_this_process
-
-    cfg = plan.cfg
+    from harness.finish import in_this_process
 
     def end(run_all, processes: int) -> float:
         with tempfile.TemporaryDirectory() as out:
-            files = FinalFiles(Path(out), Path(out), lambda path, reason: RuntimeError(f"{path}: {reason}"))
+            files = scratch_files(out)
             started = time.perf_counter()
-            finish_outputs(plan.staging, files, plan.specs, cfg.forward_windows,
-                           range(cfg.path_offsets[0], cfg.path_offsets[1] + 1), cfg.benchmark_settings(), plan.symbols,
-                           run_all, processes)
+            run_end(plan, files, run_all, processes)
             files.discard()
             return round(time.perf_counter() - started, 3)
 
     walls: dict[str, list[float]] = {"serial": [], "local-2": []}
-    with connect(cfg) as client:
+    with connect(plan.cfg) as client:
         for n in range(rounds):
             walls["local-2"].append(end(functools.partial(dask_run_all, client), 2))
             walls["serial"].append(end(in_this_process, 1))

@@ -24,7 +24,8 @@ trip each, which at symbols_per_task: 1 was about a third of Dask's whole cost p
 The end of the run (dask_run_all) runs harness.finish's jobs as "finish" tasks, kept on the panel
 the same way: each job is scattered first (its own bar: NullJob, FinishJob, PathsJob, WindowJob,
 FooterJob), then its task submitted; on a cluster that may not see the driver's disk their staged
-chunks are sent to the workers too (ShippedChunks). A job whose worker died, or could not be reached, runs again.
+chunks are sent to the workers too (ShippedChunks). A job whose worker died, or could not be
+reached, runs again.
 
 Dead workers. Dask re-runs the tasks of a worker that dies; a task whose workers died too often
 comes back as KilledWorker. Dask blames every task the dying worker held, an innocent one queued

@@ -584,10 +584,12 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
             statistics[d.name] = mine[0].paths, mine[0].summary, mine[0].quantiles
         else:  # its statistics need all its events, and its files their parts' footers joined: more jobs
             summary_jobs += split_statistics(d.name, columns, [sums for piece in mine for sums in piece.unit_sums],
-                                      windows, offsets, market["date"].to_numpy(), len(symbols), rates, cpu_slots)
+                                             windows, offsets, market["date"].to_numpy(), len(symbols), rates,
+                                             cpu_slots)
             summary_jobs += [FooterJob(f"{spec.out_name}/{kind}.parquet",
-                                tuple(part_footer(getattr(piece, kind), n) for n, piece in enumerate(mine)), cpu_slots)
-                      for kind in ("events", "forward")]
+                                       tuple(part_footer(getattr(piece, kind), n) for n, piece in enumerate(mine)),
+                                       cpu_slots)
+                             for kind in ("events", "forward")]
     computed, summary_job_seconds = _run_timed(run_all, compute_job, summary_jobs) if summary_jobs else ([], [])
     statistics.update(assemble_statistics(summary_jobs, computed))
     tails = {job.file: tail for job, tail in zip(summary_jobs, computed) if isinstance(job, FooterJob)}
