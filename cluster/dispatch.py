@@ -7,13 +7,15 @@ and submitted at once, so the dashboard's Progress panel counts every task of th
 fixes the size, and the whole run is submitted at once.
 
 Keys are ("scan", run_id, first symbol of the task): one task prefix, so the dashboard shows one
-"scan" group and the scheduler's queuing stays on (dask/distributed#8671). The Progress panel
+"scan" group and the scheduler's queuing stays on (dask/distributed#8671); the pilots' are
+("pilot", ...), their own small bar, so that the "scan" bar appears with the whole rest of the run
+and its total never changes (it jumped once, when the pilots were back). The Progress panel
 counts the tasks the scheduler still knows; a task whose result the driver has fetched and released
 is forgotten and leaves the panel, so the bar would never fill. So each task gets a `received` task
 of no result that depends on it (ProgressMarks): the scheduler keeps a released task while a
 dependent of it is kept, as "done" (released) with its result freed on the worker, and the driver
-keeps the received tasks until the run ends. The panel's "scan" total is then twice the run's tasks
-from the moment they are submitted (once the pilots are back), and its done count grows to it.
+keeps the received tasks until the run ends. The panel's "scan" total is then twice the scan's
+tasks from the moment they are submitted (once the pilots are back), and its done count grows to it.
 
 Finished results are fetched in batches (one client.gather for up to GATHER_BATCH futures; a
 finished result waits at most GATHER_WAIT_SECONDS for others, and not at all after the pilots or
@@ -157,7 +159,7 @@ class ScanFeed:
         if self.symbols_per_task is None:
             pilot = min(self.workers, len(todo))
             self.pilots_left = {(i,) for i in todo[:pilot]}
-            self._submit(sorted(self.pilots_left))
+            self._submit(sorted(self.pilots_left), kind="pilot")
             self.rest = list(todo[pilot:])
         else:
             self._submit(split_units(todo, fixed_task_sizes(len(todo), self.symbols_per_task)))
@@ -171,11 +173,11 @@ class ScanFeed:
             if self.pending:
                 self.client.cancel([f for _, f in self.pending.values()])
 
-    def _submit(self, units: Sequence[Unit], again: str = "") -> None:
+    def _submit(self, units: Sequence[Unit], again: str = "", kind: str = "scan") -> None:
         # A key is never reused: the scheduler may still hold the erred or lost task of an earlier
         # submission of the same symbols under it, and would hand that state to the new future.
         tag = f"{self.run_id}-{again}{next(self.again)}" if again else self.run_id
-        keys = [("scan", tag, self.symbols[unit[0]]) for unit in units]
+        keys = [(kind, tag, self.symbols[unit[0]]) for unit in units]
         futures = self.client.map(scan_symbols, [[self.symbols[i] for i in unit] for unit in units],
                                   task=self.task, key=keys)
         self.pending.update((f.key, (unit, f)) for f, unit in zip(futures, units))
