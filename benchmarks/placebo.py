@@ -17,6 +17,9 @@ Shapes, as a real detector's events can look:
 - few days: a random 30% of the symbols on each of 12 random dates (few date clusters: Student's
   t with 11 df). (Every symbol on the same dates would be the market itself: its abnormal returns
   average to zero by construction.)
+- run-up: a random 1% of the bars whose trailing 250-bar return is above +30%, as breakouts,
+  moving-average crosses and momentum detectors select: nothing after the event by construction,
+  but a benchmark fitted on the selected bars carries the selection into the abnormal return;
 - variant: an independent concentrated draw tested against a concentrated baseline (vs_baseline);
 - filter variant: a random half of a concentrated baseline's events, tested against it: how real
   variants look (a baseline plus a condition), every variant event shared with the baseline.
@@ -54,10 +57,11 @@ from harness.stats.summary import SPREAD, detector_summary, score_quantiles  # n
 from harness.synth import simulate_universe  # noqa: E402
 
 WINDOWS = (5, 10, 20, 40)
-SHAPES = ("spread", "concentrated", "industry days", "few days", "variant", "filter variant")
+SHAPES = ("spread", "concentrated", "industry days", "few days", "run-up", "variant", "filter variant")
 VARIANTS = ("variant", "filter variant")
 BENCHMARKS = ("market", "market_model")
 Z_95 = 1.959963984540054
+RUN_UP_BARS, RUN_UP_RISE = 250, 0.3  # the run-up shape: a trailing 250-bar return above +30%
 
 
 class Universe:
@@ -121,8 +125,24 @@ class Universe:
         count = max(1, len(self.length) // 10)
         return self.at_random(rng, rng.choice(len(self.length), size=count, replace=False), per_year)
 
+    def after_run_up(self, rng: np.random.Generator, lookback: int = RUN_UP_BARS, rise: float = RUN_UP_RISE,
+                     share: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+        """A random `share` of the bars whose trailing `lookback`-bar return is above `rise`: what a
+        breakout, trend or momentum detector selects on, with nothing after the event by construction."""
+        picked_symbols, picked_bars = [], []
+        for s in range(len(self.length)):
+            close = self.close[self.first[s]:self.first[s] + self.length[s]]
+            trailing = np.full(len(close), -np.inf)
+            trailing[lookback:] = close[lookback:] / close[:-lookback] - 1
+            bars = np.flatnonzero((trailing > rise) & (rng.random(len(close)) < share))
+            picked_symbols.append(np.full(len(bars), s))
+            picked_bars.append(bars)
+        return np.concatenate(picked_symbols).astype(np.int64), np.concatenate(picked_bars).astype(np.int64)
+
     def draw(self, shape: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         everyone = np.arange(len(self.length))
+        if shape == "run-up":
+            return self.after_run_up(rng)
         if shape == "spread":
             return self.at_random(rng, everyone, 1.0)
         if shape in ("concentrated", *VARIANTS):

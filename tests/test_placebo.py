@@ -33,3 +33,31 @@ def test_concentrated_placebo_at_40_bars_is_starred_near_5_percent_not_40():
     assert draws == 40
     assert before / draws >= 0.25, f"the old statistic starred only {before} of {draws}: the test lost its power"
     assert after / draws <= 0.2, f"{after} of {draws} placebo draws starred at 5%"
+
+
+def test_run_up_placebo_is_not_starred_by_the_market_model():
+    # Events on random bars after a trailing 250-bar return above +30%, nothing after them by
+    # construction: what breakouts and momentum detectors select. The market model's estimation
+    # window (-250 .. -21) lies inside that run-up, so its fitted alpha carries the selection:
+    # extrapolated as h x alpha (checked below, so that this test could fail) it starred nearly every
+    # draw; with alpha not extrapolated the draws are starred near the nominal 5%.
+    extrapolated = after = draws = 0
+    for u in range(4):
+        universe = Universe(100, 8, 700 + u)
+        benchmark = BenchmarkReturns(universe.market, Benchmark("market_model"))
+        rng = np.random.default_rng(u)
+        for _ in range(10):
+            symbols, bars = universe.after_run_up(rng, share=0.02)
+            events = universe.returns(benchmark, symbols, bars)
+            alpha, _ = benchmark._fit(universe.days, universe.close, (universe.first, universe.length),
+                                      universe.first[symbols] + bars, universe.first[symbols],
+                                      universe.length[symbols])
+            valid = events["abn_40"].notna().to_numpy()
+            abn, dates, names = (events["abn_40"].to_numpy()[valid], events["date"].to_numpy()[valid],
+                                 events["symbol"].to_numpy()[valid])
+            extrapolated += mean_estimate(abn - 40 * alpha[valid], dates, names).p < SIGNIFICANCE
+            after += mean_estimate(abn, dates, names).p < SIGNIFICANCE
+            draws += 1
+    assert draws == 40
+    assert extrapolated / draws >= 0.8, f"h x alpha starred only {extrapolated} of {draws}: the test lost its power"
+    assert after / draws <= 0.2, f"{after} of {draws} run-up placebo draws starred at 5%"

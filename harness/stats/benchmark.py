@@ -4,11 +4,15 @@ Two benchmarks (config key `benchmark`):
 
 - market: the abnormal return over h bars is the stock's return less the equal-weighted market's
   over the same dates, fwd_h - mkt_h. It takes every stock to have a beta of 1.
-- market_model (MacKinlay 1997): alpha and beta are fitted per event by OLS of the stock's bar
-  returns on the market's over an estimation window of bars before the event (`estimation_window`,
-  default bars -250 .. -21: a gap of 20 bars keeps the run-up of signals chosen on recent prices
-  out of the fit), and the abnormal return is fwd_h - (h x alpha + beta x mkt_h). Events with fewer
-  than `min_estimation_bars` usable returns in the window have no abnormal return (NaN).
+- market_model (MacKinlay 1997, alpha not extrapolated): alpha and beta are fitted per event by
+  OLS of the stock's bar returns on the market's over an estimation window of bars before the event
+  (`estimation_window`, default bars -250 .. -21), and the abnormal return is fwd_h - beta x mkt_h:
+  the fitted alpha is not carried past the window. A detector that selects on past returns
+  (breakouts, trends, momentum) picks bars whose window drifted up; that drift is the fitted alpha,
+  and h x alpha subtracted after the event would be an "abnormal return" made by the selection
+  (STATISTICS.md, "The market model"). The slope of an OLS with an intercept is not moved by a
+  selection on the window's total return, so beta alone is kept. Events with fewer than
+  `min_estimation_bars` usable returns in the window have no abnormal return (NaN).
 
 Either way the market must be a market: a span of dates that crosses a market date on which fewer
 than `min_market_symbols` symbols had a return has no market return, so no abnormal return (the
@@ -149,15 +153,12 @@ def market_model_fit(sums: RunningSums, rows: np.ndarray, first: np.ndarray, len
     return np.where(fitted, alpha, np.nan), np.where(fitted, beta, np.nan)
 
 
-def expected_returns(mkt: np.ndarray, offsets: np.ndarray,
-                     alpha: np.ndarray | None = None, beta: np.ndarray | None = None) -> np.ndarray:
+def expected_returns(mkt: np.ndarray, beta: np.ndarray | None = None) -> np.ndarray:
     """[event, offset] returns the benchmark expects, given the market's over the same bars (mkt):
-    the market's itself (market), or k x alpha + beta x mkt for offset k with each event's alpha and
-    beta (market_model). The abnormal return is the return less this; NaN where an input is."""
-    if alpha is None:
-        return mkt
-    k = np.asarray(offsets, dtype=np.float64)[None, :]
-    return k * alpha[:, None] + beta[:, None] * mkt
+    the market's itself (market), or beta x mkt with each event's beta (market_model; its fitted
+    alpha is not extrapolated, module docstring). The abnormal return is the return less this; NaN
+    where an input is (an event without a fit)."""
+    return mkt if beta is None else beta[:, None] * mkt
 
 
 class BenchmarkReturns:
@@ -187,8 +188,8 @@ class BenchmarkReturns:
         ret, mkt = event_returns(days, close, self.levels, first, length, bars, offsets, self.thin)
         if self.benchmark.kind == "market":
             return ret, mkt, mkt
-        alpha, beta = self._fit(days, close, spans, first + bars, first, length)
-        return ret, mkt, expected_returns(mkt, np.asarray(offsets), alpha, beta)
+        _, beta = self._fit(days, close, spans, first + bars, first, length)
+        return ret, mkt, expected_returns(mkt, beta)
 
     def _fit(self, days: np.ndarray, close: np.ndarray, spans: tuple[np.ndarray, np.ndarray], rows: np.ndarray,
              first: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -208,9 +209,9 @@ class BenchmarkReturns:
         first, length = (np.repeat(values, spans[1]) for values in spans)
         at = days.astype(np.int64) - GRID_START
         level, thin = self.levels[at], self.thin[at]
-        alpha = beta = None
+        beta = None
         if self.benchmark.kind == "market_model":
-            alpha, beta = self._fit(days, close, spans, np.arange(bars), first, length)
+            _, beta = self._fit(days, close, spans, np.arange(bars), first, length)
         abn = np.full((bars, len(windows)), np.nan)
         for k, h in enumerate(windows):
             if h >= bars:
@@ -219,7 +220,7 @@ class BenchmarkReturns:
             mkt = level[h:] / level[:-h] - 1
             mkt[thin[h:] != thin[:-h]] = np.nan
             inside = np.arange(h, bars) < (first + length)[:-h]  # bar i + h is the same symbol's
-            expected = mkt if alpha is None else h * alpha[:-h] + beta[:-h] * mkt
+            expected = mkt if beta is None else beta[:-h] * mkt
             abn[:-h, k] = np.where(inside, ret - expected, np.nan)
         return abn
 
