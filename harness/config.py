@@ -70,11 +70,12 @@ class ScanConfig:
     min_estimation_bars: int = DEFAULT_MIN_ESTIMATION_BARS
     min_market_symbols: int = DEFAULT_MIN_MARKET_SYMBOLS
     market_outlier_move: float | None = DEFAULT_OUTLIER_MOVE
+    exclude_flagged: bool = False
 
     def benchmark_settings(self) -> Benchmark:
         """The benchmark keys as harness.stats.benchmark takes them."""
         return Benchmark(self.benchmark, self.estimation_window, self.min_estimation_bars, self.min_market_symbols,
-                         self.market_outlier_move)
+                         self.market_outlier_move, self.exclude_flagged)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly copy, for run.json."""
@@ -549,6 +550,7 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
                                  2, estimation_window[1] - estimation_window[0] + 1),
         min_market_symbols=_int("min_market_symbols", merged.get("min_market_symbols", DEFAULT_MIN_MARKET_SYMBOLS), 1),
         market_outlier_move=_outlier_move("market_outlier_move", merged.get("market_outlier_move", DEFAULT_OUTLIER_MOVE)),
+        exclude_flagged=_bool("exclude_flagged", merged.get("exclude_flagged", False)),
     )
     resolve_detectors(cfg.detectors, cfg.params)  # raises ConfigError on an unknown name or parameter
     return cfg

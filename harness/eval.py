@@ -23,6 +23,11 @@ def market_column(window: int) -> str:
     return f"mkt_{window}"
 
 
+def flagged_column(window: int) -> str:
+    """Column name of whether the event's `window` bars cross a flagged outlier bar (kept in memory only)."""
+    return f"flagged_{window}"
+
+
 def event_rows(dates: np.ndarray, event_dates: np.ndarray) -> np.ndarray:
     """Row numbers of `event_dates` in the sorted, unique `dates`; ValueError if one is not there."""
     rows = np.searchsorted(dates, event_dates)

@@ -51,7 +51,7 @@ import pyarrow.parquet as pq
 from cluster.cpuslots import cpu_slot
 from harness.detectors import DetectorSpec
 from harness.errors import ScanError
-from harness.eval import abnormal_column, forward_column, market_column
+from harness.eval import abnormal_column, flagged_column, forward_column, market_column
 from harness.stats.benchmark import Benchmark, BenchmarkReturns
 from harness.stats.market import market_index
 from harness.final_files import FinalFiles
@@ -228,29 +228,36 @@ def _adjust(chunk: StagedChunk, name: str, windows: Sequence[int], offsets: Sequ
     """Detector `name`'s staged forward rows of one chunk, against the benchmark.
 
     Returns the final forward table (abn_<h> added, the bar number dropped), the columns for the
-    statistics (date, symbol: its code in `codes`, score, fwd_<h>, abn_<h>, mkt_<h>), and the
-    event-time (ret, abn) arrays [event, offset].
+    statistics (date, symbol: its code in `codes`, score, fwd_<h>, abn_<h>, mkt_<h>, flagged_<h>:
+    whether its h bars cross a flagged outlier bar), and the event-time (ret, abn) arrays [event,
+    offset]. With benchmark.exclude_flagged, the statistics' returns over a span that crosses a
+    flagged bar are NaN (left out); the forward table keeps them: its bytes never depend on it.
     """
     staged = chunk.forward[name]
     first, length = chunk.spans_of(staged.column("symbol"))
     bars = staged.column(BAR).to_numpy()
     # one gather for the paths' offsets and the windows (usually among them)
     extra = [h for h in windows if h not in offsets]
-    ret, market, expected = benchmark.returns(chunk.days, chunk.close, chunk.symbol_spans(), first, length, bars,
-                                              [*offsets, *extra])
-    at = {k: n for n, k in enumerate([*offsets, *extra])}
+    spans, every = chunk.symbol_spans(), [*offsets, *extra]
+    ret, market, expected = benchmark.returns(chunk.days, chunk.close, spans, first, length, bars, every)
+    crossed = benchmark.crossings(chunk.close, spans, first, length, bars, every)
+    at = {k: n for n, k in enumerate(every)}
     columns = {"date": staged.column("date").to_numpy(), "symbol": chunk.codes_of(staged.column("symbol"), codes),
                "score": chunk.events[name].column("score").to_numpy()}
     table = staged.drop_columns([BAR])
+    left_out = crossed if benchmark.benchmark.exclude_flagged else np.zeros_like(crossed)
     for h in windows:
         raw = staged.column(forward_column(h)).to_numpy()
         missing = np.isnan(raw)
         abn = raw - np.where(missing, np.nan, expected[:, at[h]])
         table = table.append_column(abnormal_column(h), pa.array(abn, pa.float64()))
-        columns.update({forward_column(h): raw, abnormal_column(h): abn,
-                        market_column(h): np.where(missing, np.nan, market[:, at[h]])})
+        out = left_out[:, at[h]]
+        columns.update({forward_column(h): np.where(out, np.nan, raw), abnormal_column(h): np.where(out, np.nan, abn),
+                        market_column(h): np.where(missing | out, np.nan, market[:, at[h]]),
+                        flagged_column(h): crossed[:, at[h]] & ~missing})
     width = len(offsets)
-    return table, columns, ret[:, :width], ret[:, :width] - expected[:, :width]
+    path_ret = np.where(left_out[:, :width], np.nan, ret[:, :width])
+    return table, columns, path_ret, path_ret - expected[:, :width]
 
 
 def null_counts(job: NullJob, staged: Staged | None = None) -> tuple[list[int], list[int]]:
@@ -444,8 +451,8 @@ def split_statistics(name: str, columns: Mapping[str, np.ndarray], unit_sums: Se
     columns: all its events' columns (PieceResult.columns, pieces in order); unit_sums: its units'."""
     shared = {key: columns[key] for key in ("date", "symbol", "score")}
     return [PathsJob(name, tuple(unit_sums), tuple(offsets), dates, symbols, cpu_slots),
-            *(WindowJob(name, {**shared, **{column(h): columns[column(h)]
-                                            for column in (forward_column, abnormal_column, market_column)}},
+            *(WindowJob(name, {**shared, **{column(h): columns[column(h)] for column
+                                            in (forward_column, abnormal_column, market_column, flagged_column)}},
                         h, null_hit_rates.get(h, math.nan), cpu_slots) for h in windows)]
 
 

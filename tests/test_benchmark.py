@@ -12,7 +12,7 @@ import statsmodels.api as sm
 
 from conftest import run_cli, write_config
 from harness.stats.benchmark import (Benchmark, BenchmarkReturns, bar_returns, expected_returns, market_membership,
-                               market_model_fit, RunningSums, thin_grid, thin_spans)
+                                     market_model_fit, outlier_crossings, RunningSums, thin_grid, thin_spans)
 from harness.stats.market import GRID_START, level_grid
 
 DAYS = pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]).to_numpy("datetime64[ns]")
@@ -184,3 +184,19 @@ def test_a_market_outlier_is_left_out_of_the_fit_too():
     guarded, market_ret = bar_returns(days, close, np.array([0]), np.array([5]), levels, thin, outlier_move=0.8)
     assert kept[2] == pytest.approx(-0.5) and np.isnan(guarded[2]) and np.isnan(market_ret[2])
     assert guarded[3] == kept[3]
+
+
+def test_outlier_crossings_by_hand():
+    # two symbols one after another: A's bar 3 halves (flagged), B's first bar is far from A's last
+    # (no return of its own, never flagged), B's bar 2 is a bad print up
+    close = np.array([10.0, 10.0, 10.0, 5.0, 5.0, 100.0, 100.0, 250.0, 100.0])
+    spans = (np.array([0, 5]), np.array([5, 4]))
+    first, length = np.array([0, 0, 0, 5, 5]), np.array([5, 5, 5, 4, 4])
+    bars = np.array([0, 2, 3, 0, 3])
+    crossed = outlier_crossings(close, spans, first, length, bars, [-2, -1, 1, 2, 40], 0.8)
+    assert crossed.tolist() == [[False, False, False, False, True],   # A bar 0: (0, 2] no; to its end yes
+                                [False, False, True, True, True],     # A bar 2: bar 3 is in (2, 3]
+                                [True, True, False, False, False],    # A bar 3: (1, 3], (2, 3] hold it
+                                [False, False, False, True, True],    # B bar 0: its own bar 0 never counts
+                                [True, True, False, False, False]]    # B bar 3: its return back is flagged too
+    assert not outlier_crossings(close, spans, first, length, bars, [-2, 2], None).any()

@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import REPO, cli_env, write_config
-from harness.eval import abnormal_column, forward_column, market_column
+from harness.eval import abnormal_column, flagged_column, forward_column, market_column
 from harness.finish import assemble_statistics, chunk_ranges, plan_pieces, compute_job, split_statistics
 from harness.stats.summary import PathSums, detector_summary, score_quantiles
 from test_run import DETECTORS, output_files
@@ -88,7 +88,8 @@ def test_a_split_detectors_statistics_by_window_are_the_whole_tables_bit_for_bit
     for h in windows:
         raw = np.where(rng.random(n) < 0.1, np.nan, rng.normal(0.001, 0.02, n))
         columns |= {forward_column(h): raw, market_column(h): rng.normal(0, 0.01, n),
-                    abnormal_column(h): np.where(rng.random(n) < 0.2, np.nan, raw - 0.0005)}
+                    abnormal_column(h): np.where(rng.random(n) < 0.2, np.nan, raw - 0.0005),
+                    flagged_column(h): rng.random(n) < 0.05}
     units = []
     for part in np.array_split(np.arange(n), 3):  # three units, each summed from zero
         sums = PathSums(offsets, dates, 12)

@@ -100,7 +100,8 @@ def test_outlier_bars():
     assert not outlier_bars(close, None).any() and outlier_bars(close[:1], 0.8).tolist() == [False]
 
 
-def test_an_unadjusted_split_and_a_bad_tick_stay_out_of_the_market_and_are_named(tmp_path):
+def split_and_bad_tick() -> dict[str, pd.DataFrame]:
+    """12 symbols x 40 bars; S03 halves at bar 20 (an unadjusted 2:1 split), S07 prints 0.0001 at bar 30."""
     rng = np.random.default_rng(11)
     frames = {f"S{n:02d}": bars(close=100 * np.cumprod(1 + rng.normal(0, 0.01, 40))) for n in range(12)}
     split = frames["S03"]["close"].to_numpy().copy()
@@ -109,6 +110,11 @@ def test_an_unadjusted_split_and_a_bad_tick_stay_out_of_the_market_and_are_named
     tick = frames["S07"]["close"].to_numpy().copy()
     tick[30] = 0.0001  # one bad print
     frames["S07"] = bars(close=tick)
+    return frames
+
+
+def test_an_unadjusted_split_and_a_bad_tick_stay_out_of_the_market_and_are_named(tmp_path):
+    frames = split_and_bad_tick()
     out = scan_universe(tmp_path, frames, ["gap"])
     market = pq.read_table(out / "market.parquet").to_pandas()
     dates = frames["S00"]["date"]
@@ -125,3 +131,28 @@ def test_an_unadjusted_split_and_a_bad_tick_stay_out_of_the_market_and_are_named
     proc = run_cli("--config", str(tmp_path / "c.yaml"), "--workers", "1")
     assert f"\n3 bar return(s) beyond +80% / -44% were left out of the market index (market_outlier_move): S03 " \
            f"{dates[20].date()} -50.3%, S07 {dates[30].date()} -100.0%, S07 {dates[31].date()} " in proc.stdout, proc.stdout
+
+
+def test_events_whose_window_crosses_a_flagged_bar_are_counted_and_left_out_on_request(tmp_path):
+    # An event on every bar: at 1 bar the windows (19, 20] of S03 and (29, 30], (30, 31] of S07 cross
+    # a flagged bar (3 events); at 2 bars (18, 20], (19, 21], (28, 30], (29, 31], (30, 32] (5).
+    frames = split_and_bad_tick()
+    kept = scan_universe(tmp_path / "kept", frames, ["user_detectors:every_bar"])
+    left_out = scan_universe(tmp_path / "left_out", frames, ["user_detectors:every_bar"], exclude_flagged=True)
+    for name in ("events.parquet", "forward.parquet"):  # the files keep every event, byte for byte
+        assert (kept / "user_detectors.every_bar" / name).read_bytes() == \
+            (left_out / "user_detectors.every_bar" / name).read_bytes()
+    both = [pd.read_csv(out / "summary.csv").set_index("window") for out in (kept, left_out)]
+    for summary in both:
+        assert summary["flagged"].to_dict() == {1: 3, 2: 5}
+    assert (both[1]["valid"] == both[0]["valid"] - both[0]["flagged"]).all()
+    assert (both[1]["abn_valid"] == both[0]["abn_valid"] - both[0]["flagged"]).all()
+    assert both[0]["abn_mean"].abs().max() > 0.01, "the split and the bad print weigh on the mean when kept"
+    assert both[1]["abn_mean"].abs().max() < 0.01
+    forward = pd.read_parquet(kept / "user_detectors.every_bar" / "forward.parquet")
+    crossing = forward[(forward["symbol"] == "S03") & (forward["date"] == frames["S03"]["date"][19])]
+    assert crossing["fwd_1"].iloc[0] == pytest.approx(-0.5, abs=0.03), "the file keeps the split's return"
+    paths = [pd.read_csv(out / "paths.csv").set_index("offset") for out in (kept, left_out)]
+    assert (paths[1]["events"] <= paths[0]["events"]).all()
+    assert (paths[1].loc[1:30, "events"] < paths[0].loc[1:30, "events"]).all()
+    assert (paths[1].loc[-20:-1, "events"] < paths[0].loc[-20:-1, "events"]).all()

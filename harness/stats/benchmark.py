@@ -49,6 +49,7 @@ class Benchmark:
     min_estimation_bars: int = DEFAULT_MIN_ESTIMATION_BARS
     min_market_symbols: int = DEFAULT_MIN_MARKET_SYMBOLS
     outlier_move: float | None = DEFAULT_OUTLIER_MOVE  # harness.stats.market.outlier_bars: not in the fits
+    exclude_flagged: bool = False      # events whose bars cross an outlier bar: left out of the statistics
 
 
 def thin_grid(market: pd.DataFrame, min_symbols: int) -> np.ndarray:
@@ -131,6 +132,32 @@ class RunningSums:
         return self.sums[:, high + k] - self.sums[:, low + k]
 
 
+def outlier_crossings(close: np.ndarray, spans: tuple[np.ndarray, np.ndarray], first: np.ndarray,
+                      length: np.ndarray, bars: np.ndarray, offsets: Sequence[int], move: float | None
+                      ) -> np.ndarray:
+    """[event, offset] whether the bars between each event's bar i and bar i + k (the returns of bars
+    min(i, i+k) + 1 .. max(i, i+k), within its own symbol) include a bar flagged by
+    harness.stats.market.outlier_bars(move): an unadjusted split or a bad print inside the event's
+    window, which its return carries. close, spans: the bars of several symbols one after another
+    and each one's (first row, bars); first, length, bars: each event's symbol's rows and its bar.
+    move None: nothing is flagged. Offsets past a symbol's ends count up to its first or last bar."""
+    flagged = np.zeros((len(bars), len(offsets)), dtype=bool)
+    if move is None or len(bars) == 0:
+        return flagged
+    marks = np.zeros(len(close), dtype=np.int64)
+    if len(close) > 1:
+        ratio = close[1:] / close[:-1]
+        marks[1:] = (ratio > 1 + move) | (ratio < 1 / (1 + move))  # outlier_bars' rule
+        marks[spans[0][spans[1] > 0]] = 0  # a symbol's first bar has no return of its own
+    counted = np.concatenate([[0], np.cumsum(marks)])  # counted[j + 1]: marks of rows 0 .. j
+    row, last = first + bars, first + length - 1
+    for n, k in enumerate(offsets):
+        low = np.clip(row + min(k, 0), first, last)
+        high = np.clip(row + max(k, 0), first, last)
+        flagged[:, n] = counted[high + 1] > counted[low + 1]
+    return flagged
+
+
 def market_model_fit(sums: RunningSums, rows: np.ndarray, first: np.ndarray, length: np.ndarray,
                      window: tuple[int, int], min_bars: int) -> tuple[np.ndarray, np.ndarray]:
     """(alpha, beta) of the OLS stock = alpha + beta x market over each row's estimation window.
@@ -190,6 +217,11 @@ class BenchmarkReturns:
             return ret, mkt, mkt
         _, beta = self._fit(days, close, spans, first + bars, first, length)
         return ret, mkt, expected_returns(mkt, beta)
+
+    def crossings(self, close: np.ndarray, spans: tuple[np.ndarray, np.ndarray], first: np.ndarray,
+                  length: np.ndarray, bars: np.ndarray, offsets: Sequence[int]) -> np.ndarray:
+        """outlier_crossings() of the events at `offsets`, by this run's outlier rule."""
+        return outlier_crossings(close, spans, first, length, bars, offsets, self.benchmark.outlier_move)
 
     def _fit(self, days: np.ndarray, close: np.ndarray, spans: tuple[np.ndarray, np.ndarray], rows: np.ndarray,
              first: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,12 +10,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.eval import abnormal_column, forward_column, market_column
+from harness.eval import abnormal_column, flagged_column, forward_column, market_column
 from harness.stats.inference import (MIN_STANDARD_ERROR, NO_DATA, SIGNIFICANCE, Estimate, benjamini_hochberg,
                                difference_estimate, estimate, holm, mean_estimate, two_way_variance)
 
 SUMMARY_COLUMNS = ["detector", "baseline", "window", "events", "valid", "mean", "median", "std", "t_stat",
-                   "t_clustered", "hit_rate", "market_mean", "abn_valid", "abn_mean", "abn_median", "abn_se",
+                   "t_clustered", "hit_rate", "market_mean", "abn_valid", "flagged", "abn_mean", "abn_median", "abn_se",
                    "abn_t", "abn_df", "abn_p", "abn_p_holm", "abn_q_bh", "abn_significant", "abn_hit_rate",
                    "null_hit_rate", "sign_t", "sign_p", "event_dates", "event_symbols", "baseline_mean", "vs_baseline",
                    "vs_baseline_se", "vs_baseline_t", "vs_baseline_p", "vs_p_holm", "vs_q_bh", "vs_significant", "note",
@@ -48,7 +48,7 @@ def return_stats(returns: np.ndarray) -> dict[str, float | int]:
 
 
 DETECTOR_COLUMNS = ["window", "events", "valid", "mean", "median", "std", "t_stat", "t_clustered", "hit_rate",
-                    "market_mean", "abn_valid", "abn_mean", "abn_median", "abn_se", "abn_t", "abn_df", "abn_p",
+                    "market_mean", "abn_valid", "flagged", "abn_mean", "abn_median", "abn_se", "abn_t", "abn_df", "abn_p",
                     "abn_hit_rate", "null_hit_rate", "sign_t", "sign_p", "event_dates", "event_symbols", "note"]
 
 
@@ -72,7 +72,9 @@ def window_summary(frame: pd.DataFrame, h: int, null_hit_rate: float) -> dict[st
       abn_p: the two-way clustered test of abn_mean = 0 (harness.stats.inference), with event_dates and
       event_symbols its clusters; sign_t, sign_p: the generalized sign test (Cowan 1992) of
       abn_hit_rate against null_hit_rate, as the two-way clustered t of the mean of
-      1[abn > 0] - null_hit_rate; note: why abn_t is NaN, if it is.
+      1[abn > 0] - null_hit_rate; note: why abn_t is NaN, if it is;
+    - flagged: how many events' h bars cross a flagged outlier bar (flagged_<h>, when the frame has
+      it, else 0), whether or not the run left them out (exclude_flagged: their returns are NaN).
     No events: every statistic NaN (valid 0).
     """
     dates = frame["date"].to_numpy()
@@ -92,7 +94,9 @@ def window_summary(frame: pd.DataFrame, h: int, null_hit_rate: float) -> dict[st
     return {"window": h, "events": len(frame), **stats,
             "t_clustered": mean_estimate(raw[ok], dates[ok], symbols[ok]).t,
             "market_mean": float(market[good].mean()) if good.any() else math.nan,
-            "abn_valid": abn_stats["valid"], "abn_mean": abn_stats["mean"], "abn_median": abn_stats["median"],
+            "abn_valid": abn_stats["valid"],
+            "flagged": int(frame[flagged_column(h)].sum()) if flagged_column(h) in frame else 0,
+            "abn_mean": abn_stats["mean"], "abn_median": abn_stats["median"],
             "abn_se": test.se, "abn_t": test.t, "abn_df": test.df, "abn_p": test.p,
             "abn_hit_rate": abn_stats["hit_rate"], "null_hit_rate": null, "sign_t": sign.t, "sign_p": sign.p,
             "event_dates": test.dates, "event_symbols": test.symbols, "note": test.note}
