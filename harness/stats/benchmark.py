@@ -149,6 +149,8 @@ def outlier_crossings(close: np.ndarray, spans: tuple[np.ndarray, np.ndarray], f
         ratio = close[1:] / close[:-1]
         marks[1:] = (ratio > 1 + move) | (ratio < 1 / (1 + move))  # outlier_bars' rule
         marks[spans[0][spans[1] > 0]] = 0  # a symbol's first bar has no return of its own
+    if not marks.any():  # most chunks: no flagged bar at all
+        return flagged
     counted = np.concatenate([[0], np.cumsum(marks)])  # counted[j + 1]: marks of rows 0 .. j
     row, last = first + bars, first + length - 1
     for n, k in enumerate(offsets):
