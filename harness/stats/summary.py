@@ -335,6 +335,15 @@ def intervals(mean: pd.Series, se: pd.Series, df: pd.Series, level: float = 0.05
     return np.array([r[0] for r in rows], dtype="float64"), np.array([r[1] for r in rows], dtype="float64")
 
 
+def comparison_df(base: pd.DataFrame, other: pd.DataFrame, h: int) -> int:
+    """The degrees of freedom of summarize()'s vs_baseline test at window h (the t(df) of its p):
+    the fewer of the distinct event dates and symbols over both detectors' events with an abnormal
+    return (date, symbol, abn_<h> columns), less 1, as difference_estimate counts its clusters.
+    Meaningful only where vs_baseline_se is a number (at least MIN_CLUSTERS of each)."""
+    both = pd.concat([frame.loc[frame[abnormal_column(h)].notna(), ["date", "symbol"]] for frame in (base, other)])
+    return max(min(both["date"].nunique(), both["symbol"].nunique()) - 1, 0)
+
+
 def events_per_year(dates: pd.Series) -> pd.Series:
     """Number of events per calendar year, indexed by year, every year from first to last present."""
     if dates.empty:
