@@ -105,7 +105,8 @@ def end_for(plan, jobs: int) -> dict:
         statistics_seconds = time.perf_counter() - started
         info = run_facts(plan, Execution(iter(())), evaluated, time.time(), Timings())
         started = time.perf_counter()
-        files.text("report.html", build_report(summary, evaluated.events, evaluated.paths, info))
+        files.text("report.html", build_report(summary, evaluated.events, evaluated.paths, info,
+                                               evaluated.quantiles))
         files.text("run.json", json.dumps(info, indent=2, default=str) + "\n")
         report = time.perf_counter() - started
         files.discard()

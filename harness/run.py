@@ -392,7 +392,8 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
         timings.lap("finalize")
         info = run_facts(plan, execution, evaluated, started, timings)
         from harness.report import build_report  # imported when needed: a mistake exits before it
-        files.text("report.html", build_report(summary, evaluated.events, evaluated.paths, info))
+        files.text("report.html", build_report(summary, evaluated.events, evaluated.paths, info,
+                                               evaluated.quantiles))
         timings.lap("report")
         timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 3)
         info["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

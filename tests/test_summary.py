@@ -16,7 +16,8 @@ from statsmodels.stats.multitest import multipletests
 
 from conftest import run_cli, write_config
 from harness.stats.inference import ONE_WAY_NOTE, difference_estimate
-from harness.stats.summary import PathSums, detector_summary, format_summary, return_stats, summarize
+from harness.stats.summary import (SUMMARY_LEGEND, PathSums, comparison_df, detector_summary, format_summary,
+                                   return_stats, summarize)
 from test_inference import statsmodels_fit
 
 RTOL = 1e-9  # statsmodels solves the same OLS by pinv; the last bits of its sums differ from ours
@@ -86,14 +87,44 @@ def test_variant_whose_baseline_did_not_run_has_nan_baseline_columns():
 def test_the_printed_summary_stars_by_the_holm_adjusted_p_and_never_a_row_without_t():
     table = pd.DataFrame({
         "detector": ["a", "b", "c"], "window": [5, 5, 5], "events": [100, 100, 3], "mean": [0.01, 0.01, 0.02],
-        "abn_mean": [0.01, 0.01, 0.02], "abn_t": [2.5, 2.5, np.nan], "abn_p_holm": [0.04, 0.06, np.nan],
-        "baseline": ["", "a", ""], "vs_baseline": [np.nan, 0.0, np.nan], "vs_baseline_t": [np.nan, 3.0, np.nan],
-        "vs_p_holm": [np.nan, 0.2, np.nan], "note": ["", "", "3 event dates: no t below 10"]})
-    lines = format_summary(table).splitlines()
-    assert "2.50*" in lines[1]                                   # raw p ~1%, Holm 4%: starred
+        "abn_valid": [100, 87, 3], "abn_mean": [0.01, 0.01, 0.02], "abn_t": [2.5, 2.5, np.nan],
+        "abn_p_holm": [0.04, 0.06, np.nan], "baseline": ["", "a", ""], "vs_baseline": [np.nan, 0.0, np.nan],
+        "vs_baseline_t": [np.nan, 3.0, np.nan], "vs_p_holm": [np.nan, 0.2, np.nan],
+        "note": ["", "", "3 event dates: no t below 10"]})
+    text = format_summary(table)
+    assert text == format_summary(table)  # deterministic
+    lines = text.splitlines()
+    header = lines[0].split()
+    assert header[:9] == ["detector", "window", "events", "mean", "abn", "n", "abn", "mean", "abn"]
+    assert "p (Holm)" in lines[0] and lines[0].index("abn t") < lines[0].index("p (Holm)") < lines[0].index("vs t")
+    assert "2.50*" in lines[1] and " 0.040 " in lines[1]        # raw p ~1%, Holm 4%: starred
     assert "2.50 " in lines[2] and "2.50*" not in lines[2]       # the same t, Holm 6%: not starred
+    assert "0.060" in lines[2]
     assert "3.00 " in lines[2] and "3.00*" not in lines[2]       # a comparison by its own family's Holm p
     assert " - " in lines[3] and "*" not in lines[3] and "3 event dates: no t below 10" in lines[3]
+    # both counts: all events, and those with an abnormal return (which abn mean and abn t use)
+    assert lines[2].split()[:5] == ["b", "5", "100", "+1.00%", "87"]
+    # one line of legend under the table, saying what *, '-' and abn n mean
+    assert len(lines) == 5 and lines[4] == SUMMARY_LEGEND
+    assert SUMMARY_LEGEND.startswith("*: p (Holm) < 5%") and "-: no test" in SUMMARY_LEGEND \
+        and "abn n: events with an abnormal return, used by abn mean, abn t, p (Holm)" in SUMMARY_LEGEND
+
+
+def test_comparison_df_is_the_df_of_the_variant_test():
+    """The report's interval of vs_baseline needs the t's df, which summary.csv does not hold: the
+    fewer of both detectors' distinct dates and symbols with an abnormal return, less 1."""
+    base = frame([0.1, 0.2], dates=["2024-01-02", "2024-01-03"]).assign(symbol=[0, 1])
+    other = frame([0.3, 0.1, 0.5], dates=["2024-01-03", "2024-01-04", "2024-01-05"]).assign(symbol=[1, 2, 3])
+    other.loc[2, "abn_5"] = np.nan  # no abnormal return: not in the test
+    assert comparison_df(base, other, 5) == 2  # dates 2, 3, 4 and symbols 0, 1, 2
+    rng = np.random.default_rng(5)
+    days = pd.bdate_range("2024-01-01", periods=40)
+    events = [pd.DataFrame({"date": days[rng.integers(0, 40, n)], "symbol": rng.integers(0, 15, n),
+                            "abn_5": np.where(rng.random(n) < 0.1, np.nan, rng.normal(0, 0.02, n))}) for n in (200, 90)]
+    ok = [e[e["abn_5"].notna()] for e in events]
+    test = difference_estimate(*(x for e in ok for x in (e["abn_5"].to_numpy(), e["date"].to_numpy(),
+                                                         e["symbol"].to_numpy())))
+    assert test.df == comparison_df(*events, 5) == 14  # 15 symbols, 40 dates
 
 
 def test_events_without_any_abnormal_return_say_why():

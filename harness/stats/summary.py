@@ -296,11 +296,18 @@ class PathSums:
         return pd.DataFrame(rows, columns=PATH_COLUMNS)
 
 
-def format_summary(table: pd.DataFrame) -> str:
-    """A fixed-width text table for the terminal, one row per (detector, window), returns in %.
+SUMMARY_LEGEND = ("*: p (Holm) < 5% (vs t: Holm over the comparisons with baselines)  -: no test, see note  "
+                  "abn n: events with an abnormal return, used by abn mean, abn t, p (Holm)")
 
-    Shows events, the raw mean, the abnormal mean with its two-way clustered t, and for a variant
-    the difference of abnormal means against its baseline with the t of that difference. A t is
+
+def format_summary(table: pd.DataFrame) -> str:
+    """A fixed-width text table for the terminal, one row per (detector, window), returns in %, and
+    SUMMARY_LEGEND on the line below it.
+
+    Shows events (all), the raw mean, abn n (the events with an abnormal return: events less those
+    whose window crosses a thin market or, for market_model, has too short an estimation window),
+    the abnormal mean with its two-way clustered t and Holm-adjusted p, and for a variant the
+    difference of abnormal means against its baseline with the t of that difference. A t is
     starred when its Holm-adjusted p (over the run's tests of its kind) is below 5%; a test that
     has no t (too few event dates or symbols) shows '-' and the note column says why.
     """
@@ -314,13 +321,14 @@ def format_summary(table: pd.DataFrame) -> str:
     has_vs = [bool(b) and not pd.isna(v) for v, b in zip(table["vs_baseline"], table["baseline"])]
     shown = pd.DataFrame({
         "detector": table["detector"], "window": table["window"], "events": table["events"],
-        "mean": table["mean"].map(percent), "abn mean": table["abn_mean"].map(percent),
+        "mean": table["mean"].map(percent), "abn n": table["abn_valid"], "abn mean": table["abn_mean"].map(percent),
         "abn t": [t_value(t, p, True) for t, p in zip(table["abn_t"], table["abn_p_holm"])],
+        "p (Holm)": ["-" if pd.isna(p) else f"{p:.3f}" for p in table["abn_p_holm"]],
         "vs baseline": [f"{percent(v)} vs {b}" if shown else ""
                         for v, b, shown in zip(table["vs_baseline"], table["baseline"], has_vs)],
         "vs t": [t_value(t, p, shown) for t, p, shown in zip(table["vs_baseline_t"], table["vs_p_holm"], has_vs)],
         "note": table["note"].fillna("")})
-    return shown.to_string(index=False)
+    return f"{shown.to_string(index=False)}\n{SUMMARY_LEGEND}"
 
 
 def intervals(mean: pd.Series, se: pd.Series, df: pd.Series, level: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -329,6 +337,15 @@ def intervals(mean: pd.Series, se: pd.Series, df: pd.Series, level: float = 0.05
     rows = [Estimate(m, s, math.nan, math.nan, int(d), 0, 0).interval(level) if s == s else (math.nan, math.nan)
             for m, s, d in zip(mean, se, df)]
     return np.array([r[0] for r in rows], dtype="float64"), np.array([r[1] for r in rows], dtype="float64")
+
+
+def comparison_df(base: pd.DataFrame, other: pd.DataFrame, h: int) -> int:
+    """The degrees of freedom of summarize()'s vs_baseline test at window h (the t(df) of its p):
+    the fewer of the distinct event dates and symbols over both detectors' events with an abnormal
+    return (date, symbol, abn_<h> columns), less 1, as difference_estimate counts its clusters.
+    Meaningful only where vs_baseline_se is a number (at least MIN_CLUSTERS of each)."""
+    both = pd.concat([frame.loc[frame[abnormal_column(h)].notna(), ["date", "symbol"]] for frame in (base, other)])
+    return max(min(both["date"].nunique(), both["symbol"].nunique()) - 1, 0)
 
 
 def events_per_year(dates: pd.Series) -> pd.Series:
