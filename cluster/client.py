@@ -28,6 +28,7 @@ from distributed.security import Security
 from harness.config import ScanConfig
 from cluster.cpuslots import make_slots, remove_slots
 from harness.detectors import module_of
+from harness.fingerprint import code_files
 from harness.errors import ScanError
 from cluster.forkserver import start_forkserver
 from harness.io import is_url
@@ -128,7 +129,8 @@ def _same_code_everywhere(client: Client, module: str) -> None:
 def ship_module(client: Client, name: str) -> bool:
     """Upload the top-level module or package `name`, as this process imports it, to every worker
     (now and those that join later: Dask's upload_file is a worker plugin): a one-file module as its
-    .py file, a package as a zip of its folder. False when it is no plain local file or folder (an
+    .py file, a package as a zip of its .py files (harness.fingerprint.code_files: the code its
+    detectors' digests cover). False when it is no plain local file or folder (an
     installed extension module, a namespace package): it must then be installed on the workers."""
     spec = importlib.util.find_spec(name)
     if spec is None or spec.origin in (None, "built-in", "frozen"):
@@ -138,8 +140,8 @@ def ship_module(client: Client, name: str) -> bool:
             folder = Path(spec.origin).parent
             archive = Path(tmp) / f"{name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}.zip"
             with zipfile.ZipFile(archive, "w") as zf:
-                for path in sorted(folder.rglob("*.py")):
-                    zf.write(path, Path(name) / path.relative_to(folder))
+                for relative, data in code_files(name)[1]:
+                    zf.writestr(f"{name}/{relative}", data)
             client.upload_file(str(archive))
         elif spec.origin.endswith(".py"):
             client.upload_file(spec.origin)
