@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -343,6 +344,7 @@ def run_facts(plan: RunPlan, execution: Execution, evaluated: Evaluated, started
         "config": cfg.as_dict(),
         "symbols": {"total": total, "done": total - len(failed), "failed": len(failed)},
         "failed": failed,
+        "run_id": uuid.uuid4().hex,  # what a ScanResult is bound to (harness.api)
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
         "version": code_version(),
         "detector_params": {spec.name: spec.params for spec in plan.specs},  # defaults included

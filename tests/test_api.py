@@ -265,3 +265,29 @@ def test_a_second_scan_in_one_process_runs_the_code_edited_since_the_first(tmp_p
     assert output_files(tmp_path / "first") != output_files(tmp_path / "fresh"), "the edit changes the events"
     code = json.loads((tmp_path / "fresh" / "run.json").read_text())["detector_code"]
     assert second.run["detector_code"] == code != first.run["detector_code"]
+
+
+def test_a_result_read_after_its_folder_holds_another_run_raises(tmp_path, small_universe):
+    # it mixed two runs: r.run said 3 symbols, r.summary showed the next run's, and r.events returned
+    # a leftover file of a detector the next run did not have
+    from harness import scan
+    from harness.api import ScanResult
+    from harness.errors import RunReplaced
+    symbols = sorted(p.name.split("=", 1)[1] for p in small_universe.iterdir())
+    settings = {"ohlcv_path": str(small_universe), "workers": 1, "out_dir": str(tmp_path / "out"), "progress": False}
+    first = scan(detectors=["gap", "volume_spike"], symbols=symbols[:3], **settings)
+    assert first.run["symbols"]["total"] == 3 and len(first.summary)  # read once: kept, but checked again
+    second = scan(detectors=["gap"], symbols=symbols[3:9], **settings)
+    for read in (lambda r: r.summary, lambda r: r.events("volume_spike"), lambda r: r.run, lambda r: r.forward("gap"),
+                 lambda r: r.market, repr):
+        with pytest.raises(RunReplaced) as info:
+            read(first)
+        assert str(info.value) == (
+            f"{tmp_path / 'out'} now holds another run (id {second.run_id}, started {second.started}), not the run "
+            f"this result was read from (id {first.run_id}, started {first.started}); run the scan again, or open "
+            f"the folder again: ScanResult({str(tmp_path / 'out')!r})")
+    assert first.run_id != second.run_id and len(first.run_id) == 32
+    assert second.run["symbols"]["total"] == 6 and set(second.summary["detector"]) == {"gap"}
+    again = ScanResult(tmp_path / "out")
+    assert again == second and again.run_id == json.loads((tmp_path / "out" / "run.json").read_text())["run_id"]
+    pd.testing.assert_frame_equal(again.forward("gap"), pd.read_parquet(tmp_path / "out" / "gap" / "forward.parquet"))
