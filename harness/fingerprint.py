@@ -149,6 +149,7 @@ def source_digest(function: Any) -> tuple[str, str]:
             f"{code.co_filename}:{code.co_name}")
 
 
+@functools.cache
 def _library_folders() -> tuple[Path, ...]:
     """Where installed libraries and the standard library live."""
     paths = sysconfig.get_paths()
