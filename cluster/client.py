@@ -132,16 +132,14 @@ def _same_code_everywhere(client: Client, path: str) -> None:
 
 
 def ship_module(client: Client, name: str) -> bool:
-    """Upload the top-level module or package `name`, as this process imports it, to every worker
-    (now and those that join later: Dask's upload_file is a worker plugin): a one-file module as its
-    .py file, a package as a zip of its .py files (harness.fingerprint.code_files: the code its
-    detectors' digests cover). False when it is no plain local file or folder (an
-    installed extension module, a namespace package): it must then be installed on the workers.
-
-    To the workers only, under one plugin name per module (a new version replaces the old for the
-    workers that join later): Client.upload_file loads the file into the scheduler too, which for
-    a caller's LocalCluster is this process, whose later imports of the module would then come
-    from that copy instead of the user's file, edits unseen."""
+    """Upload the top-level module or package `name`, as this process imports it, to every worker,
+    now and those that join later (Dask's UploadFile worker plugin, one per module: a new version
+    replaces the old): a one-file module as its .py file, a package as a zip of its .py files
+    (harness.fingerprint.code_files: the code its detectors' digests cover). False when it is no
+    plain local file or folder (an installed extension module, a namespace package): it must then
+    be installed on the workers. Not Client.upload_file: it loads the file into the scheduler too,
+    which for a caller's LocalCluster is this process, whose later imports of the module would then
+    come from that copy instead of the user's file, edits unseen."""
     from distributed.diagnostics.plugin import UploadFile
 
     def upload(path: str) -> None:

@@ -211,8 +211,9 @@ def _import_detector(path: str, fresh: bool = True) -> Detector:
     module_name, func_name = path.split(":")
     try:
         func = getattr(import_fresh(module_name) if fresh else importlib.import_module(module_name), func_name, None)
-        others = [root for root in code_roots(func) if root.split(".")[0] != module_name.split(".")[0]]
-        if fresh and callable(func) and others:
+        others = [root for root in code_roots(func) if root.split(".")[0] != module_name.split(".")[0]] \
+            if fresh and callable(func) else []
+        if others:
             func = getattr(import_fresh(module_name, others), func_name, None)
     except (Exception, SystemExit) as exc:  # a user's module can fail in any way, SyntaxError included
         detail = (str(exc).splitlines() or [""])[0]
