@@ -28,6 +28,7 @@ from distributed.security import Security
 from harness.config import ScanConfig
 from cluster.cpuslots import make_slots, remove_slots
 from harness.detectors import module_of
+from harness.fingerprint import code_files
 from harness.errors import ScanError
 from cluster.forkserver import start_forkserver
 from harness.io import is_url
@@ -69,9 +70,10 @@ ANSWER_SECONDS = 15
 WORKER_WAIT_SECONDS = 60
 
 
-def warm_up(client: Client, detector_modules: Iterable[str] = ()) -> None:
-    """Import the scan's code and the user's detector modules on every worker now, so that the
-    first tasks do not pay for it and a module the workers cannot import stops the run here.
+def warm_up(client: Client, detectors: Iterable[str] = ()) -> None:
+    """Import the scan's code and the user's detectors (import paths `module:function`) on every
+    worker now, so that the first tasks do not pay for it and a module the workers cannot import
+    stops the run here; then make them run the driver's code of each (_same_code_everywhere).
 
     The probe is the builtin exec, not a function of this project: it must run on workers that
     cannot import this project, to say so clearly.
@@ -81,7 +83,8 @@ def warm_up(client: Client, detector_modules: Iterable[str] = ()) -> None:
     except ImportError as exc:
         raise ScanError(f"the workers cannot import this project ({exc}); install it on every worker "
                         "or set ship_code: true") from None
-    for module in detector_modules:  # names checked by harness.detectors: dotted identifiers only
+    for path in detectors:
+        module = module_of(path)  # names checked by harness.detectors: dotted identifiers only
         try:
             try:
                 client.run(exec, f"import {module}")
@@ -90,7 +93,7 @@ def warm_up(client: Client, detector_modules: Iterable[str] = ()) -> None:
                 if (missing.name or "").split(".")[0] != top or not ship_module(client, top):
                     raise
                 client.run(exec, f"import {module}")
-            _same_code_everywhere(client, module)
+            _same_code_everywhere(client, path)
         except ScanError:
             raise
         except Exception as exc:  # the module's own import-time error, whatever it is
@@ -100,36 +103,48 @@ def warm_up(client: Client, detector_modules: Iterable[str] = ()) -> None:
                             "their PYTHONPATH)") from None
 
 
-def module_digest(name: str) -> str | None:
-    """The digest of the source file of module `name` as this process imports it (None without
-    one). A function of this package: run on the workers too, by Client.run."""
-    import importlib
-    import inspect
-
-    from harness.fingerprint import digest
-    path = inspect.getsourcefile(importlib.import_module(name))
-    return digest(Path(path).read_bytes()) if path else None
+def detector_digest(path: str) -> str:
+    """The code digest (harness.fingerprint.source_digest) of user detector `path` as this process
+    runs it, once imported afresh (harness.detectors.import_fresh: a module edited since it was
+    imported is imported again). A function of this package: run on the workers too, by Client.run."""
+    from harness.detectors import _import_detector
+    from harness.fingerprint import source_digest
+    return source_digest(_import_detector(path))[0]
 
 
-def _same_code_everywhere(client: Client, module: str) -> None:
-    """Make the workers run the driver's version of detector module `module`: a caller's long-lived
-    Client (a notebook's) keeps the module it imported for an earlier scan, so an edited detector
-    would go on running its old code there (and run.json record the new). A local module is
-    shipped again (upload_file reloads it); otherwise a ScanError says so."""
-    mine = module_digest(module)
-    if mine is None or set(client.run(module_digest, module).values()) == {mine}:
+def _same_code_everywhere(client: Client, path: str) -> None:
+    """Make the workers run the driver's code of user detector `path`: a caller's long-lived Client
+    (a notebook's) keeps the modules it imported for an earlier scan, so an edited detector would go
+    on running its old code there (and run.json record the new). A worker that sees the same files
+    imports them again; the copy of a local package shipped to the workers is shipped again;
+    otherwise a ScanError says so."""
+    mine = detector_digest(path)
+    if set(client.run(detector_digest, path).values()) == {mine}:
         return
-    if ship_module(client, module.split(".")[0]) and set(client.run(module_digest, module).values()) == {mine}:
+    from harness.detectors import _import_detector
+    from harness.fingerprint import code_roots, is_users_code
+    roots = {root.split(".")[0] for root in (path.split(":")[0], *code_roots(_import_detector(path)))}
+    if all([ship_module(client, root) for root in sorted(roots) if is_users_code(root)]) and \
+            set(client.run(detector_digest, path).values()) == {mine}:
         return
-    raise ScanError(f"the workers run another version of detector module {module!r} than this process; restart "
+    raise ScanError(f"the workers run another version of detector {path!r} than this process; restart "
                     "the workers, or install the same code on them")
 
 
 def ship_module(client: Client, name: str) -> bool:
-    """Upload the top-level module or package `name`, as this process imports it, to every worker
-    (now and those that join later: Dask's upload_file is a worker plugin): a one-file module as its
-    .py file, a package as a zip of its folder. False when it is no plain local file or folder (an
-    installed extension module, a namespace package): it must then be installed on the workers."""
+    """Upload the top-level module or package `name`, as this process imports it, to every worker,
+    now and those that join later (Dask's UploadFile worker plugin, one per module: a new version
+    replaces the old): a one-file module as its .py file, a package as a zip of its .py files
+    (harness.fingerprint.code_files: the code its detectors' digests cover). False when it is no
+    plain local file or folder (an installed extension module, a namespace package): it must then
+    be installed on the workers. Not Client.upload_file: it loads the file into the scheduler too,
+    which for a caller's LocalCluster is this process, whose later imports of the module would then
+    come from that copy instead of the user's file, edits unseen."""
+    from distributed.diagnostics.plugin import UploadFile
+
+    def upload(path: str) -> None:
+        client.register_plugin(UploadFile(path), name=f"symbol-scan-detectors-{name}")
+
     spec = importlib.util.find_spec(name)
     if spec is None or spec.origin in (None, "built-in", "frozen"):
         return False
@@ -138,11 +153,11 @@ def ship_module(client: Client, name: str) -> bool:
             folder = Path(spec.origin).parent
             archive = Path(tmp) / f"{name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}.zip"
             with zipfile.ZipFile(archive, "w") as zf:
-                for path in sorted(folder.rglob("*.py")):
-                    zf.write(path, Path(name) / path.relative_to(folder))
-            client.upload_file(str(archive))
+                for relative, data in code_files(name)[1]:
+                    zf.writestr(f"{name}/{relative}", data)
+            upload(str(archive))
         elif spec.origin.endswith(".py"):
-            client.upload_file(spec.origin)
+            upload(spec.origin)
         else:
             return False
     log.info("Shipped detector module %s (%s) to the workers", name, spec.origin)
@@ -315,7 +330,7 @@ def _prepare(client: Client, cfg: ScanConfig, spawned: bool = True) -> None:
     if cfg.ship_code:
         ship_code(client)
     check_versions(client, cfg.allow_version_mismatch)
-    warm_up(client, sorted({m for m in map(module_of, cfg.detectors) if m}))
+    warm_up(client, sorted(name for name in cfg.detectors if module_of(name)))
     if spawned:
         tuned = client.run(large_array_malloc)
         log.info("Workers' malloc thresholds for large arrays set on %d of %d workers (glibc mallopt)",

@@ -27,7 +27,6 @@ import os
 import signal
 import sys
 import threading
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -35,12 +34,29 @@ import pandas as pd
 
 from harness.config import load_config, read_yaml
 from harness.detectors import out_name
-from harness.errors import Interrupted, StopRequested
+from harness.errors import Interrupted, RunReplaced, ScanError, StopRequested
 from harness.outdir import hold_output_folder
 from harness.stats.summary import format_summary
 
 log = logging.getLogger("scan")
 INTERRUPTED = "interrupted; flushed symbols are kept, run again with resume=True (--resume) to continue"
+
+
+class _OfTheRun:
+    """A ScanResult attribute read from its folder when first asked for, and given only while the
+    folder holds the result's run (ScanResult.check_run)."""
+
+    def __init__(self, read: Any):
+        self.read, self.name, self.__doc__ = read, read.__name__, read.__doc__
+
+    def __get__(self, result: ScanResult | None, owner: type | None = None) -> Any:
+        if result is None:
+            return self
+        result.check_run()
+        read = result.__dict__.setdefault("_read", {})  # a frozen dataclass's own dict, as cached_property's
+        if self.name not in read:
+            read[self.name] = self.read(result)
+        return read[self.name]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,27 +66,56 @@ class ScanResult:
     out_dir: the folder; run: run.json (config, symbols, timings, ...); summary, paths, quantiles,
     market: summary.csv, paths.csv, quantiles.csv and market.parquet as DataFrames; events(name)
     and forward(name): a detector's events.parquet and forward.parquet (name as in the config).
+    A result is bound to the run the folder holds when it is made (run_id and started, from
+    run.json): once a later scan has written another run there, reading it raises RunReplaced
+    instead of mixing the two runs' files. ScanResult(out_dir) opens the run the folder holds now.
     """
 
     out_dir: Path
+    run_id: str | None = dataclasses.field(init=False)   # None: a run.json of an older version
+    started: str | None = dataclasses.field(init=False)
 
-    @cached_property
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        stamp, run = _stamp(self.out_dir), _read_run(self.out_dir)
+        if run is None:
+            raise ScanError(f"{self.out_dir} holds no finished scan (its run.json is missing or unreadable)")
+        object.__setattr__(self, "run_id", run.get("run_id"))
+        object.__setattr__(self, "started", run.get("started"))
+        self.__dict__.update(_stamp=stamp, _read={"run": run})
+
+    def check_run(self) -> None:
+        """RunReplaced unless the folder still holds this result's run (a look at run.json's inode,
+        time and size, read again only when they changed)."""
+        stamp = _stamp(self.out_dir)
+        if stamp is not None and stamp == self.__dict__["_stamp"]:
+            return
+        run = _read_run(self.out_dir)
+        if run is None or (run.get("run_id"), run.get("started")) != (self.run_id, self.started):
+            now = ("no finished run (its run.json is missing or unreadable)" if run is None else
+                   f"another run (id {run.get('run_id')}, started {run.get('started')})")
+            raise RunReplaced(f"{self.out_dir} now holds {now}, not the run this result was read from (id "
+                              f"{self.run_id}, started {self.started}); run the scan again, or open the folder "
+                              f"again: ScanResult({str(self.out_dir)!r})")
+        self.__dict__["_stamp"] = stamp
+
+    @_OfTheRun
     def run(self) -> dict[str, Any]:
-        return json.loads((self.out_dir / "run.json").read_text())
+        return _read_run(self.out_dir)  # never called: read when the result is made
 
-    @cached_property
+    @_OfTheRun
     def summary(self) -> pd.DataFrame:
         return _text_columns(pd.read_csv(self.out_dir / "summary.csv"), "baseline", "note")
 
-    @cached_property
+    @_OfTheRun
     def paths(self) -> pd.DataFrame:
         return pd.read_csv(self.out_dir / "paths.csv")
 
-    @cached_property
+    @_OfTheRun
     def quantiles(self) -> pd.DataFrame:
         return _text_columns(pd.read_csv(self.out_dir / "quantiles.csv", dtype={"quantile": str}), "note")
 
-    @cached_property
+    @_OfTheRun
     def market(self) -> pd.DataFrame:
         return pd.read_parquet(self.out_dir / "market.parquet")
 
@@ -87,12 +132,30 @@ class ScanResult:
         return pd.read_parquet(self._folder(detector) / "forward.parquet")
 
     def _folder(self, detector: str) -> Path:
-        if detector not in self.detectors:
+        if detector not in self.detectors:  # self.run: checks the run first
             raise KeyError(f"{detector!r} did not run; this run's detectors: {', '.join(self.detectors)}")
         return self.out_dir / out_name(detector)
 
     def __repr__(self) -> str:
         return f"ScanResult({str(self.out_dir)!r})\n{format_summary(self.summary)}"
+
+
+def _stamp(out_dir: Path) -> tuple[int, int, int] | None:
+    """run.json's inode, modification time and size (None without one): a run replaces the file."""
+    try:
+        found = (out_dir / "run.json").stat()
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns, found.st_size
+
+
+def _read_run(out_dir: Path) -> dict[str, Any] | None:
+    """run.json's content; None when it is missing or unreadable."""
+    try:
+        run = json.loads((out_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return run if isinstance(run, dict) else None
 
 
 def _text_columns(table: pd.DataFrame, *columns: str) -> pd.DataFrame:

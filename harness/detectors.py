@@ -4,6 +4,10 @@ A name is either registered here (the baselines and harness.variants) or an impo
 `package.module:function` to a user's detector. A user detector may carry two optional attributes:
 `defaults` (a dict of parameters) and `baseline` (the name of the detector it varies).
 
+A user's detector is imported afresh (import_fresh): a process that scans twice (a notebook) runs
+the code on disk at each scan, not the code it imported for the first, and that is the code whose
+digest run.json and --resume record (harness.fingerprint).
+
 Parameters are checked before anything runs: each against its default's type (int, float, bool,
 str; an int may stand for a float, a bool never for a number) and, for the registered detectors,
 against the range in PARAM_RULES (baseline/ is frozen, so the ranges live here).
@@ -11,17 +15,25 @@ against the range in PARAM_RULES (baseline/ is frozen, so the ranges live here).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
+import importlib.util
 import math
+import os
 import re
-from typing import Any, Callable, Mapping
+import sys
+import threading
+import weakref
+from types import ModuleType
+from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 
 import baseline
 from harness import variants
 from harness.errors import ConfigError, ScanError
+from harness.fingerprint import code_roots, digest, is_users_code, module_source
 from harness.outdir import RESERVED_NAMES
 
 Detector = Callable[[pd.DataFrame, Mapping[str, Any]], pd.DataFrame]
@@ -120,9 +132,10 @@ class WorkerImportError(ScanError):
 
 
 def _spec_on_worker(name: str, params: dict[str, Any], base: str | None) -> DetectorSpec:
-    """The DetectorSpec of import path `name`; if the import fails, one whose function raises."""
+    """The DetectorSpec of import path `name`; if the import fails, one whose function raises. The
+    module as the worker has it: the warm-up (cluster.client) brought it up to date for this scan."""
     try:
-        return DetectorSpec(name, _import_detector(name), params, base)
+        return DetectorSpec(name, _import_detector(name, fresh=False), params, base)
     except ConfigError as exc:
         message = f"{exc} (on a worker; the driver could import it: make it importable on every worker)"
 
@@ -136,15 +149,76 @@ def module_of(name: str) -> str | None:
     return name.split(":")[0] if _IMPORT_PATH.fullmatch(name) else None
 
 
-def _import_detector(path: str) -> Detector:
+# The user's modules import_fresh imported: module -> digest of the source it ran.
+_IMPORTED: weakref.WeakKeyDictionary[ModuleType, str] = weakref.WeakKeyDictionary()
+_IMPORTING = threading.Lock()
+
+
+def _loaded(top: str) -> list[ModuleType]:
+    """The modules of top-level package (or module) `top` this process has imported."""
+    return [m for n, m in list(sys.modules.items()) if (n == top or n.startswith(top + ".")) and m is not None]
+
+
+def _stale(module: ModuleType) -> bool:
+    """Whether `module`'s source differs from the one it ran, or is unknown (imported by someone
+    else: the user's own `import`, an earlier version of the file, Dask's upload_file). A module
+    without a .py file (a namespace package, a compiled module) has nothing to compare."""
+    if not (getattr(module, "__file__", None) or "").endswith(".py"):
+        return False
+    source = module_source(module)
+    return source is None or _IMPORTED.get(module) != digest(source)
+
+
+def _forget(top: str) -> None:
+    """Drop `top`'s modules from sys.modules, and their cached bytecode: an edit that keeps a file's
+    size within the second of its last compile would otherwise load the old .pyc."""
+    for module in _loaded(top):
+        del sys.modules[module.__name__]
+        path = getattr(module, "__file__", None) or ""
+        if path.endswith(".py"):
+            with contextlib.suppress(OSError, ValueError, NotImplementedError):
+                os.remove(importlib.util.cache_from_source(path))
+
+
+def import_fresh(module_name: str, also: Iterable[str] = ()) -> ModuleType:
+    """Import `module_name` so that it, and every loaded module of its top-level package and of the
+    top-level packages `also`, runs the source on disk now.
+
+    When one of those modules' source changed since it was imported (a notebook's edit between two
+    scans), or it was imported by someone else (what it ran is unknown), every loaded module of
+    those packages is dropped and `module_name` imported again: new module objects, so that a
+    `from helpers import X` is new too (importlib.reload of one module would not redo it). Only
+    the user's own code: this tool's packages, __main__ and installed libraries are imported as
+    they are (harness.fingerprint.is_users_code)."""
+    tops = [t for t in dict.fromkeys(name.split(".")[0] for name in (module_name, *also)) if is_users_code(t)]
+    with _IMPORTING:
+        if any(_stale(module) for top in tops for module in _loaded(top)):
+            for top in tops:
+                _forget(top)
+            importlib.invalidate_caches()  # files added since the import finders listed their folders
+        module = importlib.import_module(module_name)
+        for top in tops:
+            for loaded in _loaded(top):
+                source = module_source(loaded) if loaded not in _IMPORTED else None
+                if source is not None:
+                    _IMPORTED[loaded] = digest(source)
+        return module
+
+
+def _import_detector(path: str, fresh: bool = True) -> Detector:
+    """The function of import path `path`; fresh: through import_fresh, with the packages of the
+    function it calls (a partial's, a callable object's) when they are other packages of the user's."""
     module_name, func_name = path.split(":")
     try:
-        module = importlib.import_module(module_name)
+        func = getattr(import_fresh(module_name) if fresh else importlib.import_module(module_name), func_name, None)
+        others = [root for root in code_roots(func) if root.split(".")[0] != module_name.split(".")[0]] \
+            if fresh and callable(func) else []
+        if others:
+            func = getattr(import_fresh(module_name, others), func_name, None)
     except (Exception, SystemExit) as exc:  # a user's module can fail in any way, SyntaxError included
         detail = (str(exc).splitlines() or [""])[0]
         raise ConfigError(f"config key 'detectors': cannot import module {module_name!r} for {path!r}: "
                           f"{type(exc).__name__}: {detail}") from None
-    func = getattr(module, func_name, None)
     if not callable(func):
         raise ConfigError(f"config key 'detectors': {module_name!r} has no function {func_name!r}")
     return func

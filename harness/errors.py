@@ -23,6 +23,10 @@ class DetectorOutputError(ScanError):
     """A detector returned something that breaks the output contract (DESIGN.md, Detectors)."""
 
 
+class RunReplaced(ScanError):
+    """A ScanResult read after its output folder came to hold another run (a later scan into it)."""
+
+
 class SymbolFailed(ScanError):
     """A symbol's task raised (or killed its worker); names the symbol and, when known, the detector.
 

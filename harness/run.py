@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -343,9 +344,12 @@ def run_facts(plan: RunPlan, execution: Execution, evaluated: Evaluated, started
         "config": cfg.as_dict(),
         "symbols": {"total": total, "done": total - len(failed), "failed": len(failed)},
         "failed": failed,
+        "run_id": uuid.uuid4().hex,  # what a ScanResult is bound to (harness.api)
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
         "version": code_version(),
         "detector_params": {spec.name: spec.params for spec in plan.specs},  # defaults included
+        # the digest of the code each detector ran (harness.fingerprint; a user's imported afresh)
+        "detector_code": {spec.name: plan.staging.run_key[f"code:{spec.name}"] for spec in plan.specs},
         "events": {name: len(frame) for name, frame in evaluated.events.items()},
         "market": market_membership(evaluated.market, cfg.min_market_symbols),
         # sorted: chunks are staged in the order their tasks finish (the list stops at 1,000)

@@ -21,7 +21,8 @@ Layout while a run is going (all under <out_dir>/.symbol-scan-staging/):
 Parts are Arrow IPC files: staging is internal, and they write and read several times faster than
 parquet (the driver writes them while the workers scan). Each part is written to a temp name, then
 renamed; a chunk counts only once state.json lists it, so a crash keeps every listed chunk for
---resume. The folder is removed when the final files are committed (final_files()).
+--resume. state.json also holds each part's sha256, checked by --resume: a part missing, cut short
+or rewritten since (even at the same size) is refused, not resumed. The folder is removed when the final files are committed (final_files()).
 
 A write that fails (no space, no permission, a read-only file system, a file too large, a path in
 the way) is one OutputError naming the path and saying what --resume can still use. Nothing in
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -111,6 +113,11 @@ def write_arrow(table: pa.Table, path: Path) -> None:
     """`table` as an Arrow IPC file."""
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def read_arrow(path: Path) -> pa.Table:
@@ -233,6 +240,7 @@ class StagedFacts:
     market_outliers: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # the first MAX_LISTED_OUTLIERS
     market_outlier_count: int = 0
     inputs: dict[str, str] = dataclasses.field(default_factory=dict)  # symbol -> harness.io.symbol_fingerprint
+    parts: dict[str, str] = dataclasses.field(default_factory=dict)  # staged part's file name -> sha256 of its bytes
 
     def to_json(self) -> bytes:
         return json.dumps(vars(self), sort_keys=True).encode()  # asdict() would deep-copy every field: 5x slower
@@ -313,8 +321,20 @@ class StagingFolder:
             raise self._damaged(f"{path} lists chunks this run does not have")
         for chunk in facts.chunks:
             for part in self._part_paths(chunk):
-                self._read_part(part)
+                self._check_part(part, facts.parts.get(part.name))
         return facts
+
+    def _check_part(self, path: Path, staged: str | None) -> None:
+        """"cannot resume" unless `path` holds the bytes staged there (`staged`: their sha256)."""
+        try:
+            found = _sha256(path)
+        except FileNotFoundError:
+            raise self._damaged(f"the staged part {path} is missing") from None
+        except OSError as exc:
+            raise self._damaged(f"the staged part {path} is unreadable ({os_reason(exc)})") from None
+        if found != staged:
+            raise self._damaged(f"the staged part {path} is not the file that was staged (its checksum differs: "
+                                "rewritten, cut short or replaced since)")
 
     def _not_ours(self) -> ConfigError:
         return ConfigError(f"config key 'out_dir': {self.path} was not made by this tool (it has no "
@@ -375,8 +395,10 @@ class StagingFolder:
         self.kept = self.flushed
 
     def _write_part(self, table: pa.Table, path: Path) -> None:
+        """Write a part; its checksum goes into state.json with the chunk (the commit point)."""
         with self.writing(path), replacing(path) as tmp:
             write_arrow(table, tmp)
+            self.facts.parts[path.name] = _sha256(tmp)
 
     def _part_paths(self, chunk: int) -> list[Path]:
         """Every staged file of chunk `chunk`."""

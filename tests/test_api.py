@@ -221,3 +221,73 @@ def test_an_edited_detector_runs_its_new_code_on_a_client_that_ran_the_old(tmp_p
         sys.path.remove(str(folder))
     counts = [len(r.forward("edited_detectors:every")) for r in (first, second)]
     assert counts[1] > 3 * counts[0], counts
+
+
+EDITED_PACKAGE = {  # a detector whose threshold is imported from a helper module of its package
+    "__init__.py": "",
+    "helpers.py": "MULTIPLE = 2.0\n",
+    "dets.py": "import pandas as pd\nfrom {package}.helpers import MULTIPLE\n\n\ndef spikes(df, cfg):\n"
+               "    median = df['volume'].median()\n    hits = df[df['volume'] > MULTIPLE * median]\n"
+               "    return pd.DataFrame({{'date': hits['date'], 'score': hits['volume'] / median}})\n",
+}
+
+
+@pytest.mark.parametrize("where", ["serial", "client"])
+def test_a_second_scan_in_one_process_runs_the_code_edited_since_the_first(tmp_path, small_universe, request, where):
+    # a notebook: scan(), edit the detector's helper module, scan() again: the second scan ran the
+    # code imported for the first (2,158 events against 60), and run.json recorded the new code's digest
+    import os
+    from harness import scan
+    package = f"edited_{where}"
+    for name, text in EDITED_PACKAGE.items():
+        path = tmp_path / "mods" / package / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.format(package=package))
+    helpers = tmp_path / "mods" / package / "helpers.py"
+    settings = {"ohlcv_path": str(small_universe), "detectors": [f"{package}.dets:spikes"], "flush_every": 3}
+    runs_on = {"client": request.getfixturevalue("client")} if where == "client" else {"workers": 1}
+    sys.path.insert(0, str(tmp_path / "mods"))  # the client's workers cannot import it: it is shipped
+    try:
+        first = scan(settings, out_dir=str(tmp_path / "first"), progress=False, **runs_on)
+        helpers.write_text("MULTIPLE = 1.5\n")  # the same size, within the same second
+        stat = helpers.stat()
+        os.utime(helpers, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2 * 10**9))
+        second = scan(settings, out_dir=str(tmp_path / "second"), progress=False, **runs_on)
+    finally:
+        sys.path.remove(str(tmp_path / "mods"))
+        for name in [n for n in sys.modules if n.split(".")[0] == package]:
+            del sys.modules[name]
+    config = write_config(tmp_path / "fresh.yaml", **settings, out_dir=str(tmp_path / "fresh"))
+    fresh = run_cli("--config", str(config), "--workers", "1",
+                    env=cli_env(PYTHONPATH=f"{REPO}:{tmp_path / 'mods'}"))
+    assert fresh.returncode == 0, fresh.stderr
+    assert output_files(tmp_path / "second") == output_files(tmp_path / "fresh")
+    assert output_files(tmp_path / "first") != output_files(tmp_path / "fresh"), "the edit changes the events"
+    code = json.loads((tmp_path / "fresh" / "run.json").read_text())["detector_code"]
+    assert second.run["detector_code"] == code != first.run["detector_code"]
+
+
+def test_a_result_read_after_its_folder_holds_another_run_raises(tmp_path, small_universe):
+    # it mixed two runs: r.run said 3 symbols, r.summary showed the next run's, and r.events returned
+    # a leftover file of a detector the next run did not have
+    from harness import scan
+    from harness.api import ScanResult
+    from harness.errors import RunReplaced
+    symbols = sorted(p.name.split("=", 1)[1] for p in small_universe.iterdir())
+    settings = {"ohlcv_path": str(small_universe), "workers": 1, "out_dir": str(tmp_path / "out"), "progress": False}
+    first = scan(detectors=["gap", "volume_spike"], symbols=symbols[:3], **settings)
+    assert first.run["symbols"]["total"] == 3 and len(first.summary)  # read once: kept, but checked again
+    second = scan(detectors=["gap"], symbols=symbols[3:9], **settings)
+    for read in (lambda r: r.summary, lambda r: r.events("volume_spike"), lambda r: r.run, lambda r: r.forward("gap"),
+                 lambda r: r.market, repr):
+        with pytest.raises(RunReplaced) as info:
+            read(first)
+        assert str(info.value) == (
+            f"{tmp_path / 'out'} now holds another run (id {second.run_id}, started {second.started}), not the run "
+            f"this result was read from (id {first.run_id}, started {first.started}); run the scan again, or open "
+            f"the folder again: ScanResult({str(tmp_path / 'out')!r})")
+    assert first.run_id != second.run_id and len(first.run_id) == 32
+    assert second.run["symbols"]["total"] == 6 and set(second.summary["detector"]) == {"gap"}
+    again = ScanResult(tmp_path / "out")
+    assert again == second and again.run_id == json.loads((tmp_path / "out" / "run.json").read_text())["run_id"]
+    pd.testing.assert_frame_equal(again.forward("gap"), pd.read_parquet(tmp_path / "out" / "gap" / "forward.parquet"))

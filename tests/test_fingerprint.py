@@ -1,5 +1,6 @@
-"""--resume keeps staged results only when nothing that decided them changed: the detectors' code,
-their parameters, the config, the universe, or a symbol's input files."""
+"""--resume keeps staged results only when nothing that decided them changed: the detectors' code
+(every module of a detector's package, a partial's function), their parameters, the config, the
+universe, or a symbol's input files."""
 
 from __future__ import annotations
 
@@ -25,20 +26,34 @@ FIRST = textwrap.dedent('''
     spikes.defaults = {{"multiple": 2.0}}
 ''')
 
+# The same detector as a package whose threshold is in a helper module (the issue's case), and as a
+# functools.partial of a function of the module (its digest was functools.py's).
+PACKAGE = {"mypkg/__init__.py": "", "mypkg/helpers.py": "MULTIPLE = 2.0\n",
+           "mypkg/dets.py": FIRST.replace("import pandas as pd", "import pandas as pd\nfrom mypkg import helpers")
+                                 .replace('cfg["multiple"]', "helpers.MULTIPLE")
+                                 .replace("spikes.defaults = {{\"multiple\": 2.0}}", "")}
+PARTIAL = {"mine.py": FIRST.replace("def spikes(df, cfg):", "def _spikes(df, cfg, multiple):")
+                           .replace('cfg["multiple"]', "multiple")
+                           .replace("spikes.defaults = {{\"multiple\": 2.0}}",
+                                    "import functools\nspikes = functools.partial(_spikes, multiple=2.0)")}
 
-def failing_run(tmp_path: Path, small_universe: Path) -> tuple[Path, dict]:
-    """A user's detector that raises on the 14th symbol: the run stops with chunks 0-3 staged."""
+
+def failing_run(tmp_path: Path, small_universe: Path, files: dict[str, str] | None = None,
+                detector: str = "mine:spikes") -> tuple[Path, dict]:
+    """A user's detector that raises on the 14th symbol: the run stops with chunks 0-3 staged.
+    files: the user's code under tmp_path/mods (path -> text with a {marker}), mine.py by default."""
     symbols = sorted(p.name.split("=", 1)[1] for p in small_universe.iterdir())
     import pandas as pd
     first_volume = pd.read_parquet(small_universe / f"symbol={symbols[13]}")["volume"].iloc[0]
-    module = tmp_path / "mods" / "mine.py"
-    module.parent.mkdir()
-    module.write_text(FIRST.format(marker=repr(float(first_volume))))
+    for name, text in (files or {"mine.py": FIRST}).items():
+        path = tmp_path / "mods" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.format(marker=repr(float(first_volume))))
     config = write_config(tmp_path / "c.yaml", ohlcv_path=str(small_universe), out_dir=str(tmp_path / "out"),
-                          detectors=["mine:spikes", "gap"], flush_every=3)
-    env = cli_env(PYTHONPATH=f"{REPO}:{TESTS}:{module.parent}")
+                          detectors=[detector, "gap"], flush_every=3)
+    env = cli_env(PYTHONPATH=f"{REPO}:{TESTS}:{tmp_path / 'mods'}")
     proc = run_cli("--config", str(config), "--workers", "1", env=env)
-    assert proc.returncode == 1 and "symbol" in proc.stderr and "mine:spikes" in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "symbol" in proc.stderr and detector in proc.stderr, proc.stderr
     assert json.loads((tmp_path / "out" / STAGING / "state.json").read_text())["chunks"] == [0, 1, 2, 3]
     return config, env
 
@@ -55,6 +70,52 @@ def test_resume_after_the_detectors_code_changed_is_refused(tmp_path, small_univ
         f"error: --resume: the code of detector 'mine:spikes' ({module}) changed since the unfinished run in "
         f"{tmp_path / 'out' / STAGING} staged its results; rerun without --resume to start over")
     assert "Processed" not in resumed.stderr, "refused before scanning anything"
+
+
+@pytest.mark.parametrize("layout", ["a helper module of its package", "a partial"])
+def test_resume_after_code_the_detector_runs_changed_is_refused(tmp_path, small_universe, layout):
+    # the issue's cases: a threshold in mypkg/helpers.py, and a partial (digested as functools.py):
+    # both resumed with exit 0, mixing the chunks of the old code with the new
+    if layout == "a partial":
+        config, env = failing_run(tmp_path, small_universe, PARTIAL)
+        edited = where = tmp_path / "mods" / "mine.py"
+        edited.write_text(edited.read_text().replace("raise RuntimeError", "pass  # fixed"))
+        detector = "mine:spikes"
+    else:
+        config, env = failing_run(tmp_path, small_universe, PACKAGE, "mypkg.dets:spikes")
+        edited, where = tmp_path / "mods" / "mypkg" / "helpers.py", tmp_path / "mods" / "mypkg"
+        edited.write_text("MULTIPLE = 3.0\n")
+        detector = "mypkg.dets:spikes"
+    resumed = run_cli("--config", str(config), "--workers", "1", "--resume", "--on-error", "skip", env=env)
+    assert resumed.returncode == 1, resumed.stderr
+    assert resumed.stderr.strip().splitlines()[-1] == (
+        f"error: --resume: the code of detector {detector!r} ({where}) changed since the unfinished run in "
+        f"{tmp_path / 'out' / STAGING} staged its results; rerun without --resume to start over")
+
+
+def test_a_detectors_code_is_its_package_and_what_a_partial_or_object_calls(tmp_path, monkeypatch):
+    import functools
+    import sys
+    from harness.detectors import BASELINES, VARIANT_FUNCTIONS
+    from harness.fingerprint import source_digest
+    package = tmp_path / "digested"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "dets.py").write_text("def det(df, cfg, k=1):\n    return df\n\nclass Det:\n"
+                                     "    def __call__(self, df, cfg):\n        return df\n")
+    (package / "sub" / "unused.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from digested.dets import Det, det
+    shapes = [det, functools.partial(det, k=2), functools.partial(functools.partial(det, k=2), k=3), Det()]
+    first = [source_digest(f) for f in shapes]
+    assert {where for _, where in first} == {str(package)}
+    assert len({d for d, _ in first[:3]}) == 3, "a partial's arguments are part of its digest"
+    (package / "sub" / "unused.py").write_text("X = 2\n")  # every module of the package, imported or not
+    assert all(source_digest(f)[0] != d for f, (d, _) in zip(shapes, first))
+    sys.modules.pop("digested.dets"), sys.modules.pop("digested")
+    # the registered detectors: baseline/ and the variants, never the rest of the harness
+    wheres = {source_digest(f)[1] for f in [*BASELINES.values(), *VARIANT_FUNCTIONS.values()]}
+    assert wheres == {f"{REPO / 'baseline'}, {REPO / 'harness' / 'variants.py'}"}
 
 
 def test_resume_after_a_parameter_changed_is_refused(tmp_path, small_universe):

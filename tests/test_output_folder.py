@@ -302,6 +302,8 @@ def staged(tmp_path_factory, data) -> tuple[Path, Path]:
 @pytest.mark.parametrize("damage, problem", [
     ("broken state.json", "{staging}/state.json is unreadable (not valid JSON"),
     ("missing part", "the staged part {staging}/rows-00001.arrow is missing"),
+    ("part rewritten at the same size", "the staged part {staging}/series-00001.arrow is not the file that was "
+                                        "staged (its checksum differs"),
 ])
 def test_resume_from_a_damaged_staging_folder_is_one_line_and_changes_nothing(tmp_path, staged, reference,
                                                                               damage, problem):
@@ -310,8 +312,15 @@ def test_resume_from_a_damaged_staging_folder_is_one_line_and_changes_nothing(tm
     shutil.copytree(source, out)
     if damage == "broken state.json":
         (out / STAGING / "state.json").write_text('{"run_key": ')
-    else:
+    elif damage == "missing part":
         (out / STAGING / "rows-00001.arrow").unlink()
+    else:  # other closes, the same bytes but those (it was resumed: exit 0, wrong summary, paths, forward)
+        import pyarrow as pa
+        from harness.staging import write_arrow
+        part = out / STAGING / "series-00001.arrow"
+        table, size = pa.ipc.open_file(pa.py_buffer(part.read_bytes())).read_all(), part.stat().st_size
+        write_arrow(table.set_column(2, "close", pa.array(table.column("close").to_numpy() * 1.5)), part)
+        assert part.stat().st_size == size
     before = every_file(out)
     proc = run_cli("--config", str(cfg), "--out", str(out), "--resume")
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr

@@ -7,13 +7,14 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from conftest import bars, write_partition
 from harness.config import load_config
 from harness.detectors import resolve_detectors
 from harness.errors import ScanError
-from harness.staging import StagedFacts, StagingFolder, read_staged_chunk, staged_files
+from harness.staging import StagedFacts, StagingFolder, read_staged_chunk, staged_files, write_arrow
 from harness.task import ScanTask, scan_symbol
 
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD", "EEE"]
@@ -73,6 +74,25 @@ def test_state_json_is_the_commit_point_of_resume(run):
     assert resumed.resumed and resumed.done_chunks == {2} and resumed.facts == staging.facts
     with pytest.raises(ScanError, match="^--resume: .* changed since the unfinished run"):
         StagingFolder(cfg.out_dir, specs, cfg.forward_windows, {"k": "2"}, True, len(SYMBOLS), 2)
+
+
+@pytest.mark.parametrize("kind", ["rows", "series", "market"])
+def test_a_part_rewritten_in_place_at_the_same_size_is_not_resumed(run, kind):
+    # it was: a readable part of the right size passed, and summary, paths and forward files came
+    # out of the new bytes
+    cfg, specs, results, staging = run
+    staging.write_chunk(0, results[:2])
+    part = staging.path / f"{kind}-00000.arrow"
+    table, size = pa.ipc.open_file(pa.py_buffer(part.read_bytes())).read_all(), part.stat().st_size
+    column = "close" if kind != "market" else table.column_names[-1]
+    changed = [pa.array(table.column(c).to_numpy() * 1.5) if c == column else table.column(c) for c in table.column_names]
+    write_arrow(pa.Table.from_arrays(changed, schema=table.schema), part)
+    assert part.stat().st_size == size
+    with pytest.raises(ScanError) as info:
+        StagingFolder(cfg.out_dir, specs, cfg.forward_windows, {"k": "1"}, True, len(SYMBOLS), 2)
+    assert str(info.value) == (f"cannot resume: the staged part {part} is not the file that was staged (its "
+                               "checksum differs: rewritten, cut short or replaced since); rerun without --resume "
+                               "to start over")
 
 
 def test_staged_facts_round_trip_through_json():
