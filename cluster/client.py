@@ -315,7 +315,7 @@ def _prepare(client: Client, cfg: ScanConfig, spawned: bool = True) -> None:
     if cfg.ship_code:
         ship_code(client)
     check_versions(client, cfg.allow_version_mismatch)
-    warm_up(client, sorted({m for m in map(module_of, cfg.detectors) if m}))
+    warm_up(client, sorted({m for m in map(module_of, cfg.detector_sources()) if m}))
     if spawned:
         tuned = client.run(large_array_malloc)
         log.info("Workers' malloc thresholds for large arrays set on %d of %d workers (glibc mallopt)",

@@ -52,7 +52,7 @@ import pandas as pd
 
 from harness.stats.benchmark import market_membership
 from harness import __version__
-from harness.config import ScanConfig, load_config, read_yaml
+from harness.config import ScanConfig, load_config, params_json, read_yaml
 from harness.detectors import DetectorSpec, resolve_detectors
 from harness.errors import ConfigError, Interrupted, ScanError, StopRequested, SymbolFailed
 from harness.finish import Evaluated, RunAll, finish_outputs, in_this_process
@@ -82,6 +82,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", dest="out_dir", help="output folder")
     parser.add_argument("--data", dest="ohlcv_path", help="dataset root holding symbol=XXX/ folders")
     parser.add_argument("--on-error", dest="on_error", choices=("fail", "skip"), help="what a failing symbol does")
+    parser.add_argument("--detectors", help="comma-separated detector names, instead of the config's `detectors`")
+    parser.add_argument("--params", help="JSON parameters, instead of the config's `params`: "
+                        "'{\"volume_spike\": {\"multiple\": 4}}'")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument("-q", "--quiet", action="store_true",
@@ -93,7 +96,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> ScanConfig:
     overrides = {key: getattr(args, key) for key in
-                 ("workers", "scheduler_address", "symbols", "out_dir", "ohlcv_path", "on_error")}
+                 ("workers", "scheduler_address", "symbols", "out_dir", "ohlcv_path", "on_error", "detectors")}
+    overrides["params"] = params_json("--params", args.params)
     path = args.config or ("config.yaml" if Path("config.yaml").is_file() else None)
     return load_config(read_yaml(path) if path else {}, overrides)
 
@@ -176,7 +180,7 @@ def prepare_run(cfg: ScanConfig, resume: bool) -> RunPlan:
     symbols, invalid, ignored = select_symbols(cfg)
     for name in invalid:
         log.warning("Skipping folder symbol=%s: not a valid symbol name", name)
-    specs = resolve_detectors(cfg.detectors, cfg.params)
+    specs = resolve_detectors(cfg.detectors, cfg.params, cfg.detector_entries)
     staging = StagingFolder(cfg.out_dir, specs, cfg.forward_windows, run_fingerprint(cfg, symbols, specs), resume,
                             len(symbols), cfg.flush_every, cfg.market_outlier_move)
     moved = changed_inputs(staging.facts.inputs, cfg.ohlcv_path, cfg.storage_options) if staging.resumed else []
