@@ -501,10 +501,19 @@ def _exit_now() -> None:
     os._exit(Interrupted.exit_code)
 
 
+def current_folder_importable() -> None:
+    """Put the current folder first on sys.path, as `python -m harness.run` has it: the installed
+    `symbol-scan` script's sys.path starts with its own bin folder instead, and a user's
+    `mydetectors.py` beside the config was not found (issue 35)."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line: harness.api's scan with flags, the summary printed, one line per error."""
     from harness.api import show_messages
     _first_interrupt.clear()  # a process may call main() more than once (the tests do)
+    current_folder_importable()
     signal.signal(signal.SIGTERM, _raise_interrupted)
     imports = seconds_since_start()  # interpreter start and imports so far
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # not where SIGINT is ignored (`cmd &`)

@@ -393,3 +393,30 @@ def test_detectors_and_params_flags_override_the_config(tmp_path, small_universe
 def test_bad_flags_are_one_line_errors(tmp_path, small_universe, flags, message):
     proc, _ = scan(tmp_path, small_universe, "out", "--workers", "1", *flags)
     assert proc.returncode == 2 and proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
+
+
+MY_DETECTOR = "def big_volume(df, cfg):\n    return df.loc[df.volume > df.volume.median() * 2, ['date']].assign(score=1.0)\n"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_current_folder_is_importable_as_for_python_m(tmp_path, small_universe, workers):
+    """Issue 35: the installed `symbol-scan` has its bin folder, not the current one, first on
+    sys.path; main() adds the current folder. The script drops '' (what `python -c` adds) to be
+    the console script; PYTHONPATH holds the repo only."""
+    (tmp_path / "mydetectors.py").write_text(MY_DETECTOR)
+    script = ("import os, sys\nsys.path[:] = [p for p in sys.path if p not in ('', os.getcwd())]\n"
+              "from harness.run import main\nsys.exit(main(sys.argv[1:]))\n")
+    args = ["--data", str(small_universe), "--out", "out", "--workers", workers, "--detectors", "mydetectors:big_volume",
+            "-q"]
+    proc = subprocess.run([sys.executable, "-c", script, *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert len(pd.read_parquet(tmp_path / "out" / "mydetectors.big_volume" / "events.parquet")) > 0
+
+
+def test_a_module_not_found_hints_at_the_current_folder(tmp_path, small_universe):
+    proc = run_cli("--data", str(small_universe), "--out", str(tmp_path / "out"), "--detectors", "mydetectors:f",
+                   cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.endswith("No module named 'mydetectors' (is mydetectors.py in the current folder or on "
+                                "PYTHONPATH?)\n")
