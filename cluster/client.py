@@ -10,12 +10,14 @@ and imports the scan code on every worker.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import hashlib
 import importlib.util
 import logging
 import os
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -28,7 +30,7 @@ from distributed.security import Security
 from harness.config import ScanConfig
 from cluster.cpuslots import make_slots, remove_slots
 from harness.detectors import module_of
-from harness.errors import ScanError
+from harness.errors import ScanError, UnguardedScript
 from cluster.forkserver import start_forkserver
 from harness.io import is_url
 
@@ -197,6 +199,36 @@ def ship_code(client: Client) -> None:
         archive = code_archive(Path(tmp))
         client.upload_file(str(archive))
     log.info("Shipped %s to the workers", archive.name)
+
+
+def _has_main_guard(source: str) -> bool:
+    """Whether `source` compares __name__ with "__main__" anywhere (either way round)."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare) and len(node.comparators) == 1:
+            sides = (node.left, node.comparators[0])
+            if (any(isinstance(n, ast.Name) and n.id == "__name__" for n in sides)
+                    and any(isinstance(n, ast.Constant) and n.value == "__main__" for n in sides)):
+                return True
+    return False
+
+
+def check_main_guard() -> None:
+    """UnguardedScript when this process runs a script without `if __name__ == "__main__":`.
+
+    A LocalCluster's worker processes (forkserver, spawn) import the main script again as
+    `__mp_main__`; unguarded, it calls scan() once more in each, which fails there (the output
+    folder is in use; "an attempt has been made to start a new process before ... bootstrapping
+    phase"): 87 lines, three tracebacks, and "Nanny failed to start" in the driver (issue 35).
+    No claim where the main module has no readable source (Jupyter, `python -c`, a frozen app)."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    try:
+        source = Path(path).read_text(encoding="utf-8") if path else None
+        guarded = source is None or _has_main_guard(source)
+    except (OSError, ValueError, SyntaxError):
+        return
+    if not guarded:
+        raise UnguardedScript(f"{path} runs the scan on worker processes, which import it again: put the code that "
+                              f"calls scan() under `if __name__ == \"__main__\":` (or run with workers: 1)")
 
 
 def _security(cfg: ScanConfig) -> Security | None:
@@ -445,6 +477,7 @@ def connect(cfg: ScanConfig, client: Client | None = None) -> Iterator[Client]:
             finally:
                 client.close()  # never client.shutdown(): the cluster is not ours
             return
+        check_main_guard()
         _start_forkserver()
         cores, processes = machine_cores(), local_worker_processes(cfg)
         if processes < cfg.workers:
