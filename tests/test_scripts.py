@@ -1,5 +1,5 @@
-"""harness.scan from a Python script, as a user runs it: the README's example, and a script without
-the `if __name__ == "__main__":` guard (issue 35). Real scripts in subprocesses, real LocalClusters."""
+"""harness.scan from a Python script, as a user runs it: the README's example, a script without
+the `if __name__ == "__main__":` guard, and ScanResult's notebook helpers (issue 35)."""
 
 from __future__ import annotations
 
@@ -56,3 +56,27 @@ def test_a_serial_scan_needs_no_guard(tmp_path, small_universe):
         print('done')
         """))
     assert proc.returncode == 0 and proc.stdout.endswith("done\n"), proc.stderr
+
+
+def test_a_scan_result_joins_events_with_returns_and_shows_in_a_notebook(tmp_path, small_universe):
+    """Issue 35's notebook helpers: frame(name), report_path, _repr_html_."""
+    from harness import scan
+    from harness.stats.summary import is_significant
+    result = scan(ohlcv_path=str(small_universe), out_dir=str(tmp_path / "out"), workers=1, progress=False,
+                  detectors=["gap", "user_detectors:with_range"])
+    frame, events, forward = (result.frame("user_detectors:with_range"), result.events("user_detectors:with_range"),
+                              result.forward("user_detectors:with_range"))
+    assert list(frame.columns) == ["symbol", "date", "detector", "score", "range", "close", "fwd_5", "fwd_10",
+                                   "fwd_20", "fwd_40", "abn_5", "abn_10", "abn_20", "abn_40"]
+    pd.testing.assert_frame_equal(frame[events.columns], events)
+    by_event = forward.set_index(["symbol", "date"])
+    joined = frame.set_index(["symbol", "date"])
+    pd.testing.assert_series_equal(joined["abn_20"], by_event.loc[joined.index, "abn_20"])
+    assert result.report_path == tmp_path / "out" / "report.html" and result.report_path.is_file()
+    shown = result._repr_html_()
+    assert shown.count("<tr") == len(result.summary) + 1 and "<th>abn_t</th>" in shown and "<th>stars</th>" in shown
+    starred = sum(is_significant(p) for p in result.summary["abn_p_holm"])
+    assert shown.count("<td>*</td>") == starred
+    table = result.summary.assign(abn_p_holm=[0.01] + [0.5] * (len(result.summary) - 1))
+    table.to_csv(tmp_path / "out" / "summary.csv", index=False)
+    assert type(result)(result.out_dir)._repr_html_().count("<td>*</td>") == 1
