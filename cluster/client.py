@@ -10,12 +10,14 @@ and imports the scan code on every worker.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import hashlib
 import importlib.util
 import logging
 import os
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -28,8 +30,8 @@ from distributed.security import Security
 from harness.config import ScanConfig
 from cluster.cpuslots import make_slots, remove_slots
 from harness.detectors import module_of
+from harness.errors import ScanError, UnguardedScript
 from harness.fingerprint import code_files
-from harness.errors import ScanError
 from cluster.forkserver import start_forkserver
 from harness.io import is_url
 
@@ -214,6 +216,36 @@ def ship_code(client: Client) -> None:
     log.info("Shipped %s to the workers", archive.name)
 
 
+def _has_main_guard(source: str) -> bool:
+    """Whether `source` compares __name__ with "__main__" anywhere (either way round)."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare) and len(node.comparators) == 1:
+            sides = (node.left, node.comparators[0])
+            if (any(isinstance(n, ast.Name) and n.id == "__name__" for n in sides)
+                    and any(isinstance(n, ast.Constant) and n.value == "__main__" for n in sides)):
+                return True
+    return False
+
+
+def check_main_guard() -> None:
+    """UnguardedScript when this process runs a script without `if __name__ == "__main__":`.
+
+    A LocalCluster's worker processes (forkserver, spawn) import the main script again as
+    `__mp_main__`; unguarded, it calls scan() once more in each, which fails there (the output
+    folder is in use; "an attempt has been made to start a new process before ... bootstrapping
+    phase"): 87 lines, three tracebacks, and "Nanny failed to start" in the driver (issue 35).
+    No claim where the main module has no readable source (Jupyter, `python -c`, a frozen app)."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    try:
+        source = Path(path).read_text(encoding="utf-8") if path else None
+        guarded = source is None or _has_main_guard(source)
+    except (OSError, ValueError, SyntaxError):
+        return
+    if not guarded:
+        raise UnguardedScript(f"{path} runs the scan on worker processes, which import it again: put the code that "
+                              f"calls scan() under `if __name__ == \"__main__\":` (or run with workers: 1)")
+
+
 def _security(cfg: ScanConfig) -> Security | None:
     if not cfg.security:
         return None
@@ -330,7 +362,7 @@ def _prepare(client: Client, cfg: ScanConfig, spawned: bool = True) -> None:
     if cfg.ship_code:
         ship_code(client)
     check_versions(client, cfg.allow_version_mismatch)
-    warm_up(client, sorted(name for name in cfg.detectors if module_of(name)))
+    warm_up(client, sorted({source for source in cfg.detector_sources() if module_of(source)}))
     if spawned:
         tuned = client.run(large_array_malloc)
         log.info("Workers' malloc thresholds for large arrays set on %d of %d workers (glibc mallopt)",
@@ -460,6 +492,7 @@ def connect(cfg: ScanConfig, client: Client | None = None) -> Iterator[Client]:
             finally:
                 client.close()  # never client.shutdown(): the cluster is not ours
             return
+        check_main_guard()
         _start_forkserver()
         cores, processes = machine_cores(), local_worker_processes(cfg)
         if processes < cfg.workers:

@@ -139,6 +139,33 @@ class ScanResult:
     def __repr__(self) -> str:
         return f"ScanResult({str(self.out_dir)!r})\n{format_summary(self.summary)}"
 
+    # Notebook helpers (issue 35); kept together at the end of the class.
+
+    @property
+    def report_path(self) -> Path:
+        """The run's report.html."""
+        return self.out_dir / "report.html"
+
+    def frame(self, detector: str) -> pd.DataFrame:
+        """The detector's events joined with their forward and abnormal returns on (symbol, date): one
+        row per event, its score and extra columns kept, then close, fwd_<h>, abn_<h>."""
+        events, forward = self.events(detector), self.forward(detector)
+        return events.merge(forward.drop(columns="detector"), on=["symbol", "date"], how="left",
+                            validate="one_to_one", sort=False)
+
+    def _repr_html_(self) -> str:
+        """The findings for Jupyter: per detector and window, the events, the abnormal mean (%), its
+        t and a star where the Holm-adjusted p is below 5% (as on the terminal)."""
+        from harness.stats.summary import is_significant
+        table = self.summary
+        shown = pd.DataFrame({
+            "detector": table["detector"], "window": table["window"], "events": table["events"],
+            "abn_mean": table["abn_mean"].map(lambda v: "" if pd.isna(v) else f"{100 * v:+.2f}%"),
+            "abn_t": table["abn_t"].map(lambda t: "-" if pd.isna(t) else f"{t:.2f}"),
+            "stars": ["*" if is_significant(p) else "" for p in table["abn_p_holm"]]})
+        import html
+        return f"<p>ScanResult {html.escape(str(self.out_dir))}</p>" + shown.to_html(index=False, escape=True)
+
 
 def _stamp(out_dir: Path) -> tuple[int, int, int] | None:
     """run.json's inode, modification time and size (None without one): a run replaces the file."""

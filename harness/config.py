@@ -14,6 +14,8 @@ import contextlib
 import dataclasses
 import datetime as dt
 import difflib
+import itertools
+import json
 import os
 import re
 import urllib.parse
@@ -71,6 +73,9 @@ class ScanConfig:
     min_market_symbols: int = DEFAULT_MIN_MARKET_SYMBOLS
     market_outlier_move: float | None = DEFAULT_OUTLIER_MOVE
     exclude_flagged: bool = False
+    # The detectors given as a mapping (_detector_entries): name -> {"detector", "baseline"}. Not a
+    # config key of its own; the entries' params are in `params`, their grid points in `detectors`.
+    detector_entries: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     def benchmark_settings(self) -> Benchmark:
         """The benchmark keys as harness.stats.benchmark takes them."""
@@ -86,10 +91,16 @@ class ScanConfig:
         out["params"] = {k: dict(v) for k, v in self.params.items()}
         out["symbols_per_task"] = self.symbols_per_task or "auto"
         out["storage_options"] = {k: ("***" if k in SECRET_OPTIONS else v) for k, v in self.storage_options.items()}
+        if not self.detector_entries:  # a config of plain names: run.json and the fingerprint as before
+            del out["detector_entries"]
         return out
 
+    def detector_sources(self) -> tuple[str, ...]:
+        """The registered name or import path each of `detectors` runs."""
+        return tuple(self.detector_entries.get(name, {}).get("detector", name) for name in self.detectors)
 
-KEYS = tuple(f.name for f in dataclasses.fields(ScanConfig))
+
+KEYS = tuple(f.name for f in dataclasses.fields(ScanConfig) if f.name != "detector_entries")
 SECURITY_KEYS = ("ca_file", "cert", "key")
 # Options of pyarrow.fs.S3FileSystem that the config may set; credentials can also come from the
 # usual AWS_* environment variables, which is the better place for them.
@@ -206,6 +217,89 @@ def _params(key: str, value: Any) -> dict[str, dict[str, Any]]:
             if not isinstance(param, str):
                 raise _fail(f"{key}.{name}", f"parameter names must be text, got {param!r}")
     return {str(name): dict(p) for name, p in value.items()}
+
+
+_ENTRY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+ENTRY_KEYS = ("name", "detector", "params", "baseline", "grid")
+
+
+def yaml_text(value: Any) -> str:
+    """`value` as YAML writes it in a flow list (2.0, true, 1.0e-05, text)."""
+    return yaml.safe_dump([value], default_flow_style=True, width=1_000_000).strip()[1:-1]
+
+
+def _grid_points(key: str, grid: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(suffix `[k=v,...]`, parameters) of every point of `grid`, {key: [values...]}: the product
+    of the keys in the order written, the first key varying slowest."""
+    if not isinstance(grid, dict) or not grid:
+        raise _fail(key, f"must map parameter names to lists of values, e.g. {{multiple: [2.0, 3.0]}}; got {grid!r}")
+    for param, values in grid.items():
+        if not isinstance(param, str):
+            raise _fail(key, f"parameter names must be text, got {param!r}")
+        if not isinstance(values, list) or not values:
+            raise _fail(f"{key}.{param}", f"must be a non-empty list of values, got {values!r}")
+        texts = [yaml_text(v) for v in values]
+        if len(set(texts)) != len(texts):
+            raise _fail(f"{key}.{param}", f"values must not repeat, got {values!r}")
+    points = []
+    for combo in itertools.product(*grid.values()):
+        point = dict(zip(grid, combo))
+        points.append(("[" + ",".join(f"{k}={yaml_text(v)}" for k, v in point.items()) + "]", point))
+    return points
+
+
+def _detector_entries(key: str, value: Any) -> tuple[tuple[str, ...], dict[str, dict[str, Any]],
+                                                     dict[str, dict[str, Any]]]:
+    """(names, entries, params) of the `detectors` key: a list of names (or one comma-separated
+    text) and of mappings {name, detector, params, baseline, grid}. A mapping's detector defaults
+    to its name; each point of its grid is a detector of its own, `<name>[k=v,...]`. entries:
+    name -> {"detector", "baseline"} of the mappings' detectors; params: their parameters."""
+    if not isinstance(value, list) or not any(isinstance(item, dict) for item in value):
+        return _str_list(key, value), {}, {}
+    names, entries, params = [], {}, {}
+    for item in value:
+        if isinstance(item, str) and item:
+            names.append(item)
+            continue
+        if not isinstance(item, dict):
+            raise _fail(key, f"each item must be a detector name or a mapping {{name, detector, params, baseline, "
+                        f"grid}}, got {item!r}")
+        unknown = [str(k) for k in item if k not in ENTRY_KEYS]
+        if unknown:
+            raise _fail(key, f"unknown key(s) {', '.join(unknown)} in {item!r}; allowed: {', '.join(ENTRY_KEYS)}")
+        name = item.get("name")
+        if not isinstance(name, str) or not _ENTRY_NAME.fullmatch(name):
+            raise _fail(key, f"each mapping needs a name of letters, digits, '.', '_' and '-' (not starting "
+                        f"with '.' or '-'), got {name!r} in {item!r}")
+        where = f"{key}.{name}"
+        detector = _str(f"{where}.detector", item.get("detector", name))
+        baseline = _optional_str(f"{where}.baseline", item.get("baseline"))
+        own = item.get("params") or {}
+        if not isinstance(own, dict) or not all(isinstance(param, str) for param in own):
+            raise _fail(f"{where}.params", f"must map parameter names to values, got {own!r}")
+        points = [("", {})] if item.get("grid") is None else _grid_points(f"{where}.grid", item["grid"])
+        both = sorted(set(own) & set(points[0][1]))
+        if both:
+            raise _fail(where, f"{', '.join(both)} is in both params and grid; keep one")
+        for suffix, point in points:
+            names.append(name + suffix)
+            entries[name + suffix] = {"detector": detector, "baseline": baseline}
+            params[name + suffix] = {**own, **point}
+    return tuple(names), entries, params
+
+
+def params_json(flag: str, text: str | None) -> dict[str, Any] | None:
+    """The JSON object of a flag like --params; ConfigError naming the flag when it is not one."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: not valid JSON ({exc}); e.g. {flag} '{{\"volume_spike\": {{\"multiple\": 4}}}}'"
+                          ) from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag}: must be a JSON object of detector name: {{parameter: value}}, got {text!r}")
+    return value
 
 
 def _per_task(key: str, value: Any) -> int | None:
@@ -505,13 +599,19 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
                 raise _fail("symbols", str(exc)) from None
         symbols = tuple(sorted(set(symbols)))
 
-    detectors = merged.get("detectors")
-    detectors = REGISTERED if detectors is None else _str_list("detectors", detectors)
+    detectors, entries, entry_params = ((REGISTERED, {}, {}) if merged.get("detectors") is None
+                                        else _detector_entries("detectors", merged["detectors"]))
     if not detectors:
         raise _fail("detectors", "must list at least one detector name (leave it out to run every registered one)")
-    if len(set(detectors)) != len(detectors):
-        raise _fail("detectors", f"names must not repeat, got {list(detectors)}")
+    repeated = [name for name in dict.fromkeys(detectors) if detectors.count(name) > 1]
+    if repeated:
+        raise _fail("detectors", f"names must not repeat: {', '.join(repr(n) for n in repeated)} is given more "
+                    f"than once (to run one detector with other parameters, give it a name of its own: "
+                    f"- {{name: ..., detector: ..., params: ...}})")
     params = _params("params", merged.get("params"))
+    for name, own in entry_params.items():  # the `params` key (and --params) over an entry's own
+        if own:
+            params[name] = {**own, **params.get(name, {})}
 
     on_error = _choice("on_error", merged.get("on_error", "fail"), ("fail", "skip"))
     estimation_window = _estimation_window("estimation_window",
@@ -551,6 +651,7 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
         min_market_symbols=_int("min_market_symbols", merged.get("min_market_symbols", DEFAULT_MIN_MARKET_SYMBOLS), 1),
         market_outlier_move=_outlier_move("market_outlier_move", merged.get("market_outlier_move", DEFAULT_OUTLIER_MOVE)),
         exclude_flagged=_bool("exclude_flagged", merged.get("exclude_flagged", False)),
+        detector_entries=entries,
     )
-    resolve_detectors(cfg.detectors, cfg.params)  # raises ConfigError on an unknown name or parameter
+    resolve_detectors(cfg.detectors, cfg.params, cfg.detector_entries)  # raises ConfigError on an unknown name or parameter
     return cfg

@@ -2,7 +2,9 @@
 
 A name is either registered here (the baselines and harness.variants) or an import path
 `package.module:function` to a user's detector. A user detector may carry two optional attributes:
-`defaults` (a dict of parameters) and `baseline` (the name of the detector it varies).
+`defaults` (a dict of parameters) and `baseline` (the name of the detector it varies). A config
+entry may also run one of those under a name of its own (harness.config: `name` and `detector`),
+so that one function runs with several parameter sets.
 
 A user's detector is imported afresh (import_fresh): a process that scans twice (a notebook) runs
 the code on disk at each scan, not the code it imported for the first, and that is the code whose
@@ -102,15 +104,21 @@ class DetectorSpec:
     func: Detector
     params: dict[str, Any]
     baseline: str | None = None
+    detector: str | None = None  # the registered name or import path it runs, when not `name` itself
 
     @property
     def out_name(self) -> str:
         return out_name(self.name)
 
     @property
+    def source(self) -> str:
+        """The registered name or import path of the function this detector runs."""
+        return self.detector or self.name
+
+    @property
     def is_users(self) -> bool:
         """A user's detector (an import path), not one of harness.detectors' registered ones."""
-        return bool(_IMPORT_PATH.fullmatch(self.name))
+        return bool(_IMPORT_PATH.fullmatch(self.source))
 
     def __reduce__(self) -> tuple:
         # A user's detector travels to a worker as its import path and is imported there by
@@ -118,30 +126,41 @@ class DetectorSpec:
         # naming the detector. Pickled by reference, the failure would be in the worker's message
         # stream, where Dask logs it and the task is never run: the driver would wait forever.
         if self.is_users:
-            return _spec_on_worker, (self.name, self.params, self.baseline)
-        return DetectorSpec, (self.name, self.func, self.params, self.baseline)
+            return _spec_on_worker, (self.name, self.params, self.baseline, self.detector)
+        return DetectorSpec, (self.name, self.func, self.params, self.baseline, self.detector)
+
+
+_FOLDER_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def out_name(name: str) -> str:
-    """A detector's folder under out_dir: its config name with ':' turned into '.'."""
-    return name.replace(":", ".")
+    """A detector's folder under out_dir: its name in the charset of a symbol's folder
+    (letters, digits, '.', '_', '-'). An import path's ':' becomes '.' (`pkg.mod:f` -> `pkg.mod.f`);
+    a grid point's `[k=v,...]` becomes `.k_v...` (`vs_grid[multiple=2.0,window=10]` ->
+    `vs_grid.multiple_2.0.window_10`); a '+' is dropped (`1.0e+20` -> `1.0e20`) and any other
+    character outside the charset becomes '_'. Two names with one folder are refused by
+    resolve_detectors."""
+    folder = name.replace(":", ".").replace("[", ".").replace("]", "").replace(",", ".").replace("=", "_")
+    return _FOLDER_UNSAFE.sub("_", folder.replace("+", ""))
 
 
 class WorkerImportError(ScanError):
     """A user's detector module that the driver imported cannot be imported on a worker."""
 
 
-def _spec_on_worker(name: str, params: dict[str, Any], base: str | None) -> DetectorSpec:
-    """The DetectorSpec of import path `name`; if the import fails, one whose function raises. The
-    module as the worker has it: the warm-up (cluster.client) brought it up to date for this scan."""
+def _spec_on_worker(name: str, params: dict[str, Any], base: str | None, detector: str | None = None
+                    ) -> DetectorSpec:
+    """The DetectorSpec of import path `detector` (or `name`); if the import fails, one whose
+    function raises. The module as the worker has it: the warm-up (cluster.client) brought it up to
+    date for this scan."""
     try:
-        return DetectorSpec(name, _import_detector(name, fresh=False), params, base)
+        return DetectorSpec(name, _import_detector(detector or name, fresh=False, hint=False), params, base, detector)
     except ConfigError as exc:
         message = f"{exc} (on a worker; the driver could import it: make it importable on every worker)"
 
         def unavailable(df: pd.DataFrame, cfg: Mapping[str, Any]) -> pd.DataFrame:
             raise WorkerImportError(message)
-        return DetectorSpec(name, unavailable, params, base)
+        return DetectorSpec(name, unavailable, params, base, detector)
 
 
 def module_of(name: str) -> str | None:
@@ -205,9 +224,11 @@ def import_fresh(module_name: str, also: Iterable[str] = ()) -> ModuleType:
         return module
 
 
-def _import_detector(path: str, fresh: bool = True) -> Detector:
+def _import_detector(path: str, fresh: bool = True, hint: bool = True) -> Detector:
     """The function of import path `path`; fresh: through import_fresh, with the packages of the
-    function it calls (a partial's, a callable object's) when they are other packages of the user's."""
+    function it calls (a partial's, a callable object's) when they are other packages of the user's.
+    hint: say where a module that is not found is looked for (the driver's current folder is; a
+    worker's is not, and its message says what to do)."""
     module_name, func_name = path.split(":")
     try:
         func = getattr(import_fresh(module_name) if fresh else importlib.import_module(module_name), func_name, None)
@@ -217,8 +238,10 @@ def _import_detector(path: str, fresh: bool = True) -> Detector:
             func = getattr(import_fresh(module_name, others), func_name, None)
     except (Exception, SystemExit) as exc:  # a user's module can fail in any way, SyntaxError included
         detail = (str(exc).splitlines() or [""])[0]
+        where = (f" (is {module_name.replace('.', '/')}.py in the current folder or on PYTHONPATH?)"
+                 if hint and isinstance(exc, ModuleNotFoundError) and exc.name == module_name.split(".")[0] else "")
         raise ConfigError(f"config key 'detectors': cannot import module {module_name!r} for {path!r}: "
-                          f"{type(exc).__name__}: {detail}") from None
+                          f"{type(exc).__name__}: {detail}{where}") from None
     if not callable(func):
         raise ConfigError(f"config key 'detectors': {module_name!r} has no function {func_name!r}")
     return func
@@ -256,41 +279,59 @@ def check_params(name: str, defaults: Mapping[str, Any], given: Mapping[str, Any
                               f"(default {defaults[param]!r})")
 
 
-def resolve_detectors(names: tuple[str, ...], overrides: Mapping[str, Mapping[str, Any]]) -> list[DetectorSpec]:
+def resolve_detectors(names: tuple[str, ...], overrides: Mapping[str, Mapping[str, Any]],
+                      entries: Mapping[str, Mapping[str, Any]] | None = None) -> list[DetectorSpec]:
     """DetectorSpecs for `names`, with each detector's defaults updated by `overrides[name]`.
 
-    Raises ConfigError for an unknown name (listing the registered ones), a parameter the detector
-    does not have, or overrides for a detector that is not in `names`.
+    entries: for a name of the config's own (harness.config), {"detector": the registered name or
+    import path it runs, "baseline": the detector it is compared with, or None for the function's
+    own}; a name without an entry runs the detector of that name. Parameters are checked against
+    the ranges and order of the detector run. Raises ConfigError for an unknown detector (listing
+    the registered ones), a parameter the detector does not have, overrides for a detector that is
+    not in `names`, a baseline that is not another of `names`, or two names with one folder.
     """
-    specs = []
+    entries = entries or {}
+    specs, folders = [], {}
     for name in names:
-        if out_name(name).casefold() in (reserved.casefold() for reserved in RESERVED_NAMES):
-            raise ConfigError(f"config key 'detectors': {name!r} would write to the folder {out_name(name)!r}, a "
+        folder = out_name(name)
+        if folder.casefold() in (reserved.casefold() for reserved in RESERVED_NAMES):
+            raise ConfigError(f"config key 'detectors': {name!r} would write to the folder {folder!r}, a "
                               f"name the scan keeps for its own files ({', '.join(RESERVED_NAMES)}); rename the "
                               "module or function")
-        if name in BASELINES:
-            func, defaults, base = BASELINES[name], baseline.DEFAULT_PARAMS[name], None
-        elif name in VARIANT_FUNCTIONS:
-            func, defaults, base = VARIANT_FUNCTIONS[name], variants.VARIANT_PARAMS[name], variants.VARIANTS[name]
-        elif _IMPORT_PATH.fullmatch(name):
-            func = _import_detector(name)
+        if folder.casefold() in folders:
+            raise ConfigError(f"config key 'detectors': {folders[folder.casefold()]!r} and {name!r} would both "
+                              f"write to the folder {folder!r}; rename one")
+        folders[folder.casefold()] = name
+        entry = entries.get(name, {})
+        source = entry.get("detector") or name
+        if source in BASELINES:
+            func, defaults, base = BASELINES[source], baseline.DEFAULT_PARAMS[source], None
+        elif source in VARIANT_FUNCTIONS:
+            func, defaults, base = VARIANT_FUNCTIONS[source], variants.VARIANT_PARAMS[source], variants.VARIANTS[source]
+        elif _IMPORT_PATH.fullmatch(source):
+            func = _import_detector(source)
             defaults, base = getattr(func, "defaults", None) or {}, getattr(func, "baseline", None)
             if not isinstance(defaults, Mapping) or not all(isinstance(k, str) for k in defaults):
-                raise ConfigError(f"config key 'detectors': {name!r} has a `defaults` attribute that is not a "
+                raise ConfigError(f"config key 'detectors': {source!r} has a `defaults` attribute that is not a "
                                   f"dict of parameter name: value (got {type(defaults).__name__})")
         else:
-            raise ConfigError(f"config key 'detectors': unknown detector {name!r}; available: "
+            raise ConfigError(f"config key 'detectors': unknown detector {source!r}; available: "
                               f"{', '.join(REGISTERED)}, or an import path package.module:function")
+        if entry.get("baseline") is not None:
+            base = entry["baseline"]
+            if base == name or base not in names:
+                raise ConfigError(f"config key 'detectors': the baseline {base!r} of {name!r} must be another "
+                                  f"detector of this run ({', '.join(n for n in names if n != name)})")
         given = dict(overrides.get(name, {}))
         if defaults:  # a user detector without defaults takes any parameters
-            check_params(name, defaults, given, PARAM_RULES.get(name, {}))
+            check_params(name, defaults, given, PARAM_RULES.get(source, {}))
         params = {**defaults, **given}
-        if name in ORDERED_PARAMS:
-            low, high = ORDERED_PARAMS[name]
+        if source in ORDERED_PARAMS:
+            low, high = ORDERED_PARAMS[source]
             if not params[low] < params[high]:
                 raise ConfigError(f"config key 'params.{name}': {low} ({params[low]!r}) must be less than {high} "
                                   f"({params[high]!r})")
-        specs.append(DetectorSpec(name, func, params, base))
+        specs.append(DetectorSpec(name, func, params, base, None if source == name else source))
     stray = sorted(set(overrides) - set(names))
     if stray:
         raise ConfigError(f"config key 'params': {', '.join(stray)} not in 'detectors' ({', '.join(names)})")

@@ -13,6 +13,18 @@ class ConfigError(ScanError):
     exit_code = 2
 
 
+class UnguardedScript(ScanError, SystemExit):
+    """The script that runs the scan lacks `if __name__ == "__main__":`; the workers would run it again.
+    Also a SystemExit whose code is the message: uncaught in the script, Python prints that one line
+    (exit status 1) instead of a traceback through the harness."""
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.code = f"error: {message}"
+
+
 class DataError(ScanError):
     """Bad input data: an unreadable file, a missing column, an invalid symbol folder."""
 

@@ -53,7 +53,7 @@ import pandas as pd
 
 from harness.stats.benchmark import market_membership
 from harness import __version__
-from harness.config import ScanConfig, load_config, read_yaml
+from harness.config import ScanConfig, load_config, params_json, read_yaml
 from harness.detectors import DetectorSpec, resolve_detectors
 from harness.errors import ConfigError, Interrupted, ScanError, StopRequested, SymbolFailed
 from harness.finish import Evaluated, RunAll, finish_outputs, in_this_process
@@ -83,6 +83,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", dest="out_dir", help="output folder")
     parser.add_argument("--data", dest="ohlcv_path", help="dataset root holding symbol=XXX/ folders")
     parser.add_argument("--on-error", dest="on_error", choices=("fail", "skip"), help="what a failing symbol does")
+    parser.add_argument("--detectors", help="comma-separated detector names, instead of the config's `detectors`")
+    parser.add_argument("--params", help="JSON parameters, instead of the config's `params`: "
+                        "'{\"volume_spike\": {\"multiple\": 4}}'")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument("-q", "--quiet", action="store_true",
@@ -94,7 +97,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> ScanConfig:
     overrides = {key: getattr(args, key) for key in
-                 ("workers", "scheduler_address", "symbols", "out_dir", "ohlcv_path", "on_error")}
+                 ("workers", "scheduler_address", "symbols", "out_dir", "ohlcv_path", "on_error", "detectors")}
+    overrides["params"] = params_json("--params", args.params)
     path = args.config or ("config.yaml" if Path("config.yaml").is_file() else None)
     return load_config(read_yaml(path) if path else {}, overrides)
 
@@ -177,7 +181,7 @@ def prepare_run(cfg: ScanConfig, resume: bool) -> RunPlan:
     symbols, invalid, ignored = select_symbols(cfg)
     for name in invalid:
         log.warning("Skipping folder symbol=%s: not a valid symbol name", name)
-    specs = resolve_detectors(cfg.detectors, cfg.params)
+    specs = resolve_detectors(cfg.detectors, cfg.params, cfg.detector_entries)
     staging = StagingFolder(cfg.out_dir, specs, cfg.forward_windows, run_fingerprint(cfg, symbols, specs), resume,
                             len(symbols), cfg.flush_every, cfg.market_outlier_move)
     moved = changed_inputs(staging.facts.inputs, cfg.ohlcv_path, cfg.storage_options) if staging.resumed else []
@@ -502,10 +506,19 @@ def _exit_now() -> None:
     os._exit(Interrupted.exit_code)
 
 
+def current_folder_importable() -> None:
+    """Put the current folder first on sys.path, as `python -m harness.run` has it: the installed
+    `symbol-scan` script's sys.path starts with its own bin folder instead, and a user's
+    `mydetectors.py` beside the config was not found (issue 35)."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line: harness.api's scan with flags, the summary printed, one line per error."""
     from harness.api import show_messages
     _first_interrupt.clear()  # a process may call main() more than once (the tests do)
+    current_folder_importable()
     signal.signal(signal.SIGTERM, _raise_interrupted)
     imports = seconds_since_start()  # interpreter start and imports so far
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # not where SIGINT is ignored (`cmd &`)

@@ -220,3 +220,113 @@ def test_out_dir_may_neither_be_nor_hold_the_data_root(data, out):
     with pytest.raises(ConfigError, match="config key 'out_dir': ") as info:
         cfg(data, out_dir=str(data / out) if out else str(data))
     assert "'ohlcv_path'" in str(info.value)
+
+
+# Detector entries (issue 35): a name of one's own for a detector with its parameters, and grids.
+
+def entries(data, *items, **keys):
+    return load_config({"ohlcv_path": str(data), "detectors": ["volume_spike", *items], **keys})
+
+
+def specs_of(c):
+    from harness.detectors import resolve_detectors
+    return {s.name: s for s in resolve_detectors(c.detectors, c.params, c.detector_entries)}
+
+
+def test_a_named_entry_runs_its_detector_with_its_params_and_baseline(data):
+    c = entries(data, {"name": "vs_m5", "detector": "volume_spike", "params": {"multiple": 5.0},
+                       "baseline": "volume_spike"},
+                {"name": "trend2", "detector": "volume_spike_trend", "params": {"trend_window": 20}})
+    specs = specs_of(c)
+    assert c.detectors == ("volume_spike", "vs_m5", "trend2")
+    assert specs["vs_m5"].params == {"window": 20, "multiple": 5.0, "min_move": 0.02}
+    assert specs["vs_m5"].baseline == "volume_spike" and specs["vs_m5"].source == "volume_spike"
+    assert specs["trend2"].baseline == "volume_spike"  # a registered variant keeps its own baseline
+    assert specs["volume_spike"].params["multiple"] == 3.0  # the plain name keeps its defaults
+    assert c.as_dict()["detector_entries"]["vs_m5"] == {"detector": "volume_spike", "baseline": "volume_spike"}
+
+
+def test_a_config_of_plain_names_has_no_entries_in_run_json(data):
+    assert "detector_entries" not in cfg(data).as_dict()
+
+
+def test_a_grid_is_one_detector_per_point_in_the_order_written(data):
+    c = entries(data, {"name": "vs_grid", "detector": "volume_spike", "baseline": "volume_spike",
+                       "grid": {"multiple": [2.0, 3], "window": [10, 20]}, "params": {"min_move": 0.0}})
+    assert c.detectors[1:] == ("vs_grid[multiple=2.0,window=10]", "vs_grid[multiple=2.0,window=20]",
+                               "vs_grid[multiple=3,window=10]", "vs_grid[multiple=3,window=20]")
+    spec = specs_of(c)["vs_grid[multiple=3,window=20]"]
+    assert spec.params == {"window": 20, "multiple": 3, "min_move": 0.0} and spec.baseline == "volume_spike"
+    assert spec.out_name == "vs_grid.multiple_3.window_20"
+
+
+def test_the_params_key_overrides_an_entry_own_params(data):
+    c = entries(data, {"name": "vs_m5", "detector": "volume_spike", "params": {"multiple": 5.0, "window": 10}},
+                params={"vs_m5": {"multiple": 6.0}})
+    assert specs_of(c)["vs_m5"].params == {"window": 10, "multiple": 6.0, "min_move": 0.02}
+
+
+def test_a_user_detector_under_a_name_of_its_own_is_imported_by_its_path(data):
+    c = entries(data, {"name": "ranged", "detector": "user_detectors:with_range"})
+    spec = specs_of(c)["ranged"]
+    assert spec.is_users and spec.baseline == "gap" and c.detector_sources() == ("volume_spike", "user_detectors:with_range")
+    import pickle
+    assert pickle.loads(pickle.dumps(spec)).source == "user_detectors:with_range"
+
+
+@pytest.mark.parametrize("item, message", [
+    ({"name": "vs", "detector": "volume_spike", "baseline": "gap"},
+     "'detectors': the baseline 'gap' of 'vs' must be another detector of this run (volume_spike)"),
+    ({"name": "vs", "detector": "volume_spike", "baseline": "vs"}, "the baseline 'vs' of 'vs' must be another"),
+    ({"name": "vs", "detector": "volume_spik"}, "unknown detector 'volume_spik'"),
+    ({"name": "vs", "detector": "volume_spike", "params": {"multiple": -1.0}},
+     "'params.vs.multiple': must be > 0, got -1.0"),
+    ({"name": "vs", "detector": "volume_spike", "grid": {"multiple": [2.0, -1.0]}},
+     "'params.vs[multiple=-1.0].multiple': must be > 0, got -1.0"),
+    ({"name": "vs", "detector": "volume_spike", "grid": {"window": [5, 2.5]}},
+     "'params.vs[window=2.5].window': must be an integer"),
+    ({"name": "vs", "detector": "volume_spike", "grid": {"windw": [5]}}, "unknown parameter(s) windw"),
+    ({"name": "mc", "detector": "ma_cross", "grid": {"fast": [5, 300]}},
+     "'params.mc[fast=300]': fast (300) must be less than slow (200)"),
+    ({"name": "vs", "detector": "volume_spike", "grid": {"multiple": []}},
+     "'detectors.vs.grid.multiple': must be a non-empty list of values"),
+    ({"name": "vs", "detector": "volume_spike", "grid": {"multiple": [2.0, 2.0]}},
+     "'detectors.vs.grid.multiple': values must not repeat"),
+    ({"name": "vs", "detector": "volume_spike", "grid": [2.0]}, "'detectors.vs.grid': must map parameter names"),
+    ({"name": "vs", "detector": "volume_spike", "params": {"multiple": 2.0}, "grid": {"multiple": [3.0]}},
+     "'detectors.vs': multiple is in both params and grid; keep one"),
+    ({"name": "vs", "detectr": "volume_spike"}, "unknown key(s) detectr in"),
+    ({"detector": "volume_spike"}, "each mapping needs a name of letters"),
+    ({"name": "a/b", "detector": "volume_spike"}, "each mapping needs a name of letters"),
+    ({"name": "volume_spike", "detector": "gap"}, "names must not repeat: 'volume_spike' is given more than once"),
+    ({"name": "vs", "detector": "volume_spike", "params": [1]}, "'detectors.vs.params': must map parameter names"),
+    ({"name": "run.json", "detector": "gap"}, "would write to the folder 'run.json'"),
+    ({"name": "vs.multiple_2.0", "detector": "gap"}, None),
+    (5, "must be a list of names, got"),
+])
+def test_bad_detector_entries_are_one_line_errors(data, item, message):
+    items = [item] if message else [item, {"name": "vs", "detector": "volume_spike", "grid": {"multiple": [2.0]}}]
+    with pytest.raises(ConfigError) as err:
+        entries(data, *items)
+    message = message or "'vs.multiple_2.0' and 'vs[multiple=2.0]' would both write to the folder 'vs.multiple_2.0'"
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_repeated_plain_names_are_named(data):
+    with pytest.raises(ConfigError, match=r"names must not repeat: 'gap' is given more than once"):
+        cfg(data, detectors=["gap", "ma_cross", "gap"])
+
+
+def test_detector_entries_read_from_yaml(tmp_path, data):
+    from harness.config import read_yaml
+    (tmp_path / "c.yaml").write_text(f"""ohlcv_path: {data}
+detectors:
+  - volume_spike
+  - name: vs_grid
+    detector: volume_spike
+    grid: {{multiple: [2.0, 3.0, 10.0], min_move: [0, 0.05]}}
+    baseline: volume_spike
+""")
+    c = load_config(read_yaml(tmp_path / "c.yaml"))
+    assert c.detectors[1:3] == ("vs_grid[multiple=2.0,min_move=0]", "vs_grid[multiple=2.0,min_move=0.05]")
+    assert len(c.detectors) == 7

@@ -241,3 +241,16 @@ def test_registered_detectors_leave_their_input_unchanged(name, small_universe):
         fired += len(spec.func(frame, spec.params))
         pd.testing.assert_frame_equal(frame, before, check_exact=True)
     assert fired > 0
+
+
+@pytest.mark.parametrize("name, folder", [
+    ("volume_spike", "volume_spike"),
+    ("pkg.mod:f", "pkg.mod.f"),
+    ("vs_grid[multiple=2.0]", "vs_grid.multiple_2.0"),
+    ("vs_grid[multiple=2.0,window=10]", "vs_grid.multiple_2.0.window_10"),
+    ("g[min_move=-0.5,big=1.0e+20,mode=a b/c]", "g.min_move_-0.5.big_1.0e20.mode_a_b_c"),
+])
+def test_a_detector_folder_is_its_name_in_a_symbol_folder_charset(name, folder):
+    import re
+    from harness.detectors import out_name
+    assert out_name(name) == folder and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*", folder)

@@ -354,3 +354,69 @@ def test_repairs_that_change_bars_are_said_on_the_terminal(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert '\nRepairs and flags of the data (rows; run.json repairs; README, "The dataset"): time_of_day 55 in 2 symbol(s) (A, B)' \
         in proc.stdout, proc.stdout
+
+
+def test_a_grid_and_a_named_variant_run_from_the_config(tmp_path, small_universe):
+    """Issue 35: one function under several names, each a detector with its folder, summary rows and
+    baseline; the point with the default parameters finds exactly the plain name's events."""
+    grid = {"name": "vs_grid", "detector": "volume_spike", "grid": {"multiple": [2.0, 3.0]}, "baseline": "volume_spike"}
+    named = {"name": "vs_m5", "detector": "volume_spike", "params": {"multiple": 5.0}, "baseline": "volume_spike"}
+    proc, out = scan(tmp_path, small_universe, "out", "--workers", "2", detectors=["volume_spike", named, grid])
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(out / "summary.csv")
+    names = ["volume_spike", "vs_m5", "vs_grid[multiple=2.0]", "vs_grid[multiple=3.0]"]
+    assert list(dict.fromkeys(summary.detector)) == names
+    assert (summary.loc[summary.detector != "volume_spike", "baseline"] == "volume_spike").all()
+    plain, same = (pd.read_parquet(out / folder / "events.parquet") for folder in ("volume_spike", "vs_grid.multiple_3.0"))
+    assert same.detector.astype(str).unique().tolist() == ["vs_grid[multiple=3.0]"]
+    pd.testing.assert_frame_equal(plain.drop(columns="detector"), same.drop(columns="detector"))
+    assert len(pd.read_parquet(out / "vs_grid.multiple_2.0" / "events.parquet")) > len(plain)
+    run = json.loads((out / "run.json").read_text())
+    assert run["detector_params"]["vs_m5"]["multiple"] == 5.0 and run["config"]["detectors"] == names
+
+
+def test_detectors_and_params_flags_override_the_config(tmp_path, small_universe):
+    proc, out = scan(tmp_path, small_universe, "out", "--workers", "1", "--detectors", "gap,volume_spike",
+                     "--params", '{"volume_spike": {"multiple": 4}}', params={"gap": {"min_gap": 0.5}})
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["detectors"] == ["gap", "volume_spike"]
+    assert run["detector_params"]["volume_spike"]["multiple"] == 4 and run["detector_params"]["gap"]["min_gap"] == 0.03
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--params", '{"volume_spike": {"multiple": 4'], "error: --params: not valid JSON ("),
+    (["--params", "[1]"], "error: --params: must be a JSON object"),
+    (["--detectors", "gap", "--params", '{"gap": {"min_gap": "big"}}'],
+     "error: config key 'params.gap.min_gap': must be a finite number, got 'big'"),
+])
+def test_bad_flags_are_one_line_errors(tmp_path, small_universe, flags, message):
+    proc, _ = scan(tmp_path, small_universe, "out", "--workers", "1", *flags)
+    assert proc.returncode == 2 and proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
+
+
+MY_DETECTOR = "def big_volume(df, cfg):\n    return df.loc[df.volume > df.volume.median() * 2, ['date']].assign(score=1.0)\n"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_current_folder_is_importable_as_for_python_m(tmp_path, small_universe, workers):
+    """Issue 35: the installed `symbol-scan` has its bin folder, not the current one, first on
+    sys.path; main() adds the current folder. The script drops '' (what `python -c` adds) to be
+    the console script; PYTHONPATH holds the repo only."""
+    (tmp_path / "mydetectors.py").write_text(MY_DETECTOR)
+    script = ("import os, sys\nsys.path[:] = [p for p in sys.path if p not in ('', os.getcwd())]\n"
+              "from harness.run import main\nsys.exit(main(sys.argv[1:]))\n")
+    args = ["--data", str(small_universe), "--out", "out", "--workers", workers, "--detectors", "mydetectors:big_volume",
+            "-q"]
+    proc = subprocess.run([sys.executable, "-c", script, *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert len(pd.read_parquet(tmp_path / "out" / "mydetectors.big_volume" / "events.parquet")) > 0
+
+
+def test_a_module_not_found_hints_at_the_current_folder(tmp_path, small_universe):
+    proc = run_cli("--data", str(small_universe), "--out", str(tmp_path / "out"), "--detectors", "mydetectors:f",
+                   cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.endswith("No module named 'mydetectors' (is mydetectors.py in the current folder or on "
+                                "PYTHONPATH?)\n")
