@@ -8,8 +8,9 @@ crosses a flagged bar); then per family (a baseline with its variants, on the sa
 and a row of charts: the abnormal return after the event with its 95% band and, on its own scale,
 before it; the mean abnormal return by window with its 95% interval; the abnormal hit rate against
 chance (the sign test); the mean abnormal return by score quintile; events per year (a year the data
-covers only in part marked); the distribution of the 20-bar abnormal return. Last, each detector's
-share of CPU time. The charts are plain SVG written here (a few primitives), which builds in
+covers only in part marked); the distribution of the 20-bar abnormal return. Then the parameter
+sweeps (a config entry's grid: the abnormal mean at each point, per horizon, against the baseline's).
+Last, each detector's share of CPU time. The charts are plain SVG written here (a few primitives), which builds in
 milliseconds; a plotting library cost seconds per report.
 """
 
@@ -325,6 +326,57 @@ def _quintile_chart(quantiles: Mapping[str, pd.DataFrame], members: list[str], c
     return chart.svg(notes=notes)
 
 
+def sweeps(detectors: Sequence[str]) -> dict[str, list[str]]:
+    """The run's parameter sweeps: a config entry's grid points, named `<name>[key=value,...]`
+    (harness.config), grouped by `<name>` in run order; a name with a single point is no sweep."""
+    found: dict[str, list[str]] = {}
+    for name in detectors:
+        if name.endswith("]") and "[" in name:
+            found.setdefault(name[:name.index("[")], []).append(name)
+    return {root: points for root, points in found.items() if len(points) > 1}
+
+
+def point_labels(points: Sequence[str]) -> tuple[list[str], str]:
+    """(short labels, axis title) of grid points `name[k=v,...]`: the values, "/" between them,
+    under the title of their keys ("multiple/window"); points whose keys differ keep k=v."""
+    pairs = [[item.partition("=") for item in p[p.index("[") + 1:-1].split(",")] for p in points]
+    keys = [[k for k, _, _ in point] for point in pairs]
+    if all(k == keys[0] for k in keys):
+        return ["/".join(v for _, _, v in point) for point in pairs], "/".join(keys[0])
+    return [p[p.index("[") + 1:-1] for p in points], "grid point"
+
+
+def _sweep_chart(summary: pd.DataFrame, root: str, points: list[str]) -> str:
+    """A sweep on one chart: per horizon (a colour each) the abnormal mean at each grid point with
+    its 95% (per test) interval, and the points' baseline's abnormal mean as a dashed line."""
+    rows = summary[summary["detector"].isin(points)]
+    windows = sorted(rows["window"].unique())
+    low, high = intervals(rows["abn_mean"], rows["abn_se"], rows["abn_df"])
+    labels, title = point_labels(points)
+    bases = {b for b in rows["baseline"] if b}
+    base_rows = summary[summary["detector"].isin(bases)]
+    chart = Chart(f"sweep {root}: abnormal mean (95% CI)", (-0.5, len(points) - 0.5),
+                  _span(rows["abn_mean"], low, high, base_rows["abn_mean"]),
+                  x_labels=[(i, label) for i, label in enumerate(labels)], x_title=title)
+    step = 0.6 / max(len(windows), 1)
+    notes = []
+    for k, h in enumerate(windows):
+        color = COLORS[k % len(COLORS)]
+        mine = rows["window"].to_numpy() == h
+        at = [points.index(d) - 0.3 + step * (k + 0.5) for d in rows["detector"][mine]]
+        chart.line(at, rows["abn_mean"][mine], color, width=1.5)
+        for x, value, lo, hi in zip(at, rows["abn_mean"][mine], low[mine], high[mine]):
+            chart.dot(x, value, color)
+            chart.whisker(x, lo, hi)
+        for base in sorted(bases):
+            value = base_rows[(base_rows["detector"] == base) & (base_rows["window"] == h)]["abn_mean"]
+            if len(value):
+                chart.line([-0.5, len(points) - 0.5], [float(value.iloc[0])] * 2, color, width=1, dash="4,3")
+        notes.append((f"{h} bars" + (f" (dashed: {', '.join(sorted(bases))})" if bases else ""), color))
+    notes.append((f"{len(points)} points: {len(points)} tests per horizon in the Holm and BH families", "#555"))
+    return chart.svg(notes=notes)
+
+
 def _per_year_chart(forward: Mapping[str, pd.DataFrame], members: list[str], colors: dict[str, str],
                     partial: set[int]) -> str:
     """Events per calendar year; a year the data covers only in part (partial_years()) lighter, its
@@ -617,5 +669,11 @@ def build_report(summary: pd.DataFrame, forward: Mapping[str, pd.DataFrame], pat
                  _quintile_chart(quantiles, members, colors, window),
                  _per_year_chart(forward, members, colors, partial),
                  _distribution_chart(forward, members, colors, window), "</div>"]
+    grids = sweeps(detectors)
+    if grids:
+        body.append("<h2>Parameter sweeps</h2><p>Each grid point is a detector of its own: its tests count in "
+                    "the run's Holm and Benjamini-Hochberg families, so a sweep of 20 points is 20 more tests "
+                    "at each horizon.</p><div class=row>"
+                    + "".join(_sweep_chart(summary, root, points) for root, points in grids.items()) + "</div>")
     body.append(_cpu(info))
     return PAGE.format(body="\n".join(body))

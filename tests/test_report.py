@@ -17,7 +17,8 @@ import pytest
 from scipy import stats
 
 from conftest import run_cli, write_config, write_partition
-from harness.report import build_report, centred_span, families, nice_ticks, partial_years, verdict
+from harness.report import (build_report, centred_span, families, nice_ticks, partial_years, point_labels, sweeps,
+                            verdict)
 from test_run import DETECTORS
 
 CHROMIUM = "/usr/bin/chromium"
@@ -308,3 +309,34 @@ def test_report_loads_in_headless_chromium_and_shows_every_detector(report, tmp_
             assert cells[9] == vs and cells[8] == f"{100 * row.vs_baseline:+.2f}%"
             assert cells[10] == p_cell(row.vs_baseline_p) and cells[11] == p_cell(row.vs_p_holm)
         assert cells[12] == row.note
+
+
+def test_sweeps_are_a_config_entrys_grid_points():
+    names = ["gap", "vs[multiple=2.0]", "vs[multiple=3.0]", "one[x=1]", "vs_m5", "g[a=1,b=2]", "g[a=1,b=3]"]
+    assert sweeps(names) == {"vs": ["vs[multiple=2.0]", "vs[multiple=3.0]"], "g": ["g[a=1,b=2]", "g[a=1,b=3]"]}
+
+
+def test_grid_points_are_labelled_by_their_values_under_their_keys():
+    assert point_labels(["g[a=1,b=2]", "g[a=1,b=3]"]) == (["1/2", "1/3"], "a/b")
+    assert point_labels(["g[a=1]", "g[b=3]"]) == (["a=1", "b=3"], "grid point")
+
+
+def test_a_grid_is_drawn_as_one_sweep_chart_with_its_baselines_line(tmp_path, small_universe):
+    config = write_config(tmp_path / "c.yaml", ohlcv_path=str(small_universe), out_dir=str(tmp_path / "out"),
+                          workers=1, forward_windows=[5, 20],
+                          detectors=["volume_spike", {"name": "vs", "detector": "volume_spike",
+                                                      "grid": {"multiple": [2.0, 3.0, 4.0]},
+                                                      "baseline": "volume_spike"}])
+    proc = run_cli("--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "out" / "report.html").read_text()
+    charts = re.findall(r"<svg.*?</svg>", page, re.S)
+    sweep = [c for c in charts if "sweep vs: abnormal mean" in c]
+    assert len(sweep) == 1
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    drawn = summary[summary["detector"].str.startswith("vs[") & summary["abn_mean"].notna()]
+    assert sweep[0].count("<circle") == len(drawn) == 6, "a dot per grid point and horizon"
+    assert sweep[0].count('stroke-dasharray="4,3"') == 2, "the baseline's mean at each horizon"
+    for label in ("2.0", "3.0", "4.0", "multiple"):
+        assert f">{label}</text>" in sweep[0]
+    assert "3 points: 3 tests per horizon" in sweep[0] and "a sweep of 20 points is 20 more tests" in page
