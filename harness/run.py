@@ -344,7 +344,8 @@ def run_facts(plan: RunPlan, execution: Execution, evaluated: Evaluated, started
     failed = failed_symbols(plan)
     total = len(plan.symbols) + len(plan.invalid)
     return {
-        "workers": cfg.workers, **execution.facts(cfg.scheduler_address),
+        # the worker processes that ran, whoever started them (a caller's Client: its own); 1: this process
+        "workers": execution.worker_processes or 1, **execution.facts(cfg.scheduler_address),
         "config": cfg.as_dict(),
         "symbols": {"total": total, "done": total - len(failed), "failed": len(failed)},
         "failed": failed,

@@ -38,6 +38,7 @@ def test_scan_on_a_callers_client_writes_the_clis_bytes_and_leaves_the_client_op
     assert output_files(tmp_path / "api") == output_files(tmp_path / "cli")
     run = json.loads((tmp_path / "api" / "run.json").read_text())
     assert run["worker_processes"] == 2 and run["scheduler_address"] is None
+    assert run["workers"] == 2 and run["config"]["workers"] == 8, "the processes that ran, not the config's default"
     # the results as DataFrames, read from the files
     written = pd.read_csv(tmp_path / "cli" / "summary.csv")
     pd.testing.assert_frame_equal(result.summary.drop(columns=["baseline", "note"]),

@@ -88,7 +88,7 @@ def test_local_cluster_outputs_are_byte_identical_to_serial(tmp_path, small_univ
     assert "Dask dashboard: http://127.0.0.1:" in proc.stderr
     run = json.loads((out / "run.json").read_text())
     cores = len(os.sched_getaffinity(0))
-    assert run["workers"] == workers and run["worker_processes"] == min(workers, cores)
+    assert run["workers"] == run["worker_processes"] == min(workers, cores) and run["config"]["workers"] == workers
     assert run["finish_jobs"]["jobs"] == min(run["worker_processes"], len(DETECTORS)), "one job per worker"
     # what travelled: every symbol's arrays came back, and the end's files at least
     files = sum(len(b) for name, b in output_files(out).items() if "/" in name)
