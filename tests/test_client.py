@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import distributed.scheduler
@@ -116,3 +117,46 @@ def test_ctrl_c_while_the_local_cluster_starts_prints_no_traceback(small_univers
     # Dask's exit handler closed the half-started cluster: AssertionError: Status.init
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
     assert children and psutil.wait_procs(children, timeout=10)[1] == []  # the forkserver and any worker gone
+
+
+def _process_state() -> tuple[dict, object]:
+    """What a scan must leave as it found it: every Dask setting, and distributed's heartbeat function."""
+    import copy
+    import dask
+    return copy.deepcopy(dask.config.config), distributed.scheduler.heartbeat_interval
+
+
+def test_scans_leave_the_processs_dask_settings_as_they_were_however_they_overlap(small_universe, tmp_path):
+    import dask
+    from harness import scan
+    before = _process_state()
+    keys = {"ohlcv_path": str(small_universe), "detectors": ["gap"], "workers": 2, "dashboard_address": "127.0.0.1:0"}
+    scan(keys, out_dir=str(tmp_path / "alone"), progress=False)
+    assert _process_state() == before
+
+    # Two scans in two threads, the first to start the first to end: each held by its own gate
+    # (user_detectors.gated_by) while the other starts.
+    errors = []
+
+    def run(name: str) -> None:
+        params = {"started": str(tmp_path / f"{name}.started"), "gate": str(tmp_path / f"{name}.gate")}
+        try:
+            scan({**keys, "detectors": ["user_detectors:gated_by"], "params": {"user_detectors:gated_by": params}},
+                 out_dir=str(tmp_path / name), progress=False)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+
+    threads = {name: threading.Thread(target=run, args=(name,)) for name in ("first", "second")}
+    for name, thread in threads.items():
+        thread.start()
+        while not (tmp_path / f"{name}.started").exists() and thread.is_alive():  # its cluster runs its tasks
+            time.sleep(0.05)
+        assert dask.config.get("distributed.scheduler.allowed-failures") == 0  # the scan's own setting
+    for name, thread in threads.items():
+        (tmp_path / f"{name}.gate").touch()
+        thread.join(timeout=300)
+    assert not errors, errors
+    assert all((tmp_path / name / "summary.csv").is_file() for name in threads)
+    after = _process_state()
+    assert after[1] is before[1], "distributed's heartbeat function is its own again"
+    assert after[0] == before[0]
