@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import importlib.util
+import ipaddress
 import logging
 import os
 import tempfile
@@ -21,6 +22,7 @@ import threading
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
+from urllib.parse import urlsplit
 
 import dask
 from distributed import Client, LocalCluster
@@ -310,7 +312,6 @@ def workers_reachable(client: Client, seconds: float = REACH_SECONDS) -> bool:
     quarter of a 2-worker scan's wall on one machine), and a direct fetch from an unreachable
     worker would wait for Dask's connect timeout before falling back to the scheduler."""
     import socket
-    from urllib.parse import urlsplit
     for address in client.scheduler_info(n_workers=-1)["workers"]:
         where = urlsplit(address)
         if where.scheme not in ("tcp", "tls") or not where.hostname or not where.port:
@@ -446,6 +447,33 @@ def dashboard_link(client: Client) -> str | None:
         return None
 
 
+def listening_on(port: int) -> list[tuple[str, int]]:
+    """The local (ip, port) pairs where this process listens on TCP `port`, e.g. ("0.0.0.0", 8787)."""
+    import psutil
+    process = psutil.Process()
+    connections = getattr(process, "net_connections", None) or process.connections  # psutil < 6
+    return sorted({(c.laddr.ip, c.laddr.port) for c in connections(kind="tcp")
+                   if c.status == psutil.CONN_LISTEN and c.laddr.port == port})
+
+
+def log_dashboard(client: Client, cfg: ScanConfig) -> None:
+    """Log the link to the LocalCluster's dashboard, where it really listens: Dask's link says
+    127.0.0.1 whatever dashboard_address binds. One warning when it listens beyond this machine's
+    loopback (dashboard_address 0.0.0.0:8787: every interface): whoever reaches it sees the scan."""
+    link = urlsplit(client.dashboard_link)
+    served = {f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}": ipaddress.ip_address(ip.split("%")[0])
+              for ip, port in listening_on(link.port)}
+    wide = [where for where, ip in served.items() if not ip.is_loopback]
+    every = any(served[where].is_unspecified for where in wide)
+    if served and len(wide) == len(served) and not every:
+        link = link._replace(netloc=wide[0])  # only a specific address serves it, not 127.0.0.1
+    log.info("Dask dashboard: %s", link.geturl())
+    if wide:
+        log.warning("The Dask dashboard listens on %s%s: whoever can reach this machine there can open it; "
+                    "dashboard_address: 127.0.0.1:%s keeps it to this machine", ", ".join(wide),
+                    " (every interface)" if every else "", cfg.dashboard_address.rsplit(":", 1)[1])
+
+
 @contextlib.contextmanager
 def connect(cfg: ScanConfig, client: Client | None = None) -> Iterator[Client]:
     """A Client for this run; closes it (and a LocalCluster it started) on the way out.
@@ -515,7 +543,7 @@ def connect(cfg: ScanConfig, client: Client | None = None) -> Iterator[Client]:
                 # context managers, undone in the wrong order when scans overlap (shared_change).
                 client = Client(cluster, direct_to_workers=True, set_as_default=False)
                 try:
-                    log.info("Dask dashboard: %s", client.dashboard_link)
+                    log_dashboard(client, cfg)
                     _prepare(client, cfg, spawned=False)  # forked from the forkserver: glibc's defaults
                     yield client
                 finally:

@@ -9,13 +9,14 @@ import subprocess
 import sys
 import threading
 import time
+from urllib.parse import urlsplit
 
 import distributed.scheduler
 import psutil
 
 import cluster.worker_setup
 from conftest import REPO, cli_env, write_config
-from cluster.client import HEARTBEAT_SECONDS, _slower_heartbeats, connect, machine_cores
+from cluster.client import HEARTBEAT_SECONDS, _slower_heartbeats, connect, listening_on, machine_cores
 from harness.config import load_config
 
 
@@ -160,3 +161,22 @@ def test_scans_leave_the_processs_dask_settings_as_they_were_however_they_overla
     after = _process_state()
     assert after[1] is before[1], "distributed's heartbeat function is its own again"
     assert after[0] == before[0]
+
+
+def test_a_dashboard_listening_beyond_this_machine_is_said(small_universe, tmp_path, caplog):
+    # dashboard_address 0.0.0.0 binds every interface; Dask's link says 127.0.0.1 all the same
+    for address in ("0.0.0.0:0", "127.0.0.1:0"):
+        cfg = load_config({"ohlcv_path": str(small_universe), "out_dir": str(tmp_path / "out"), "workers": 2,
+                           "dashboard_address": address})
+        caplog.clear()
+        with caplog.at_level("INFO", logger="scan"), connect(cfg) as client:
+            port = urlsplit(client.dashboard_link).port
+            assert listening_on(port) == [(address.split(":")[0], port)]
+        assert f"Dask dashboard: http://127.0.0.1:{port}/status" in caplog.messages
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "dashboard" in r.getMessage()]
+        if address.startswith("0.0.0.0"):
+            assert warnings == [f"The Dask dashboard listens on 0.0.0.0:{port} (every interface): whoever can reach "
+                                "this machine there can open it; dashboard_address: 127.0.0.1:0 keeps it to this "
+                                "machine"]
+        else:
+            assert warnings == []
