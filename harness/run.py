@@ -60,6 +60,7 @@ from harness.fingerprint import changed_inputs, run_fingerprint
 from cluster.forkserver import start_forkserver
 from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running
 from harness.progress import Progress
+from harness.redact import redact
 from harness.outdir import hold_output_folder
 from harness.final_files import FinalFiles
 from harness.staging import StagingFolder
@@ -534,7 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScanError as exc:  # the one place user errors are reported
         if isinstance(exc, SymbolFailed) and exc.traceback_text:
             print(exc.traceback_text, file=sys.stderr)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         if remote_call_running():
             # A remote listing abandoned by Ctrl-C or its timeout: pyarrow's exit handler would wait
             # up to a minute for its S3 request. Nothing else is open yet (listing comes first).
