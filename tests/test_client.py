@@ -26,6 +26,9 @@ def test_local_workers_are_forked_frozen_and_send_results_straight_to_the_driver
     with connect(cfg) as client:
         frozen = client.run(lambda: (gc.get_freeze_count(), cluster.worker_setup.IMPORTED_IN != os.getpid()))
         direct = client.direct_to_workers
+        # the forkserver starts with SIGINT blocked (cluster.forkserver), and unblocks it before forking
+        masks = client.run(lambda: signal.pthread_sigmask(signal.SIG_BLOCK, set()))
+    assert all(signal.SIGINT not in mask for mask in masks.values()), masks
     assert len(frozen) == min(2, machine_cores())
     # the forkserver froze its imports (Dask, pandas, the scan's code) before forking the workers,
     # not each worker at distributed's preload of cluster.worker_setup
@@ -77,24 +80,39 @@ def test_slower_heartbeats_without_dasks_function_change_nothing(monkeypatch):
     assert not hasattr(distributed.scheduler, "heartbeat_interval")
 
 
+# Put on the CLI's PYTHONPATH: the interpreter's start-up (site) imports it in every process. In the
+# forkserver it says so with a file, then waits for the test's go: the Ctrl-C lands while the
+# forkserver's interpreter is certainly still starting, whatever the machine's speed.
+HELD_FORKSERVER = """
+import os, sys, time
+if "multiprocessing.forkserver import main" in " ".join(sys.orig_argv):
+    folder = os.environ["SCAN_TEST_HOLD"]
+    open(os.path.join(folder, "starting"), "w").close()
+    deadline = time.monotonic() + 120  # only if the test never says go
+    while not os.path.exists(os.path.join(folder, "go")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+"""
+
+
 def test_ctrl_c_while_the_forkserver_imports_prints_no_traceback(small_universe, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(HELD_FORKSERVER)
     config = write_config(tmp_path / "config.yaml", ohlcv_path=str(small_universe), out_dir=str(tmp_path / "out"),
                           workers=2, dashboard_address="127.0.0.1:0")
-    proc = subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(config)], cwd=REPO, env=cli_env(),
+    proc = subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(config)], cwd=REPO,
+                            env=cli_env(PYTHONPATH=f"{tmp_path}:{REPO}:{REPO / 'tests'}", SCAN_TEST_HOLD=str(tmp_path)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    driver = psutil.Process(proc.pid)
-    deadline = time.time() + 60
-    forkserver = None
-    while forkserver is None and time.time() < deadline:  # its preloads take ~1 s
-        forkserver = next((p for p in driver.children() if "forkserver" in " ".join(p.cmdline())), None)
-        time.sleep(0.005)
-    assert forkserver is not None, "no forkserver started"
-    time.sleep(0.3)  # into its imports: before Python's start-up, SIGINT kills a process silently
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    try:
+        while not (tmp_path / "starting").exists():
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.01)
+        forkserver = next(p for p in psutil.Process(proc.pid).children() if "forkserver" in " ".join(p.cmdline()))
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    finally:
+        (tmp_path / "go").touch()
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr, stderr
-    assert "interrupted" in stderr
+    assert "Traceback" not in stderr and "Fatal Python error" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted; flushed symbols are kept, rerun with --resume to continue"
     forkserver.wait(timeout=10)  # gone with the driver (psutil raises TimeoutExpired if not)
 
 
