@@ -15,13 +15,16 @@ import asyncio
 import contextlib
 import hashlib
 import importlib.util
+import ipaddress
 import logging
 import os
 import sys
 import tempfile
+import threading
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
+from urllib.parse import urlsplit
 
 import dask
 from distributed import Client, LocalCluster
@@ -70,6 +73,40 @@ CODE_PACKAGES = ("harness", "baseline", "cluster")
 CONNECT_SECONDS = 10
 ANSWER_SECONDS = 15
 WORKER_WAIT_SECONDS = 60
+
+
+_SHARED = threading.Lock()
+_shared: dict[str, list[Any]] = {}  # name -> [blocks holding the change, its undo]
+
+
+@contextlib.contextmanager
+def shared_change(name: str, make: Callable[[], Callable[[], None]]) -> Iterator[None]:
+    """Within the block, the change of process-wide state that make() makes (it returns its undo):
+    made as the first block of this name enters, undone as the last one leaves, however the blocks
+    of several threads (two scans of one notebook) overlap. A context manager restoring what it
+    found would not do: the second scan finds the first's change, and restores it after the first
+    has undone it, for the rest of the process's life."""
+    with _SHARED:
+        held = _shared.setdefault(name, [0, None])
+        if not held[0]:
+            held[1] = make()
+        held[0] += 1
+    try:
+        yield
+    finally:
+        with _SHARED:
+            held[0] -= 1
+            if not held[0]:
+                del _shared[name]
+                held[1]()
+
+
+def dask_settings(name: str, settings: Mapping[str, Any]) -> contextlib.AbstractContextManager[None]:
+    """dask.config `settings` within the block (shared_change)."""
+    def make() -> Callable[[], None]:
+        change = dask.config.set(settings)
+        return lambda: change.__exit__(None, None, None)
+    return shared_change(name, make)
 
 
 def warm_up(client: Client, detectors: Iterable[str] = ()) -> None:
@@ -322,7 +359,6 @@ def workers_reachable(client: Client, seconds: float = REACH_SECONDS) -> bool:
     quarter of a 2-worker scan's wall on one machine), and a direct fetch from an unreachable
     worker would wait for Dask's connect timeout before falling back to the scheduler."""
     import socket
-    from urllib.parse import urlsplit
     for address in client.scheduler_info(n_workers=-1)["workers"]:
         where = urlsplit(address)
         if where.scheme not in ("tcp", "tls") or not where.hostname or not where.port:
@@ -373,7 +409,7 @@ def _start_forkserver() -> None:
     """cluster.forkserver.start_forkserver, after distributed has set its own preload list (which it
     does once, the first time it builds a forkserver context): ours replaces it, and stays."""
     from distributed.utils import get_mp_context
-    with dask.config.set(FORKSERVER):
+    with dask_settings("forkserver", FORKSERVER):
         get_mp_context()
     start_forkserver()
 
@@ -387,19 +423,21 @@ def _slower_heartbeats() -> Iterator[None]:
     which no config key sets): every 0.5 s up to 10 workers, a quarter of an idle 2-worker
     LocalCluster's CPU. A heartbeat only refreshes the dashboard's worker figures (memory, CPU);
     a LocalCluster's dead worker is reported by its nanny at once. Larger clusters keep Dask's
-    own, longer, intervals. Dask's function is back when the block ends (a notebook's next cluster
-    is Dask's own); a distributed without it runs the block unchanged.
+    own, longer, intervals. Dask's function is back when the last such block ends (a notebook's
+    next cluster is Dask's own); a distributed without it runs the block unchanged.
     """
     import distributed.scheduler
     dask_interval = getattr(distributed.scheduler, "heartbeat_interval", None)
     if dask_interval is None:
         yield
         return
-    distributed.scheduler.heartbeat_interval = lambda workers: max(HEARTBEAT_SECONDS, dask_interval(workers))
-    try:
+
+    def make() -> Callable[[], None]:
+        distributed.scheduler.heartbeat_interval = lambda workers: max(HEARTBEAT_SECONDS, dask_interval(workers))
+        return lambda: setattr(distributed.scheduler, "heartbeat_interval", dask_interval)
+
+    with shared_change("heartbeats", make):
         yield
-    finally:
-        distributed.scheduler.heartbeat_interval = dask_interval
 
 
 def _leave_half_started_clusters() -> None:
@@ -456,6 +494,33 @@ def dashboard_link(client: Client) -> str | None:
         return None
 
 
+def listening_on(port: int) -> list[tuple[str, int]]:
+    """The local (ip, port) pairs where this process listens on TCP `port`, e.g. ("0.0.0.0", 8787)."""
+    import psutil
+    process = psutil.Process()
+    connections = getattr(process, "net_connections", None) or process.connections  # psutil < 6
+    return sorted({(c.laddr.ip, c.laddr.port) for c in connections(kind="tcp")
+                   if c.status == psutil.CONN_LISTEN and c.laddr.port == port})
+
+
+def log_dashboard(client: Client, cfg: ScanConfig) -> None:
+    """Log the link to the LocalCluster's dashboard, where it really listens: Dask's link says
+    127.0.0.1 whatever dashboard_address binds. One warning when it listens beyond this machine's
+    loopback (dashboard_address 0.0.0.0:8787: every interface): whoever reaches it sees the scan."""
+    link = urlsplit(client.dashboard_link)
+    served = {f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}": ipaddress.ip_address(ip.split("%")[0])
+              for ip, port in listening_on(link.port)}
+    wide = [where for where, ip in served.items() if not ip.is_loopback]
+    every = any(served[where].is_unspecified for where in wide)
+    if served and len(wide) == len(served) and not every:
+        link = link._replace(netloc=wide[0])  # only a specific address serves it, not 127.0.0.1
+    log.info("Dask dashboard: %s", link.geturl())
+    if wide:
+        log.warning("The Dask dashboard listens on %s%s: whoever can reach this machine there can open it; "
+                    "dashboard_address: 127.0.0.1:%s keeps it to this machine", ", ".join(wide),
+                    " (every interface)" if every else "", cfg.dashboard_address.rsplit(":", 1)[1])
+
+
 @contextlib.contextmanager
 def connect(cfg: ScanConfig, client: Client | None = None) -> Iterator[Client]:
     """A Client for this run; closes it (and a LocalCluster it started) on the way out.
@@ -471,12 +536,13 @@ def connect(cfg: ScanConfig, client: Client | None = None) -> Iterator[Client]:
         _prepare(client, cfg)
         yield client
         return
-    with dask.config.set(QUIET_DASK):
+    with dask_settings("quiet", QUIET_DASK):
         if cfg.scheduler_address:
             security = _security(cfg)
             check_scheduler(cfg.scheduler_address, security)  # a deadline the Client does not have
             try:
-                client = Client(cfg.scheduler_address, timeout=f"{CONNECT_SECONDS}s", security=security)
+                client = Client(cfg.scheduler_address, timeout=f"{CONNECT_SECONDS}s", security=security,
+                                set_as_default=False)
             except (OSError, TimeoutError) as exc:
                 raise _unreachable(cfg.scheduler_address, exc) from None
             try:
@@ -505,7 +571,7 @@ def connect(cfg: ScanConfig, client: Client | None = None) -> Iterator[Client]:
         # FORKSERVER for the cluster's whole life: a nanny restarting a dead worker reads it again.
         # Worker logs below CRITICAL stay out of the user's terminal: the scan's own errors come
         # back as data, and a Ctrl-C would otherwise print workers' heartbeat tracebacks.
-        with _slower_heartbeats(), dask.config.set(FORKSERVER):
+        with _slower_heartbeats(), dask_settings("forkserver", FORKSERVER):
             try:
                 cluster = LocalCluster(n_workers=processes, threads_per_worker=1, processes=True,
                                        host="127.0.0.1", dashboard_address=cfg.dashboard_address,
@@ -520,10 +586,12 @@ def connect(cfg: ScanConfig, client: Client | None = None) -> Iterator[Client]:
             try:
                 # direct_to_workers: results come straight from the worker that holds them, not
                 # relayed by the scheduler (which runs in this process too): half the driver's
-                # CPU per byte (160 MB of finish results: 0.1 s instead of 0.2-0.5 s).
-                client = Client(cluster, direct_to_workers=True)
+                # CPU per byte (160 MB of finish results: 0.1 s instead of 0.2-0.5 s). Not the default
+                # client: that would set dask.config's scheduler, process-wide, like Dask's own
+                # context managers, undone in the wrong order when scans overlap (shared_change).
+                client = Client(cluster, direct_to_workers=True, set_as_default=False)
                 try:
-                    log.info("Dask dashboard: %s", client.dashboard_link)
+                    log_dashboard(client, cfg)
                     _prepare(client, cfg, spawned=False)  # forked from the forkserver: glibc's defaults
                     yield client
                 finally:

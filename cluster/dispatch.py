@@ -155,7 +155,7 @@ class ScanFeed:
         if self.queue is not None:
             raise RuntimeError("a ScanFeed runs once; make another for another scan")
 
-        self.queue = as_completed(raise_errors=False)
+        self.queue = as_completed(loop=self.client.loop, raise_errors=False)  # the client's: it is no default
         if self.symbols_per_task is None:
             pilot = min(self.workers, len(todo))
             self.pilots_left = {(i,) for i in todo[:pilot]}
@@ -325,8 +325,7 @@ def dask_run_all(client: Any, function: Callable[..., Any], jobs: Sequence[Any],
     been given to it. Then it is a ScanError. Keys are ("finish", run_id, attempt, job): the
     dashboard shows the end of the run as its own group, kept there by `marks` if given.
     """
-    from distributed import wait
-    from distributed.client import FuturesCancelledError
+    from distributed import as_completed
 
     run_id = uuid.uuid4().hex[:8]
     results: dict[int, Any] = {}
@@ -363,9 +362,9 @@ def dask_run_all(client: Any, function: Callable[..., Any], jobs: Sequence[Any],
             marks.add(list(futures.values()))
             marks.keep(list(sent.values()))
         try:
-            try:
-                wait(list(futures.values()))
-            except FuturesCancelledError:  # raised once every future is done: looked at below
+            # every future done (finished, erred or cancelled: looked at below); distributed.wait
+            # would need the process's default client, which the scan's own is not
+            for _ in as_completed(list(futures.values()), loop=client.loop):
                 pass
             died = []
             for n, future in futures.items():

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.resource_tracker
+import signal
 import threading
 
 # Imported by the forkserver once, so that every worker forked from it has them: first
@@ -22,4 +24,21 @@ def start_forkserver() -> None:
     A thread waits for it: the first worker to start waits for it too (ensure_running holds a lock).
     """
     multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)  # read when it starts
-    threading.Thread(target=multiprocessing.forkserver.ensure_running, name="forkserver-start", daemon=True).start()
+    threading.Thread(target=_ensure_running_deaf_to_ctrl_c, name="forkserver-start", daemon=True).start()
+
+
+def _ensure_running_deaf_to_ctrl_c() -> None:
+    """multiprocessing's ensure_running with SIGINT blocked in this thread, as multiprocessing starts
+    its resource tracker: the forkserver inherits the mask through fork and exec, so a terminal's
+    Ctrl-C (sent to the whole foreground group) stays pending in it from its first instruction, not
+    only once Python has started and imported cluster.forkserver_setup, which ignores SIGINT (the
+    pending one is dropped) and unblocks it. Before, a Ctrl-C during the interpreter's start-up
+    killed it with "Fatal Python error: init_import_site" and a traceback. The driver alone gets
+    the Ctrl-C, and stops the cluster. The resource tracker comes first: starting it (bpo-33613)
+    blocks and then unblocks SIGINT in the calling thread."""
+    multiprocessing.resource_tracker.ensure_running()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

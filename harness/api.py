@@ -34,7 +34,7 @@ import pandas as pd
 
 from harness.config import load_config, read_yaml
 from harness.detectors import out_name
-from harness.errors import Interrupted, RunReplaced, ScanError, StopRequested
+from harness.errors import ConfigError, Interrupted, RunReplaced, ScanError, StopRequested
 from harness.outdir import hold_output_folder
 from harness.stats.summary import format_summary
 
@@ -219,12 +219,15 @@ def scan(config: str | os.PathLike | Mapping[str, Any] | None = None, client: An
     `scheduler_address` are then ignored). resume: continue the unfinished run in out_dir (the
     CLI's --resume). progress: show the progress bar (or log lines where no bar can show).
     Raises harness.errors.ScanError subclasses with the CLI's one-line messages: ConfigError for a
-    config mistake, Interrupted after an interrupt, SymbolFailed naming the symbol and detector.
+    config mistake or a wrong argument (a client that is not a running distributed.Client),
+    Interrupted after an interrupt, SymbolFailed naming the symbol and detector.
     """
     from harness.run import run_scan  # the driver and its imports, only once a scan starts
 
+    _check_flags(resume=resume, progress=progress)
+    client = _checked_client(client)
     show_messages()
-    raw = dict(config) if isinstance(config, Mapping) else read_yaml(config) if config is not None else {}
+    raw = _config_keys(config)
     # An override replaces the file's value, None included (market_outlier_move=None: no guard);
     # tuples are lists, as YAML would give them.
     raw.update({key: list(value) if isinstance(value, tuple) else value for key, value in overrides.items()})
@@ -235,6 +238,48 @@ def scan(config: str | os.PathLike | Mapping[str, Any] | None = None, client: An
     except KeyboardInterrupt:  # StopRequested (a signal) is one too
         raise Interrupted(INTERRUPTED) from None
     return ScanResult(Path(cfg.out_dir))
+
+
+def _config_keys(config: Any) -> dict[str, Any]:
+    """scan()'s `config` as a dict of config keys: a YAML file's, a mapping's, or none for None."""
+    if config is None:
+        return {}
+    if isinstance(config, Mapping):
+        return dict(config)
+    if isinstance(config, (str, os.PathLike)):
+        return read_yaml(config)
+    raise ConfigError(f"scan(): config must be the path of a YAML file, a mapping of config keys or None; "
+                      f"got {_shown(config)}")
+
+
+def _check_flags(**flags: Any) -> None:
+    """ConfigError for a flag of scan() (resume, progress) that is not True or False: "no" is true."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ConfigError(f"scan(): {name} must be True or False; got {_shown(value)}")
+
+
+def _checked_client(client: Any) -> Any:
+    """scan()'s `client`: None, or a distributed.Client that is running; else a ConfigError that says
+    what to pass (a scheduler's address is scheduler_address=, not client=)."""
+    if client is None:
+        return None
+    from distributed import Client
+    if isinstance(client, (str, os.PathLike)):
+        raise ConfigError(f"scan(): client must be a distributed.Client; got {_shown(client)}: for a scheduler's "
+                          f"address pass scheduler_address={str(client)!r}")
+    if not isinstance(client, Client):
+        raise ConfigError(f"scan(): client must be a distributed.Client; got {_shown(client)}")
+    if client.status != "running":
+        raise ConfigError(f"scan(): the Dask client is {client.status}, not running; pass an open Client, or "
+                          "none to let the scan start its own cluster")
+    return client
+
+
+def _shown(value: Any) -> str:
+    """A wrong argument in a message: its type and a short repr."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 @contextlib.contextmanager

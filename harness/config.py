@@ -27,6 +27,7 @@ import yaml
 from harness.stats.benchmark import (BENCHMARKS, DEFAULT_ESTIMATION_WINDOW, DEFAULT_MIN_ESTIMATION_BARS,
                                DEFAULT_MIN_MARKET_SYMBOLS, DEFAULT_OUTLIER_MOVE, Benchmark)
 from harness.errors import ConfigError
+from harness.redact import redact, redact_options
 
 MAX_WORKERS = 12
 DEFAULT_WINDOWS = (5, 10, 20, 40)
@@ -90,7 +91,10 @@ class ScanConfig:
             out[key] = list(out[key]) if out[key] is not None else None
         out["params"] = {k: dict(v) for k, v in self.params.items()}
         out["symbols_per_task"] = self.symbols_per_task or "auto"
-        out["storage_options"] = {k: ("***" if k in SECRET_OPTIONS else v) for k, v in self.storage_options.items()}
+        # run.json is shared with others, and the report with it: no credentials in them
+        out["ohlcv_path"] = redact(self.ohlcv_path)
+        out["scheduler_address"] = redact(self.scheduler_address) if self.scheduler_address else None
+        out["storage_options"] = redact_options(self.storage_options)
         if not self.detector_entries:  # a config of plain names: run.json and the fingerprint as before
             del out["detector_entries"]
         return out
@@ -106,7 +110,6 @@ SECURITY_KEYS = ("ca_file", "cert", "key")
 # usual AWS_* environment variables, which is the better place for them.
 STORAGE_OPTIONS = ("endpoint_override", "scheme", "region", "access_key", "secret_key", "session_token",
                    "anonymous", "allow_bucket_creation")
-SECRET_OPTIONS = ("access_key", "secret_key", "session_token")
 
 
 def _fail(key: str, problem: str) -> ConfigError:

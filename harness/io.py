@@ -226,7 +226,7 @@ def list_partitions(ohlcv_path: str, storage_options: Mapping[str, Any] | None =
             entries = sorted((info.base_name, info.type == pafs.FileType.Directory) for info in infos)
         else:
             entries = _local_entries(root)
-    except OSError as exc:  # TimeoutError included
+    except (OSError, pa.ArrowInvalid) as exc:  # TimeoutError included; a URL pyarrow cannot take
         raise ConfigError(f"config key 'ohlcv_path': cannot list {ohlcv_path!r}: {_first_line(exc)}"
                           + (" (is the storage reachable from here? check the URL, storage_options and "
                              "credentials)" if is_url(ohlcv_path) else "")) from None

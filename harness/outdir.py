@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 from typing import Iterator
 
-from harness.errors import FolderInUse, OutputError
+from harness.errors import ConfigError, FolderInUse, OutputError
 
 # The top-level files a run may write into <out_dir>. A new one is added here, then passed to
 # harness.final_files.FinalFiles; detector folders can never take one of these names.
@@ -30,16 +32,46 @@ def os_reason(exc: OSError) -> str:
     return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
-def _lock_holder(path: Path) -> str:
-    """What the lock file says about the run holding it: "pid N, started T"."""
+def _lock_holder(fd: int) -> str:
+    """What the lock file open at `fd` says about the run holding it: "pid N, started T"."""
     try:
-        return path.read_text().strip() or "it is just starting"
+        return os.pread(fd, 200, 0).decode(errors="replace").strip() or "it is just starting"
     except OSError:
         return "pid unknown"
 
 
+# The lock file is opened without following a symlink (a link planted in a shared folder would have
+# the run truncate the file it points to), without blocking on a FIFO, and closed in child processes.
+OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _not_a_lock_file(path: Path) -> ConfigError:
+    """The one line for a lock path that holds something else than a lock file of ours."""
+    return ConfigError(f"config key 'out_dir': {path} is {_what_is(path)}, not this tool's lock file; it is left "
+                       "alone: remove it and run again")
+
+
+def _what_is(path: Path) -> str:
+    """"a symlink to X", "a folder", "a file with 2 hard links", else "not a regular file"."""
+    try:
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            return f"a symlink to {os.readlink(path)}"
+    except OSError:
+        return "not a regular file"
+    if stat.S_ISDIR(info.st_mode):
+        return "a folder"
+    return f"a file with {info.st_nlink} hard links" if stat.S_ISREG(info.st_mode) else "not a regular file"
+
+
+def _is_lock_file(info: os.stat_result) -> bool:
+    """A regular file with no other name: a hard link to someone's file would be truncated too."""
+    return stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+
+
 def _acquire(path: Path) -> int:
-    """An fd of `path` with an exclusive flock on it, or FolderInUse.
+    """An fd of `path` with an exclusive flock on it, or FolderInUse; ConfigError when `path` is a
+    symlink, a folder, a FIFO or a file with other names (never opened for writing, never removed).
 
     The holder removes the file (and the folder, if it made it and it stayed empty) on its way out;
     one who opened the file just before that holds a lock on a removed file, sees that the path no
@@ -48,21 +80,34 @@ def _acquire(path: Path) -> int:
     while True:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, OPEN_FLAGS, 0o644)
         except FileNotFoundError:  # the folder was removed just now
             continue
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.EOPNOTSUPP):  # a link, folder, socket
+                raise _not_a_lock_file(path) from None
+            raise
+        if not _is_lock_file(os.fstat(fd)):  # a FIFO, a device, another name of someone's file
+            os.close(fd)
+            raise _not_a_lock_file(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _lock_holder(fd)
             os.close(fd)
-            raise FolderInUse(f"output folder {path.parent} is in use by another run ({_lock_holder(path)}); "
+            raise FolderInUse(f"output folder {path.parent} is in use by another run ({holder}); "
                               "wait for it to finish, or give this run another --out") from None
-        try:
-            if os.path.samestat(os.fstat(fd), os.stat(path)):
-                return fd
-        except FileNotFoundError:
-            pass
+        if _still_named(path, fd):
+            return fd
         os.close(fd)
+
+
+def _still_named(path: Path, fd: int) -> bool:
+    """Whether `path` (not followed if a link) is still the file open at `fd`."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.lstat(path))
+    except FileNotFoundError:
+        return False
 
 
 @contextlib.contextmanager
@@ -94,7 +139,7 @@ def hold_output_folder(out_dir: str) -> Iterator[None]:
 
 def _release(path: Path, fd: int, made: list[Path]) -> None:
     with contextlib.suppress(OSError):
-        if fd >= 0:
+        if fd >= 0 and _still_named(path, fd):  # never what someone put in its place
             path.unlink()  # while the lock is held, so no other run can be holding this file
         for folder in made:  # innermost first; stops at the first that is not empty
             folder.rmdir()

@@ -61,6 +61,7 @@ from harness.fingerprint import changed_inputs, run_fingerprint
 from cluster.forkserver import start_forkserver
 from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running
 from harness.progress import Progress
+from harness.redact import redact
 from harness.outdir import hold_output_folder
 from harness.final_files import FinalFiles
 from harness.staging import StagingFolder
@@ -255,8 +256,25 @@ def execute_on_dask(plan: RunPlan, client: Any = None) -> Iterator[Execution]:
     The cluster's workers also finish the detectors at the end. A LocalCluster's read the staged
     chunks from the driver's disk; a remote cluster's, or a caller's client's, may not see it, so
     the chunks are sent to them through Dask (cluster.dispatch.ShippedChunks; run.json
-    `bytes_shipped`).
+    `bytes_shipped`). A caller's client closed during the run (in a notebook's other cell, or its
+    cluster shut down) is one ScanError, whatever Dask raised then (ClosedClientError,
+    CancelledError, ...).
     """
+    try:
+        with _on_dask(plan, client) as execution:
+            yield execution
+    except Exception as exc:
+        if client is None or isinstance(exc, ScanError) or client.status not in ("closing", "closed"):
+            raise
+        flushed = plan.staging.flushed
+        raise ScanError("the Dask client was closed during the run; " + (
+            f"the {flushed} symbols flushed so far are kept: run again with resume=True to continue" if flushed
+            else "no symbol was flushed yet, so there is nothing to resume")) from None
+
+
+@contextlib.contextmanager
+def _on_dask(plan: RunPlan, client: Any = None) -> Iterator[Execution]:
+    """execute_on_dask(), but for what a closed client raises."""
     t0 = time.time()  # the cluster's start includes importing Dask
     cfg = plan.cfg
     ours = client is None and not cfg.scheduler_address  # a LocalCluster of ours
@@ -536,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScanError as exc:  # the one place user errors are reported
         if isinstance(exc, SymbolFailed) and exc.traceback_text:
             print(exc.traceback_text, file=sys.stderr)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         if remote_call_running():
             # A remote listing abandoned by Ctrl-C or its timeout: pyarrow's exit handler would wait
             # up to a minute for its S3 request. Nothing else is open yet (listing comes first).

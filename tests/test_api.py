@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -292,3 +295,56 @@ def test_a_result_read_after_its_folder_holds_another_run_raises(tmp_path, small
     again = ScanResult(tmp_path / "out")
     assert again == second and again.run_id == json.loads((tmp_path / "out" / "run.json").read_text())["run_id"]
     pd.testing.assert_frame_equal(again.forward("gap"), pd.read_parquet(tmp_path / "out" / "gap" / "forward.parquet"))
+
+
+@pytest.mark.parametrize("args, kwargs, message", [
+    ((5,), {}, "scan(): config must be the path of a YAML file, a mapping of config keys or None; got int 5"),
+    ((["x"],), {}, "scan(): config must be the path of a YAML file, a mapping of config keys or None; "
+                   "got list ['x']"),
+    (({}, "tcp://host:8786"), {}, "scan(): client must be a distributed.Client; got str 'tcp://host:8786': for a "
+                                  "scheduler's address pass scheduler_address='tcp://host:8786'"),
+    (({},), {"client": 8786}, "scan(): client must be a distributed.Client; got int 8786"),
+    (({},), {"resume": "no"}, "scan(): resume must be True or False; got str 'no'"),
+    (({},), {"progress": None}, "scan(): progress must be True or False; got NoneType None"),
+])
+def test_a_wrong_argument_is_one_line_naming_it(tmp_path, args, kwargs, message):
+    from harness import scan
+    from harness.errors import ConfigError
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        scan(*args, out_dir=str(tmp_path / "out"), **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_client_closed_before_or_during_the_scan_is_one_line(tmp_path, small_universe):
+    from distributed import Client, LocalCluster
+    from harness import scan
+    from harness.errors import ConfigError, ScanError
+    gate = tmp_path / "gate"  # never there while the scan runs: its tasks wait (user_detectors.gated)
+    keys = {"ohlcv_path": str(small_universe), "detectors": ["user_detectors:gated"], "symbols_per_task": 1}
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0",
+                      env={"SCAN_TEST_GATE": str(gate), "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"}) as cluster:
+        closed = Client(cluster)
+        closed.close()
+        with pytest.raises(ConfigError, match=r"^scan\(\): the Dask client is closed, not running; pass an open "
+                                              "Client, or none to let the scan start its own cluster$"):
+            scan(keys, client=closed, out_dir=str(tmp_path / "before"), progress=False)
+        assert not (tmp_path / "before").exists()
+
+        client = Client(cluster)
+
+        def close_once_tasks_run() -> None:
+            while not any(client.processing().values()):
+                time.sleep(0.05)
+            client.close()
+
+        closer = threading.Thread(target=close_once_tasks_run, daemon=True)
+        closer.start()
+        try:
+            with pytest.raises(ScanError, match="^the Dask client was closed during the run; no symbol was flushed "
+                                                "yet, so there is nothing to resume$") as caught:
+                scan(keys, client=client, out_dir=str(tmp_path / "during"), progress=False)
+        finally:
+            gate.touch()  # the workers' waiting tasks end
+        closer.join()
+        assert type(caught.value) is ScanError
+        assert caught.value.__cause__ is None and caught.value.__suppress_context__

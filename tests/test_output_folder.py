@@ -289,6 +289,19 @@ def test_a_staging_folder_without_the_marker_is_never_deleted(tmp_path, data):
                                                                         f"{STAGING}/notes.txt"]
 
 
+def test_a_symlink_planted_at_the_lock_path_destroys_nothing(tmp_path, data):
+    out, victim = tmp_path / "out", tmp_path / "victim.txt"
+    out.mkdir()
+    victim.write_text("someone's precious file\n")
+    (out / LOCK_FILE).symlink_to(victim)
+    proc = cli(config(tmp_path, data, out))
+    assert proc.returncode == 2
+    assert proc.stderr == (f"error: config key 'out_dir': {out / LOCK_FILE} is a symlink to {victim}, not this "
+                           "tool's lock file; it is left alone: remove it and run again\n")
+    assert victim.read_text() == "someone's precious file\n"
+    assert (out / LOCK_FILE).is_symlink() and [p.name for p in out.iterdir()] == [LOCK_FILE]
+
+
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory, data) -> tuple[Path, Path]:
     """An output folder whose run failed at its last write: every symbol staged, ready for --resume."""

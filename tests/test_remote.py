@@ -276,8 +276,22 @@ def test_scan_from_s3_equals_scan_from_disk(tmp_path, small_universe, reference,
 
 
 def test_secrets_in_storage_options_are_not_written_to_run_json(tmp_path, small_universe):
+    # (a local ohlcv_path: storage_options are only written down)
     proc, out = scan(tmp_path, "out", str(small_universe), "--workers", "1", detectors=["gap"],
-                     storage_options={"secret_key": "hunter2", "region": "us-east-1"})
+                     storage_options={"secret_key": "hunter2", "session_token": "hunter3", "region": "us-east-1",
+                                      "endpoint_override": "http://me:hunter4@127.0.0.1:9000"})
     assert proc.returncode == 0, proc.stderr
     text = (out / "run.json").read_text()
-    assert "hunter2" not in text and json.loads(text)["config"]["storage_options"]["secret_key"] == "***"
+    assert json.loads(text)["config"]["storage_options"] == {
+        "secret_key": "***", "session_token": "***", "region": "us-east-1",
+        "endpoint_override": "http://me:***@127.0.0.1:9000"}
+    assert "hunter" not in text and "hunter" not in (out / "report.html").read_text() and "hunter" not in proc.stderr
+
+
+def test_a_password_in_an_s3_url_is_shown_nowhere(tmp_path):
+    proc, out = scan(tmp_path, "out", "s3://me:hunter2@bucket/ohlcv", "--workers", "1",
+                     storage_options={"endpoint_override": f"127.0.0.1:{free_port()}", "scheme": "http"})
+    assert proc.returncode == 2
+    assert proc.stderr == ("error: config key 'ohlcv_path': cannot list 's3://me:***@bucket/ohlcv': Expected an S3 "
+                           "object path of the form 'bucket/key...', got a URI: 'me:***@bucket/ohlcv' (is the "
+                           "storage reachable from here? check the URL, storage_options and credentials)\n")

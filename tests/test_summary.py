@@ -275,3 +275,15 @@ def test_path_sums_added_chunk_by_chunk_have_the_bits_of_dense_sums():
             dense += np.bincount(cells, weights=values[ok], minlength=3 * length).reshape(length, 3)
     assert sums.ret.tobytes() == dense_ret.tobytes() and sums.abn.tobytes() == dense_abn.tobytes()
     assert sums.symbol_abn.tobytes() == dense_symbol.tobytes()
+
+
+def test_events_without_any_return_are_not_called_no_events():
+    # every event within 5 bars of its symbol's last bar: 229 events, none with a 5-bar return
+    events = frame(np.full(229, np.nan))
+    row = summarize({"b": frame([0.1, 0.2, 0.3]), "v": events}, [5], {"b": None, "v": "b"}).iloc[1]
+    assert row["events"] == 229 and row["valid"] == 0 and math.isnan(row["abn_t"])
+    assert row["note"] == ("no event has a return at this window (each is within 5 bars of its symbol's last bar); "
+                           "vs baseline: no event of this detector has an abnormal return at this window")
+    assert summarize({"b": events, "v": frame([])}, [5], {"b": None, "v": "b"})["note"].tolist() == [
+        "no event has a return at this window (each is within 5 bars of its symbol's last bar)",
+        "no events; vs baseline: no event of the baseline has an abnormal return at this window"]

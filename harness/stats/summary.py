@@ -59,6 +59,9 @@ def detector_summary(frame: pd.DataFrame, windows: Sequence[int], null_hit_rates
                         columns=DETECTOR_COLUMNS)
 
 
+NO_RETURN = "no event has a return at this window (each is within {h} bars of its symbol's last bar)"
+
+
 def window_summary(frame: pd.DataFrame, h: int, null_hit_rate: float) -> dict[str, Any]:
     """detector_summary()'s row of window h (DETECTOR_COLUMNS), from the events' columns that
     window needs: date (event date), symbol (symbol code), fwd_<h>, abn_<h> and mkt_<h> (the market
@@ -75,7 +78,8 @@ def window_summary(frame: pd.DataFrame, h: int, null_hit_rate: float) -> dict[st
       1[abn > 0] - null_hit_rate; note: why abn_t is NaN, if it is;
     - flagged: how many events' h bars cross a flagged outlier bar (flagged_<h>, when the frame has
       it, else 0), whether or not the run left them out (exclude_flagged: their returns are NaN).
-    No events: every statistic NaN (valid 0).
+    No events: every statistic NaN (valid 0), note "no events"; events without any h-bar return
+    (all within h bars of their symbol's last bar): the same, and the note says so (NO_RETURN).
     """
     dates = frame["date"].to_numpy()
     symbols = frame["symbol"].to_numpy()
@@ -86,7 +90,9 @@ def window_summary(frame: pd.DataFrame, h: int, null_hit_rate: float) -> dict[st
     stats = return_stats(raw)
     abn_stats = return_stats(abn)
     test = mean_estimate(abn[good], dates[good], symbols[good])
-    if ok.any() and not good.any():  # events with returns, none with an abnormal one: say why
+    if len(frame) and not ok.any():  # events, but "no events" would be false: say what is true
+        test = dataclasses.replace(test, note=NO_RETURN.format(h=h))
+    elif ok.any() and not good.any():  # events with returns, none with an abnormal one: say why
         test = dataclasses.replace(test, note="no abnormal return (every span crosses a thin market, or, "
                                               "for market_model, no estimation window is long enough)")
     null = float(null_hit_rate)
@@ -189,7 +195,12 @@ def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], basel
     compared = []
     for detector, base, h in zip(table["detector"], table["baseline"], table["window"]):
         if base and (base, h) in means:
-            test = difference_estimate(*valid(base, h), *valid(detector, h))
+            samples = {"the baseline": (base, valid(base, h)), "this detector": (detector, valid(detector, h))}
+            test = difference_estimate(*samples["the baseline"][1], *samples["this detector"][1])
+            lacking = [who for who, (name, sample) in samples.items() if len(forward[name]) and not len(sample[0])]
+            if lacking:  # events, but none to compare: "no events" would be false
+                test = dataclasses.replace(test, note=f"no event of {' or '.join(lacking)} has an abnormal return "
+                                                      "at this window")
             compared.append({"baseline_mean": means[(base, h)][0], "vs_baseline": test.value,
                              "vs_baseline_se": test.se, "vs_baseline_t": test.t, "vs_baseline_p": test.p,
                              "vs_note": test.note})
