@@ -27,6 +27,7 @@ from harness.stats.benchmark import (BENCHMARKS, DEFAULT_ESTIMATION_WINDOW, DEFA
 from harness.errors import ConfigError
 
 MAX_WORKERS = 12
+LOOKAHEAD_CHECKS = ("fail", "warn", "off")
 DEFAULT_WINDOWS = (5, 10, 20, 40)
 DEFAULT_PATH_OFFSETS = (-20, 40)
 MAX_PATH_OFFSET = 250
@@ -71,6 +72,7 @@ class ScanConfig:
     min_market_symbols: int = DEFAULT_MIN_MARKET_SYMBOLS
     market_outlier_move: float | None = DEFAULT_OUTLIER_MOVE
     exclude_flagged: bool = False
+    lookahead_check: str = "fail"
 
     def benchmark_settings(self) -> Benchmark:
         """The benchmark keys as harness.stats.benchmark takes them."""
@@ -362,7 +364,7 @@ _STR_TAG, _NULL_TAG = "tag:yaml.org,2002:str", "tag:yaml.org,2002:null"
 # 1000 and 1.50 the float 1.5, and an out_dir of 2024 an integer.
 TEXT_KEYS: dict[str, Any] = {
     "symbols": None, "detectors": None, "ohlcv_path": None, "out_dir": None, "scheduler_address": None,
-    "dashboard_address": None, "on_error": None, "benchmark": None,
+    "dashboard_address": None, "on_error": None, "benchmark": None, "lookahead_check": None,
     "security": {name: None for name in SECURITY_KEYS},
 }
 
@@ -551,6 +553,7 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
         min_market_symbols=_int("min_market_symbols", merged.get("min_market_symbols", DEFAULT_MIN_MARKET_SYMBOLS), 1),
         market_outlier_move=_outlier_move("market_outlier_move", merged.get("market_outlier_move", DEFAULT_OUTLIER_MOVE)),
         exclude_flagged=_bool("exclude_flagged", merged.get("exclude_flagged", False)),
+        lookahead_check=_choice("lookahead_check", merged.get("lookahead_check", "fail"), LOOKAHEAD_CHECKS),
     )
     resolve_detectors(cfg.detectors, cfg.params)  # raises ConfigError on an unknown name or parameter
     return cfg

@@ -23,6 +23,12 @@ class DetectorOutputError(ScanError):
     """A detector returned something that breaks the output contract (DESIGN.md, Detectors)."""
 
 
+class LookAheadError(ScanError):
+    """A detector's events up to a bar changed when the bars after it were cut (lookahead_check: fail)."""
+
+    exit_code = 2
+
+
 class SymbolFailed(ScanError):
     """A symbol's task raised (or killed its worker); names the symbol and, when known, the detector.
 

@@ -16,7 +16,8 @@ from statsmodels.stats.multitest import multipletests
 
 from conftest import run_cli, write_config
 from harness.stats.inference import ONE_WAY_NOTE, difference_estimate
-from harness.stats.summary import PathSums, detector_summary, format_summary, return_stats, summarize
+from harness.stats.summary import (LOOKS_AHEAD, PathSums, detector_summary, format_summary, is_significant,
+                                   return_stats, summarize)
 from test_inference import statsmodels_fit
 
 RTOL = 1e-9  # statsmodels solves the same OLS by pinv; the last bits of its sums differ from ours
@@ -89,6 +90,9 @@ def test_the_printed_summary_stars_by_the_holm_adjusted_p_and_never_a_row_withou
         "abn_mean": [0.01, 0.01, 0.02], "abn_t": [2.5, 2.5, np.nan], "abn_p_holm": [0.04, 0.06, np.nan],
         "baseline": ["", "a", ""], "vs_baseline": [np.nan, 0.0, np.nan], "vs_baseline_t": [np.nan, 3.0, np.nan],
         "vs_p_holm": [np.nan, 0.2, np.nan], "note": ["", "", "3 event dates: no t below 10"]})
+    # the stars of summary.csv, as summarize() sets them (a detector that looks ahead gets none)
+    table["abn_significant"] = [is_significant(p) for p in table["abn_p_holm"]]
+    table["vs_significant"] = [is_significant(p) for p in table["vs_p_holm"]]
     lines = format_summary(table).splitlines()
     assert "2.50*" in lines[1]                                   # raw p ~1%, Holm 4%: starred
     assert "2.50 " in lines[2] and "2.50*" not in lines[2]       # the same t, Holm 6%: not starred
@@ -244,3 +248,17 @@ def test_path_sums_added_chunk_by_chunk_have_the_bits_of_dense_sums():
             dense += np.bincount(cells, weights=values[ok], minlength=3 * length).reshape(length, 3)
     assert sums.ret.tobytes() == dense_ret.tobytes() and sums.abn.tobytes() == dense_abn.tobytes()
     assert sums.symbol_abn.tobytes() == dense_symbol.tobytes()
+
+
+def test_a_detector_that_looks_ahead_keeps_its_numbers_but_gets_no_star():
+    noise = np.random.default_rng(3).normal(0, 0.01, (2, 60))
+    strong = frame(0.05 + noise[0]).assign(symbol=np.arange(60, dtype=np.int32) % 12)
+    events = {"b": strong, "v": strong.assign(fwd_5=0.08 + noise[1], abn_5=0.08 + noise[1])}
+    plain = summarize(events, [5], {"b": None, "v": "b"})
+    warned = summarize(events, [5], {"b": None, "v": "b"}, lookahead={"v"})
+    assert plain["abn_significant"].all() and plain["vs_significant"].iloc[1]
+    assert warned["abn_significant"].tolist() == [True, False] and not warned["vs_significant"].any()
+    assert warned["note"].iloc[1].startswith(LOOKS_AHEAD) and not warned["note"].iloc[0]
+    numbers = [c for c in plain.columns if c not in ("note", "abn_significant", "vs_significant")]
+    pd.testing.assert_frame_equal(plain[numbers], warned[numbers])
+    assert "*" not in format_summary(warned).splitlines()[2]
