@@ -30,6 +30,7 @@ from harness.errors import ConfigError
 from harness.redact import redact, redact_options
 
 MAX_WORKERS = 12
+LOOKAHEAD_CHECKS = ("fail", "warn", "off")
 DEFAULT_WINDOWS = (5, 10, 20, 40)
 DEFAULT_PATH_OFFSETS = (-20, 40)
 MAX_PATH_OFFSET = 250
@@ -77,6 +78,7 @@ class ScanConfig:
     # The detectors given as a mapping (_detector_entries): name -> {"detector", "baseline"}. Not a
     # config key of its own; the entries' params are in `params`, their grid points in `detectors`.
     detector_entries: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    lookahead_check: str = "fail"
 
     def benchmark_settings(self) -> Benchmark:
         """The benchmark keys as harness.stats.benchmark takes them."""
@@ -459,7 +461,7 @@ _STR_TAG, _NULL_TAG = "tag:yaml.org,2002:str", "tag:yaml.org,2002:null"
 # 1000 and 1.50 the float 1.5, and an out_dir of 2024 an integer.
 TEXT_KEYS: dict[str, Any] = {
     "symbols": None, "detectors": None, "ohlcv_path": None, "out_dir": None, "scheduler_address": None,
-    "dashboard_address": None, "on_error": None, "benchmark": None,
+    "dashboard_address": None, "on_error": None, "benchmark": None, "lookahead_check": None,
     "security": {name: None for name in SECURITY_KEYS},
 }
 
@@ -655,6 +657,7 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
         market_outlier_move=_outlier_move("market_outlier_move", merged.get("market_outlier_move", DEFAULT_OUTLIER_MOVE)),
         exclude_flagged=_bool("exclude_flagged", merged.get("exclude_flagged", False)),
         detector_entries=entries,
+        lookahead_check=_choice("lookahead_check", merged.get("lookahead_check", "fail"), LOOKAHEAD_CHECKS),
     )
     resolve_detectors(cfg.detectors, cfg.params, cfg.detector_entries)  # raises ConfigError on an unknown name or parameter
     return cfg

@@ -39,6 +39,12 @@ class RunReplaced(ScanError):
     """A ScanResult read after its output folder came to hold another run (a later scan into it)."""
 
 
+class LookAheadError(ScanError):
+    """A detector's events up to a bar changed when the bars after it were cut (lookahead_check: fail)."""
+
+    exit_code = 2
+
+
 class SymbolFailed(ScanError):
     """A symbol's task raised (or killed its worker); names the symbol and, when known, the detector.
 

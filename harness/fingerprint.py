@@ -49,7 +49,8 @@ if TYPE_CHECKING:
 
 # Keys of ScanConfig that do not decide any staged byte: where and how fast the run goes.
 NOT_DECIDING = ("workers", "symbols_per_task", "scheduler_address", "dashboard_address", "out_dir", "on_error",
-                "security", "ship_code", "allow_version_mismatch", "storage_options")
+                "security", "ship_code", "allow_version_mismatch", "storage_options",
+                "lookahead_check")  # a check of the detectors; warn changes summary.csv, never a staged byte
 # The code that turns files into staged parts: reading, forward returns, the task, and the
 # staging's own arithmetic (the market's chunk sums, its outlier rule).
 READER_MODULES = ("harness.io", "harness.eval", "harness.task", "harness.stats.market", "harness.staging")

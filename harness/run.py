@@ -55,7 +55,7 @@ from harness.stats.benchmark import market_membership
 from harness import __version__
 from harness.config import ScanConfig, load_config, params_json, read_yaml
 from harness.detectors import DetectorSpec, resolve_detectors
-from harness.errors import ConfigError, Interrupted, ScanError, StopRequested, SymbolFailed
+from harness.errors import ConfigError, Interrupted, LookAheadError, ScanError, StopRequested, SymbolFailed
 from harness.finish import Evaluated, RunAll, finish_outputs, in_this_process
 from harness.fingerprint import changed_inputs, run_fingerprint
 from cluster.forkserver import start_forkserver
@@ -161,6 +161,38 @@ class Timings(dict):
         self.mark = now
 
 
+LOOKAHEAD_SYMBOLS = 3  # the first symbols to scan are checked for look-ahead (lookahead_check)
+
+
+@dataclasses.dataclass
+class LookAhead:
+    """The look-ahead check's findings (harness.task.check_lookahead), gathered by stage_results."""
+
+    symbols: list[str] = dataclasses.field(default_factory=list)  # checked (those with enough bars)
+    found: dict[str, str] = dataclasses.field(default_factory=dict)  # detector -> its first change found
+
+    def take(self, result: SymbolResult, refuse: bool) -> None:
+        """Record a checked symbol's findings; with `refuse` (lookahead_check: fail) a detector that
+        looks ahead is a LookAheadError, at once: the check runs on the first symbols scanned."""
+        if result.lookahead is None or result.error is not None:
+            return
+        if result.lookahead:
+            self.symbols.append(result.symbol)
+        for detector, change in result.lookahead.items():
+            if change and detector not in self.found:
+                line = f"detector {detector!r} looks ahead: on symbol {result.symbol!r} {change}"
+                if refuse:
+                    raise LookAheadError(f"{line}; fix it, or set lookahead_check: warn")
+                self.found[detector] = line
+
+    def facts(self, check: str, specs: Sequence[DetectorSpec]) -> dict[str, Any]:
+        """run.json's `lookahead`: the mode, the symbols checked, per detector "ok", "not checked"
+        (off, or no symbol checked) or the line saying how it looks ahead."""
+        return {"check": check, "symbols": sorted(self.symbols),
+                "detectors": {s.name: self.found.get(s.name, "ok" if self.symbols else "not checked")
+                              for s in specs}}
+
+
 @dataclasses.dataclass(frozen=True)
 class RunPlan:
     """What a run is about to do (prepare_run): its universe, detectors and staging folder."""
@@ -174,6 +206,7 @@ class RunPlan:
     staging: StagingFolder
     todo: list[int]             # indices into symbols of those to scan (not staged by a resumed run)
     resumed_from: int           # symbols already staged by the run resumed
+    lookahead: LookAhead = dataclasses.field(default_factory=LookAhead)  # filled by stage_results
 
 
 def prepare_run(cfg: ScanConfig, resume: bool) -> RunPlan:
@@ -199,8 +232,10 @@ def prepare_run(cfg: ScanConfig, resume: bool) -> RunPlan:
                     len(ignored), cfg.ohlcv_path, ", ".join(ignored[:5]))
     log.info("Scanning %d symbols with %d detectors", len(symbols), len(specs))
     todo = [i for c in range(staging.chunks) if c not in staging.done_chunks for i in staging.chunk_range(c)]
-    return RunPlan(cfg, symbols, invalid, ignored, specs, ScanTask.from_config(cfg, specs), staging, todo,
-                   staging.flushed)
+    # the first symbols to scan, whoever runs them: the same check serially and on Dask, and early
+    checked = frozenset() if cfg.lookahead_check == "off" else frozenset(symbols[i] for i in todo[:LOOKAHEAD_SYMBOLS])
+    task = dataclasses.replace(ScanTask.from_config(cfg, specs), lookahead_symbols=checked)
+    return RunPlan(cfg, symbols, invalid, ignored, specs, task, staging, todo, staging.flushed)
 
 
 def serial_results(symbols: Sequence[str], todo: Sequence[int], task: ScanTask) -> Iterator[tuple[int, SymbolResult]]:
@@ -309,6 +344,7 @@ def stage_results(plan: RunPlan, results: Iterator[tuple[int, SymbolResult]], pr
     progress.start()
     try:
         for i, result in results:
+            plan.lookahead.take(result, refuse=cfg.lookahead_check == "fail")
             if result.error is not None:
                 error = result.error
                 if cfg.on_error == "fail":
@@ -347,7 +383,8 @@ def write_statistics(plan: RunPlan, files: FinalFiles, evaluated: Evaluated) -> 
     failed = len(failed_symbols(plan))
     summary = summarize(evaluated.events, cfg.forward_windows, {s.name: s.baseline for s in specs},
                         symbols=len(plan.symbols) + len(plan.invalid) - failed, failed_symbols=failed,
-                        null_hit_rates=evaluated.null_hit_rates, detector_tables=evaluated.summaries)
+                        null_hit_rates=evaluated.null_hit_rates, detector_tables=evaluated.summaries,
+                        lookahead=set(plan.lookahead.found))
     files.text("summary.csv", summary.to_csv(index=False))
     files.text("paths.csv", evaluated.paths.to_csv(index=False))
     files.text("quantiles.csv", pd.concat([evaluated.quantiles[s.name] for s in specs],
@@ -378,6 +415,7 @@ def run_facts(plan: RunPlan, execution: Execution, evaluated: Evaluated, started
         # sorted: chunks are staged in the order their tasks finish (the list stops at 1,000)
         "market_outliers": {"count": staged.market_outlier_count,
                             "bars": sorted(staged.market_outliers, key=lambda b: (b["symbol"], b["date"]))},
+        "lookahead": plan.lookahead.facts(cfg.lookahead_check, plan.specs),
         "null_hit_rates": {str(h): rate for h, rate in evaluated.null_hit_rates.items()},
         "bars_read": staged.bars,
         "repairs": dict(sorted(staged.repairs.items())),
@@ -438,9 +476,11 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
 
 
 def closing_notes(info: Mapping[str, Any], cfg: ScanConfig) -> list[str]:
-    """What a researcher must know about a finished run besides its summary: failed symbols, repairs
-    of the data, market outliers, a thin market, symbols without bars (each a line)."""
-    notes = []
+    """What a researcher must know about a finished run besides its summary: detectors that look
+    ahead (lookahead_check: warn), failed symbols, repairs of the data, market outliers, a thin
+    market, symbols without bars (each a line)."""
+    notes = [f"warning: {line}; its rows get no star (lookahead_check: warn)"
+             for line in info["lookahead"]["detectors"].values() if line.startswith("detector ")]
     failed = info["failed"]
     if failed:
         notes.append(f"{len(failed)} symbol(s) failed and were skipped: "

@@ -55,6 +55,7 @@ class ScanTask:
     storage_options: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs for s3:// data
     stop_on_error: bool = False  # on_error: fail: a task of several symbols stops at its first failure
     cpu_slots: int | None = None  # cluster.cpuslots semaphore: a LocalCluster with more workers than cores
+    lookahead_symbols: frozenset[str] = frozenset()  # symbols whose detectors also run on cut bars (lookahead_check)
 
     @classmethod
     def from_config(cls, cfg: ScanConfig, detectors: Sequence[DetectorSpec]) -> ScanTask:
@@ -98,6 +99,7 @@ class SymbolResult:
     seconds: float = 0.0
     fingerprint: str = ""  # of the symbol's input files (harness.io.symbol_fingerprint), "" if not listed
     error: SymbolError | None = None
+    lookahead: dict[str, str] | None = None  # checked symbols only: detector -> "" (ok) or what changed
 
     @property
     def nbytes(self) -> int:
@@ -296,11 +298,12 @@ def _own_params(spec: DetectorSpec) -> dict[str, Any]:
 
 
 def _run_detectors(bars: pd.DataFrame, task: ScanTask, result: SymbolResult, running: list[str | None]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[CheckedEvents]]:
     """Every detector on `bars`: (detector code, bar number, score) of every event, detector after
-    detector; fills result.cpu_seconds and result.extras. running[0] names the detector running."""
+    detector, and each detector's CheckedEvents; fills result.cpu_seconds and result.extras.
+    running[0] names the detector running."""
     dates = bars["date"].to_numpy()
-    codes, rows, scores = [], [], []
+    codes, rows, scores, every = [], [], [], []
     for code, spec in enumerate(task.detectors):
         running[0] = spec.name
         started = time.thread_time()
@@ -312,13 +315,70 @@ def _run_detectors(bars: pd.DataFrame, task: ScanTask, result: SymbolResult, run
         frame, params = bars.copy() if spec.is_users else bars, _own_params(spec)
         checked = _check_events(_call_guarded(spec, frame, params), dates)
         result.cpu_seconds[spec.name] = time.thread_time() - started
+        every.append(checked)
         rows.append(checked.rows)
         scores.append(checked.scores)
         codes.append(np.full(len(checked.rows), code, dtype=np.int16))
         if checked.extras:
             result.extras[spec.name] = checked.extras
     running[0] = None
-    return np.concatenate(codes), np.concatenate(rows).astype(np.int64), np.concatenate(scores)
+    return np.concatenate(codes), np.concatenate(rows).astype(np.int64), np.concatenate(scores), every
+
+
+LOOKAHEAD_CUTS = (0.25, 0.5, 0.75)  # where the bars are cut, as shares of the symbol's history
+LOOKAHEAD_MIN_BARS = 40  # fewer bars: the symbol is not checked (cut histories too short to say much)
+_RELATIVE = 1e-12
+
+
+def _score(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def first_change(full: CheckedEvents, cut: CheckedEvents, dates: np.ndarray, last: int) -> str:
+    """How the events of a detector on bars[:last + 1] (`cut`) differ from its events on all the
+    bars (`full`) up to that bar, in words, "" when they do not: the first event (by date) present
+    in one and not the other, or whose score differs by more than 1e-12 relative (NaN equals NaN).
+    `dates`: the bars' dates; both events' rows index them."""
+    full_rows = full.rows[full.rows <= last]
+    for i in range(max(len(full_rows), len(cut.rows))):
+        at_full = full_rows[i] if i < len(full_rows) else None
+        at_cut = cut.rows[i] if i < len(cut.rows) else None
+        if at_full is not None and (at_cut is None or at_full < at_cut):
+            return (f"its event of {_day(dates[at_full])} (score {_score(full.scores[i])} on the full history) "
+                    "is gone on the cut bars")
+        if at_full is None or at_cut < at_full:
+            return (f"it fires on {_day(dates[at_cut])} (score {_score(cut.scores[i])}) on the cut bars but not "
+                    "on the full history")
+        a, b = float(cut.scores[i]), float(full.scores[i])
+        if not (a == b or (a != a and b != b) or abs(a - b) <= _RELATIVE * max(abs(a), abs(b))):
+            return (f"its event of {_day(dates[at_cut])} has score {_score(a)} on the cut bars but "
+                    f"{_score(b)} on the full history")
+    return ""
+
+
+def check_lookahead(bars: pd.DataFrame, task: ScanTask, full: Sequence[CheckedEvents],
+                    running: list[str | None]) -> dict[str, str]:
+    """Every detector again on `bars` cut after a few bars (LOOKAHEAD_CUTS): detector -> "" when its
+    events up to each cut are those of the full run (`full`, in task order), else one line saying
+    at which cut what changed first. No cut for fewer than LOOKAHEAD_MIN_BARS bars: {}."""
+    n = len(bars)
+    if n < LOOKAHEAD_MIN_BARS:
+        return {}
+    dates = bars["date"].to_numpy()
+    found: dict[str, str] = {}
+    for spec, events in zip(task.detectors, full):
+        running[0] = spec.name
+        found[spec.name] = ""
+        for share in LOOKAHEAD_CUTS:
+            last = int(share * (n - 1))
+            frame = bars.iloc[:last + 1].copy()  # a frame of its own, as a detector may change it
+            cut = _check_events(_call_guarded(spec, frame, _own_params(spec)), dates[:last + 1])
+            change = first_change(events, cut, dates, last)
+            if change:
+                found[spec.name] = f"cut after {_day(dates[last])}, {change}"
+                break
+    running[0] = None
+    return found
 
 
 def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
@@ -334,7 +394,11 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
             bars, repairs, result.fingerprint = read_partition(symbol, task.ohlcv_path, task.lookback_days,
                                                                task.end_date, dict(task.storage_options))
             with cpu_slot(task.cpu_slots if remote else None):
-                codes, at, scores = _run_detectors(bars, task, result, running)
+                codes, at, scores, every = _run_detectors(bars, task, result, running)
+                if symbol in task.lookahead_symbols:
+                    checking = time.thread_time()
+                    result.lookahead = check_lookahead(bars, task, every, running)
+                    began += time.thread_time() - checking  # not the symbol's cost: task sizing reads it
         result.bars = len(bars)
         result.repairs = {k: v for k, v in dataclasses.asdict(repairs).items() if v}
         dates = bars["date"].to_numpy()

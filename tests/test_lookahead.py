@@ -31,3 +31,94 @@ def test_events_up_to_t_do_not_depend_on_later_bars(frames, name):
 
     check()
     assert sum(len(e) for e in full.values()) > 0, f"{name} never fired on the sample universe"
+
+
+# --- the check on every run (lookahead_check; harness.task.check_lookahead) ---
+
+import json
+
+import pandas as pd
+
+from conftest import run_cli, write_config
+from harness.config import load_config
+from harness.errors import ConfigError
+from harness.task import CheckedEvents, first_change
+
+PEEK, RANK, CAUSAL = "user_detectors:peek_ahead", "user_detectors:whole_rank", "user_detectors:causal_jump"
+
+
+def _events(rows, scores) -> CheckedEvents:
+    return CheckedEvents(np.array(rows, dtype=np.int64), np.array(scores, dtype="float64"), {})
+
+
+def test_first_change_names_the_first_event_that_differs():
+    dates = pd.bdate_range("2024-01-01", periods=10).to_numpy()
+    full = _events([1, 3, 6, 8], [0.5, 0.25, 0.75, 1.0])
+    assert first_change(full, _events([1, 3, 6], [0.5, 0.25, 0.75]), dates, 6) == ""  # row 8 is after the cut
+    assert first_change(full, _events([1, 3], [0.5, 0.25 * (1 + 1e-13)]), dates, 5) == ""  # within 1e-12
+    assert first_change(_events([2], [np.nan]), _events([2], [np.nan]), dates, 5) == ""
+    assert first_change(full, _events([1, 3], [0.5, 0.2]), dates, 5) == (
+        "its event of 2024-01-04 has score 0.2 on the cut bars but 0.25 on the full history")
+    assert first_change(full, _events([1], [0.5]), dates, 5) == (
+        "its event of 2024-01-04 (score 0.25 on the full history) is gone on the cut bars")
+    assert first_change(full, _events([1, 2, 3], [0.5, 0.1, 0.25]), dates, 5) == (
+        "it fires on 2024-01-03 (score 0.1) on the cut bars but not on the full history")
+    assert first_change(_events([], []), _events([4], [1.0]), dates, 5).startswith("it fires on 2024-01-05")
+
+
+def test_lookahead_check_takes_fail_warn_or_off(small_universe):
+    assert load_config({"ohlcv_path": str(small_universe)}).lookahead_check == "fail"
+    with pytest.raises(ConfigError, match=r"^config key 'lookahead_check': must be 'fail' or 'warn' or 'off', "
+                                          r"got 'maybe'$"):
+        load_config({"ohlcv_path": str(small_universe), "lookahead_check": "maybe"})
+
+
+def _scan(tmp_path, universe, detectors, **keys):
+    config = write_config(tmp_path / "config.yaml", ohlcv_path=str(universe), out_dir=str(tmp_path / "out"),
+                          detectors=list(detectors), **{"workers": 1, **keys})
+    return run_cli("--config", str(config), "-q"), tmp_path / "out"
+
+
+@pytest.mark.parametrize("detector", [PEEK, RANK])
+def test_a_detector_that_looks_ahead_is_refused_in_one_line(tmp_path, small_universe, detector):
+    proc, out = _scan(tmp_path, small_universe, [CAUSAL, detector])
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: detector '{detector}' looks ahead: on symbol '")
+    assert " cut after 20" in proc.stderr and proc.stderr.rstrip().endswith("; fix it, or set lookahead_check: warn")
+    assert not (out / "summary.csv").exists()
+
+
+def test_a_detector_that_looks_ahead_is_refused_on_dask_too(tmp_path, small_universe):
+    proc, _ = _scan(tmp_path, small_universe, [PEEK], workers=2)
+    assert proc.returncode == 2, proc.stderr
+    assert f"error: detector '{PEEK}' looks ahead: on symbol '" in proc.stderr
+
+
+def test_a_causal_detector_and_the_built_ins_pass(tmp_path, small_universe):
+    proc, out = _scan(tmp_path, small_universe, [CAUSAL, *REGISTERED])
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads((out / "run.json").read_text())["lookahead"]
+    assert facts["check"] == "fail" and len(facts["symbols"]) == 3
+    assert facts["detectors"] == {name: "ok" for name in [CAUSAL, *REGISTERED]}
+
+
+def test_warn_runs_it_with_a_note_and_no_star(tmp_path, small_universe):
+    proc, out = _scan(tmp_path, small_universe, [CAUSAL, PEEK], lookahead_check="warn")
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(out / "summary.csv", keep_default_na=False)
+    peek = summary[summary["detector"] == PEEK]
+    assert peek["note"].str.startswith("looks ahead (lookahead_check: warn)").all()
+    assert peek["abn_t"].max() > 5 and not peek["abn_significant"].any() and not peek["vs_significant"].any()
+    assert not summary[summary["detector"] == CAUSAL]["note"].str.contains("looks ahead").any()
+    assert f"warning: detector '{PEEK}' looks ahead: on symbol '" in proc.stdout
+    detectors = json.loads((out / "run.json").read_text())["lookahead"]["detectors"]
+    assert detectors[CAUSAL] == "ok" and detectors[PEEK].startswith(f"detector '{PEEK}' looks ahead: ")
+
+
+def test_off_runs_no_check(tmp_path, small_universe):
+    proc, out = _scan(tmp_path, small_universe, [PEEK], lookahead_check="off")
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads((out / "run.json").read_text())["lookahead"]
+    assert facts == {"check": "off", "symbols": [], "detectors": {PEEK: "not checked"}}
+    assert "*" in proc.stdout  # without the check, the peeking detector earns its star

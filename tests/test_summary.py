@@ -16,8 +16,8 @@ from statsmodels.stats.multitest import multipletests
 
 from conftest import run_cli, write_config
 from harness.stats.inference import ONE_WAY_NOTE, difference_estimate
-from harness.stats.summary import (SUMMARY_LEGEND, PathSums, comparison_df, detector_summary, format_summary,
-                                   return_stats, summarize)
+from harness.stats.summary import (LOOKS_AHEAD, SUMMARY_LEGEND, PathSums, comparison_df, detector_summary,
+                                   format_summary, is_significant, return_stats, summarize)
 from test_inference import statsmodels_fit
 
 RTOL = 1e-9  # statsmodels solves the same OLS by pinv; the last bits of its sums differ from ours
@@ -91,6 +91,9 @@ def test_the_printed_summary_stars_by_the_holm_adjusted_p_and_never_a_row_withou
         "abn_p_holm": [0.04, 0.06, np.nan], "baseline": ["", "a", ""], "vs_baseline": [np.nan, 0.0, np.nan],
         "vs_baseline_t": [np.nan, 3.0, np.nan], "vs_p_holm": [np.nan, 0.2, np.nan],
         "note": ["", "", "3 event dates: no t below 10"]})
+    # the stars of summary.csv, as summarize() sets them (a detector that looks ahead gets none)
+    table["abn_significant"] = [is_significant(p) for p in table["abn_p_holm"]]
+    table["vs_significant"] = [is_significant(p) for p in table["vs_p_holm"]]
     text = format_summary(table)
     assert text == format_summary(table)  # deterministic
     lines = text.splitlines()
@@ -287,3 +290,17 @@ def test_events_without_any_return_are_not_called_no_events():
     assert summarize({"b": events, "v": frame([])}, [5], {"b": None, "v": "b"})["note"].tolist() == [
         "no event has a return at this window (each is within 5 bars of its symbol's last bar)",
         "no events; vs baseline: no event of the baseline has an abnormal return at this window"]
+
+
+def test_a_detector_that_looks_ahead_keeps_its_numbers_but_gets_no_star():
+    noise = np.random.default_rng(3).normal(0, 0.01, (2, 60))
+    strong = frame(0.05 + noise[0]).assign(symbol=np.arange(60, dtype=np.int32) % 12)
+    events = {"b": strong, "v": strong.assign(fwd_5=0.08 + noise[1], abn_5=0.08 + noise[1])}
+    plain = summarize(events, [5], {"b": None, "v": "b"})
+    warned = summarize(events, [5], {"b": None, "v": "b"}, lookahead={"v"})
+    assert plain["abn_significant"].all() and plain["vs_significant"].iloc[1]
+    assert warned["abn_significant"].tolist() == [True, False] and not warned["vs_significant"].any()
+    assert warned["note"].iloc[1].startswith(LOOKS_AHEAD) and not warned["note"].iloc[0]
+    numbers = [c for c in plain.columns if c not in ("note", "abn_significant", "vs_significant")]
+    pd.testing.assert_frame_equal(plain[numbers], warned[numbers])
+    assert "*" not in format_summary(warned).splitlines()[2]

@@ -80,3 +80,24 @@ def doubles_close_in_place(df: pd.DataFrame, cfg) -> pd.DataFrame:
     dates = df["date"].to_numpy()
     df.set_index("date", inplace=True)
     return pd.DataFrame({"date": dates[::50], "score": 1.0})
+
+
+def peek_ahead(df: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Looks ahead: fires when the close 5 bars later is 5% higher (shift(-5)), scored by that rise."""
+    rise = df["close"].shift(-5) / df["close"] - 1
+    hit = rise > 0.05
+    return pd.DataFrame({"date": df["date"][hit].to_numpy(), "score": rise[hit].to_numpy()})
+
+
+def whole_rank(df: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Looks ahead: the close's percentile rank over the whole series (later bars move it) as score."""
+    rank = df["close"].rank(pct=True)
+    hit = rank > 0.9
+    return pd.DataFrame({"date": df["date"][hit].to_numpy(), "score": rank[hit].to_numpy()})
+
+
+def causal_jump(df: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Causal: a close 3% above the previous one, scored by that return (the bar and the one before)."""
+    change = df["close"] / df["close"].shift(1) - 1
+    hit = change > 0.03
+    return pd.DataFrame({"date": df["date"][hit].to_numpy(), "score": change[hit].to_numpy()})

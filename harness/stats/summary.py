@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -161,7 +161,8 @@ def window_quantiles(frame: pd.DataFrame, bucket: np.ndarray, h: int, detector: 
 
 def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], baselines: Mapping[str, str | None],
               symbols: int = 0, failed_symbols: int = 0, null_hit_rates: Mapping[int, float] | None = None,
-              detector_tables: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+              detector_tables: Mapping[str, pd.DataFrame] | None = None,
+              lookahead: Collection[str] = ()) -> pd.DataFrame:
     """One row per (detector, window) with SUMMARY_COLUMNS.
 
     forward: detector name -> its event rows (as detector_summary takes them), in the order the
@@ -178,6 +179,8 @@ def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], basel
       vs_significant: the star, is_significant() of the Holm-adjusted value.
     symbols / failed_symbols: how many symbols were scanned / failed (skipped), repeated on every
     row so that summary.csv says on its own how much of the universe it covers.
+    lookahead: detectors that failed the look-ahead check (lookahead_check: warn): their rows say so
+    in `note` and get no star (their p-values stay, and stay in the Holm/BH families).
     """
     given = detector_tables or {}
     nulls = null_hit_rates or {}
@@ -213,11 +216,17 @@ def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], basel
                      for note, vs in zip(table["note"], compared["vs_note"])]
     table["abn_p_holm"], table["abn_q_bh"] = holm(table["abn_p"]), benjamini_hochberg(table["abn_p"])
     table["vs_p_holm"], table["vs_q_bh"] = holm(table["vs_baseline_p"]), benjamini_hochberg(table["vs_baseline_p"])
-    table["abn_significant"] = [is_significant(p) for p in table["abn_p_holm"]]
-    table["vs_significant"] = [is_significant(p) for p in table["vs_p_holm"]]
+    peeks = table["detector"].isin(list(lookahead)).to_numpy()
+    table["note"] = [("; ".join(n for n in (LOOKS_AHEAD, note) if n) if peek else note)
+                     for note, peek in zip(table["note"], peeks)]
+    table["abn_significant"] = [is_significant(p) and not peek for p, peek in zip(table["abn_p_holm"], peeks)]
+    table["vs_significant"] = [is_significant(p) and not peek for p, peek in zip(table["vs_p_holm"], peeks)]
     table["symbols"] = symbols
     table["failed_symbols"] = failed_symbols
     return table[SUMMARY_COLUMNS]
+
+
+LOOKS_AHEAD = "looks ahead (lookahead_check: warn)"
 
 
 def is_significant(adjusted_p: float) -> bool:
@@ -319,25 +328,27 @@ def format_summary(table: pd.DataFrame) -> str:
     whose window crosses a thin market or, for market_model, has too short an estimation window),
     the abnormal mean with its two-way clustered t and Holm-adjusted p, and for a variant the
     difference of abnormal means against its baseline with the t of that difference. A t is
-    starred when its Holm-adjusted p (over the run's tests of its kind) is below 5%; a test that
-    has no t (too few event dates or symbols) shows '-' and the note column says why.
+    starred when summary.csv stars it (abn_significant, vs_significant: Holm-adjusted p below 5%,
+    none for a detector that looks ahead); a test that has no t (too few event dates or symbols)
+    shows '-' and the note column says why.
     """
     percent = lambda v: "" if pd.isna(v) else f"{100 * v:+.2f}%"  # noqa: E731
 
-    def t_value(t: float, adjusted: float, tested: bool) -> str:
+    def t_value(t: float, starred: bool, tested: bool) -> str:
         if not tested:
             return ""
-        return "-" if pd.isna(t) else f"{t:.2f}" + ("*" if is_significant(adjusted) else " ")
+        return "-" if pd.isna(t) else f"{t:.2f}" + ("*" if starred else " ")
 
     has_vs = [bool(b) and not pd.isna(v) for v, b in zip(table["vs_baseline"], table["baseline"])]
     shown = pd.DataFrame({
         "detector": table["detector"], "window": table["window"], "events": table["events"],
         "mean": table["mean"].map(percent), "abn n": table["abn_valid"], "abn mean": table["abn_mean"].map(percent),
-        "abn t": [t_value(t, p, True) for t, p in zip(table["abn_t"], table["abn_p_holm"])],
+        "abn t": [t_value(t, star, True) for t, star in zip(table["abn_t"], table["abn_significant"])],
         "p (Holm)": ["-" if pd.isna(p) else f"{p:.3f}" for p in table["abn_p_holm"]],
         "vs baseline": [f"{percent(v)} vs {b}" if shown else ""
                         for v, b, shown in zip(table["vs_baseline"], table["baseline"], has_vs)],
-        "vs t": [t_value(t, p, shown) for t, p, shown in zip(table["vs_baseline_t"], table["vs_p_holm"], has_vs)],
+        "vs t": [t_value(t, star, shown) for t, star, shown in zip(table["vs_baseline_t"], table["vs_significant"],
+                                                                     has_vs)],
         "note": table["note"].fillna("")})
     return f"{shown.to_string(index=False)}\n{SUMMARY_LEGEND}"
 
