@@ -231,8 +231,9 @@ EDITED_PACKAGE = {  # a detector whose threshold is imported from a helper modul
     "__init__.py": "",
     "helpers.py": "MULTIPLE = 2.0\n",
     "dets.py": "import pandas as pd\nfrom {package}.helpers import MULTIPLE\n\n\ndef spikes(df, cfg):\n"
-               "    median = df['volume'].median()\n    hits = df[df['volume'] > MULTIPLE * median]\n"
-               "    return pd.DataFrame({{'date': hits['date'], 'score': hits['volume'] / median}})\n",
+               "    median = df['volume'].rolling(20, min_periods=1).median()  # causal: the check passes it\n"
+               "    hits = (df['volume'] > MULTIPLE * median).to_numpy()\n"
+               "    return pd.DataFrame({{'date': df['date'][hits], 'score': (df['volume'] / median)[hits]}})\n",
 }
 
 
