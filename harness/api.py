@@ -154,17 +154,22 @@ class ScanResult:
                             validate="one_to_one", sort=False)
 
     def _repr_html_(self) -> str:
-        """The findings for Jupyter: per detector and window, the events, the abnormal mean (%), its
-        t and a star where the Holm-adjusted p is below 5% (as on the terminal)."""
-        from harness.stats.summary import is_significant
+        """For Jupyter: the report's findings (per variant, does it beat its baseline: at which
+        horizons, the difference with its interval and p; without variants, each detector's starred
+        horizons), then per detector and window the events, the abnormal mean (%), its t and a star
+        as summary.csv's abn_significant has it (as on the terminal)."""
+        import html
+        from harness.report import findings
         table = self.summary
+        compared = table[table["baseline"] != ""]
+        forward = {name: self.forward(name) for name in {*compared["detector"], *compared["baseline"]}}
         shown = pd.DataFrame({
             "detector": table["detector"], "window": table["window"], "events": table["events"],
             "abn_mean": table["abn_mean"].map(lambda v: "" if pd.isna(v) else f"{100 * v:+.2f}%"),
             "abn_t": table["abn_t"].map(lambda t: "-" if pd.isna(t) else f"{t:.2f}"),
-            "stars": ["*" if is_significant(p) else "" for p in table["abn_p_holm"]]})
-        import html
-        return f"<p>ScanResult {html.escape(str(self.out_dir))}</p>" + shown.to_html(index=False, escape=True)
+            "stars": ["*" if starred else "" for starred in table["abn_significant"].astype(bool)]})
+        return (f"<p>ScanResult {html.escape(str(self.out_dir))} (report: {html.escape(str(self.report_path))})</p>"
+                + findings(table, forward) + shown.to_html(index=False, escape=True))
 
 
 def _stamp(out_dir: Path) -> tuple[int, int, int] | None:

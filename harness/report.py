@@ -478,7 +478,7 @@ def verdict(difference: float, tested: bool, significant: bool) -> str:
 FINDING_COLUMNS = ("variant", "bars", "verdict", "difference", "95% interval", "p", "p (Holm)")
 
 
-def _findings(summary: pd.DataFrame, forward: Mapping[str, pd.DataFrame]) -> str:
+def findings(summary: pd.DataFrame, forward: Mapping[str, pd.DataFrame]) -> str:
     """Per variant, whether it beats its baseline and at which horizons: per horizon the verdict(),
     the difference of abnormal means (vs_baseline) with its 95% interval (per test: t(df) with the
     comparison's own df, harness.stats.summary.comparison_df), p and Holm p. A run without variants
@@ -659,7 +659,7 @@ def build_report(summary: pd.DataFrame, forward: Mapping[str, pd.DataFrame], pat
     market = info.get("market") or {}
     partial = partial_years(market.get("first_date"), market.get("last_date"))
     window = chart_window(sorted(summary["window"].unique()))
-    body = [_facts(info), _findings(summary, forward), _data_quality(summary, info)]
+    body = [_facts(info), findings(summary, forward), _data_quality(summary, info)]
     for members in families(detectors, baselines):
         legend = " ".join(f"<span class=key style='background:{colors[m]}'></span>{html.escape(m)}" for m in members)
         body.append(f"<h2>{html.escape(' vs '.join(members))}</h2><p>{legend}</p>"

@@ -61,7 +61,6 @@ def test_a_serial_scan_needs_no_guard(tmp_path, small_universe):
 def test_a_scan_result_joins_events_with_returns_and_shows_in_a_notebook(tmp_path, small_universe):
     """Issue 35's notebook helpers: frame(name), report_path, _repr_html_."""
     from harness import scan
-    from harness.stats.summary import is_significant
     result = scan(ohlcv_path=str(small_universe), out_dir=str(tmp_path / "out"), workers=1, progress=False,
                   detectors=["gap", "user_detectors:with_range"])
     frame, events, forward = (result.frame("user_detectors:with_range"), result.events("user_detectors:with_range"),
@@ -74,9 +73,21 @@ def test_a_scan_result_joins_events_with_returns_and_shows_in_a_notebook(tmp_pat
     pd.testing.assert_series_equal(joined["abn_20"], by_event.loc[joined.index, "abn_20"])
     assert result.report_path == tmp_path / "out" / "report.html" and result.report_path.is_file()
     shown = result._repr_html_()
-    assert shown.count("<tr") == len(result.summary) + 1 and "<th>abn_t</th>" in shown and "<th>stars</th>" in shown
-    starred = sum(is_significant(p) for p in result.summary["abn_p_holm"])
-    assert shown.count("<td>*</td>") == starred
-    table = result.summary.assign(abn_p_holm=[0.01] + [0.5] * (len(result.summary) - 1))
+    numbers = shown[shown.index("<table border"):]  # after the findings
+    assert numbers.count("<tr") == len(result.summary) + 1 and "<th>abn_t</th>" in shown and "<th>stars</th>" in shown
+    assert numbers.count("<td>*</td>") == int(result.summary["abn_significant"].sum())
+    assert "<h2>Findings</h2><p>No variant in this run" in shown
+    table = result.summary.assign(abn_significant=[True] + [False] * (len(result.summary) - 1))
     table.to_csv(tmp_path / "out" / "summary.csv", index=False)
-    assert type(result)(result.out_dir)._repr_html_().count("<td>*</td>") == 1
+    again = type(result)(result.out_dir)._repr_html_()
+    assert again[again.index("<table border"):].count("<td>*</td>") == 1
+    assert "starred (p (Holm) &lt; 5%" in again, "the findings name the starred horizon"
+
+
+def test_a_scan_results_findings_say_whether_each_variant_beats_its_baseline(tmp_path, small_universe):
+    from harness import scan
+    result = scan(ohlcv_path=str(small_universe), out_dir=str(tmp_path / "out"), workers=1, progress=False,
+                  detectors=["volume_spike", "volume_spike_trend"])
+    shown = result._repr_html_()
+    assert "Does each variant beat its baseline?" in shown and "volume_spike_trend vs volume_spike" in shown
+    assert shown.count("volume_spike_trend vs volume_spike</td>") == len(result.run["config"]["forward_windows"])
