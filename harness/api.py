@@ -161,15 +161,13 @@ class ScanResult:
         import html
         from harness.report import findings
         table = self.summary
-        compared = table[table["baseline"] != ""]
-        forward = {name: self.forward(name) for name in {*compared["detector"], *compared["baseline"]}}
         shown = pd.DataFrame({
             "detector": table["detector"], "window": table["window"], "events": table["events"],
             "abn_mean": table["abn_mean"].map(lambda v: "" if pd.isna(v) else f"{100 * v:+.2f}%"),
             "abn_t": table["abn_t"].map(lambda t: "-" if pd.isna(t) else f"{t:.2f}"),
             "stars": ["*" if starred else "" for starred in table["abn_significant"].astype(bool)]})
         return (f"<p>ScanResult {html.escape(str(self.out_dir))} (report: {html.escape(str(self.report_path))})</p>"
-                + findings(table, forward) + shown.to_html(index=False, escape=True))
+                + findings(table) + shown.to_html(index=False, escape=True))
 
 
 def _stamp(out_dir: Path) -> tuple[int, int, int] | None:

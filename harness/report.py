@@ -25,7 +25,7 @@ import pandas as pd
 
 from harness.stats.benchmark import DEFAULT_OUTLIER_MOVE
 from harness.eval import abnormal_column
-from harness.stats.summary import SPREAD, comparison_df, events_per_year, histogram, intervals
+from harness.stats.summary import SPREAD, events_per_year, histogram, intervals
 
 WIDTH, HEIGHT = 330, 250
 LEFT, RIGHT, TOP, BOTTOM = 52, 10, 28, 34  # margins around the plotting area
@@ -478,17 +478,15 @@ def verdict(difference: float, tested: bool, significant: bool) -> str:
 FINDING_COLUMNS = ("variant", "bars", "verdict", "difference", "95% interval", "p", "p (Holm)")
 
 
-def findings(summary: pd.DataFrame, forward: Mapping[str, pd.DataFrame]) -> str:
+def findings(summary: pd.DataFrame) -> str:
     """Per variant, whether it beats its baseline and at which horizons: per horizon the verdict(),
     the difference of abnormal means (vs_baseline) with its 95% interval (per test: t(df) with the
-    comparison's own df, harness.stats.summary.comparison_df), p and Holm p. A run without variants
+    comparison's own df, vs_baseline_df), p and Holm p. A run without variants
     compared: each detector's starred horizons (abn_significant), or none."""
     compared = summary[(summary["baseline"] != "") & summary["vs_baseline"].notna()]
     if compared.empty:
         return _starred(summary)
-    df = [comparison_df(forward[base], forward[name], h)
-          for name, base, h in zip(compared["detector"], compared["baseline"], compared["window"])]
-    low, high = intervals(compared["vs_baseline"], compared["vs_baseline_se"], df)
+    low, high = intervals(compared["vs_baseline"], compared["vs_baseline_se"], compared["vs_baseline_df"])
     rows, words = [], {}
     for row, lo, hi in zip(compared.to_dict("records"), low, high):
         word = verdict(row["vs_baseline"], math.isfinite(row["vs_baseline_t"]), bool(row["vs_significant"]))
@@ -659,7 +657,7 @@ def build_report(summary: pd.DataFrame, forward: Mapping[str, pd.DataFrame], pat
     market = info.get("market") or {}
     partial = partial_years(market.get("first_date"), market.get("last_date"))
     window = chart_window(sorted(summary["window"].unique()))
-    body = [_facts(info), findings(summary, forward), _data_quality(summary, info)]
+    body = [_facts(info), findings(summary), _data_quality(summary, info)]
     for members in families(detectors, baselines):
         legend = " ".join(f"<span class=key style='background:{colors[m]}'></span>{html.escape(m)}" for m in members)
         body.append(f"<h2>{html.escape(' vs '.join(members))}</h2><p>{legend}</p>"

@@ -162,6 +162,7 @@ def test_findings_come_first_and_say_the_variants_difference_with_its_interval_a
         both = pd.concat([forward[d].loc[forward[d][f"abn_{row.window}"].notna(), ["date", "symbol"]]
                           for d in (row.baseline, row.detector)])
         df = min(both["date"].nunique(), both["symbol"].nunique()) - 1
+        assert row.vs_baseline_df == df
         assert 2 * stats.t.sf(abs(row.vs_baseline_t), df) == pytest.approx(row.vs_baseline_p, rel=1e-9)
         half = stats.t.ppf(0.975, df) * row.vs_baseline_se
         low, high = interval_cell(cells[4])

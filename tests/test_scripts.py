@@ -76,12 +76,11 @@ def test_a_scan_result_joins_events_with_returns_and_shows_in_a_notebook(tmp_pat
     numbers = shown[shown.index("<table border"):]  # after the findings
     assert numbers.count("<tr") == len(result.summary) + 1 and "<th>abn_t</th>" in shown and "<th>stars</th>" in shown
     assert numbers.count("<td>*</td>") == int(result.summary["abn_significant"].sum())
-    assert "<h2>Findings</h2><p>No variant in this run" in shown
+    assert "<h2>Findings</h2><p>Does each variant beat its baseline?" in shown  # with_range varies gap
     table = result.summary.assign(abn_significant=[True] + [False] * (len(result.summary) - 1))
     table.to_csv(tmp_path / "out" / "summary.csv", index=False)
     again = type(result)(result.out_dir)._repr_html_()
     assert again[again.index("<table border"):].count("<td>*</td>") == 1
-    assert "starred (p (Holm) &lt; 5%" in again, "the findings name the starred horizon"
 
 
 def test_a_scan_results_findings_say_whether_each_variant_beats_its_baseline(tmp_path, small_universe):

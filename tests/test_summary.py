@@ -16,7 +16,7 @@ from statsmodels.stats.multitest import multipletests
 
 from conftest import run_cli, write_config
 from harness.stats.inference import ONE_WAY_NOTE, difference_estimate
-from harness.stats.summary import (LOOKS_AHEAD, SUMMARY_LEGEND, PathSums, comparison_df, detector_summary,
+from harness.stats.summary import (LOOKS_AHEAD, SUMMARY_LEGEND, PathSums, detector_summary,
                                    format_summary, is_significant, return_stats, summarize)
 from test_inference import statsmodels_fit
 
@@ -113,21 +113,20 @@ def test_the_printed_summary_stars_by_the_holm_adjusted_p_and_never_a_row_withou
         and "abn n: events with an abnormal return, used by abn mean, abn t, p (Holm)" in SUMMARY_LEGEND
 
 
-def test_comparison_df_is_the_df_of_the_variant_test():
-    """The report's interval of vs_baseline needs the t's df, which summary.csv does not hold: the
-    fewer of both detectors' distinct dates and symbols with an abnormal return, less 1."""
-    base = frame([0.1, 0.2], dates=["2024-01-02", "2024-01-03"]).assign(symbol=[0, 1])
-    other = frame([0.3, 0.1, 0.5], dates=["2024-01-03", "2024-01-04", "2024-01-05"]).assign(symbol=[1, 2, 3])
-    other.loc[2, "abn_5"] = np.nan  # no abnormal return: not in the test
-    assert comparison_df(base, other, 5) == 2  # dates 2, 3, 4 and symbols 0, 1, 2
+def test_the_variant_tests_df_is_in_the_summary():
+    """The report's interval of vs_baseline needs the t's df: the fewer of both detectors' distinct
+    dates and symbols with an abnormal return, less 1 (difference_estimate's clusters); 0 without a test."""
     rng = np.random.default_rng(5)
     days = pd.bdate_range("2024-01-01", periods=40)
     events = [pd.DataFrame({"date": days[rng.integers(0, 40, n)], "symbol": rng.integers(0, 15, n),
+                            "fwd_5": 0.0, "mkt_5": 0.0,
                             "abn_5": np.where(rng.random(n) < 0.1, np.nan, rng.normal(0, 0.02, n))}) for n in (200, 90)]
     ok = [e[e["abn_5"].notna()] for e in events]
     test = difference_estimate(*(x for e in ok for x in (e["abn_5"].to_numpy(), e["date"].to_numpy(),
                                                          e["symbol"].to_numpy())))
-    assert test.df == comparison_df(*events, 5) == 14  # 15 symbols, 40 dates
+    table = summarize({"b": events[0], "v": events[1]}, [5], {"b": None, "v": "b"})
+    assert table["vs_baseline_df"].tolist() == [0, test.df] and test.df == 14  # 15 symbols, 40 dates
+    assert table["vs_baseline_t"].iloc[1] == test.t
 
 
 def test_events_without_any_abnormal_return_say_why():

@@ -18,8 +18,8 @@ SUMMARY_COLUMNS = ["detector", "baseline", "window", "events", "valid", "mean", 
                    "t_clustered", "hit_rate", "market_mean", "abn_valid", "flagged", "abn_mean", "abn_median", "abn_se",
                    "abn_t", "abn_df", "abn_p", "abn_p_holm", "abn_q_bh", "abn_significant", "abn_hit_rate",
                    "null_hit_rate", "sign_t", "sign_p", "event_dates", "event_symbols", "baseline_mean", "vs_baseline",
-                   "vs_baseline_se", "vs_baseline_t", "vs_baseline_p", "vs_p_holm", "vs_q_bh", "vs_significant", "note",
-                   "symbols", "failed_symbols"]
+                   "vs_baseline_se", "vs_baseline_df", "vs_baseline_t", "vs_baseline_p", "vs_p_holm", "vs_q_bh",
+                   "vs_significant", "note", "symbols", "failed_symbols"]
 PATH_COLUMNS = ["detector", "offset", "events", "mean_ret", "abn_events", "mean_abn", "abn_low", "abn_high"]
 QUANTILE_COLUMNS = ["detector", "window", "quantile", "events", "score_low", "score_high", "abn_mean", "abn_se",
                     "abn_t", "abn_p", "note"]
@@ -172,7 +172,8 @@ def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], basel
     detector_summary rows and:
     - for a variant whose baseline ran: baseline_mean (the baseline's raw mean), vs_baseline
       (abn_mean minus the baseline's) and its two-way clustered test of that difference
-      (vs_baseline_se, vs_baseline_t, vs_baseline_p); NaN for baselines;
+      (vs_baseline_se, vs_baseline_df: the degrees of freedom of its t, 0 without a test,
+      vs_baseline_t, vs_baseline_p); NaN (df 0) for baselines;
     - multiplicity: abn_p_holm (Holm, family-wise) and abn_q_bh (Benjamini-Hochberg, false
       discovery rate) over every row's abn_p, the run's detector x window tests; vs_p_holm and
       vs_q_bh likewise over the variant comparisons, a family of their own; abn_significant and
@@ -180,7 +181,8 @@ def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], basel
     symbols / failed_symbols: how many symbols were scanned / failed (skipped), repeated on every
     row so that summary.csv says on its own how much of the universe it covers.
     lookahead: detectors that failed the look-ahead check (lookahead_check: warn): their rows say so
-    in `note` and get no star (their p-values stay, and stay in the Holm/BH families).
+    in `note` and get no star, nor does a variant's comparison with one of them as its baseline
+    (their p-values stay, and stay in the Holm/BH families).
     """
     given = detector_tables or {}
     nulls = null_hit_rates or {}
@@ -205,11 +207,12 @@ def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], basel
                 test = dataclasses.replace(test, note=f"no event of {' or '.join(lacking)} has an abnormal return "
                                                       "at this window")
             compared.append({"baseline_mean": means[(base, h)][0], "vs_baseline": test.value,
-                             "vs_baseline_se": test.se, "vs_baseline_t": test.t, "vs_baseline_p": test.p,
+                             "vs_baseline_se": test.se, "vs_baseline_df": test.df, "vs_baseline_t": test.t,
+                             "vs_baseline_p": test.p,
                              "vs_note": test.note})
         else:
             compared.append({"baseline_mean": math.nan, "vs_baseline": math.nan, "vs_baseline_se": math.nan,
-                             "vs_baseline_t": math.nan, "vs_baseline_p": math.nan, "vs_note": ""})
+                             "vs_baseline_df": 0, "vs_baseline_t": math.nan, "vs_baseline_p": math.nan, "vs_note": ""})
     compared = pd.DataFrame(compared, index=table.index)
     table = pd.concat([table, compared.drop(columns="vs_note")], axis=1)
     table["note"] = [("; ".join(n for n in (note, f"vs baseline: {vs}" if vs else "") if n))
@@ -220,7 +223,9 @@ def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], basel
     table["note"] = [("; ".join(n for n in (LOOKS_AHEAD, note) if n) if peek else note)
                      for note, peek in zip(table["note"], peeks)]
     table["abn_significant"] = [is_significant(p) and not peek for p, peek in zip(table["abn_p_holm"], peeks)]
-    table["vs_significant"] = [is_significant(p) and not peek for p, peek in zip(table["vs_p_holm"], peeks)]
+    # a comparison with a baseline that looks ahead compares with a detector that is not valid: no star either
+    peeks_against = peeks | table["baseline"].isin(list(lookahead)).to_numpy()
+    table["vs_significant"] = [is_significant(p) and not peek for p, peek in zip(table["vs_p_holm"], peeks_against)]
     table["symbols"] = symbols
     table["failed_symbols"] = failed_symbols
     return table[SUMMARY_COLUMNS]
@@ -359,15 +364,6 @@ def intervals(mean: pd.Series, se: pd.Series, df: pd.Series, level: float = 0.05
     rows = [Estimate(m, s, math.nan, math.nan, int(d), 0, 0).interval(level) if s == s else (math.nan, math.nan)
             for m, s, d in zip(mean, se, df)]
     return np.array([r[0] for r in rows], dtype="float64"), np.array([r[1] for r in rows], dtype="float64")
-
-
-def comparison_df(base: pd.DataFrame, other: pd.DataFrame, h: int) -> int:
-    """The degrees of freedom of summarize()'s vs_baseline test at window h (the t(df) of its p):
-    the fewer of the distinct event dates and symbols over both detectors' events with an abnormal
-    return (date, symbol, abn_<h> columns), less 1, as difference_estimate counts its clusters.
-    Meaningful only where vs_baseline_se is a number (at least MIN_CLUSTERS of each)."""
-    both = pd.concat([frame.loc[frame[abnormal_column(h)].notna(), ["date", "symbol"]] for frame in (base, other)])
-    return max(min(both["date"].nunique(), both["symbol"].nunique()) - 1, 0)
 
 
 def events_per_year(dates: pd.Series) -> pd.Series:
