@@ -67,7 +67,7 @@ from harness.final_files import FinalFiles
 from harness.staging import StagingFolder
 from harness.stats.summary import format_summary, summarize
 from cluster.dispatch import ProgressMarks, ScanFeed, ShippedChunks, dask_run_all
-from harness.task import ScanTask, SymbolResult, scan_symbol
+from harness.task import CANNOT_CUT, LOOKAHEAD_MIN_BARS, ScanTask, SymbolResult, scan_symbol
 
 log = logging.getLogger("scan")
 
@@ -161,36 +161,37 @@ class Timings(dict):
         self.mark = now
 
 
-LOOKAHEAD_SYMBOLS = 3  # the first symbols to scan are checked for look-ahead (lookahead_check)
+LOOKAHEAD_SYMBOLS = 3  # the universe's first symbols are checked for look-ahead (lookahead_check)
 
 
-@dataclasses.dataclass
-class LookAhead:
-    """The look-ahead check's findings (harness.task.check_lookahead), gathered by stage_results."""
+def refuse_lookahead(result: SymbolResult) -> None:
+    """lookahead_check: fail: a LookAheadError, at once, when a checked symbol's result shows a
+    detector that looks ahead (the check runs on the first symbols scanned: within seconds)."""
+    for detector, change in sorted((result.lookahead or {}).items()):
+        if change and not change.startswith(CANNOT_CUT):
+            raise LookAheadError(f"detector {detector!r} looks ahead: on symbol {result.symbol!r} {change}; fix it, "
+                                 "or set lookahead_check: warn")
 
-    symbols: list[str] = dataclasses.field(default_factory=list)  # checked (those with enough bars)
-    found: dict[str, str] = dataclasses.field(default_factory=dict)  # detector -> its first change found
 
-    def take(self, result: SymbolResult, refuse: bool) -> None:
-        """Record a checked symbol's findings; with `refuse` (lookahead_check: fail) a detector that
-        looks ahead is a LookAheadError, at once: the check runs on the first symbols scanned."""
-        if result.lookahead is None or result.error is not None:
-            return
-        if result.lookahead:
-            self.symbols.append(result.symbol)
-        for detector, change in result.lookahead.items():
-            if change and detector not in self.found:
-                line = f"detector {detector!r} looks ahead: on symbol {result.symbol!r} {change}"
-                if refuse:
-                    raise LookAheadError(f"{line}; fix it, or set lookahead_check: warn")
-                self.found[detector] = line
+def lookahead_findings(checked: Mapping[str, Mapping[str, str]], specs: Sequence[DetectorSpec]) -> dict[str, str]:
+    """Per detector what the check found, from the staged findings of the checked symbols
+    (StagedFacts.lookahead: symbol -> detector -> finding, a resumed run's included), the first
+    symbol's in symbol order that says something: "ok", "not checked" (no symbol checked: off,
+    or fewer bars than harness.task.LOOKAHEAD_MIN_BARS), the line saying how it looks ahead, or
+    that it could not be checked (CANNOT_CUT). The same whatever order the tasks finished in."""
+    found = {}
+    for spec in specs:
+        said = [(symbol, checked[symbol].get(spec.name, "")) for symbol in sorted(checked)]
+        symbol, change = next(((sym, c) for sym, c in said if c), (None, ""))
+        found[spec.name] = ("not checked" if not checked else "ok" if not change
+                            else f"detector {spec.name!r} on symbol {symbol!r}: {change}" if change.startswith(CANNOT_CUT)
+                            else f"detector {spec.name!r} looks ahead: on symbol {symbol!r} {change}")
+    return found
 
-    def facts(self, check: str, specs: Sequence[DetectorSpec]) -> dict[str, Any]:
-        """run.json's `lookahead`: the mode, the symbols checked, per detector "ok", "not checked"
-        (off, or no symbol checked) or the line saying how it looks ahead."""
-        return {"check": check, "symbols": sorted(self.symbols),
-                "detectors": {s.name: self.found.get(s.name, "ok" if self.symbols else "not checked")
-                              for s in specs}}
+
+def looks_ahead(findings: Mapping[str, str]) -> set[str]:
+    """The detectors lookahead_findings() found looking ahead."""
+    return {name for name, line in findings.items() if " looks ahead: " in line}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +207,6 @@ class RunPlan:
     staging: StagingFolder
     todo: list[int]             # indices into symbols of those to scan (not staged by a resumed run)
     resumed_from: int           # symbols already staged by the run resumed
-    lookahead: LookAhead = dataclasses.field(default_factory=LookAhead)  # filled by stage_results
 
 
 def prepare_run(cfg: ScanConfig, resume: bool) -> RunPlan:
@@ -233,7 +233,10 @@ def prepare_run(cfg: ScanConfig, resume: bool) -> RunPlan:
     log.info("Scanning %d symbols with %d detectors", len(symbols), len(specs))
     todo = [i for c in range(staging.chunks) if c not in staging.done_chunks for i in staging.chunk_range(c)]
     # the first symbols to scan, whoever runs them: the same check serially and on Dask, and early
-    checked = frozenset() if cfg.lookahead_check == "off" else frozenset(symbols[i] for i in todo[:LOOKAHEAD_SYMBOLS])
+    # the universe's first symbols, whoever runs them and whether or not a run is resumed (those an
+    # interrupted run staged have their findings in state.json): the same symbols, serially and on Dask
+    checked = frozenset() if cfg.lookahead_check == "off" else frozenset(symbols[i] for i in todo
+                                                                          if i < LOOKAHEAD_SYMBOLS)
     task = dataclasses.replace(ScanTask.from_config(cfg, specs), lookahead_symbols=checked)
     return RunPlan(cfg, symbols, invalid, ignored, specs, task, staging, todo, staging.flushed)
 
@@ -344,7 +347,8 @@ def stage_results(plan: RunPlan, results: Iterator[tuple[int, SymbolResult]], pr
     progress.start()
     try:
         for i, result in results:
-            plan.lookahead.take(result, refuse=cfg.lookahead_check == "fail")
+            if cfg.lookahead_check == "fail" and result.error is None:
+                refuse_lookahead(result)
             if result.error is not None:
                 error = result.error
                 if cfg.on_error == "fail":
@@ -384,7 +388,7 @@ def write_statistics(plan: RunPlan, files: FinalFiles, evaluated: Evaluated) -> 
     summary = summarize(evaluated.events, cfg.forward_windows, {s.name: s.baseline for s in specs},
                         symbols=len(plan.symbols) + len(plan.invalid) - failed, failed_symbols=failed,
                         null_hit_rates=evaluated.null_hit_rates, detector_tables=evaluated.summaries,
-                        lookahead=set(plan.lookahead.found))
+                        lookahead=looks_ahead(lookahead_findings(plan.staging.facts.lookahead, specs)))
     files.text("summary.csv", summary.to_csv(index=False))
     files.text("paths.csv", evaluated.paths.to_csv(index=False))
     files.text("quantiles.csv", pd.concat([evaluated.quantiles[s.name] for s in specs],
@@ -415,7 +419,8 @@ def run_facts(plan: RunPlan, execution: Execution, evaluated: Evaluated, started
         # sorted: chunks are staged in the order their tasks finish (the list stops at 1,000)
         "market_outliers": {"count": staged.market_outlier_count,
                             "bars": sorted(staged.market_outliers, key=lambda b: (b["symbol"], b["date"]))},
-        "lookahead": plan.lookahead.facts(cfg.lookahead_check, plan.specs),
+        "lookahead": {"check": cfg.lookahead_check, "symbols": sorted(staged.lookahead),
+                      "detectors": lookahead_findings(staged.lookahead, plan.specs)},
         "null_hit_rates": {str(h): rate for h, rate in evaluated.null_hit_rates.items()},
         "bars_read": staged.bars,
         "repairs": dict(sorted(staged.repairs.items())),
@@ -479,8 +484,13 @@ def closing_notes(info: Mapping[str, Any], cfg: ScanConfig) -> list[str]:
     """What a researcher must know about a finished run besides its summary: detectors that look
     ahead (lookahead_check: warn), failed symbols, repairs of the data, market outliers, a thin
     market, symbols without bars (each a line)."""
-    notes = [f"warning: {line}; its rows get no star (lookahead_check: warn)"
-             for line in info["lookahead"]["detectors"].values() if line.startswith("detector ")]
+    findings = info["lookahead"]["detectors"]
+    notes = [f"warning: {findings[name]}; its rows get no star (lookahead_check: warn)"
+             for name in sorted(looks_ahead(findings))]
+    notes += [f"note: {line}" for line in findings.values() if CANNOT_CUT in line]
+    if info["lookahead"]["check"] != "off" and not info["lookahead"]["symbols"]:
+        notes.append(f"note: the look-ahead check ran on no symbol (the first {LOOKAHEAD_SYMBOLS} have fewer than "
+                     f"{LOOKAHEAD_MIN_BARS} bars, or were staged by a run without the check)")
     failed = info["failed"]
     if failed:
         notes.append(f"{len(failed)} symbol(s) failed and were skipped: "

@@ -241,6 +241,7 @@ class StagedFacts:
     market_outlier_count: int = 0
     inputs: dict[str, str] = dataclasses.field(default_factory=dict)  # symbol -> harness.io.symbol_fingerprint
     parts: dict[str, str] = dataclasses.field(default_factory=dict)  # staged part's file name -> sha256 of its bytes
+    lookahead: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # checked symbol -> its findings
 
     def to_json(self) -> bytes:
         return json.dumps(vars(self), sort_keys=True).encode()  # asdict() would deep-copy every field: 5x slower
@@ -455,6 +456,8 @@ class StagingFolder:
             self.facts.bars += result.bars
             if not result.bars:
                 self.facts.no_bars.append(result.symbol)
+            if result.lookahead:  # harness.task.check_lookahead: kept for a resumed run's summary
+                self.facts.lookahead[result.symbol] = result.lookahead
         with_events = [(set(np.unique(r.rows["detector"]).tolist()), r) for r in ok]
         for code, spec in enumerate(self.detectors):  # extra columns: the same for every symbol with events
             self.schemas(spec, [(r.symbol, r.extras.get(spec.name)) for codes, r in with_events if code in codes])

@@ -325,6 +325,7 @@ def _run_detectors(bars: pd.DataFrame, task: ScanTask, result: SymbolResult, run
     return np.concatenate(codes), np.concatenate(rows).astype(np.int64), np.concatenate(scores), every
 
 
+CANNOT_CUT = "not checked: it raises on the bars cut"  # a finding that is no look-ahead (its symbol scans fine)
 LOOKAHEAD_CUTS = (0.25, 0.5, 0.75)  # where the bars are cut, as shares of the symbol's history
 LOOKAHEAD_MIN_BARS = 40  # fewer bars: the symbol is not checked (cut histories too short to say much)
 _RELATIVE = 1e-12
@@ -356,11 +357,28 @@ def first_change(full: CheckedEvents, cut: CheckedEvents, dates: np.ndarray, las
     return ""
 
 
+def cut_bars(event_rows: np.ndarray, bars: int) -> list[int]:
+    """The last bar of each cut of a symbol's `bars` bars (LOOKAHEAD_CUTS): at each share of the
+    history, the detector's own event nearest to it, else the bar there. Cut at an event's bar,
+    a detector that peeks even one bar ahead (shift(-1)) loses or changes that event for sure;
+    cut elsewhere, only if it happens to fire on the cut's last bars. In order, each once."""
+    cuts = []
+    for share in LOOKAHEAD_CUTS:
+        at = int(share * (bars - 1))
+        if len(event_rows):
+            at = int(event_rows[np.argmin(np.abs(event_rows - at))])
+        cuts.append(at)
+    return sorted(set(cuts))
+
+
 def check_lookahead(bars: pd.DataFrame, task: ScanTask, full: Sequence[CheckedEvents],
                     running: list[str | None]) -> dict[str, str]:
-    """Every detector again on `bars` cut after a few bars (LOOKAHEAD_CUTS): detector -> "" when its
+    """Every detector again on `bars` cut after a few bars (cut_bars): detector -> "" when its
     events up to each cut are those of the full run (`full`, in task order), else one line saying
-    at which cut what changed first. No cut for fewer than LOOKAHEAD_MIN_BARS bars: {}."""
+    at which cut what changed first; a detector that raises on cut bars (one that needs a long
+    history) is not checked, and its line starts with CANNOT_CUT: the check never fails a symbol
+    that scans fine, whose staged bytes are the same with the check or without. No cut for fewer
+    than LOOKAHEAD_MIN_BARS bars: {}."""
     n = len(bars)
     if n < LOOKAHEAD_MIN_BARS:
         return {}
@@ -369,10 +387,16 @@ def check_lookahead(bars: pd.DataFrame, task: ScanTask, full: Sequence[CheckedEv
     for spec, events in zip(task.detectors, full):
         running[0] = spec.name
         found[spec.name] = ""
-        for share in LOOKAHEAD_CUTS:
-            last = int(share * (n - 1))
+        for last in cut_bars(events.rows, n):
             frame = bars.iloc[:last + 1].copy()  # a frame of its own, as a detector may change it
-            cut = _check_events(_call_guarded(spec, frame, _own_params(spec)), dates[:last + 1])
+            try:
+                cut = _check_events(_call_guarded(spec, frame, _own_params(spec)), dates[:last + 1])
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:  # the check never fails a symbol
+                if isinstance(exc, StopRequested):
+                    raise
+                detail = (str(exc).splitlines() or [""])[0]
+                found[spec.name] = f"{CANNOT_CUT} after {_day(dates[last])} ({type(exc).__name__}: {detail})"
+                break
             change = first_change(events, cut, dates, last)
             if change:
                 found[spec.name] = f"cut after {_day(dates[last])}, {change}"

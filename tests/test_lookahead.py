@@ -1,12 +1,21 @@
 """No look-ahead: the events a detector reports up to row t do not change when rows after t are cut."""
 
+import json
+import shutil
+
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import run_cli, write_config
+from harness.config import load_config
 from harness.detectors import REGISTERED, resolve_detectors
+from harness.errors import ConfigError
 from harness.io import list_symbols, read_symbol_data
+from harness.task import CheckedEvents, first_change
+from test_run import output_files
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +44,8 @@ def test_events_up_to_t_do_not_depend_on_later_bars(frames, name):
 
 # --- the check on every run (lookahead_check; harness.task.check_lookahead) ---
 
-import json
-
-import pandas as pd
-
-from conftest import run_cli, write_config
-from harness.config import load_config
-from harness.errors import ConfigError
-from harness.task import CheckedEvents, first_change
-
 PEEK, RANK, CAUSAL = "user_detectors:peek_ahead", "user_detectors:whole_rank", "user_detectors:causal_jump"
+PEEK_ONE = "user_detectors:peek_one_bar"
 
 
 def _events(rows, scores) -> CheckedEvents:
@@ -74,12 +75,20 @@ def test_lookahead_check_takes_fail_warn_or_off(small_universe):
 
 
 def _scan(tmp_path, universe, detectors, **keys):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config = write_config(tmp_path / "config.yaml", ohlcv_path=str(universe), out_dir=str(tmp_path / "out"),
                           detectors=list(detectors), **{"workers": 1, **keys})
     return run_cli("--config", str(config), "-q"), tmp_path / "out"
 
 
-@pytest.mark.parametrize("detector", [PEEK, RANK])
+def test_the_cuts_are_at_the_detectors_own_events_nearest_to_a_quarter_half_and_three_quarters():
+    from harness.task import cut_bars
+    assert cut_bars(np.array([], dtype=np.int64), 101) == [25, 50, 75]
+    assert cut_bars(np.array([3, 40, 90]), 101) == [40, 90]  # 25 and 50: nearest 40; 75: 90
+    assert cut_bars(np.array([60]), 101) == [60]
+
+
+@pytest.mark.parametrize("detector", [PEEK, RANK, PEEK_ONE])
 def test_a_detector_that_looks_ahead_is_refused_in_one_line(tmp_path, small_universe, detector):
     proc, out = _scan(tmp_path, small_universe, [CAUSAL, detector])
     assert proc.returncode == 2, proc.stderr
@@ -122,3 +131,36 @@ def test_off_runs_no_check(tmp_path, small_universe):
     facts = json.loads((out / "run.json").read_text())["lookahead"]
     assert facts == {"check": "off", "symbols": [], "detectors": {PEEK: "not checked"}}
     assert "*" in proc.stdout  # without the check, the peeking detector earns its star
+
+
+def test_a_detector_that_raises_on_the_cut_bars_is_not_checked_and_its_symbols_scan_as_without_the_check(
+        tmp_path, small_universe):
+    long = "user_detectors:needs_long_history"
+    checked, out = _scan(tmp_path / "checked", small_universe, [long, "gap"])
+    plain, plain_out = _scan(tmp_path / "plain", small_universe, [long, "gap"], lookahead_check="off")
+    assert checked.returncode == 0 == plain.returncode, checked.stderr
+    assert output_files(out) == output_files(plain_out), "the check never changes a staged byte"
+    found = json.loads((out / "run.json").read_text())["lookahead"]["detectors"]
+    assert found["gap"] == "ok" and found[long].startswith(f"detector '{long}' on symbol '") \
+        and "not checked: it raises on the bars cut after " in found[long] and "need 300 bars" in found[long]
+    assert f"note: detector '{long}' on symbol '" in checked.stdout
+
+
+def test_a_resumed_run_keeps_the_findings_of_the_symbols_checked_before(tmp_path, small_universe):
+    # the first run stops at the universe's last symbol (an unreadable file) after staging the first
+    # chunks, the checked symbols among them; fixed, --resume must report the same check as a fresh run
+    data = tmp_path / "data"
+    shutil.copytree(small_universe, data)
+    last = sorted(data.glob("symbol=*"))[-1] / "part-0.parquet"
+    good = last.read_bytes()
+    last.write_bytes(b"not parquet")
+    keys = {"flush_every": 3, "lookahead_check": "warn"}
+    stopped, out = _scan(tmp_path / "run", data, [PEEK, CAUSAL], **keys)
+    assert stopped.returncode == 2 and "cannot read file" in stopped.stderr, stopped.stderr
+    last.write_bytes(good)
+    resumed = run_cli("--config", str(tmp_path / "run" / "config.yaml"), "--resume", "-q")
+    fresh, fresh_out = _scan(tmp_path / "fresh", data, [PEEK, CAUSAL], **keys)
+    assert resumed.returncode == 0 == fresh.returncode, resumed.stderr
+    assert output_files(out) == output_files(fresh_out)
+    facts = [json.loads((folder / "run.json").read_text())["lookahead"] for folder in (out, fresh_out)]
+    assert facts[0] == facts[1] and facts[0]["symbols"] == sorted(p.name[7:] for p in sorted(data.iterdir())[:3])

@@ -101,3 +101,18 @@ def causal_jump(df: pd.DataFrame, cfg) -> pd.DataFrame:
     change = df["close"] / df["close"].shift(1) - 1
     hit = change > 0.03
     return pd.DataFrame({"date": df["date"][hit].to_numpy(), "score": change[hit].to_numpy()})
+
+
+def needs_long_history(df: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Causal, but raises on fewer than 300 bars (a detector that needs a long warm-up): the
+    look-ahead check's cut bars make it raise; the symbol itself scans fine."""
+    if len(df) < 300:
+        raise ValueError(f"need 300 bars, got {len(df)}")
+    return causal_jump(df, cfg)
+
+
+def peek_one_bar(df: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Looks one bar ahead: fires when the next close is 2% higher (shift(-1))."""
+    rise = df["close"].shift(-1) / df["close"] - 1
+    hit = rise > 0.02
+    return pd.DataFrame({"date": df["date"][hit].to_numpy(), "score": rise[hit].to_numpy()})
