@@ -243,9 +243,13 @@ def _grid_points(key: str, grid: Any) -> list[tuple[str, dict[str, Any]]]:
             raise _fail(key, f"parameter names must be text, got {param!r}")
         if not isinstance(values, list) or not values:
             raise _fail(f"{key}.{param}", f"must be a non-empty list of values, got {values!r}")
-        texts = [yaml_text(v) for v in values]
-        if len(set(texts)) != len(texts):
-            raise _fail(f"{key}.{param}", f"values must not repeat, got {values!r}")
+        # numpy's numbers (a notebook's np.arange) as Python's, which YAML can write in a name
+        plain = [v.item() if type(v).__module__ == "numpy" and hasattr(v, "item") else v for v in values]
+        if any(not isinstance(v, (bool, int, float, str)) for v in plain):
+            raise _fail(f"{key}.{param}", f"values must be numbers, true/false or text, got {values!r}")
+        if len({(isinstance(v, bool), v) for v in plain}) != len(plain):
+            raise _fail(f"{key}.{param}", f"values must not repeat (2 and 2.0 are one value), got {values!r}")
+        grid = {**grid, param: plain}
     points = []
     for combo in itertools.product(*grid.values()):
         point = dict(zip(grid, combo))
@@ -254,14 +258,15 @@ def _grid_points(key: str, grid: Any) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _detector_entries(key: str, value: Any) -> tuple[tuple[str, ...], dict[str, dict[str, Any]],
-                                                     dict[str, dict[str, Any]]]:
-    """(names, entries, params) of the `detectors` key: a list of names (or one comma-separated
-    text) and of mappings {name, detector, params, baseline, grid}. A mapping's detector defaults
-    to its name; each point of its grid is a detector of its own, `<name>[k=v,...]`. entries:
-    name -> {"detector", "baseline"} of the mappings' detectors; params: their parameters."""
+                                                     dict[str, dict[str, Any]], dict[str, tuple[str, ...]]]:
+    """(names, entries, params, gridded) of the `detectors` key: a list of names (or one
+    comma-separated text) and of mappings {name, detector, params, baseline, grid}. A mapping's
+    detector defaults to its name; each point of its grid is a detector of its own,
+    `<name>[k=v,...]`. entries: name -> {"detector", "baseline"} of the mappings' detectors;
+    params: their parameters; gridded: a grid point's name -> the keys its name fixes."""
     if not isinstance(value, list) or not any(isinstance(item, dict) for item in value):
-        return _str_list(key, value), {}, {}
-    names, entries, params = [], {}, {}
+        return _str_list(key, value), {}, {}, {}
+    names, entries, params, gridded = [], {}, {}, {}
     for item in value:
         if isinstance(item, str) and item:
             names.append(item)
@@ -290,7 +295,8 @@ def _detector_entries(key: str, value: Any) -> tuple[tuple[str, ...], dict[str, 
             names.append(name + suffix)
             entries[name + suffix] = {"detector": detector, "baseline": baseline}
             params[name + suffix] = {**own, **point}
-    return tuple(names), entries, params
+            gridded[name + suffix] = tuple(point)
+    return tuple(names), entries, params, gridded
 
 
 def params_json(flag: str, text: str | None) -> dict[str, Any] | None:
@@ -604,8 +610,8 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
                 raise _fail("symbols", str(exc)) from None
         symbols = tuple(sorted(set(symbols)))
 
-    detectors, entries, entry_params = ((REGISTERED, {}, {}) if merged.get("detectors") is None
-                                        else _detector_entries("detectors", merged["detectors"]))
+    detectors, entries, entry_params, gridded = ((REGISTERED, {}, {}, {}) if merged.get("detectors") is None
+                                                 else _detector_entries("detectors", merged["detectors"]))
     if not detectors:
         raise _fail("detectors", "must list at least one detector name (leave it out to run every registered one)")
     repeated = [name for name in dict.fromkeys(detectors) if detectors.count(name) > 1]
@@ -614,6 +620,10 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
                     f"than once (to run one detector with other parameters, give it a name of its own: "
                     f"- {{name: ..., detector: ..., params: ...}})")
     params = _params("params", merged.get("params"))
+    for name, keys in gridded.items():  # a grid point's name says its values: `params` may not change them
+        fixed = sorted(set(keys) & set(params.get(name, {})))
+        if fixed:
+            raise _fail(f"params.{name}", f"{', '.join(fixed)} is fixed by the grid point's name; change the grid")
     for name, own in entry_params.items():  # the `params` key (and --params) over an entry's own
         if own:
             params[name] = {**own, **params.get(name, {})}

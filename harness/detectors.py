@@ -294,6 +294,9 @@ def resolve_detectors(names: tuple[str, ...], overrides: Mapping[str, Mapping[st
     specs, folders = [], {}
     for name in names:
         folder = out_name(name)
+        if len(folder.encode()) > MAX_FOLDER_NAME:
+            raise ConfigError(f"config key 'detectors': {name[:40]!r}... is too long a name ({len(folder.encode())} "
+                              f"characters in its folder, at most {MAX_FOLDER_NAME}); give it a shorter name")
         if folder.casefold() in (reserved.casefold() for reserved in RESERVED_NAMES):
             raise ConfigError(f"config key 'detectors': {name!r} would write to the folder {folder!r}, a "
                               f"name the scan keeps for its own files ({', '.join(RESERVED_NAMES)}); rename the "
@@ -335,4 +338,24 @@ def resolve_detectors(names: tuple[str, ...], overrides: Mapping[str, Mapping[st
     stray = sorted(set(overrides) - set(names))
     if stray:
         raise ConfigError(f"config key 'params': {', '.join(stray)} not in 'detectors' ({', '.join(names)})")
+    _no_baseline_cycle({spec.name: spec.baseline for spec in specs})
     return specs
+
+
+def _no_baseline_cycle(baselines: Mapping[str, str | None]) -> None:
+    """ConfigError when following baselines from a detector comes back to it (a -> b -> a): each
+    would be tested against the other, twice in the comparisons' Holm family."""
+    for start in baselines:
+        seen, name = [start], baselines[start]
+        while name in baselines and name not in seen:
+            seen.append(name)
+            name = baselines[name]
+        if name == start:
+            raise ConfigError(f"config key 'detectors': the baselines go round in a circle ("
+                              f"{' -> '.join(repr(n) for n in [*seen, start])}); a baseline is a reference, give it "
+                              "no baseline of its own")
+
+
+# the longest folder name a detector may have: file systems refuse names over 255 bytes, and the
+# final files are written under temp names a few characters longer
+MAX_FOLDER_NAME = 200

@@ -292,6 +292,11 @@ def test_a_user_detector_under_a_name_of_its_own_is_imported_by_its_path(data):
      "'detectors.vs.grid.multiple': must be a non-empty list of values"),
     ({"name": "vs", "detector": "volume_spike", "grid": {"multiple": [2.0, 2.0]}},
      "'detectors.vs.grid.multiple': values must not repeat"),
+    ({"name": "vs", "detector": "volume_spike", "grid": {"multiple": [2, 2.0]}},
+     "'detectors.vs.grid.multiple': values must not repeat (2 and 2.0 are one value)"),
+    ({"name": "vs", "detector": "volume_spike", "grid": {"multiple": [2.0, [3.0]]}},
+     "'detectors.vs.grid.multiple': values must be numbers, true/false or text"),
+    ({"name": "v" * 250, "detector": "volume_spike"}, "is too long a name (250 characters in its folder, at most 200)"),
     ({"name": "vs", "detector": "volume_spike", "grid": [2.0]}, "'detectors.vs.grid': must map parameter names"),
     ({"name": "vs", "detector": "volume_spike", "params": {"multiple": 2.0}, "grid": {"multiple": [3.0]}},
      "'detectors.vs': multiple is in both params and grid; keep one"),
@@ -310,6 +315,27 @@ def test_bad_detector_entries_are_one_line_errors(data, item, message):
         entries(data, *items)
     message = message or "'vs.multiple_2.0' and 'vs[multiple=2.0]' would both write to the folder 'vs.multiple_2.0'"
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_grid_of_numpy_numbers_is_named_as_plain_numbers(data):
+    import numpy as np
+    c = entries(data, {"name": "vs", "detector": "volume_spike", "grid": {"multiple": list(np.arange(2.0, 3.0, 0.5)),
+                                                                          "window": [np.int64(10)]}})
+    assert c.detectors == ("volume_spike", "vs[multiple=2.0,window=10]", "vs[multiple=2.5,window=10]")
+    assert type(specs_of(c)["vs[multiple=2.0,window=10]"].params["window"]) is int
+
+
+def test_params_cannot_change_what_a_grid_points_name_says(data):
+    with pytest.raises(ConfigError, match=r"^config key 'params\.vs\[multiple=2\.0\]': multiple is fixed by the grid "
+                                          r"point's name; change the grid$"):
+        entries(data, {"name": "vs", "detector": "volume_spike", "grid": {"multiple": [2.0, 3.0]}},
+                params={"vs[multiple=2.0]": {"multiple": 4.0}})
+
+
+def test_baselines_that_go_round_in_a_circle_are_refused(data):
+    with pytest.raises(ConfigError, match=r"the baselines go round in a circle \('a' -> 'b' -> 'a'\)"):
+        entries(data, {"name": "a", "detector": "volume_spike", "baseline": "b"},
+                {"name": "b", "detector": "volume_spike", "params": {"multiple": 4.0}, "baseline": "a"})
 
 
 def test_repeated_plain_names_are_named(data):
