@@ -25,7 +25,7 @@ import pandas as pd
 
 from harness.stats.benchmark import DEFAULT_OUTLIER_MOVE
 from harness.eval import abnormal_column
-from harness.stats.summary import SPREAD, events_per_year, histogram, intervals
+from harness.stats.summary import LOOKS_AHEAD, SPREAD, events_per_year, histogram, intervals
 
 WIDTH, HEIGHT = 330, 250
 LEFT, RIGHT, TOP, BOTTOM = 52, 10, 28, 34  # margins around the plotting area
@@ -464,10 +464,13 @@ def _numbers(summary: pd.DataFrame, members: list[str]) -> str:
     return _table(NUMBER_COLUMNS, cells, "numbers", note=True)
 
 
-def verdict(difference: float, tested: bool, significant: bool) -> str:
+def verdict(difference: float, tested: bool, significant: bool, looks_ahead: bool = False) -> str:
     """The word for one variant-vs-baseline test: 'better*' or 'worse*' (a higher or lower abnormal
     mean) where it is starred (vs_significant: Holm p < 5%), 'no difference shown' where it is not,
-    'no test' where there is no t (too few event dates or symbols)."""
+    'no test' where there is no t (too few event dates or symbols), 'looks ahead: not judged' where
+    either detector failed the look-ahead check (lookahead_check: warn)."""
+    if looks_ahead:
+        return LOOKS_AHEAD_VERDICT
     if not tested:
         return "no test"
     if not significant:
@@ -475,6 +478,7 @@ def verdict(difference: float, tested: bool, significant: bool) -> str:
     return "better*" if difference > 0 else "worse*"
 
 
+LOOKS_AHEAD_VERDICT = "looks ahead: not judged"
 FINDING_COLUMNS = ("variant", "bars", "verdict", "difference", "95% interval", "p", "p (Holm)")
 
 
@@ -483,13 +487,15 @@ def findings(summary: pd.DataFrame) -> str:
     the difference of abnormal means (vs_baseline) with its 95% interval (per test: t(df) with the
     comparison's own df, vs_baseline_df), p and Holm p. A run without variants
     compared: each detector's starred horizons (abn_significant), or none."""
-    compared = summary[(summary["baseline"] != "") & summary["vs_baseline"].notna()]
+    compared = summary[(summary["baseline"] != "") & summary["baseline"].isin(summary["detector"])]
     if compared.empty:
         return _starred(summary)
+    peeking = set(summary["detector"][summary["note"].str.startswith(LOOKS_AHEAD)])
     low, high = intervals(compared["vs_baseline"], compared["vs_baseline_se"], compared["vs_baseline_df"])
     rows, words = [], {}
     for row, lo, hi in zip(compared.to_dict("records"), low, high):
-        word = verdict(row["vs_baseline"], math.isfinite(row["vs_baseline_t"]), bool(row["vs_significant"]))
+        word = verdict(row["vs_baseline"], math.isfinite(row["vs_baseline_t"]), bool(row["vs_significant"]),
+                       bool({row["detector"], row["baseline"]} & peeking))
         words.setdefault((row["detector"], row["baseline"]), []).append((row["window"], word))
         rows.append([f"{row['detector']} vs {row['baseline']}", row["window"], word, pct(row["vs_baseline"]),
                      f"[{pct(lo)}, {pct(hi)}]" if math.isfinite(lo) else "-", p_text(row["vs_baseline_p"]),
@@ -500,6 +506,8 @@ def findings(summary: pd.DataFrame) -> str:
         worse = [f"{h}" for h, w in said if w == "worse*"]
         parts = ([f"beats {html.escape(base)} at {', '.join(better)} bars"] if better else []) + \
             ([f"does worse than {html.escape(base)} at {', '.join(worse)} bars"] if worse else [])
+        if not parts and any(w == LOOKS_AHEAD_VERDICT for _, w in said):
+            parts = [f"is not judged against {html.escape(base)}: one of them looks ahead (lookahead_check: warn)"]
         if not parts:
             tested = any(w != "no test" for _, w in said)
             parts = [f"shows no difference from {html.escape(base)} at any horizon" if tested
@@ -519,12 +527,15 @@ def _starred(summary: pd.DataFrame) -> str:
     rows = []
     for name, mine in summary.groupby("detector", sort=False):
         starred = mine[mine["abn_significant"].astype(bool)]
-        rows.append([name, "; ".join(f"{r['window']} bars: {pct(r['abn_mean'])}, p (Holm) {p_text(r['abn_p_holm'])}"
-                                     for r in starred.to_dict("records")) or "none"])
+        rows.append([name, LOOKS_AHEAD_VERDICT if mine["note"].str.startswith(LOOKS_AHEAD).any() else
+                     "; ".join(f"{r['window']} bars: {pct(r['abn_mean'])}, p (Holm) {p_text(r['abn_p_holm'])}"
+                               for r in starred.to_dict("records")) or "none"])
     lead = (f"No variant in this run. Horizons at which a detector's mean abnormal return differs from 0, "
             f"starred (p (Holm) &lt; 5% over the run's {tests} tests):" if summary["abn_significant"].astype(bool).any()
             else f"No variant in this run, and no detector's mean abnormal return differs from 0 at any horizon "
                  f"(p (Holm) &lt; 5% over the run's {tests} tests).")
+    if summary["note"].str.startswith(LOOKS_AHEAD).any():
+        lead += " A detector that looks ahead (lookahead_check: warn) is not judged."
     return f"<h2>Findings</h2><p>{lead}</p>" + _table(("detector", "starred horizons"), rows, "findings",
                                                      note=True)
 
@@ -597,7 +608,8 @@ def _facts(info: Mapping[str, Any]) -> str:
     failed = ", ".join(html.escape(f["symbol"]) for f in info.get("failed", [])[:20]) or "none"
     market = info.get("market") or {}
     version = info.get("version") or {}
-    params = "; ".join(f"{html.escape(name)}: " + (", ".join(f"{k}={v}" for k, v in values.items()) or "none")
+    params = "; ".join(f"{html.escape(name)}: " + (html.escape(", ".join(f"{k}={v}" for k, v in values.items()))
+                                                   or "none")
                        for name, values in (info.get("detector_params") or {}).items())
     return f"""<h1>symbol scan report</h1>
 <p>Run of <b>{html.escape(str(info.get('started', '?')))}</b> with symbol-scan

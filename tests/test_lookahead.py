@@ -123,6 +123,22 @@ def test_warn_runs_it_with_a_note_and_no_star(tmp_path, small_universe):
     assert f"warning: detector '{PEEK}' looks ahead: on symbol '" in proc.stdout
     detectors = json.loads((out / "run.json").read_text())["lookahead"]["detectors"]
     assert detectors[CAUSAL] == "ok" and detectors[PEEK].startswith(f"detector '{PEEK}' looks ahead: ")
+    findings = (out / "report.html").read_text().split("<h2>Findings</h2>")[1].split("<h2>")[0]
+    assert f"<td>{PEEK}</td><td class=note>looks ahead: not judged</td>" in findings, findings
+    assert "A detector that looks ahead (lookahead_check: warn) is not judged." in findings
+
+
+def test_a_variant_compared_with_a_detector_that_looks_ahead_is_not_judged(tmp_path, small_universe):
+    proc, out = _scan(tmp_path, small_universe, [
+        {"name": "peek", "detector": PEEK}, {"name": "causal", "detector": CAUSAL, "baseline": "peek"}],
+        lookahead_check="warn")
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(out / "summary.csv", keep_default_na=False)
+    assert not summary["vs_significant"].any()
+    assert pd.to_numeric(summary["vs_baseline_p"]).min() < 1e-6, "it would be starred without the check"
+    findings = (out / "report.html").read_text().split("<h2>Findings</h2>")[1].split("<h2>")[0]
+    assert "<b>causal</b> is not judged against peek: one of them looks ahead" in findings
+    assert findings.count("looks ahead: not judged") == 4
 
 
 def test_off_runs_no_check(tmp_path, small_universe):

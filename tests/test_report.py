@@ -58,6 +58,7 @@ def test_a_variant_is_better_or_worse_only_where_starred():
     assert verdict(-0.01, tested=True, significant=True) == "worse*"
     assert verdict(0.05, tested=True, significant=False) == "no difference shown"
     assert verdict(np.nan, tested=False, significant=False) == "no test"
+    assert verdict(0.05, tested=True, significant=True, looks_ahead=True) == "looks ahead: not judged"
 
 
 @pytest.fixture(scope="module")
