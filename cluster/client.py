@@ -427,12 +427,14 @@ def _slower_heartbeats() -> Iterator[None]:
     next cluster is Dask's own); a distributed without it runs the block unchanged.
     """
     import distributed.scheduler
-    dask_interval = getattr(distributed.scheduler, "heartbeat_interval", None)
-    if dask_interval is None:
+    if getattr(distributed.scheduler, "heartbeat_interval", None) is None:
         yield
         return
 
     def make() -> Callable[[], None]:
+        # read here, under shared_change's lock: read before it, another scan's patch could be taken
+        # for Dask's function and put back as it, for good
+        dask_interval = distributed.scheduler.heartbeat_interval
         distributed.scheduler.heartbeat_interval = lambda workers: max(HEARTBEAT_SECONDS, dask_interval(workers))
         return lambda: setattr(distributed.scheduler, "heartbeat_interval", dask_interval)
 

@@ -137,13 +137,19 @@ class ScanResult:
         return self.out_dir / out_name(detector)
 
     def __repr__(self) -> str:
-        return f"ScanResult({str(self.out_dir)!r})\n{format_summary(self.summary)}"
+        """The summary table; never raises (a notebook shows the repr of old cells' results): a
+        result whose folder holds another run says so instead."""
+        try:
+            return f"ScanResult({str(self.out_dir)!r})\n{format_summary(self.summary)}"
+        except RunReplaced as replaced:
+            return f"ScanResult({str(self.out_dir)!r}): {replaced}"
 
     # Notebook helpers (issue 35); kept together at the end of the class.
 
     @property
     def report_path(self) -> Path:
-        """The run's report.html."""
+        """The run's report.html (RunReplaced once the folder holds another run's)."""
+        self.check_run()
         return self.out_dir / "report.html"
 
     def frame(self, detector: str) -> pd.DataFrame:

@@ -77,7 +77,9 @@ class Evaluated:
     """What finish_outputs() computed, for the summary and the report."""
 
     market: pd.DataFrame               # harness.stats.market.MARKET_COLUMNS
-    events: dict[str, pd.DataFrame]    # detector -> date, symbol, score, fwd_<h>, abn_<h>, mkt_<h> of every event
+    # detector -> date, symbol, score, fwd_<h>, abn_<h>, mkt_<h>, flagged_<h> of every event, as the
+    # statistics take them (exclude_flagged: the returns of a window that crosses a flagged bar NaN)
+    events: dict[str, pd.DataFrame]
     summaries: dict[str, pd.DataFrame] # detector -> its detector_summary()
     quantiles: dict[str, pd.DataFrame] # detector -> its score_quantiles()
     paths: pd.DataFrame                # harness.stats.summary.PATH_COLUMNS, detectors in run order

@@ -283,14 +283,15 @@ def test_a_result_read_after_its_folder_holds_another_run_raises(tmp_path, small
     first = scan(detectors=["gap", "volume_spike"], symbols=symbols[:3], **settings)
     assert first.run["symbols"]["total"] == 3 and len(first.summary)  # read once: kept, but checked again
     second = scan(detectors=["gap"], symbols=symbols[3:9], **settings)
-    for read in (lambda r: r.summary, lambda r: r.events("volume_spike"), lambda r: r.run, lambda r: r.forward("gap"),
-                 lambda r: r.market, repr):
-        with pytest.raises(RunReplaced) as info:
-            read(first)
-        assert str(info.value) == (
-            f"{tmp_path / 'out'} now holds another run (id {second.run_id}, started {second.started}), not the run "
+    said = (f"{tmp_path / 'out'} now holds another run (id {second.run_id}, started {second.started}), not the run "
             f"this result was read from (id {first.run_id}, started {first.started}); run the scan again, or open "
             f"the folder again: ScanResult({str(tmp_path / 'out')!r})")
+    for read in (lambda r: r.summary, lambda r: r.events("volume_spike"), lambda r: r.run, lambda r: r.forward("gap"),
+                 lambda r: r.market, lambda r: r.report_path, lambda r: r._repr_html_()):
+        with pytest.raises(RunReplaced) as info:
+            read(first)
+        assert str(info.value) == said
+    assert repr(first) == f"ScanResult({str(tmp_path / 'out')!r}): {said}", "a notebook's old cell shows it, no traceback"
     assert first.run_id != second.run_id and len(first.run_id) == 32
     assert second.run["symbols"]["total"] == 6 and set(second.summary["detector"]) == {"gap"}
     again = ScanResult(tmp_path / "out")

@@ -303,3 +303,10 @@ def test_a_detector_that_looks_ahead_keeps_its_numbers_but_gets_no_star():
     numbers = [c for c in plain.columns if c not in ("note", "abn_significant", "vs_significant")]
     pd.testing.assert_frame_equal(plain[numbers], warned[numbers])
     assert "*" not in format_summary(warned).splitlines()[2]
+
+
+def test_events_all_left_out_as_flagged_say_so():
+    events = frame([np.nan, np.nan]).assign(flagged_5=[True, True])  # exclude_flagged made their returns NaN
+    row = detector_summary(events, [5], {}).iloc[0]
+    assert row["flagged"] == 2 and row["valid"] == 0
+    assert row["note"] == "every event with a return at this window crosses a flagged bar (2 left out: exclude_flagged)"

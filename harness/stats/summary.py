@@ -90,8 +90,11 @@ def window_summary(frame: pd.DataFrame, h: int, null_hit_rate: float) -> dict[st
     stats = return_stats(raw)
     abn_stats = return_stats(abn)
     test = mean_estimate(abn[good], dates[good], symbols[good])
+    flagged = int(frame[flagged_column(h)].sum()) if flagged_column(h) in frame else 0
     if len(frame) and not ok.any():  # events, but "no events" would be false: say what is true
-        test = dataclasses.replace(test, note=NO_RETURN.format(h=h))
+        note = NO_RETURN.format(h=h) if not flagged else (
+            f"every event with a return at this window crosses a flagged bar ({flagged} left out: exclude_flagged)")
+        test = dataclasses.replace(test, note=note)
     elif ok.any() and not good.any():  # events with returns, none with an abnormal one: say why
         test = dataclasses.replace(test, note="no abnormal return (every span crosses a thin market, or, "
                                               "for market_model, no estimation window is long enough)")
@@ -101,7 +104,7 @@ def window_summary(frame: pd.DataFrame, h: int, null_hit_rate: float) -> dict[st
             "t_clustered": mean_estimate(raw[ok], dates[ok], symbols[ok]).t,
             "market_mean": float(market[good].mean()) if good.any() else math.nan,
             "abn_valid": abn_stats["valid"],
-            "flagged": int(frame[flagged_column(h)].sum()) if flagged_column(h) in frame else 0,
+            "flagged": flagged,
             "abn_mean": abn_stats["mean"], "abn_median": abn_stats["median"],
             "abn_se": test.se, "abn_t": test.t, "abn_df": test.df, "abn_p": test.p,
             "abn_hit_rate": abn_stats["hit_rate"], "null_hit_rate": null, "sign_t": sign.t, "sign_p": sign.p,
