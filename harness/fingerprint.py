@@ -36,6 +36,7 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import site
 import sys
 import sysconfig
@@ -68,12 +69,17 @@ def _json_digest(value: Any) -> str:
     return digest(json.dumps(value, sort_keys=True, default=str).encode())
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def underlying(function: Any) -> tuple[Any, list[str]]:
     """(the function that `function` calls, the reprs of the arguments bound on the way): through
     functools.partial (nested too) to its func, from a callable object to its class's __call__."""
     bound = []
     while isinstance(function, functools.partial):
-        bound.append(repr((function.args, sorted(function.keywords.items()))))
+        # without memory addresses (`<function mean at 0x7f…>`), which differ in every process:
+        # the digest must be the same in the next run, and on the workers
+        bound.append(_ADDRESS.sub("", repr((function.args, sorted(function.keywords.items())))))
         function = function.func
     if not inspect.isroutine(function) and not inspect.isclass(function) and callable(function):
         function = type(function).__call__
