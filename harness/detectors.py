@@ -323,8 +323,9 @@ def resolve_detectors(names: tuple[str, ...], overrides: Mapping[str, Mapping[st
         if entry.get("baseline") is not None:
             base = entry["baseline"]
             if base == name or base not in names:
+                others = ", ".join(n for n in names if n != name) or "it is the only one"
                 raise ConfigError(f"config key 'detectors': the baseline {base!r} of {name!r} must be another "
-                                  f"detector of this run ({', '.join(n for n in names if n != name)})")
+                                  f"detector of this run ({others})")
         given = dict(overrides.get(name, {}))
         if defaults:  # a user detector without defaults takes any parameters
             check_params(name, defaults, given, PARAM_RULES.get(source, {}))
