@@ -348,7 +348,8 @@ def point_labels(points: Sequence[str]) -> tuple[list[str], str]:
 
 def _sweep_chart(summary: pd.DataFrame, root: str, points: list[str]) -> str:
     """A sweep on one chart: per horizon (a colour each) the abnormal mean at each grid point with
-    its 95% (per test) interval, and the points' baseline's abnormal mean as a dashed line."""
+    its 95% (per test) interval (joined by a line when the grid has one key), and the points'
+    baseline's abnormal mean as a dashed line."""
     rows = summary[summary["detector"].isin(points)]
     windows = sorted(rows["window"].unique())
     low, high = intervals(rows["abn_mean"], rows["abn_se"], rows["abn_df"])
@@ -364,7 +365,8 @@ def _sweep_chart(summary: pd.DataFrame, root: str, points: list[str]) -> str:
         color = COLORS[k % len(COLORS)]
         mine = rows["window"].to_numpy() == h
         at = [points.index(d) - 0.3 + step * (k + 0.5) for d in rows["detector"][mine]]
-        chart.line(at, rows["abn_mean"][mine], color, width=1.5)
+        if "/" not in title:  # one key: the points are in its order; of several, a line would join unrelated ones
+            chart.line(at, rows["abn_mean"][mine], color, width=1.5)
         for x, value, lo, hi in zip(at, rows["abn_mean"][mine], low[mine], high[mine]):
             chart.dot(x, value, color)
             chart.whisker(x, lo, hi)
