@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from typing import Sequence
@@ -115,3 +116,62 @@ class DaskProcesses:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+# --- helpers shared by several test modules (no test module imports another) ---
+
+# every registered detector, in the config's order
+DETECTORS = ["volume_spike", "volume_spike_trend", "breakout_52w", "breakout_52w_volume", "gap",
+             "rsi_oversold", "rsi_oversold_fast", "squeeze_breakout", "ma_cross"]
+
+
+def output_files(out: Path) -> dict[str, bytes]:
+    """Every output file the determinism contract covers: not run.json and report.html (they hold
+    timings), not the resumable staging folder nor the lock file."""
+    from harness.outdir import LOCK_FILE, STAGING
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("run.json", "report.html")
+                   and not {STAGING, LOCK_FILE} & set(p.relative_to(out).parts))
+    return {str(p.relative_to(out)): p.read_bytes() for p in files}
+
+
+@pytest.fixture()
+def marked_universe(tmp_path, small_universe):
+    """A copy of the small universe in which one symbol carries the marker volume."""
+    from user_detectors import MARKER_VOLUME
+    root = tmp_path / "marked"
+    shutil.copytree(small_universe, root)
+    victim = sorted(p.name for p in root.iterdir())[7].split("=")[1]
+    path = next((root / f"symbol={victim}").glob("*.parquet"))
+    table = pq.read_table(path).to_pandas()
+    table.loc[len(table) // 2, "volume"] = MARKER_VOLUME
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), path)
+    return root, victim
+
+
+def marked_processes(marker: str) -> list:
+    """The processes whose environment has SCAN_TEST_MARKER=marker (psutil.Process)."""
+    import psutil
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("SCAN_TEST_MARKER") == marker:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def same_tree(a: Path, b: Path) -> bool:
+    """Whether two folders hold the same files with the same bytes."""
+    import filecmp
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    return files_a == files_b and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
+
+
+def statsmodels_fit(y, dates, symbols, dummy=None):
+    """statsmodels' OLS with two-way clustered errors (Cameron, Gelbach & Miller) and t(G - 1)."""
+    import statsmodels.api as sm
+    exog = np.ones((len(y), 1)) if dummy is None else np.column_stack([np.ones(len(y)), dummy])
+    groups = np.column_stack([pd.factorize(np.asarray(dates))[0], pd.factorize(np.asarray(symbols))[0]])
+    return sm.OLS(np.asarray(y), exog).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)

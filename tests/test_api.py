@@ -15,9 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, cli_env, run_cli, write_config
+from conftest import REPO, cli_env, output_files, run_cli, write_config
 from harness.outdir import STAGING
-from test_run import output_files
 
 DETECTORS = ["gap", "volume_spike", "volume_spike_trend"]
 

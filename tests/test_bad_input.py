@@ -29,13 +29,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import REPO, TESTS, bars, cli_env, free_port, run_cli, write_partition
+from conftest import REPO, TESTS, bars, cli_env, free_port, marked_processes, output_files, run_cli, write_partition
 from harness.config import load_config, read_yaml
 from harness.detectors import PARAM_RULES, REGISTERED, DetectorSpec, resolve_detectors
 from harness.errors import ConfigError, DataError, StopRequested
 from harness.io import load_symbol_bars
 from harness.task import ScanTask, scan_symbol
-from test_run import marked_processes, output_files
 
 SYMBOLS = ("AAA", "BBB", "CCC")
 

@@ -19,10 +19,10 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, TESTS, bars, cli_env, run_cli, write_config, write_partition
+from conftest import (REPO, TESTS, bars, cli_env, marked_processes, output_files, run_cli, write_config,
+                      write_partition)
 from harness.run import SAME_PRESS_SECONDS
 from harness.outdir import STAGING
-from test_run import marked_processes, marked_universe, output_files  # noqa: F401  (fixture)
 
 SLOW = ["gap", "user_detectors:slow"]
 

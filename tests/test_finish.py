@@ -18,11 +18,10 @@ import pyarrow.parquet as pq
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import REPO, cli_env, write_config
+from conftest import DETECTORS, REPO, cli_env, output_files, write_config
 from harness.eval import abnormal_column, flagged_column, forward_column, market_column
 from harness.finish import assemble_statistics, chunk_ranges, plan_pieces, compute_job, split_statistics
 from harness.stats.summary import PathSums, detector_summary, score_quantiles
-from test_run import DETECTORS, output_files
 
 
 def test_chunk_ranges_by_hand():

@@ -5,24 +5,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import statsmodels.api as sm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.stats.multitest import multipletests
 
+from conftest import statsmodels_fit
 from harness.stats.inference import (MIN_CLUSTERS, ONE_WAY_NOTE, benjamini_hochberg, cluster_ids, difference_estimate,
                                holm, mean_estimate)
 
 RTOL = 1e-9  # statsmodels solves the same OLS by pinv; the last bits of its sums differ from ours
-
-
-def statsmodels_fit(y, dates, symbols, dummy=None):
-    """statsmodels' OLS with two-way clustered errors (Cameron, Gelbach & Miller) and t(G - 1)."""
-    exog = np.ones((len(y), 1)) if dummy is None else np.column_stack([np.ones(len(y)), dummy])
-    groups = np.column_stack([pd.factorize(np.asarray(dates))[0], pd.factorize(np.asarray(symbols))[0]])
-    return sm.OLS(np.asarray(y), exog).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
 
 
 def panel(rng, n, dates, symbols, date_shock=0.03, symbol_shock=0.02):

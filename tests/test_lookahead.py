@@ -9,13 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_cli, write_config
+from conftest import output_files, run_cli, write_config
 from harness.config import load_config
 from harness.detectors import REGISTERED, resolve_detectors
 from harness.errors import ConfigError
 from harness.io import list_symbols, read_symbol_data
 from harness.task import CheckedEvents, first_change
-from test_run import output_files
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, bars, cli_env, run_cli, write_config, write_partition
+from conftest import REPO, bars, cli_env, output_files, run_cli, write_config, write_partition
 from harness.detectors import resolve_detectors
 from harness.errors import ConfigError
 from harness.outdir import LOCK_FILE, RESERVED_NAMES, STAGING, STAGING_MARKER
-from test_run import output_files
 
 DETECTORS = ["gap", "user_detectors:gated"]
 # File-size limits (bytes). Measured: the first two flushes' parts are under 3 KB, the third's rows

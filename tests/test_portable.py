@@ -13,9 +13,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import REPO, cli_env, run_cli, write_config
-from test_run import DETECTORS, output_files
-from test_synth import same_tree
+from conftest import DETECTORS, REPO, cli_env, output_files, run_cli, same_tree, write_config
 
 OTHER_CPU = {"NPY_DISABLE_CPU_FEATURES": "X86_V4 X86_V3"}
 

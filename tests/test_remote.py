@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from cluster.client import version_mismatches
-from conftest import REPO, DaskProcesses, cli_env, free_port, run_cli, write_config
-from test_run import DETECTORS, output_files
+from conftest import DETECTORS, REPO, cli_env, DaskProcesses, free_port, output_files, run_cli, write_config
 
 
 def scan(tmp_path: Path, out: str, data: str, *flags: str, env: dict | None = None, timeout: float = 300, **keys):

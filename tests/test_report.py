@@ -16,10 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from conftest import run_cli, write_config, write_partition
+from conftest import DETECTORS, run_cli, write_config, write_partition
 from harness.report import (build_report, centred_span, families, nice_ticks, partial_years, point_labels, sweeps,
                             verdict)
-from test_run import DETECTORS
 
 CHROMIUM = "/usr/bin/chromium"
 CHARTS = 7  # per family

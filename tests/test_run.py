@@ -13,25 +13,12 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, DaskProcesses, bars, cli_env, free_port, run_cli, write_config, write_partition
+from conftest import (DETECTORS, REPO, DaskProcesses, bars, cli_env, free_port, marked_processes, output_files,
+                      run_cli, write_config, write_partition)
 from harness.outdir import LOCK_FILE, STAGING
-from user_detectors import MARKER_VOLUME
-
-DETECTORS = ["volume_spike", "volume_spike_trend", "breakout_52w", "breakout_52w_volume", "gap",
-             "rsi_oversold", "rsi_oversold_fast", "squeeze_breakout", "ma_cross"]
-
-
-def output_files(out: Path) -> dict[str, bytes]:
-    """Every output file the determinism contract covers: not run.json and report.html (they hold
-    timings), not the resumable staging folder nor the lock file."""
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("run.json", "report.html")
-                   and not {STAGING, LOCK_FILE} & set(p.relative_to(out).parts))
-    return {str(p.relative_to(out)): p.read_bytes() for p in files}
-
 
 def scan(tmp_path: Path, data: Path, out: str, *flags: str, env: dict | None = None, **keys):
     keys = {"ohlcv_path": str(data), "detectors": DETECTORS, "out_dir": str(tmp_path / out),
@@ -138,30 +125,6 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, small_universe):
     proc, out = scan(tmp_path, small_universe, "out", "--scheduler", f"tcp://127.0.0.1:{free_port()}")
     assert proc.returncode == 1 and "cannot reach the Dask scheduler" in proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-@pytest.fixture()
-def marked_universe(tmp_path, small_universe):
-    """A copy of the small universe in which one symbol carries the marker volume."""
-    root = tmp_path / "marked"
-    shutil.copytree(small_universe, root)
-    victim = sorted(p.name for p in root.iterdir())[7].split("=")[1]
-    path = next((root / f"symbol={victim}").glob("*.parquet"))
-    table = pq.read_table(path).to_pandas()
-    table.loc[len(table) // 2, "volume"] = MARKER_VOLUME
-    pq.write_table(__import__("pyarrow").Table.from_pandas(table, preserve_index=False), path)
-    return root, victim
-
-
-def marked_processes(marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get("SCAN_TEST_MARKER") == marker:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            pass
-    return found
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -14,11 +14,10 @@ import statsmodels.api as sm
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from conftest import run_cli, write_config
+from conftest import run_cli, statsmodels_fit, write_config
 from harness.stats.inference import ONE_WAY_NOTE, difference_estimate
 from harness.stats.summary import (LOOKS_AHEAD, SUMMARY_LEGEND, PathSums, detector_summary,
                                    format_summary, is_significant, return_stats, summarize)
-from test_inference import statsmodels_fit
 
 RTOL = 1e-9  # statsmodels solves the same OLS by pinv; the last bits of its sums differ from ours
 

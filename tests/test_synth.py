@@ -1,18 +1,12 @@
 """The sample universe: deterministic bytes and the features it promises."""
 
-import filecmp
 
 import numpy as np
 import pandas as pd
 
+from conftest import same_tree
 from harness.io import list_symbols, read_symbol_data
 from harness.synth import write_universe
-
-
-def same_tree(a, b) -> bool:
-    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
-    return files_a == files_b and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):

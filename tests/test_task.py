@@ -19,7 +19,6 @@ import pytest
 
 from bad_detectors import BREAKS, MARKER_VOLUME
 from conftest import REPO, bars, cli_env, run_cli, write_config, write_partition
-from test_run import marked_universe  # noqa: F401  (fixture)
 
 SYMBOLS = ("AAA", "BBB", "CCC")
 
