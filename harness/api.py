@@ -141,8 +141,8 @@ class ScanResult:
         result whose folder holds another run says so instead."""
         try:
             return f"ScanResult({str(self.out_dir)!r})\n{format_summary(self.summary)}"
-        except RunReplaced as replaced:
-            return f"ScanResult({str(self.out_dir)!r}): {replaced}"
+        except (RunReplaced, OSError) as unreadable:  # another run's folder now, or a file removed
+            return f"ScanResult({str(self.out_dir)!r}): {unreadable}"
 
     # Notebook helpers (issue 35); kept together at the end of the class.
 
@@ -166,7 +166,11 @@ class ScanResult:
         as summary.csv's abn_significant has it (as on the terminal)."""
         import html
         from harness.report import findings
-        table = self.summary
+        try:
+            table = self.summary
+        except (RunReplaced, OSError) as unreadable:  # Jupyter shows old cells again: a line, no traceback
+            return f"<p>{html.escape(repr(self))}</p>" if isinstance(unreadable, RunReplaced) else \
+                f"<p>ScanResult {html.escape(str(self.out_dir))}: {html.escape(str(unreadable))}</p>"
         shown = pd.DataFrame({
             "detector": table["detector"], "window": table["window"], "events": table["events"],
             "abn_mean": table["abn_mean"].map(lambda v: "" if pd.isna(v) else f"{100 * v:+.2f}%"),

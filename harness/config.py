@@ -241,6 +241,8 @@ def _grid_points(key: str, grid: Any) -> list[tuple[str, dict[str, Any]]]:
     for param, values in grid.items():
         if not isinstance(param, str):
             raise _fail(key, f"parameter names must be text, got {param!r}")
+        if type(values).__module__ == "numpy" and getattr(values, "ndim", 0) == 1:  # a notebook's np.linspace
+            values = values.tolist()
         if not isinstance(values, list) or not values:
             raise _fail(f"{key}.{param}", f"must be a non-empty list of values, got {values!r}")
         # numpy's numbers (a notebook's np.arange) as Python's, which YAML can write in a name

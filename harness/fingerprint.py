@@ -49,9 +49,10 @@ if TYPE_CHECKING:
     from harness.detectors import DetectorSpec
 
 # Keys of ScanConfig that do not decide any staged byte: where and how fast the run goes.
+# (lookahead_check decides no staged byte, but what was checked: a run staged with the check off,
+# resumed with it on, would have checked nothing; so it is not among them.)
 NOT_DECIDING = ("workers", "symbols_per_task", "scheduler_address", "dashboard_address", "out_dir", "on_error",
-                "security", "ship_code", "allow_version_mismatch", "storage_options",
-                "lookahead_check")  # a check of the detectors; warn changes summary.csv, never a staged byte
+                "security", "ship_code", "allow_version_mismatch", "storage_options")
 # The code that turns files into staged parts: reading, forward returns, the task, and the
 # staging's own arithmetic (the market's chunk sums, its outlier rule).
 READER_MODULES = ("harness.io", "harness.eval", "harness.task", "harness.stats.market", "harness.staging")
@@ -72,14 +73,29 @@ def _json_digest(value: Any) -> str:
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
+def stable_repr(value: Any) -> str:
+    """repr(value) the same in every process: sets and dicts in sorted order (a set of strings
+    iterates in another order in each process, string hashes being randomised), functions and
+    classes by module and name, and no memory address (`<object at 0x7f…>`) anywhere."""
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(sorted(stable_repr(v) for v in value)) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(sorted(f"{stable_repr(k)}: {stable_repr(v)}" for k, v in value.items())) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(stable_repr(v) for v in value) + "]"
+    if inspect.isroutine(value) or inspect.isclass(value):
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', repr(value))}"
+    return _ADDRESS.sub("", repr(value))
+
+
 def underlying(function: Any) -> tuple[Any, list[str]]:
     """(the function that `function` calls, the reprs of the arguments bound on the way): through
     functools.partial (nested too) to its func, from a callable object to its class's __call__."""
     bound = []
     while isinstance(function, functools.partial):
-        # without memory addresses (`<function mean at 0x7f…>`), which differ in every process:
-        # the digest must be the same in the next run, and on the workers
-        bound.append(_ADDRESS.sub("", repr((function.args, sorted(function.keywords.items())))))
+        # the same in every process (stable_repr): the digest must be the same in the next run,
+        # and on the workers
+        bound.append(stable_repr((function.args, function.keywords)))
         function = function.func
     if not inspect.isroutine(function) and not inspect.isclass(function) and callable(function):
         function = type(function).__call__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -286,11 +287,12 @@ def test_a_result_read_after_its_folder_holds_another_run_raises(tmp_path, small
             f"this result was read from (id {first.run_id}, started {first.started}); run the scan again, or open "
             f"the folder again: ScanResult({str(tmp_path / 'out')!r})")
     for read in (lambda r: r.summary, lambda r: r.events("volume_spike"), lambda r: r.run, lambda r: r.forward("gap"),
-                 lambda r: r.market, lambda r: r.report_path, lambda r: r._repr_html_()):
+                 lambda r: r.market, lambda r: r.report_path):
         with pytest.raises(RunReplaced) as info:
             read(first)
         assert str(info.value) == said
     assert repr(first) == f"ScanResult({str(tmp_path / 'out')!r}): {said}", "a notebook's old cell shows it, no traceback"
+    assert first._repr_html_() == f"<p>{html.escape(repr(first))}</p>"
     assert first.run_id != second.run_id and len(first.run_id) == 32
     assert second.run["symbols"]["total"] == 6 and set(second.summary["detector"]) == {"gap"}
     again = ScanResult(tmp_path / "out")

@@ -319,7 +319,7 @@ def test_bad_detector_entries_are_one_line_errors(data, item, message):
 
 def test_a_grid_of_numpy_numbers_is_named_as_plain_numbers(data):
     import numpy as np
-    c = entries(data, {"name": "vs", "detector": "volume_spike", "grid": {"multiple": list(np.arange(2.0, 3.0, 0.5)),
+    c = entries(data, {"name": "vs", "detector": "volume_spike", "grid": {"multiple": np.arange(2.0, 3.0, 0.5),
                                                                           "window": [np.int64(10)]}})
     assert c.detectors == ("volume_spike", "vs[multiple=2.0,window=10]", "vs[multiple=2.5,window=10]")
     assert type(specs_of(c)["vs[multiple=2.0,window=10]"].params["window"]) is int

@@ -5,6 +5,8 @@ universe, or a symbol's input files."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -168,3 +170,15 @@ def test_resume_after_a_staged_symbols_files_changed_is_refused(tmp_path, small_
     assert resumed.stderr.strip().splitlines()[-1] == (
         f"error: --resume: the input files of 1 staged symbol(s) changed since the unfinished run staged them "
         f"({symbol}: files added, removed, rewritten or touched); rerun without --resume to start over")
+
+
+def test_a_partials_digest_is_the_same_in_every_process(tmp_path):
+    # a set of strings iterates in another order in each process (randomised string hashes)
+    (tmp_path / "setpartial.py").write_text(
+        "import functools\n\ndef picky(df, cfg, skip=()):\n    return df\n\n"
+        "bound = functools.partial(picky, skip={'alpha', 'beta', 'gamma', 'delta', 'epsilon'}, how={'x': 1})\n")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import setpartial; "
+            "from harness.fingerprint import source_digest; print(source_digest(setpartial.bound)[0])")
+    digests = {subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=cli_env(PYTHONHASHSEED=str(seed)),
+                              capture_output=True, text=True, check=True).stdout for seed in range(4)}
+    assert len(digests) == 1, digests

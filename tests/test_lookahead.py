@@ -134,6 +134,8 @@ def test_a_variant_compared_with_a_detector_that_looks_ahead_is_not_judged(tmp_p
     assert proc.returncode == 0, proc.stderr
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False)
     assert not summary["vs_significant"].any()
+    assert summary[summary["detector"] == "causal"]["note"].str.endswith(
+        "vs baseline: its baseline looks ahead (lookahead_check: warn)").all()
     assert pd.to_numeric(summary["vs_baseline_p"]).min() < 1e-6, "it would be starred without the check"
     findings = (out / "report.html").read_text().split("<h2>Findings</h2>")[1].split("<h2>")[0]
     assert "<b>causal</b> is not judged against peek: one of them looks ahead" in findings
@@ -179,3 +181,19 @@ def test_a_resumed_run_keeps_the_findings_of_the_symbols_checked_before(tmp_path
     assert output_files(out) == output_files(fresh_out)
     facts = [json.loads((folder / "run.json").read_text())["lookahead"] for folder in (out, fresh_out)]
     assert facts[0] == facts[1] and facts[0]["symbols"] == sorted(p.name[7:] for p in sorted(data.iterdir())[:3])
+
+
+def test_resuming_with_another_mode_of_the_check_is_refused(tmp_path, small_universe):
+    # staged with the check off, resumed with fail: the peek would never have been checked
+    data = tmp_path / "data"
+    shutil.copytree(small_universe, data)
+    last = sorted(data.glob("symbol=*"))[-1] / "part-0.parquet"
+    good = last.read_bytes()
+    last.write_bytes(b"not parquet")
+    stopped, _ = _scan(tmp_path / "run", data, [PEEK_ONE], flush_every=3, lookahead_check="off")
+    assert stopped.returncode == 2, stopped.stderr
+    last.write_bytes(good)
+    config = tmp_path / "run" / "config.yaml"
+    config.write_text(config.read_text().replace("lookahead_check: 'off'", "lookahead_check: fail"))
+    resumed = run_cli("--config", str(config), "--resume")
+    assert resumed.returncode == 1 and "error: --resume: the config changed" in resumed.stderr, resumed.stderr

@@ -223,11 +223,13 @@ def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], basel
     table["abn_p_holm"], table["abn_q_bh"] = holm(table["abn_p"]), benjamini_hochberg(table["abn_p"])
     table["vs_p_holm"], table["vs_q_bh"] = holm(table["vs_baseline_p"]), benjamini_hochberg(table["vs_baseline_p"])
     peeks = table["detector"].isin(list(lookahead)).to_numpy()
-    table["note"] = [("; ".join(n for n in (LOOKS_AHEAD, note) if n) if peek else note)
-                     for note, peek in zip(table["note"], peeks)]
-    table["abn_significant"] = [is_significant(p) and not peek for p, peek in zip(table["abn_p_holm"], peeks)]
     # a comparison with a baseline that looks ahead compares with a detector that is not valid: no star either
-    peeks_against = peeks | table["baseline"].isin(list(lookahead)).to_numpy()
+    base_peeks = table["baseline"].isin(list(lookahead)).to_numpy()
+    table["note"] = [("; ".join(n for n in (LOOKS_AHEAD if peek else "", note,
+                                            f"vs baseline: its baseline {LOOKS_AHEAD}" if base_peek else "") if n))
+                     for note, peek, base_peek in zip(table["note"], peeks, base_peeks)]
+    table["abn_significant"] = [is_significant(p) and not peek for p, peek in zip(table["abn_p_holm"], peeks)]
+    peeks_against = peeks | base_peeks
     table["vs_significant"] = [is_significant(p) and not peek for p, peek in zip(table["vs_p_holm"], peeks_against)]
     table["symbols"] = symbols
     table["failed_symbols"] = failed_symbols
