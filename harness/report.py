@@ -513,7 +513,7 @@ def findings(summary: pd.DataFrame) -> str:
         if not parts:
             tested = any(w != "no test" for _, w in said)
             parts = [f"shows no difference from {html.escape(base)} at any horizon" if tested
-                     else f"has no test against {html.escape(base)} (too few event dates or symbols)"]
+                     else f"has no test against {html.escape(base)} (the note in its family's table below says why)"]
         sentences.append(f"<li><b>{html.escape(name)}</b> {' and '.join(parts)}</li>")
     return (f"<h2>Findings</h2><p>Does each variant beat its baseline? The difference of abnormal means, the "
             f"variant's less its baseline's, tested over both detectors' events: better (a higher mean) or worse "

@@ -129,7 +129,8 @@ def test_resume_after_a_parameter_changed_is_refused(tmp_path, small_universe):
     module = tmp_path / "mods" / "mine.py"
     module.write_text(module.read_text().replace("raise RuntimeError", "pass  # fixed"))
     other = write_config(tmp_path / "other.yaml", ohlcv_path=str(small_universe), out_dir=str(tmp_path / "out"),
-                         detectors=["mine:spikes", "gap"], flush_every=3, params={"gap": {"min_gap": 0.05}})
+                         detectors=["mine:spikes", "gap"], flush_every=3, params={"gap": {"min_gap": 0.05}},
+                         lookahead_check="off")  # as the run it resumes
     resumed = run_cli("--config", str(other), "--workers", "1", "--resume", env=env)
     assert resumed.returncode == 1
     assert "error: --resume: the code of detector 'mine:spikes'" in resumed.stderr
