@@ -474,10 +474,14 @@ TEXT_KEYS: dict[str, Any] = {
 }
 
 
+_ENTRY_TEXT_KEYS: dict[str, Any] = {"name": None, "detector": None, "baseline": None}  # `name: on` is 'on'
+
+
 def _keep_text(mapping: yaml.MappingNode, keys: Mapping[str, Any]) -> None:
     """Before construction: tag the plain scalars under `keys` of `mapping` as text, so that they
     are constructed from their text as written. A list's items are all text (`[null]` is the name
-    'null'); a key's own value stays null when it is `null`, `~` or empty (that means "not set").
+    'null'), and so are the names of a mapping in it (a detector entry's name, detector and
+    baseline); a key's own value stays null when it is `null`, `~` or empty (that means "not set").
     Quoted scalars are text already; anything else (a mapping where a list belongs) is left to the
     key's own check."""
     for key_node, value_node in mapping.value:
@@ -491,6 +495,8 @@ def _keep_text(mapping: yaml.MappingNode, keys: Mapping[str, Any]) -> None:
             for item in value_node.value:
                 if isinstance(item, yaml.ScalarNode) and item.style is None:
                     item.tag = _STR_TAG
+                elif isinstance(item, yaml.MappingNode):  # a detector entry: its names are text too
+                    _keep_text(item, _ENTRY_TEXT_KEYS)
         elif isinstance(value_node, yaml.ScalarNode) and value_node.style is None and value_node.tag != _NULL_TAG:
             value_node.tag = _STR_TAG
 

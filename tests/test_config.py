@@ -356,3 +356,21 @@ detectors:
     c = load_config(read_yaml(tmp_path / "c.yaml"))
     assert c.detectors[1:3] == ("vs_grid[multiple=2.0,min_move=0]", "vs_grid[multiple=2.0,min_move=0.05]")
     assert len(c.detectors) == 7
+
+
+def test_an_entrys_names_are_read_as_written(tmp_path, data):
+    # YAML 1.1 would read `name: on` as True and `baseline: NO` as False
+    from harness.config import read_yaml
+    (tmp_path / "c.yaml").write_text(f"""ohlcv_path: {data}
+detectors:
+  - name: NO
+    detector: gap
+  - name: on
+    detector: volume_spike
+    baseline: NO
+    grid: {{min_move: [0, 0.05]}}
+""")
+    c = load_config(read_yaml(tmp_path / "c.yaml"))
+    assert c.detectors == ("NO", "on[min_move=0]", "on[min_move=0.05]")
+    assert specs_of(c)["on[min_move=0]"].baseline == "NO"
+    assert specs_of(c)["on[min_move=0.05]"].params["min_move"] == 0.05, "params and grids are numbers as before"
