@@ -163,20 +163,26 @@ def test_a_detector_that_raises_on_the_cut_bars_is_not_checked_and_its_symbols_s
     assert f"note: detector '{long}' on symbol '" in checked.stdout
 
 
-def test_a_resumed_run_keeps_the_findings_of_the_symbols_checked_before(tmp_path, small_universe):
-    # the first run stops at the universe's last symbol (an unreadable file) after staging the first
-    # chunks, the checked symbols among them; fixed, --resume must report the same check as a fresh run
+def _stopped_at_the_last_symbol(tmp_path, universe, detectors, **keys):
+    """A run over a copy of `universe` that stops at its last symbol (an unreadable file) after
+    staging the first chunks, the checked symbols among them; the file is mended afterwards, so
+    that --resume can finish the run. Returns (the copy, the run's output folder)."""
     data = tmp_path / "data"
-    shutil.copytree(small_universe, data)
+    shutil.copytree(universe, data)
     last = sorted(data.glob("symbol=*"))[-1] / "part-0.parquet"
     good = last.read_bytes()
     last.write_bytes(b"not parquet")
-    keys = {"flush_every": 3, "lookahead_check": "warn"}
-    stopped, out = _scan(tmp_path / "run", data, [PEEK, CAUSAL], **keys)
+    stopped, out = _scan(tmp_path / "run", data, detectors, flush_every=3, **keys)
     assert stopped.returncode == 2 and "cannot read file" in stopped.stderr, stopped.stderr
     last.write_bytes(good)
+    return data, out
+
+
+def test_a_resumed_run_keeps_the_findings_of_the_symbols_checked_before(tmp_path, small_universe):
+    # fixed, --resume must report the same check as a fresh run
+    data, out = _stopped_at_the_last_symbol(tmp_path, small_universe, [PEEK, CAUSAL], lookahead_check="warn")
     resumed = run_cli("--config", str(tmp_path / "run" / "config.yaml"), "--resume", "-q")
-    fresh, fresh_out = _scan(tmp_path / "fresh", data, [PEEK, CAUSAL], **keys)
+    fresh, fresh_out = _scan(tmp_path / "fresh", data, [PEEK, CAUSAL], flush_every=3, lookahead_check="warn")
     assert resumed.returncode == 0 == fresh.returncode, resumed.stderr
     assert output_files(out) == output_files(fresh_out)
     facts = [json.loads((folder / "run.json").read_text())["lookahead"] for folder in (out, fresh_out)]
@@ -185,14 +191,7 @@ def test_a_resumed_run_keeps_the_findings_of_the_symbols_checked_before(tmp_path
 
 def test_resuming_with_another_mode_of_the_check_is_refused(tmp_path, small_universe):
     # staged with the check off, resumed with fail: the peek would never have been checked
-    data = tmp_path / "data"
-    shutil.copytree(small_universe, data)
-    last = sorted(data.glob("symbol=*"))[-1] / "part-0.parquet"
-    good = last.read_bytes()
-    last.write_bytes(b"not parquet")
-    stopped, _ = _scan(tmp_path / "run", data, [PEEK_ONE], flush_every=3, lookahead_check="off")
-    assert stopped.returncode == 2, stopped.stderr
-    last.write_bytes(good)
+    _stopped_at_the_last_symbol(tmp_path, small_universe, [PEEK_ONE], lookahead_check="off")
     config = tmp_path / "run" / "config.yaml"
     config.write_text(config.read_text().replace("lookahead_check: 'off'", "lookahead_check: fail"))
     resumed = run_cli("--config", str(config), "--resume")
