@@ -79,6 +79,7 @@ class ScanConfig:
     # config key of its own; the entries' params are in `params`, their grid points in `detectors`.
     detector_entries: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     lookahead_check: str = "fail"
+    reuse: bool = True  # keep an earlier run's unchanged detectors (harness.reuse)
 
     def benchmark_settings(self) -> Benchmark:
         """The benchmark keys as harness.stats.benchmark takes them."""
@@ -676,6 +677,7 @@ def load_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
         exclude_flagged=_bool("exclude_flagged", merged.get("exclude_flagged", False)),
         detector_entries=entries,
         lookahead_check=_choice("lookahead_check", merged.get("lookahead_check", "fail"), LOOKAHEAD_CHECKS),
+        reuse=_bool("reuse", merged.get("reuse", True)),
     )
     resolve_detectors(cfg.detectors, cfg.params, cfg.detector_entries)  # raises ConfigError on an unknown name or parameter
     return cfg

@@ -17,9 +17,10 @@ OutputError made by the `cannot_write` the caller gives (it knows what --resume 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -63,6 +64,18 @@ def in_the_way(out_dir: Path, top_files: Iterable[str], detector_folders: Iterab
     return None
 
 
+class _Hashing:
+    """A file's write(), with the sha256 of everything written (the driver has the bytes at hand:
+    hashing them costs less than reading the file back)."""
+
+    def __init__(self, file: Any):
+        self.file, self.hash = file, hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        self.hash.update(data)
+        return self.file.write(data)
+
+
 class FinalFiles:
     """The new final files of a run, each written under a temp name in `temp_dir`; commit() moves
     them all into place.
@@ -76,6 +89,7 @@ class FinalFiles:
         self.out_dir, self.temp_dir, self.cannot_write = out_dir, temp_dir, cannot_write
         self.moves: list[tuple[Path, Path]] = []  # (temp name, final path), in the order begun
         self.made: list[Path] = []
+        self.sha256: dict[str, str] = {}  # parquet file name -> the sha256 of its bytes (harness.reuse)
 
     @property
     def names(self) -> list[str]:
@@ -98,11 +112,13 @@ class FinalFiles:
         """Write parquet file `name`: the one file a writer would have written with the row groups of
         `parts` (parquet files of the same schema and settings, in order; harness.parquet_parts).
         tail: the joined file's footer (parquet_parts.joined_tail of the parts), if computed elsewhere."""
-        with output_errors(self.out_dir / name, self.cannot_write), open(self._temp_for(name), "wb") as sink:
+        with output_errors(self.out_dir / name, self.cannot_write), open(self._temp_for(name), "wb") as file:
+            sink = _Hashing(file)
             if len(parts) == 1:
                 sink.write(parts[0])
             else:
                 join_parquet_parts(parts, sink, tail)
+        self.sha256[name] = sink.hash.hexdigest()
 
     def table(self, name: str, table: pa.Table) -> None:
         """Write parquet file `name` whole."""

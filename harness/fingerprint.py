@@ -36,6 +36,7 @@ import importlib.util
 import inspect
 import json
 import os
+import platform
 import re
 import site
 import sys
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 # (lookahead_check decides no staged byte, but what was checked: a run staged with the check off,
 # resumed with it on, would have checked nothing; so it is not among them.)
 NOT_DECIDING = ("workers", "symbols_per_task", "scheduler_address", "dashboard_address", "out_dir", "on_error",
-                "security", "ship_code", "allow_version_mismatch", "storage_options")
+                "security", "ship_code", "allow_version_mismatch", "storage_options", "reuse")
 # The code that turns files into staged parts: reading, forward returns, the task, and the
 # staging's own arithmetic (the market's chunk sums, its outlier rule).
 READER_MODULES = ("harness.io", "harness.eval", "harness.task", "harness.stats.market", "harness.staging")
@@ -209,6 +210,14 @@ def run_fingerprint(cfg: ScanConfig, symbols: Sequence[str], detectors: Sequence
     parts["reader"] = digest(b"".join(Path(inspect.getsourcefile(sys.modules[name]) or "").read_bytes()
                                       for name in READER_MODULES))
     return parts
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and of the packages that decide the results, for run.json. Read from the
+    installed metadata: importing dask and distributed for this would cost a serial run a second."""
+    from importlib.metadata import version
+    return {"python": platform.python_version(),
+            **{name: version(name) for name in ("pandas", "numpy", "pyarrow", "dask", "distributed")}}
 
 
 def changed_inputs(staged: Mapping[str, str], ohlcv_path: str, storage_options: Mapping[str, Any]) -> list[str]:

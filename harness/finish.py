@@ -57,7 +57,7 @@ from harness.stats.market import market_index
 from harness.final_files import FinalFiles
 from harness.parquet_parts import joined_tail, part_footer
 from harness.staging import BAR, Staged, StagedChunk, StagingFolder, read_staged_chunk, read_staged_series
-from harness.stats.summary import (DETECTOR_COLUMNS, QUANTILE_COLUMNS, PathSums, detector_summary,
+from harness.stats.summary import (DETECTOR_COLUMNS, PATH_COLUMNS, QUANTILE_COLUMNS, PathSums, detector_summary,
                                    score_buckets, score_quantiles, window_quantiles, window_summary)
 
 # A detector's fixed cost per staged chunk, counted in events, for cutting detectors into units
@@ -499,7 +499,9 @@ def timed(function: Callable[..., Any], job: Any, *args: Any) -> tuple[Any, floa
 
 def _run_timed(run_all: RunAll, function: Callable[..., Any], jobs: Sequence[Any]) -> tuple[list[Any], list[float]]:
     """run_all(function, jobs) and each job's seconds; an OSError (a staged chunk gone or
-    unreadable) is a ScanError."""
+    unreadable) is a ScanError. No jobs (every detector kept: harness.reuse): nothing is run."""
+    if not jobs:
+        return [], []
     try:
         done = run_all(functools.partial(timed, function), jobs)
     except OSError as exc:
@@ -546,7 +548,8 @@ def plan_finish(staging: StagingFolder, detectors: Sequence[DetectorFiles], proc
 
 def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequence[DetectorSpec],
                    windows: Sequence[int], offsets: Sequence[int], benchmark: Benchmark, symbols: Sequence[str],
-                   run_all: RunAll = in_this_process, processes: int = 1, cpu_slots: int | None = None) -> Evaluated:
+                   run_all: RunAll = in_this_process, processes: int = 1, cpu_slots: int | None = None,
+                   known_null_hit_rates: Mapping[int, float] | None = None) -> Evaluated:
     """Write market.parquet and each detector's final events.parquet and forward.parquet
     (abn_<h> added) into `files`; return the market, the events' returns, their statistics.
 
@@ -556,6 +559,8 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
     split_statistics, FooterJob); each detector's files written here, a detector of several pieces
     joined (harness.parquet_parts). run_all runs the jobs: in_this_process, or on `processes`
     workers. A failed write is the staging folder's OutputError naming the file.
+    known_null_hit_rates: the sign test's null when it is known already (an earlier run's over the
+    same market: harness.reuse); no null job runs then. `detectors` may be none (all reused).
     """
     clock = [time.perf_counter()]
 
@@ -567,10 +572,10 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
     files.table("market.parquet", pa.Table.from_pandas(market, preserve_index=False))
     chunks = np.array_split(np.arange(staging.chunks), max(1, min(processes, staging.chunks)))
     nulls = [NullJob(staging.path, tuple(c.tolist()), tuple(windows), market, benchmark, cpu_slots)
-             for c in chunks if len(c)]
+             for c in chunks if len(c) and known_null_hit_rates is None]
     market_seconds = lap()
     counted, null_job_seconds = _run_timed(run_all, null_counts, nulls)
-    rates = null_hit_rates(windows, counted)
+    rates = dict(known_null_hit_rates) if known_null_hit_rates is not None else null_hit_rates(windows, counted)
     null_seconds = lap()
     described = [DetectorFiles(code, spec.name, *staging.schemas(spec)) for code, spec in enumerate(detectors)]
     plan = plan_finish(staging, described, processes, lambda pieces: FinishJob(
@@ -599,7 +604,7 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
                                        tuple(part_footer(getattr(piece, kind), n) for n, piece in enumerate(mine)),
                                        cpu_slots)
                              for kind in ("events", "forward")]
-    computed, summary_job_seconds = _run_timed(run_all, compute_job, summary_jobs) if summary_jobs else ([], [])
+    computed, summary_job_seconds = _run_timed(run_all, compute_job, summary_jobs)
     statistics.update(assemble_statistics(summary_jobs, computed))
     tails = {job.file: tail for job, tail in zip(summary_jobs, computed) if isinstance(job, FooterJob)}
     summary_seconds = lap()
@@ -623,4 +628,5 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
              "costs": plan.costs, "unit_costs": plan.unit_costs}
     return Evaluated(market, events, {d.name: statistics[d.name][1] for d in described},
                      {d.name: statistics[d.name][2] for d in described},
-                     pd.concat([statistics[d.name][0] for d in described], ignore_index=True), rates, facts)
+                     pd.concat([statistics[d.name][0] for d in described], ignore_index=True) if described
+                     else pd.DataFrame(columns=PATH_COLUMNS), rates, facts)

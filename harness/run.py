@@ -57,12 +57,14 @@ from harness.config import ScanConfig, load_config, params_json, read_yaml
 from harness.detectors import DetectorSpec, resolve_detectors
 from harness.errors import ConfigError, Interrupted, LookAheadError, ScanError, StopRequested, SymbolFailed
 from harness.finish import Evaluated, RunAll, finish_outputs, in_this_process
-from harness.fingerprint import changed_inputs, run_fingerprint
+from harness.fingerprint import changed_inputs, run_fingerprint, source_digest, versions
 from cluster.forkserver import start_forkserver
 from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running
 from harness.progress import Progress
 from harness.redact import redact
-from harness.outdir import hold_output_folder
+from harness.outdir import DETECTOR_FILES, REUSE_RECORD, hold_output_folder
+from harness.reuse import (Reuse, ReuseAbandoned, abandoned, base_key, detector_key, kept_statistics, plan_reuse,
+                           record_entry, record_text)
 from harness.final_files import FinalFiles
 from harness.staging import StagingFolder
 from harness.stats.summary import format_summary, summarize
@@ -88,6 +90,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--params", help="JSON parameters, instead of the config's `params`: "
                         "'{\"volume_spike\": {\"multiple\": 4}}'")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    parser.add_argument("--no-reuse", dest="reuse", action="store_false", default=None,
+                        help="scan every detector again, even those unchanged since the run in --out (reuse: false)")
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument("-q", "--quiet", action="store_true",
                           help="no progress and no log lines: the summary, warnings and errors only")
@@ -98,7 +102,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> ScanConfig:
     overrides = {key: getattr(args, key) for key in
-                 ("workers", "scheduler_address", "symbols", "out_dir", "ohlcv_path", "on_error", "detectors")}
+                 ("workers", "scheduler_address", "symbols", "out_dir", "ohlcv_path", "on_error", "detectors", "reuse")}
     overrides["params"] = params_json("--params", args.params)
     path = args.config or ("config.yaml" if Path("config.yaml").is_file() else None)
     return load_config(read_yaml(path) if path else {}, overrides)
@@ -138,14 +142,6 @@ def code_version() -> dict[str, str | None]:
             dirty = run(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.strip()
             commit = head.stdout.strip() + ("+changes" if dirty else "")
     return {"symbol_scan": __version__, "git": commit}
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python and of the packages that decide the results, for run.json. Read from the
-    installed metadata: importing dask and distributed for this would cost a serial run a second."""
-    from importlib.metadata import version
-    return {"python": platform.python_version(),
-            **{name: version(name) for name in ("pandas", "numpy", "pyarrow", "dask", "distributed")}}
 
 
 class Timings(dict):
@@ -202,21 +198,30 @@ class RunPlan:
     symbols: list[str]          # the universe, sorted
     invalid: list[str]          # symbol= folders with an invalid name (left out: on_error skip)
     ignored: list[str]          # entries of the data root that are not symbol= folders
-    specs: list[DetectorSpec]
+    specs: list[DetectorSpec]   # every detector of the run, in run order
+    scanned: list[DetectorSpec]  # those scanned (the others are kept from the previous run: harness.reuse)
+    reuse: Reuse | None         # what is kept from the previous run
+    keys: tuple[str, dict[str, str]]  # harness.reuse's base key, and each detector's key
+    codes: dict[str, str]       # detector -> the digest of its code (harness.fingerprint.source_digest)
     task: ScanTask              # what every symbol's task needs (harness.task)
     staging: StagingFolder
     todo: list[int]             # indices into symbols of those to scan (not staged by a resumed run)
     resumed_from: int           # symbols already staged by the run resumed
 
 
-def prepare_run(cfg: ScanConfig, resume: bool) -> RunPlan:
-    """The universe, the detectors and the staging folder (new, or the resumed run's after checking
-    that nothing it staged has changed); logs what the run will do."""
+def prepare_run(cfg: ScanConfig, resume: bool, reuse: bool = True) -> RunPlan:
+    """The universe, the detectors (those the previous run left unchanged kept, with reuse and
+    cfg.reuse: harness.reuse) and the staging folder (new, or the resumed run's after checking that
+    nothing it staged has changed); logs what the run will do."""
     symbols, invalid, ignored = select_symbols(cfg)
     for name in invalid:
         log.warning("Skipping folder symbol=%s: not a valid symbol name", name)
     specs = resolve_detectors(cfg.detectors, cfg.params, cfg.detector_entries)
-    staging = StagingFolder(cfg.out_dir, specs, cfg.forward_windows, run_fingerprint(cfg, symbols, specs), resume,
+    codes = {spec.name: source_digest(spec.func)[0] for spec in specs}
+    keys = base_key(cfg.as_dict(), symbols), {spec.name: detector_key(spec, codes[spec.name]) for spec in specs}
+    kept = plan_reuse(Path(cfg.out_dir), *keys, specs) if reuse and cfg.reuse else None
+    scanned = [spec for spec in specs if kept is None or spec.name not in kept.kept]
+    staging = StagingFolder(cfg.out_dir, scanned, cfg.forward_windows, run_fingerprint(cfg, symbols, scanned), resume,
                             len(symbols), cfg.flush_every, cfg.market_outlier_move)
     moved = changed_inputs(staging.facts.inputs, cfg.ohlcv_path, cfg.storage_options) if staging.resumed else []
     if moved:  # their staged rows came from other bars
@@ -230,15 +235,16 @@ def prepare_run(cfg: ScanConfig, resume: bool) -> RunPlan:
     if ignored:
         log.warning("Ignored %d entries under %s that are not symbol=XXX folders: %s",
                     len(ignored), cfg.ohlcv_path, ", ".join(ignored[:5]))
-    log.info("Scanning %d symbols with %d detectors", len(symbols), len(specs))
+    log.info("Scanning %d symbols with %d detectors", len(symbols), len(scanned))
     todo = [i for c in range(staging.chunks) if c not in staging.done_chunks for i in staging.chunk_range(c)]
     # the first symbols to scan, whoever runs them: the same check serially and on Dask, and early
     # the universe's first symbols, whoever runs them and whether or not a run is resumed (those an
     # interrupted run staged have their findings in state.json): the same symbols, serially and on Dask
     checked = frozenset() if cfg.lookahead_check == "off" else frozenset(symbols[i] for i in todo
                                                                           if i < LOOKAHEAD_SYMBOLS)
-    task = dataclasses.replace(ScanTask.from_config(cfg, specs), lookahead_symbols=checked)
-    return RunPlan(cfg, symbols, invalid, ignored, specs, task, staging, todo, staging.flushed)
+    task = dataclasses.replace(ScanTask.from_config(cfg, scanned), lookahead_symbols=checked)
+    return RunPlan(cfg, symbols, invalid, ignored, specs, scanned, kept, keys, codes, task, staging, todo,
+                   staging.flushed)
 
 
 def serial_results(symbols: Sequence[str], todo: Sequence[int], task: ScanTask) -> Iterator[tuple[int, SymbolResult]]:
@@ -375,6 +381,54 @@ def stage_results(plan: RunPlan, results: Iterator[tuple[int, SymbolResult]], pr
                         "rerun with --resume to scan them")
 
 
+def run_findings(plan: RunPlan) -> dict[str, str]:
+    """Per detector, in run order, what the look-ahead check found (lookahead_findings): a kept
+    detector's as the previous run found it."""
+    found = lookahead_findings(plan.staging.facts.lookahead, plan.scanned)
+    kept = plan.reuse.kept if plan.reuse else {}
+    return {spec.name: kept[spec.name]["lookahead"] if spec.name in kept else found[spec.name] for spec in plan.specs}
+
+
+def with_kept(plan: RunPlan, evaluated: Evaluated) -> Evaluated:
+    """`evaluated` (the scanned detectors') with the kept detectors' statistics added
+    (harness.reuse.kept_statistics), every detector in run order."""
+    if plan.reuse is None:
+        return evaluated
+    cfg = plan.cfg
+    kept = {spec.name: kept_statistics(Path(cfg.out_dir), spec, plan.reuse.kept[spec.name], cfg.forward_windows,
+                                       plan.symbols, cfg.exclude_flagged)
+            for spec in plan.specs if spec.name in plan.reuse.kept}
+    names = [spec.name for spec in plan.specs]
+
+    def pick(scanned: Mapping[str, Any], field: str) -> dict[str, Any]:
+        return {name: getattr(kept[name], field) if name in kept else scanned[name] for name in names}
+
+    paths = evaluated.paths
+    return dataclasses.replace(
+        evaluated, events=pick(evaluated.events, "events"), summaries=pick(evaluated.summaries, "summary"),
+        quantiles=pick(evaluated.quantiles, "quantiles"),
+        paths=pd.concat([kept[name].paths if name in kept else paths[paths["detector"] == name] for name in names],
+                        ignore_index=True))
+
+
+def reuse_record(plan: RunPlan, files: FinalFiles, evaluated: Evaluated) -> str:
+    """REUSE_RECORD's text: what the next run may keep of this one (harness.reuse)."""
+    cfg, (base, keys) = plan.cfg, plan.keys
+    findings = run_findings(plan)
+    kept = plan.reuse.kept if plan.reuse else {}
+    paths = evaluated.paths
+    entries = {}
+    for spec in plan.specs:
+        names = {name: kept[spec.name]["files"][name] if spec.name in kept else files.sha256[f"{spec.out_name}/{name}"]
+                 for name in DETECTOR_FILES}
+        entries[spec.name] = record_entry(keys[spec.name], names, findings[spec.name], evaluated.summaries[spec.name],
+                                          evaluated.quantiles[spec.name],
+                                          paths[paths["detector"] == spec.name].reset_index(drop=True),
+                                          evaluated.events[spec.name], cfg.forward_windows, cfg.exclude_flagged)
+    return record_text(base, plan.staging.facts.inputs, evaluated.null_hit_rates,
+                       [f["symbol"] for f in plan.staging.facts.failed], entries)
+
+
 def failed_symbols(plan: RunPlan) -> list[dict[str, Any]]:
     """Every symbol left out of the results: invalid folder names, then failures, by symbol."""
     return ([{"symbol": name, "detector": None, "error": "invalid symbol name (folder left out)"}
@@ -388,7 +442,7 @@ def write_statistics(plan: RunPlan, files: FinalFiles, evaluated: Evaluated) -> 
     summary = summarize(evaluated.events, cfg.forward_windows, {s.name: s.baseline for s in specs},
                         symbols=len(plan.symbols) + len(plan.invalid) - failed, failed_symbols=failed,
                         null_hit_rates=evaluated.null_hit_rates, detector_tables=evaluated.summaries,
-                        lookahead=looks_ahead(lookahead_findings(plan.staging.facts.lookahead, specs)))
+                        lookahead=looks_ahead(run_findings(plan)))
     files.text("summary.csv", summary.to_csv(index=False))
     files.text("paths.csv", evaluated.paths.to_csv(index=False))
     files.text("quantiles.csv", pd.concat([evaluated.quantiles[s.name] for s in specs],
@@ -413,14 +467,14 @@ def run_facts(plan: RunPlan, execution: Execution, evaluated: Evaluated, started
         "version": code_version(),
         "detector_params": {spec.name: spec.params for spec in plan.specs},  # defaults included
         # the digest of the code each detector ran (harness.fingerprint; a user's imported afresh)
-        "detector_code": {spec.name: plan.staging.run_key[f"code:{spec.name}"] for spec in plan.specs},
+        "detector_code": dict(plan.codes),
         "events": {name: len(frame) for name, frame in evaluated.events.items()},
         "market": market_membership(evaluated.market, cfg.min_market_symbols),
         # sorted: chunks are staged in the order their tasks finish (the list stops at 1,000)
         "market_outliers": {"count": staged.market_outlier_count,
                             "bars": sorted(staged.market_outliers, key=lambda b: (b["symbol"], b["date"]))},
         "lookahead": {"check": cfg.lookahead_check, "symbols": sorted(staged.lookahead),
-                      "detectors": lookahead_findings(staged.lookahead, plan.specs)},
+                      "detectors": run_findings(plan)},
         "null_hit_rates": {str(h): rate for h, rate in evaluated.null_hit_rates.items()},
         "bars_read": staged.bars,
         "repairs": dict(sorted(staged.repairs.items())),
@@ -429,6 +483,9 @@ def run_facts(plan: RunPlan, execution: Execution, evaluated: Evaluated, started
         "cpu_seconds": {k: round(v, 3) for k, v in sorted(staged.cpu_seconds.items())},
         "wall_seconds": round(time.time() - started, 3),
         "resumed_from": plan.resumed_from,
+        # the detectors kept from the previous run (harness.reuse), and when it ran
+        "reused": {"from": plan.reuse.since, "detectors": [s.name for s in plan.specs if s.name in plan.reuse.kept]}
+                  if plan.reuse else None,
         "timings": timings,
         "finish_jobs": evaluated.jobs,  # within finalize: the detectors' jobs (harness.finish)
         "versions": versions(),
@@ -442,23 +499,40 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
     imports_seconds: how long the process took to get here, for run.json's timings. client: a
     caller's distributed.Client to run on (left open). console: print the summary table and the
     closing notes to stdout (the CLI); else the notes go to the log. progress: show progress.
+    A run that kept detectors of the previous one and then finds it should not have (a symbol's
+    files changed, a symbol failed: harness.reuse) starts again, every detector scanned.
     """
+    try:
+        return _run_scan(cfg, resume, imports_seconds, client, console, progress, reuse=True)
+    except ReuseAbandoned as exc:
+        log.warning("Not reusing the previous run after all: %s; scanning every detector", exc)
+        return _run_scan(cfg, False, imports_seconds, client, console, progress, reuse=False)
+
+
+def _run_scan(cfg: ScanConfig, resume: bool, imports_seconds: float, client: Any, console: bool, progress: bool,
+              reuse: bool) -> dict[str, Any]:
     started = time.time()
     timings = Timings(imports_seconds)
-    plan = prepare_run(cfg, resume)
+    plan = prepare_run(cfg, resume, reuse)
     timings.lap("prepare")
     # The final files' block ends after the cluster's: the end's jobs on the workers are over (or
     # cancelled) before its temp files are committed or removed.
     with contextlib.ExitStack() as finishing, execute(plan, client) as execution:
         stage_results(plan, execution.results, Progress(len(plan.symbols), plan.resumed_from, enabled=progress))
+        if plan.reuse is not None:
+            why = abandoned(plan.reuse, plan.staging.facts.inputs, plan.staging.facts.failed)
+            if why:
+                raise ReuseAbandoned(why)
         timings["cluster_start"] = execution.cluster_start_seconds
         timings.lap("scan", less=execution.cluster_start_seconds)
         files = finishing.enter_context(plan.staging.final_files())
-        evaluated = finish_outputs(plan.staging, files, plan.specs, cfg.forward_windows,
+        evaluated = finish_outputs(plan.staging, files, plan.scanned, cfg.forward_windows,
                                    range(cfg.path_offsets[0], cfg.path_offsets[1] + 1),
                                    cfg.benchmark_settings(), plan.symbols, execution.run_all, execution.processes,
-                                   execution.cpu_slots)
+                                   execution.cpu_slots, plan.reuse.null_hit_rates if plan.reuse else None)
+        evaluated = with_kept(plan, evaluated)
         summary = write_statistics(plan, files, evaluated)
+        files.text(REUSE_RECORD, reuse_record(plan, files, evaluated))
         timings.lap("finalize")
         info = run_facts(plan, execution, evaluated, started, timings)
         from harness.report import build_report  # imported when needed: a mistake exits before it
@@ -467,7 +541,9 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
         timings.lap("report")
         timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 3)
         info["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        info["files"] = [*files.names, "run.json"]
+        info["files"] = [*files.names, *(f"{spec.out_name}/{name}" for spec in plan.specs
+                                           if plan.reuse and spec.name in plan.reuse.kept
+                                           for name in plan.reuse.kept[spec.name]["files"]), "run.json"]
         files.text("run.json", json.dumps(info, indent=2, default=str) + "\n")
     if console:
         print(format_summary(summary))

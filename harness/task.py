@@ -322,6 +322,8 @@ def _run_detectors(bars: pd.DataFrame, task: ScanTask, result: SymbolResult, run
         if checked.extras:
             result.extras[spec.name] = checked.extras
     running[0] = None
+    if not every:  # no detector to run (every one kept from the previous run: harness.reuse)
+        return np.zeros(0, np.int16), np.zeros(0, np.int64), np.zeros(0, np.float64), every
     return np.concatenate(codes), np.concatenate(rows).astype(np.int64), np.concatenate(scores), every
 
 

@@ -1,0 +1,234 @@
+"""Reuse of an earlier run's unchanged detectors: a rerun scans and finishes only what changed.
+
+A complete run leaves REUSE_RECORD (`.symbol-scan-reuse.json`) among its files. It holds:
+- `base`: the digest of everything that decides every detector's files and statistics but the
+  detectors themselves: the settings (the config but where and how fast it runs, and but the list
+  of detectors, their parameters and baselines), the universe, this tool's code (every module of
+  the harness package) and the versions of Python and the libraries that compute;
+- `inputs`: each symbol's input files' fingerprint (harness.io.symbol_fingerprint), as read;
+- `null_hit_rates`: the sign test's universe-wide null, which depends on the market only;
+- per detector: its `key` (its name, the digest of its code and of its parameters:
+  harness.fingerprint), the sha256 of its events and forward files, its look-ahead finding, and
+  its statistics: its summary rows (detector_summary), score quantiles and paths, and (with
+  exclude_flagged) the rows of its events whose window crosses a flagged bar.
+
+The next run into the folder (config `reuse`, default on; --no-reuse) keeps a detector when the
+base and its key are the same and its files are those recorded (their sha256): it is neither
+scanned nor finished; its files stay where they are, its statistics come from the record, and the
+statistics that span detectors (vs baseline, Holm and Benjamini-Hochberg) are computed again with
+every detector's, a kept one's events read back from its forward file (date, symbol, fwd_<h>,
+abn_<h>). Anything that changes the market index means every detector runs: the base covers the
+settings and the universe, and the inputs are compared after the scan (the tasks fingerprint what
+they read anyway, so no serial listing runs first): a symbol whose files changed, a symbol that
+failed now, or a previous run that skipped failed symbols, and the run starts again without reuse
+(ReuseAbandoned). So the folder after a reusing run holds the bytes a fresh run would have
+written, this record included; run.json and report.html say when they ran.
+
+The previous run's files are not touched until the new run commits its own (harness.final_files):
+a reusing run killed at any moment leaves them as they were.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from harness.detectors import DetectorSpec
+from harness.errors import ScanError
+from harness.eval import abnormal_column, flagged_column, forward_column
+from harness.fingerprint import NOT_DECIDING, code_files, digest, versions
+from harness.outdir import REUSE_RECORD
+
+log = logging.getLogger("scan")
+
+FORMAT = 1  # of the record: a record of another format is not read
+# Config keys about the detectors themselves: each detector's own key covers what decides its bytes
+# (its name, code and parameters); baselines change only the statistics that span detectors.
+DETECTOR_KEYS = ("symbols", "detectors", "params", "detector_entries")
+
+
+class ReuseAbandoned(ScanError):
+    """The scan found what the record could not show before it (a symbol's files changed, a symbol
+    failed): the run starts again, every detector scanned (harness.run.run_scan)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Reuse:
+    """What a run keeps from the previous one (plan_reuse)."""
+
+    kept: dict[str, dict[str, Any]]    # detector name -> its entry in the previous record
+    inputs: dict[str, str]             # symbol -> the fingerprint of the files the previous run read
+    null_hit_rates: dict[int, float]
+    since: str                         # when the previous run started (its run.json), for messages
+
+
+def _json_digest(value: Any) -> str:
+    return digest(json.dumps(value, sort_keys=True, default=str).encode())
+
+
+def base_key(settings: Mapping[str, Any], symbols: Sequence[str]) -> str:
+    """The digest of what decides every detector's bytes but the detectors themselves (module
+    docstring); settings: ScanConfig.as_dict()."""
+    deciding = {k: v for k, v in settings.items() if k not in NOT_DECIDING and k not in DETECTOR_KEYS}
+    where, files = code_files("harness")
+    tool = [(path, digest(data)) for path, data in files]
+    return _json_digest({"settings": deciding, "symbols": list(symbols), "tool": tool, "versions": versions()})
+
+
+def detector_key(spec: DetectorSpec, code: str) -> str:
+    """The digest of what decides one detector's own bytes: its name (a column of its files), its
+    code (code: harness.fingerprint.source_digest) and its parameters."""
+    return _json_digest({"name": spec.name, "code": code, "params": spec.params})
+
+
+def sha256_file(path: Path) -> str | None:
+    """The sha256 of a file's bytes; None when it cannot be read."""
+    try:
+        with open(path, "rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def read_record(out_dir: Path) -> dict[str, Any] | None:
+    """The previous run's record in out_dir; None when there is none, or not one this version reads."""
+    try:
+        record = json.loads((out_dir / REUSE_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        return None
+    return record
+
+
+def previous_start(out_dir: Path) -> str:
+    """When the run that wrote out_dir's run.json started ("the previous run" when unknown)."""
+    try:
+        started = json.loads((out_dir / "run.json").read_text()).get("started")
+    except (OSError, ValueError, AttributeError):
+        started = None
+    return f"the run of {started}" if isinstance(started, str) else "the previous run"
+
+
+def plan_reuse(out_dir: Path, base: str, keys: Mapping[str, str], specs: Sequence[DetectorSpec]) -> Reuse | None:
+    """Which detectors of `specs` (keys: name -> detector_key) the previous run in out_dir left
+    unchanged, their files intact; None when none is (no record, or a different base). Says what it
+    keeps, or why it keeps nothing, in the log."""
+    record = read_record(out_dir)
+    if record is None:
+        return None
+    since = previous_start(out_dir)
+    if record.get("base") != base:
+        log.info("Not reusing %s: the config, the universe or this tool's code changed", since)
+        return None
+    if record.get("failed"):
+        log.info("Not reusing %s: it skipped failed symbols", since)
+        return None
+    kept = {}
+    for spec in specs:
+        entry = record.get("detectors", {}).get(spec.name)
+        if not isinstance(entry, dict) or entry.get("key") != keys[spec.name]:
+            continue
+        files = entry.get("files", {})
+        if all(sha256_file(out_dir / spec.out_name / name) == sha for name, sha in files.items()) and files:
+            kept[spec.name] = entry
+    if not kept:
+        log.info("Not reusing %s: every detector changed", since)
+        return None
+    log.info("Reusing %d of %d detectors from %s: %s", len(kept), len(specs), since,
+             ", ".join(name for name in (s.name for s in specs) if name in kept))
+    return Reuse(kept, dict(record.get("inputs", {})),
+                 {int(h): math.nan if rate is None else float(rate)
+                  for h, rate in record.get("null_hit_rates", {}).items()}, since)
+
+
+def abandoned(reuse: Reuse, inputs: Mapping[str, str], failed: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why the kept detectors' files would not be a fresh run's, seen after the scan: a symbol's
+    input files changed since the previous run read them (inputs: symbol -> fingerprint now), or a
+    symbol failed (its rows would be left out of every detector's files). None when they would be."""
+    changed = sorted(s for s in set(inputs) | set(reuse.inputs) if inputs.get(s) != reuse.inputs.get(s))
+    if changed:
+        return (f"the input files of {len(changed)} symbol(s) changed since {reuse.since} "
+                f"({', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''})")
+    if failed:
+        return f"symbol {failed[0]['symbol']!r} failed"
+    return None
+
+
+# ---------------------------------------------------------------- tables in the record
+
+def encode_table(frame: pd.DataFrame) -> dict[str, Any]:
+    """A small table as JSON: its columns, in order, their dtypes and values (floats as their
+    repr, which reads back to the same bits; NaN as NaN)."""
+    return {"columns": [str(c) for c in frame.columns], "dtypes": [str(frame[c].dtype) for c in frame.columns],
+            "values": [frame[c].tolist() for c in frame.columns]}
+
+
+def decode_table(encoded: Mapping[str, Any]) -> pd.DataFrame:
+    """encode_table() read back: the same columns, dtypes and values."""
+    return pd.DataFrame({c: pd.Series(values, dtype=dtype) if dtype == "object" else np.array(values, dtype=dtype)
+                         for c, dtype, values in zip(encoded["columns"], encoded["dtypes"], encoded["values"])})
+
+
+@dataclasses.dataclass
+class KeptStatistics:
+    """A kept detector's part of the run's statistics, as harness.finish computes a scanned one's."""
+
+    events: pd.DataFrame               # date, symbol (its code in the run), fwd_<h>, abn_<h>[, flagged_<h>]
+    summary: pd.DataFrame              # detector_summary()
+    quantiles: pd.DataFrame            # score_quantiles()
+    paths: pd.DataFrame                # PATH_COLUMNS
+
+
+def kept_statistics(out_dir: Path, spec: DetectorSpec, entry: Mapping[str, Any], windows: Sequence[int],
+                    symbols: Sequence[str], exclude_flagged: bool) -> KeptStatistics:
+    """A kept detector's statistics from the record, and its events' columns from its forward file:
+    those the statistics that span detectors and the report use. With exclude_flagged the returns
+    of the events whose window crosses a flagged bar are NaN, as a scanned detector's are."""
+    names = ["symbol", "date", *(c for h in windows for c in (forward_column(h), abnormal_column(h)))]
+    try:
+        table = pq.read_table(out_dir / spec.out_name / "forward.parquet", columns=names)
+    except (OSError, ValueError) as exc:
+        raise ScanError(f"cannot read {out_dir / spec.out_name / 'forward.parquet'} ({exc}); "
+                        "rerun with --no-reuse") from None
+    codes = np.searchsorted(np.asarray(symbols, dtype=object), table.column("symbol").to_numpy(zero_copy_only=False))
+    columns: dict[str, np.ndarray] = {"date": table.column("date").to_numpy(), "symbol": codes.astype(np.int32)}
+    for h in windows:
+        fwd, abn = (table.column(column(h)).to_numpy() for column in (forward_column, abnormal_column))
+        if exclude_flagged:
+            crossed = np.zeros(len(fwd), dtype=bool)
+            crossed[np.asarray(entry["flagged"][str(h)], dtype=np.int64)] = True
+            fwd, abn = np.where(crossed, np.nan, fwd), np.where(crossed, np.nan, abn)
+            columns[flagged_column(h)] = crossed & ~np.isnan(table.column(forward_column(h)).to_numpy())
+        columns[forward_column(h)], columns[abnormal_column(h)] = fwd, abn
+    return KeptStatistics(pd.DataFrame(columns, copy=False), decode_table(entry["summary"]),
+                          decode_table(entry["quantiles"]), decode_table(entry["paths"]))
+
+
+def record_entry(key: str, files: Mapping[str, str], lookahead: str, summary: pd.DataFrame,
+                 quantiles: pd.DataFrame, paths: pd.DataFrame, events: pd.DataFrame, windows: Sequence[int],
+                 exclude_flagged: bool) -> dict[str, Any]:
+    """One detector's entry in the record (module docstring). events: its statistics' columns
+    (harness.finish.Evaluated.events); its flagged rows are kept with exclude_flagged only."""
+    entry = {"key": key, "files": dict(files), "lookahead": lookahead, "summary": encode_table(summary),
+             "quantiles": encode_table(quantiles), "paths": encode_table(paths)}
+    if exclude_flagged:
+        entry["flagged"] = {str(h): np.flatnonzero(events[flagged_column(h)].to_numpy()).tolist() for h in windows}
+    return entry
+
+
+def record_text(base: str, inputs: Mapping[str, str], null_hit_rates: Mapping[int, float],
+                failed: Sequence[str], entries: Mapping[str, Mapping[str, Any]]) -> str:
+    """The record's text: the same bytes for the same content (keys sorted)."""
+    return json.dumps({"format": FORMAT, "base": base, "inputs": dict(sorted(inputs.items())),
+                       "null_hit_rates": {str(h): (None if math.isnan(r) else r) for h, r in null_hit_rates.items()},
+                       "failed": sorted(failed), "detectors": dict(entries)}, sort_keys=True) + "\n"
