@@ -46,7 +46,7 @@ from harness.detectors import DetectorSpec
 from harness.errors import ScanError
 from harness.eval import abnormal_column, flagged_column, forward_column
 from harness.fingerprint import NOT_DECIDING, code_files, digest, versions
-from harness.outdir import REUSE_RECORD
+from harness.outdir import DETECTOR_FILES, REUSE_RECORD
 
 log = logging.getLogger("scan")
 
@@ -138,8 +138,9 @@ def plan_reuse(out_dir: Path, base: str, keys: Mapping[str, str], specs: Sequenc
         entry = record.get("detectors", {}).get(spec.name)
         if not isinstance(entry, dict) or entry.get("key") != keys[spec.name]:
             continue
-        files = entry.get("files", {})
-        if all(sha256_file(out_dir / spec.out_name / name) == sha for name, sha in files.items()) and files:
+        files = entry.get("files")
+        if (_readable(entry) and isinstance(files, dict) and sorted(files) == sorted(DETECTOR_FILES)
+                and all(sha256_file(out_dir / spec.out_name / name) == sha for name, sha in files.items())):
             kept[spec.name] = entry
     if not kept:
         log.info("Not reusing %s: every detector changed", since)
@@ -149,6 +150,17 @@ def plan_reuse(out_dir: Path, base: str, keys: Mapping[str, str], specs: Sequenc
     return Reuse(kept, dict(record.get("inputs", {})),
                  {int(h): math.nan if rate is None else float(rate)
                   for h, rate in record.get("null_hit_rates", {}).items()}, since)
+
+
+def _readable(entry: Mapping[str, Any]) -> bool:
+    """Whether a record's entry holds the tables a kept detector needs (a record edited by hand, or
+    by another version, is not trusted: its detector is scanned)."""
+    try:
+        for table in ("summary", "quantiles", "paths"):
+            decode_table(entry[table])
+        return isinstance(entry["lookahead"], str) and isinstance(entry.get("flagged", {}), dict)
+    except Exception:
+        return False
 
 
 def abandoned(reuse: Reuse, inputs: Mapping[str, str], failed: Sequence[Mapping[str, Any]]) -> str | None:

@@ -123,6 +123,16 @@ def test_a_kept_file_that_changed_since_is_scanned_again(small_universe, tmp_pat
     scan(small_universe, fresh, "--detectors", "gap,rsi_oversold")
     assert output_files(out) == output_files(fresh)
     assert run_json(out)["reused"]["detectors"] == ["rsi_oversold"]
+    # a record edited by hand: the entry that lost a table is not trusted, a record cut short is no record
+    record = out / ".symbol-scan-reuse.json"
+    edited = json.loads(record.read_text())
+    del edited["detectors"]["gap"]["paths"]
+    record.write_text(json.dumps(edited))
+    scan(small_universe, out, "--detectors", "gap,rsi_oversold")
+    assert run_json(out)["reused"]["detectors"] == ["rsi_oversold"] and output_files(out) == output_files(fresh)
+    record.write_text(record.read_text()[:100])
+    scan(small_universe, out, "--detectors", "gap,rsi_oversold")
+    assert run_json(out)["reused"] is None and output_files(out) == output_files(fresh)
 
 
 def test_no_reuse_scans_everything(small_universe, tmp_path):
