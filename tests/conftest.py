@@ -125,11 +125,15 @@ DETECTORS = ["volume_spike", "volume_spike_trend", "breakout_52w", "breakout_52w
              "rsi_oversold", "rsi_oversold_fast", "squeeze_breakout", "ma_cross"]
 
 
-def output_files(out: Path) -> dict[str, bytes]:
+def output_files(out: Path, record: bool = False) -> dict[str, bytes]:
     """Every output file the determinism contract covers: not run.json and report.html (they hold
-    timings), not the resumable staging folder nor the lock file."""
-    from harness.outdir import LOCK_FILE, STAGING
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("run.json", "report.html")
+    timings), not the resumable staging folder nor the lock file; the reuse record only with
+    `record` (it holds the digest of the config: a run of the same data from s3:// and one from
+    disk, or one with the look-ahead check and one without, write the same files but not the same
+    record)."""
+    from harness.outdir import LOCK_FILE, REUSE_RECORD, STAGING
+    left_out = ("run.json", "report.html") + (() if record else (REUSE_RECORD,))
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name not in left_out
                    and not {STAGING, LOCK_FILE} & set(p.relative_to(out).parts))
     return {str(p.relative_to(out)): p.read_bytes() for p in files}
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO, bars, cli_env, output_files, run_cli, write_config, write_partition
 from harness.detectors import resolve_detectors
 from harness.errors import ConfigError
-from harness.outdir import LOCK_FILE, RESERVED_NAMES, STAGING, STAGING_MARKER
+from harness.outdir import LOCK_FILE, RESERVED_NAMES, REUSE_RECORD, STAGING, STAGING_MARKER
 
 DETECTORS = ["gap", "user_detectors:gated"]
 # File-size limits (bytes). Measured: the first two flushes' parts are under 3 KB, the third's rows
@@ -107,7 +107,7 @@ def reference(tmp_path_factory, data) -> dict[str, bytes]:
     tmp = tmp_path_factory.mktemp("reference")
     proc = cli(config(tmp, data, tmp / "out"))
     assert proc.returncode == 0, proc.stderr
-    files = output_files(tmp / "out")
+    files = output_files(tmp / "out", record=True)
     assert run_files(tmp / "out") == files, "run.json must list exactly the run's files"
     sizes = {name: len(b) for name, b in files.items()}
     assert max(v for k, v in sizes.items() if k != "market.parquet") < FINAL_LIMIT < sizes["market.parquet"], sizes
@@ -141,10 +141,10 @@ def test_a_second_run_stops_at_once_while_the_first_holds_the_folder(tmp_path, d
         assert message.startswith(f"error: output folder {out} is in use by another run (pid {first.pid}, started 20")
         assert message.endswith("; wait for it to finish, or give this run another --out\n")
     assert first.returncode == 0, stderr
-    assert output_files(out) == reference
+    assert output_files(out, record=True) == reference
     assert sorted(p.name for p in out.iterdir()) == sorted(["gap", "user_detectors.gated", "summary.csv",
                                                             "market.parquet", "paths.csv", "quantiles.csv", "report.html",
-                                                            "run.json"])
+                                                            "run.json", REUSE_RECORD])
 
 
 def test_a_run_killed_with_sigkill_never_blocks_the_next(tmp_path, data, reference):
@@ -157,7 +157,7 @@ def test_a_run_killed_with_sigkill_never_blocks_the_next(tmp_path, data, referen
     assert f"pid {first.pid}," in (out / LOCK_FILE).read_text(), "the dead run's lock file is still there"
     proc = cli(cfg)
     assert proc.returncode == 0, proc.stderr
-    assert output_files(out) == reference
+    assert output_files(out, record=True) == reference
 
 
 # --- writes that fail ---
@@ -343,7 +343,7 @@ def test_resume_from_a_damaged_staging_folder_is_one_line_and_changes_nothing(tm
     if damage == "missing part":  # the advice works (tried once: it is the same for every damage)
         fresh = run_cli("--config", str(cfg), "--out", str(out))
         assert fresh.returncode == 0, fresh.stderr
-        assert output_files(out) == reference
+        assert output_files(out, record=True) == reference
 
 
 @pytest.mark.parametrize("broken", ["unreadable files", "no bars"])

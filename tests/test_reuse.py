@@ -51,7 +51,7 @@ def test_a_changed_variant_is_the_only_detector_scanned_and_the_folder_is_a_fres
     rerun = run_cli("--data", str(small_universe), "--out", str(out), "--workers", "2", "--params", changed)
     assert rerun.returncode == 0, rerun.stderr
     scan(small_universe, fresh, "--params", changed)
-    assert output_files(out) == output_files(fresh)
+    assert output_files(out, record=True) == output_files(fresh, record=True)
     assert "Reusing 8 of 9 detectors from the run of" in rerun.stderr
     info = run_json(out)
     assert info["reused"]["detectors"] == OTHERS and info["reused"]["from"].startswith("the run of ")
@@ -72,7 +72,7 @@ def test_an_added_detector_under_the_market_model_with_flagged_bars_left_out(sma
     rerun = run_cli("--config", str(after), "--out", str(out))
     assert rerun.returncode == 0, rerun.stderr
     run_cli("--config", str(after), "--out", str(fresh), check=True)
-    assert output_files(out) == output_files(fresh)
+    assert output_files(out, record=True) == output_files(fresh, record=True)
     assert run_json(out)["reused"]["detectors"] == ["gap", "volume_spike"]
     summary = pd.read_csv(out / "summary.csv")
     assert (summary["flagged"] > 0).any()  # the guard flagged bars, and kept detectors' rows leave them out too
@@ -82,10 +82,10 @@ def test_an_added_detector_under_the_market_model_with_flagged_bars_left_out(sma
 def test_nothing_changed_keeps_every_detector(small_universe, tmp_path):
     out = tmp_path / "out"
     scan(small_universe, out, "--detectors", "gap,rsi_oversold")
-    first = output_files(out)
+    first = output_files(out, record=True)
     rerun = scan(small_universe, out, "--detectors", "gap,rsi_oversold")
     assert "Reusing 2 of 2 detectors" in rerun.stderr
-    assert output_files(out) == first and run_json(out)["cpu_seconds"] == {}
+    assert output_files(out, record=True) == first and run_json(out)["cpu_seconds"] == {}
 
 
 def rewrite_one_close(root: Path) -> str:
@@ -108,7 +108,7 @@ def test_a_changed_input_file_means_every_detector_runs_again(small_universe, tm
     assert f"Not reusing the previous run after all: the input files of 1 symbol(s) changed since the run of" in rerun.stderr
     assert symbol in rerun.stderr
     scan(data, fresh, "--detectors", "gap,volume_spike,volume_spike_trend")
-    assert output_files(out) == output_files(fresh)
+    assert output_files(out, record=True) == output_files(fresh, record=True)
     assert run_json(out)["reused"] is None
 
 
@@ -121,7 +121,7 @@ def test_a_kept_file_that_changed_since_is_scanned_again(small_universe, tmp_pat
     path.write_bytes(bytes(data))
     scan(small_universe, out, "--detectors", "gap,rsi_oversold")
     scan(small_universe, fresh, "--detectors", "gap,rsi_oversold")
-    assert output_files(out) == output_files(fresh)
+    assert output_files(out, record=True) == output_files(fresh, record=True)
     assert run_json(out)["reused"]["detectors"] == ["rsi_oversold"]
     # a record edited by hand: the entry that lost a table is not trusted, a record cut short is no record
     record = out / ".symbol-scan-reuse.json"
@@ -129,19 +129,19 @@ def test_a_kept_file_that_changed_since_is_scanned_again(small_universe, tmp_pat
     del edited["detectors"]["gap"]["paths"]
     record.write_text(json.dumps(edited))
     scan(small_universe, out, "--detectors", "gap,rsi_oversold")
-    assert run_json(out)["reused"]["detectors"] == ["rsi_oversold"] and output_files(out) == output_files(fresh)
+    assert run_json(out)["reused"]["detectors"] == ["rsi_oversold"] and output_files(out, record=True) == output_files(fresh, record=True)
     record.write_text(record.read_text()[:100])
     scan(small_universe, out, "--detectors", "gap,rsi_oversold")
-    assert run_json(out)["reused"] is None and output_files(out) == output_files(fresh)
+    assert run_json(out)["reused"] is None and output_files(out, record=True) == output_files(fresh, record=True)
 
 
 def test_no_reuse_scans_everything(small_universe, tmp_path):
     out = tmp_path / "out"
     scan(small_universe, out, "--detectors", "gap")
-    first = output_files(out)
+    first = output_files(out, record=True)
     rerun = scan(small_universe, out, "--detectors", "gap", "--no-reuse")
     assert "Reusing" not in rerun.stderr and run_json(out)["reused"] is None
-    assert list(run_json(out)["cpu_seconds"]) == ["gap"] and output_files(out) == first
+    assert list(run_json(out)["cpu_seconds"]) == ["gap"] and output_files(out, record=True) == first
     config = write_config(tmp_path / "c.yaml", ohlcv_path=str(small_universe), workers=1, detectors=["gap"], reuse=False)
     run_cli("--config", str(config), "--out", str(out), check=True)
     assert run_json(out)["reused"] is None and run_json(out)["config"]["reuse"] is False
@@ -156,7 +156,7 @@ def test_a_symbol_failing_in_the_scanned_detector_runs_every_detector(marked_uni
     rerun = scan(data, out, "--detectors", detectors, "--on-error", "skip")
     assert f"Not reusing the previous run after all: symbol {victim!r} failed" in rerun.stderr
     scan(data, fresh, "--detectors", detectors, "--on-error", "skip")
-    assert output_files(out) == output_files(fresh)
+    assert output_files(out, record=True) == output_files(fresh, record=True)
     # and a run after one that skipped a symbol keeps nothing: which detectors failed it is not known
     again = scan(data, out, "--detectors", detectors, "--on-error", "skip")
     assert "Not reusing the run of" in again.stderr and "it skipped failed symbols" in again.stderr
@@ -169,7 +169,7 @@ def test_a_reusing_run_killed_leaves_the_previous_files_and_resumes(small_univer
     first = {"started": str(tmp_path / "s1"), "gate": str(gate)}
     scan(small_universe, out, "--detectors", "gap,user_detectors:gated_by",
          "--params", json.dumps({"user_detectors:gated_by": first}))
-    before = output_files(out)
+    before = output_files(out, record=True)
     held = {"started": str(tmp_path / "s2"), "gate": str(tmp_path / "gate2")}
     args = ["--data", str(small_universe), "--out", str(out), "--workers", "1", "-q",
             "--detectors", "gap,user_detectors:gated_by", "--params", json.dumps({"user_detectors:gated_by": held})]
@@ -183,14 +183,14 @@ def test_a_reusing_run_killed_leaves_the_previous_files_and_resumes(small_univer
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
-    assert output_files(out) == before  # nothing of the previous run was touched
+    assert output_files(out, record=True) == before  # nothing of the previous run was touched
     Path(held["gate"]).touch()
     resumed = run_cli(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert run_json(out)["reused"]["detectors"] == ["gap"]
     scan(small_universe, fresh, "--detectors", "gap,user_detectors:gated_by",
          "--params", json.dumps({"user_detectors:gated_by": held}))
-    assert output_files(out) == output_files(fresh)
+    assert output_files(out, record=True) == output_files(fresh, record=True)
 
 
 @pytest.mark.parametrize("key, value", [("forward_windows", [5, 10]), ("lookback_days", 400),
