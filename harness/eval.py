@@ -58,4 +58,7 @@ def add_forward_returns(events: pd.DataFrame, df: pd.DataFrame, windows: Sequenc
     """
     close = df["close"].to_numpy(dtype="float64")
     rows = event_rows(df["date"].to_numpy(), events["date"].to_numpy())
-    return events.assign(close=close[rows], **forward_returns(close, rows, windows))
+    # one new frame rather than events.assign(): a third of the time (~0.35 ms for a symbol's events,
+    # harness.task calls it for every symbol)
+    return pd.DataFrame({**{name: events[name] for name in events.columns}, "close": close[rows],
+                         **forward_returns(close, rows, windows)}, index=events.index)

@@ -378,33 +378,58 @@ def _fingerprint(partition: str, entries: Sequence[_Entry]) -> str:
 
 
 def symbol_fingerprint(symbol: str, ohlcv_path: str, storage_options: Mapping[str, Any] | None = None) -> str:
-    """The fingerprint of `symbol`'s input files as they are now (SymbolRead.fingerprint when they
+    """The fingerprint of `symbol`'s input files as they are now (ReadFacts.fingerprint when they
     were read): --resume compares the two. One listing of the partition, no file opened."""
     _, partition, entries = _partition_entries(symbol, ohlcv_path, storage_options)
     return _fingerprint(partition, entries)
 
 
-class SymbolRead(NamedTuple):
-    """read_partition()'s result."""
+@dataclasses.dataclass
+class ReadFacts:
+    """What read_symbol_data saw besides the bars, when asked for (its `facts` argument)."""
 
-    bars: pd.DataFrame
-    repairs: Repairs
-    fingerprint: str      # of the files read (symbol_fingerprint)
-
-
-def load_symbol_bars(symbol: str, ohlcv_path: str, lookback_days: int, end_date: pd.Timestamp | None = None,
-                     storage_options: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, Repairs]:
-    """read_symbol_data plus a record of the repairs it made."""
-    read = read_partition(symbol, ohlcv_path, lookback_days, end_date, storage_options)
-    return read.bars, read.repairs
+    repairs: Repairs = dataclasses.field(default_factory=Repairs)
+    fingerprint: str = ""  # of the files read (symbol_fingerprint, from the same listing)
 
 
-def read_partition(symbol: str, ohlcv_path: str, lookback_days: int, end_date: pd.Timestamp | None = None,
-                   storage_options: Mapping[str, Any] | None = None) -> SymbolRead:
-    """read_symbol_data plus the repairs it made and the fingerprint of the files it read."""
+def read_symbol_data(symbol: str, ohlcv_path: str, lookback_days: int, end_date: pd.Timestamp | None = None,
+                     storage_options: Mapping[str, Any] | None = None, facts: ReadFacts | None = None
+                     ) -> pd.DataFrame:
+    """Read ONE symbol's partition as clean daily bars.
+
+    Returns a frame with a RangeIndex and exactly the columns date (datetime64[ns]), open, high,
+    low, close, volume (all float64), sorted by date, one row per date (a timestamp with a time of
+    day counts as its date, midnight), limited to the
+    `lookback_days` calendar days ending at `end_date` (when given; rows after it are dropped) or
+    else at the symbol's last bar: dates in (end - lookback_days, end].
+
+    Edge cases:
+    - all *.parquet files of the partition are read, sub-folders included (symbol=X/year=2024/
+      a.parquet, symlinked folders too), in path order; other files, names starting with '.' or
+      '_', and entries that are not regular files (a dangling symlink, a FIFO: never opened) are
+      ignored and counted (ignored_files); a symlink back to a folder above it is a DataError;
+    - a timestamp with a time of day is cut to its date (counted in time_of_day);
+    - duplicate dates: the row read last wins (a later file overrides an earlier one); a dropped
+      row with the same timestamp as the winner counts in duplicate_dates, one with another time
+      of that day (an intraday file, collapsed to one bar a day) in intraday_rows;
+    - a file whose timestamps all lie within ~107 days of 1970-01-01 with at least two rows per
+      date (seconds, milliseconds or microseconds stored in a finer unit) raises DataError;
+    - a volume of 0 is kept, as real volume, and counted (zero_volume_rows);
+    - rows with an open/high/low/close that is NaN, infinite, below MIN_PRICE or above MAX_PRICE
+      are dropped, and so are rows with a negative or infinite volume (a NaN volume is kept);
+    - a lookback reaching before 1677-09-22 (what datetime64[ns] holds) means all history;
+    - a missing partition, or one with no rows, gives an empty frame with the same columns;
+    - a missing required column, a non-numeric price, a tz-aware date, a value the column's type
+      cannot hold (a date past 2262, an integer above 2^53) or an unreadable file raises DataError
+      naming the symbol and the file.
+    `ohlcv_path` may be a URL (s3://, gs://); `storage_options` then configures the filesystem.
+    `facts`: filled with the repairs made and the fingerprint of the files read, when given
+    (harness.task.scan_symbol reports both).
+    """
     fs, partition, entries = _partition_entries(symbol, ohlcv_path, storage_options)
-    fingerprint = _fingerprint(partition, entries)
-    repairs = Repairs()
+    facts = facts if facts is not None else ReadFacts()
+    facts.fingerprint = _fingerprint(partition, entries)
+    repairs = facts.repairs
     tables = []
     for path, readable, *_ in entries:
         hidden = any(part.startswith((".", "_")) for part in path[len(partition) + 1:].split("/"))
@@ -413,7 +438,7 @@ def read_partition(symbol: str, ohlcv_path: str, lookback_days: int, end_date: p
             continue
         tables.append(_read_file(fs, path, symbol))
     if not tables:
-        return SymbolRead(empty_bars(), repairs, fingerprint)
+        return empty_bars()
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     # Plain numpy from here on: on ~2,500 rows pandas' per-operation overhead costs more than the work.
     columns = {name: table.column(name).to_numpy() for name in COLUMNS}
@@ -460,38 +485,5 @@ def read_partition(symbol: str, ohlcv_path: str, lookback_days: int, end_date: p
             first = np.searchsorted(dates, end - np.timedelta64(lookback_days, "D"), side="right")
         if first > 0 or stop < len(dates):
             columns = {name: values[first:stop] for name, values in columns.items()}
-    return SymbolRead(pd.DataFrame(columns), repairs, fingerprint)
+    return pd.DataFrame(columns)
 
-
-def read_symbol_data(symbol: str, ohlcv_path: str, lookback_days: int, end_date: pd.Timestamp | None = None,
-                     storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Read ONE symbol's partition as clean daily bars.
-
-    Returns a frame with a RangeIndex and exactly the columns date (datetime64[ns]), open, high,
-    low, close, volume (all float64), sorted by date, one row per date (a timestamp with a time of
-    day counts as its date, midnight), limited to the
-    `lookback_days` calendar days ending at `end_date` (when given; rows after it are dropped) or
-    else at the symbol's last bar: dates in (end - lookback_days, end].
-
-    Edge cases:
-    - all *.parquet files of the partition are read, sub-folders included (symbol=X/year=2024/
-      a.parquet, symlinked folders too), in path order; other files, names starting with '.' or
-      '_', and entries that are not regular files (a dangling symlink, a FIFO: never opened) are
-      ignored and counted (ignored_files); a symlink back to a folder above it is a DataError;
-    - a timestamp with a time of day is cut to its date (counted in time_of_day);
-    - duplicate dates: the row read last wins (a later file overrides an earlier one); a dropped
-      row with the same timestamp as the winner counts in duplicate_dates, one with another time
-      of that day (an intraday file, collapsed to one bar a day) in intraday_rows;
-    - a file whose timestamps all lie within ~107 days of 1970-01-01 with at least two rows per
-      date (seconds, milliseconds or microseconds stored in a finer unit) raises DataError;
-    - a volume of 0 is kept, as real volume, and counted (zero_volume_rows);
-    - rows with an open/high/low/close that is NaN, infinite, below MIN_PRICE or above MAX_PRICE
-      are dropped, and so are rows with a negative or infinite volume (a NaN volume is kept);
-    - a lookback reaching before 1677-09-22 (what datetime64[ns] holds) means all history;
-    - a missing partition, or one with no rows, gives an empty frame with the same columns;
-    - a missing required column, a non-numeric price, a tz-aware date, a value the column's type
-      cannot hold (a date past 2262, an integer above 2^53) or an unreadable file raises DataError
-      naming the symbol and the file.
-    `ohlcv_path` may be a URL (s3://, gs://); `storage_options` then configures the filesystem.
-    """
-    return load_symbol_bars(symbol, ohlcv_path, lookback_days, end_date, storage_options)[0]

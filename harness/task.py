@@ -36,8 +36,8 @@ from cluster.cpuslots import cpu_slot
 from harness.detectors import DetectorSpec
 from harness.errors import (DataError, DetectorExited, DetectorOutputError, DetectorParamsError, ScanError,
                             StopRequested)
-from harness.eval import forward_returns
-from harness.io import is_url, read_partition
+from harness.eval import add_forward_returns
+from harness.io import ReadFacts, is_url, read_symbol_data
 
 if TYPE_CHECKING:
     from harness.config import ScanConfig
@@ -417,8 +417,10 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
         # A CPU slot (cluster.cpuslots) for the CPU work: reading a local file is CPU work like the
         # detectors', while a remote read mostly waits on I/O, so only the detectors hold one then.
         with cpu_slot(None if remote else task.cpu_slots):
-            bars, repairs, result.fingerprint = read_partition(symbol, task.ohlcv_path, task.lookback_days,
-                                                               task.end_date, dict(task.storage_options))
+            read = ReadFacts()
+            bars = read_symbol_data(symbol, task.ohlcv_path, task.lookback_days, task.end_date,
+                                    dict(task.storage_options), facts=read)
+            result.fingerprint = read.fingerprint
             with cpu_slot(task.cpu_slots if remote else None):
                 codes, at, scores, every = _run_detectors(bars, task, result, running)
                 if symbol in task.lookahead_symbols:
@@ -426,11 +428,13 @@ def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
                     result.lookahead = check_lookahead(bars, task, every, running)
                     began += time.thread_time() - checking  # not the symbol's cost: task sizing reads it
         result.bars = len(bars)
-        result.repairs = {k: v for k, v in dataclasses.asdict(repairs).items() if v}
+        result.repairs = {k: v for k, v in dataclasses.asdict(read.repairs).items() if v}
         dates = bars["date"].to_numpy()
         close = bars["close"].to_numpy(dtype="float64")
+        # every detector's events at once: close and fwd_<h> added (~0.3 ms a symbol, <1% of its cost)
+        events = add_forward_returns(pd.DataFrame({"date": dates[at]}), bars, task.windows)
         result.rows = {"detector": codes, "bar": at.astype(np.int32), "date": dates[at].astype("datetime64[ns]"),
-                       "score": scores, "close": close[at], **forward_returns(close, at, task.windows)}
+                       "score": scores, **{name: column.to_numpy() for name, column in events.items() if name != "date"}}
         result.days = dates.astype("datetime64[D]").astype(np.int32)
         result.close = close
         result.seconds = time.thread_time() - began

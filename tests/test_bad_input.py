@@ -33,7 +33,7 @@ from conftest import REPO, TESTS, bars, cli_env, free_port, marked_processes, ou
 from harness.config import load_config, read_yaml
 from harness.detectors import PARAM_RULES, REGISTERED, DetectorSpec, resolve_detectors
 from harness.errors import ConfigError, DataError, StopRequested
-from harness.io import load_symbol_bars
+from harness.io import read_symbol_data
 from harness.task import ScanTask, scan_symbol
 
 SYMBOLS = ("AAA", "BBB", "CCC")
@@ -441,7 +441,7 @@ def test_values_the_column_type_cannot_hold_name_the_file(tmp_path, arrow_type, 
     (tmp_path / "symbol=X").mkdir()
     pq.write_table(table, tmp_path / "symbol=X" / "p.parquet")
     with pytest.raises(DataError) as info:
-        load_symbol_bars("X", str(tmp_path), 3650)
+        read_symbol_data("X", str(tmp_path), 3650)
     assert str(info.value).startswith(f"symbol 'X': file '{tmp_path}/symbol=X/p.parquet': {message}")
 
 

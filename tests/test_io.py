@@ -6,7 +6,13 @@ import pytest
 
 from conftest import bars, write_partition
 from harness.errors import DataError
-from harness.io import COLUMNS, list_partitions, list_symbols, load_symbol_bars, read_symbol_data
+from harness.io import COLUMNS, ReadFacts, list_partitions, list_symbols, read_symbol_data
+
+
+def read_with_repairs(symbol: str, root: str, lookback_days: int):
+    """read_symbol_data's frame and the repairs it reports (its `facts`)."""
+    facts = ReadFacts()
+    return read_symbol_data(symbol, root, lookback_days, facts=facts), facts.repairs
 
 
 def test_reads_one_partition_with_normalised_columns(tmp_path):
@@ -28,7 +34,7 @@ def test_several_files_sorted_and_later_file_wins_on_duplicate_dates(tmp_path):
     second = bars(4, start="2024-01-05", close=[200.0] * 4)  # overlaps the last two days of `first`
     write_partition(tmp_path, "X", second.iloc[::-1], "b.parquet")
     write_partition(tmp_path, "X", first, "a.parquet")
-    out, repairs = load_symbol_bars("X", str(tmp_path), 3650)
+    out, repairs = read_with_repairs("X", str(tmp_path), 3650)
     assert out["date"].is_monotonic_increasing and out["date"].is_unique
     assert len(out) == 8
     assert (out.set_index("date").loc["2024-01-05":, "close"] == 200.0).all()
@@ -78,14 +84,14 @@ def test_bad_prices_are_dropped_and_counted(tmp_path):
     frame.loc[4, "high"] = 5e-324  # an underflow: its returns would be ~1e324
     frame.loc[5, "close"] = 1e-6  # a millionth is still a price
     write_partition(tmp_path, "X", frame)
-    out, repairs = load_symbol_bars("X", str(tmp_path), 365)
+    out, repairs = read_with_repairs("X", str(tmp_path), 365)
     assert len(out) == 2 and repairs.bad_price_rows == 4
 
 
 def test_stray_files_ignored_and_counted(tmp_path):
     write_partition(tmp_path, "X", bars(5))
     (tmp_path / "symbol=X" / "notes.txt").write_text("hello")
-    out, repairs = load_symbol_bars("X", str(tmp_path), 365)
+    out, repairs = read_with_repairs("X", str(tmp_path), 365)
     assert len(out) == 5 and repairs.ignored_files == 1
 
 
@@ -162,7 +168,7 @@ def test_the_wrong_unit_check_leaves_real_data_alone(tmp_path):
     assert len(read_symbol_data("OLD", str(tmp_path), 36500)) == 80
     write_partition(tmp_path, "OLD2", bars(40, start="1969-12-01"), "a.parquet")
     write_partition(tmp_path, "OLD2", bars(40, start="1969-12-01"), "b.parquet")  # twice, in two files
-    out, repairs = load_symbol_bars("OLD2", str(tmp_path), 36500)
+    out, repairs = read_with_repairs("OLD2", str(tmp_path), 36500)
     assert len(out) == 40 and repairs.duplicate_dates == 40
 
 
@@ -171,14 +177,14 @@ def test_intraday_rows_and_duplicates_are_counted_apart(tmp_path):
     timed = pd.concat([daily.assign(date=daily["date"] + pd.Timedelta(hours=h)) for h in (10, 16)])
     write_partition(tmp_path, "X", timed, "a.parquet")  # two times a day: 3 rows collapse
     write_partition(tmp_path, "X", daily.assign(date=daily["date"] + pd.Timedelta(hours=16)), "b.parquet")
-    out, repairs = load_symbol_bars("X", str(tmp_path), 365)
+    out, repairs = read_with_repairs("X", str(tmp_path), 365)
     # b's 16:00 rows win: a's 16:00 rows are duplicates of them, a's 10:00 rows other times of the day
     assert len(out) == 3 and (repairs.duplicate_dates, repairs.intraday_rows, repairs.time_of_day) == (3, 3, 9)
 
 
 def test_zero_volume_is_kept_and_counted(tmp_path):
     write_partition(tmp_path, "X", bars(5, volume=[0, 1, 0, np.nan, 2]))
-    out, repairs = load_symbol_bars("X", str(tmp_path), 365)
+    out, repairs = read_with_repairs("X", str(tmp_path), 365)
     assert len(out) == 5 and repairs.zero_volume_rows == 2
 
 
@@ -191,7 +197,7 @@ def test_what_is_not_a_regular_file_is_counted_and_never_opened(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     write_partition(tmp_path / "elsewhere", "Y", bars(3, start="2025-01-01"))
     (folder / "more").symlink_to(tmp_path / "elsewhere" / "symbol=Y")  # a linked folder is read
-    out, repairs = load_symbol_bars("X", str(tmp_path), 3650)
+    out, repairs = read_with_repairs("X", str(tmp_path), 3650)
     assert len(out) == 8 and repairs.ignored_files == 2
     (folder / "more" / "up").symlink_to(folder)  # ... unless it leads back up: a loop
     with pytest.raises(DataError, match=r"symbol 'X': folder '.*/more/up' is a symlink back to a folder that holds it"):
