@@ -28,7 +28,6 @@ import logging
 import os
 import platform
 import resource
-import signal
 import subprocess
 import sys
 import time
@@ -37,15 +36,10 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 
-def _interrupted_while_importing(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # once (see _raise_interrupted)
-    print("error: interrupted", file=sys.stderr)
-    sys.exit(130)  # Interrupted's exit code
-
-
-if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+if __name__ == "__main__":
     # a Ctrl-C during the imports below (~1 s): the exit of a later one, without their traceback
-    signal.signal(signal.SIGINT, _interrupted_while_importing)
+    from harness.signals import exit_quietly_while_importing
+    exit_quietly_while_importing()
 
 import psutil
 
@@ -55,13 +49,15 @@ from harness.stats.benchmark import market_membership
 from harness import __version__
 from harness.config import ScanConfig, load_config, params_json, read_yaml
 from harness.detectors import DetectorSpec, resolve_detectors
-from harness.errors import ConfigError, Interrupted, LookAheadError, ScanError, StopRequested, SymbolFailed
+from harness.errors import ConfigError, Interrupted, LookAheadError, ScanError, SymbolFailed
 from harness.finish import Evaluated, RunAll, finish_outputs, in_this_process
 from harness.fingerprint import changed_inputs, run_fingerprint
 from cluster.forkserver import start_forkserver
-from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running
+from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running, repair_totals
 from harness.progress import Progress
+from harness.logs import show_messages
 from harness.redact import redact
+from harness.signals import INTERRUPTED, ignore_interrupts, stop_on_signals
 from harness.outdir import hold_output_folder
 from harness.final_files import FinalFiles
 from harness.staging import StagingFolder
@@ -522,17 +518,6 @@ def closing_notes(info: Mapping[str, Any], cfg: ScanConfig) -> list[str]:
     return notes
 
 
-def repair_totals(repairs: Mapping[str, Mapping[str, int]]) -> dict[str, tuple[int, list[str]]]:
-    """Per kind of repair (harness.io.Repairs' fields but `unsorted`, which changes no bar): the
-    rows (or files) it touched over every symbol, and the symbols, most touched first."""
-    totals: dict[str, tuple[int, list[str]]] = {}
-    for kind in sorted({k for counts in repairs.values() for k in counts} - {"unsorted"}):
-        touched = sorted(((counts[kind], symbol) for symbol, counts in repairs.items() if counts.get(kind)),
-                         key=lambda pair: (-pair[0], pair[1]))
-        totals[kind] = (sum(n for n, _ in touched), [symbol for _, symbol in touched])
-    return totals
-
-
 def seconds_since_start() -> float:
     """How long this process has existed. From the kernel's start time in clock ticks (10 ms) on
     Linux: psutil's create_time() adds the boot time in whole seconds, up to a second off."""
@@ -541,38 +526,6 @@ def seconds_since_start() -> float:
         return time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, AttributeError):  # not Linux
         return time.time() - psutil.Process().create_time()
-
-
-INTERRUPTED = "interrupted; flushed symbols are kept, rerun with --resume to continue"
-# Ctrl-C presses within this many seconds of the first are the same impatient press (people press
-# two or three times): they would land in the cleanup the first one started (closing the cluster,
-# removing temp files) and print its traceback. A press after it is a second request.
-SAME_PRESS_SECONDS = 2.0
-_first_interrupt: list[float] = []
-
-
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    if _first_interrupt:
-        if signum == signal.SIGINT and time.monotonic() - _first_interrupt[0] < SAME_PRESS_SECONDS:
-            return
-        _exit_now()
-    _first_interrupt.append(time.monotonic())
-    raise StopRequested
-
-
-def _exit_now() -> None:
-    """End the process at once, exit 130: the first interrupt got no answer (a detector that
-    swallows it with a bare `except:`, a cleanup that hangs). Staged chunks are whole on disk
-    (state.json is their commit point), the lock goes with the process; the worker processes
-    are killed first, since nothing else will stop them now."""
-    with contextlib.suppress(Exception):
-        for child in psutil.Process().children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                child.kill()
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
-        print(f"error: {INTERRUPTED}", file=sys.stderr, flush=True)
-    os._exit(Interrupted.exit_code)
 
 
 def current_folder_importable() -> None:
@@ -585,13 +538,9 @@ def current_folder_importable() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line: harness.api's scan with flags, the summary printed, one line per error."""
-    from harness.api import show_messages
-    _first_interrupt.clear()  # a process may call main() more than once (the tests do)
+    stop_on_signals()
     current_folder_importable()
-    signal.signal(signal.SIGTERM, _raise_interrupted)
     imports = seconds_since_start()  # interpreter start and imports so far
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # not where SIGINT is ignored (`cmd &`)
-        signal.signal(signal.SIGINT, _raise_interrupted)
     args = parse_args(argv)
     show_messages(logging.WARNING if args.quiet else logging.INFO, dask=args.verbose)
     try:
@@ -618,9 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cli() -> None:
     """The `symbol-scan` console script (and `python -m harness.run`)."""
     code = main()
-    # The run is over: a Ctrl-C now has nothing to stop, and Python resets our handler to the
-    # default as it exits, which would end the process by the raw signal (exit -2, a traceback).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_interrupts()  # the run is over
     # The interpreter's exit would collect garbage over every object of the run (pandas, Dask,
     # the run's frames): 0.2-0.7 s at 20-year histories. Frozen, they are simply left to the
     # process's end; every file is written and closed by now.

@@ -258,7 +258,7 @@ def _exit_from_detector(code: int) -> None:
     """os._exit while a detector runs: DetectorExited when the detector's code called it; any other
     caller exits as os._exit does: the Dask worker's own threads, a child process the detector
     forked (multiprocessing ends it with os._exit), and the harness itself, whose signal handler
-    (harness.run._exit_now: a second Ctrl-C) runs in the detector's thread, on top of its frames."""
+    (harness.signals._exit_now: a second Ctrl-C) runs in the detector's thread, on top of its frames."""
     caller = os.path.realpath(sys._getframe(1).f_code.co_filename)
     if getattr(_guarded, "pid", None) == os.getpid() and not caller.startswith(_HARNESS):
         raise DetectorExited(f"called os._exit({code!r}), which would end the whole run without a "

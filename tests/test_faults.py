@@ -21,7 +21,7 @@ import pytest
 
 from conftest import (REPO, TESTS, bars, cli_env, marked_processes, output_files, run_cli, write_config,
                       write_partition)
-from harness.run import SAME_PRESS_SECONDS
+from harness.signals import SAME_PRESS_SECONDS
 from harness.outdir import STAGING
 
 SLOW = ["gap", "user_detectors:slow"]
