@@ -5,10 +5,12 @@ function of this module but finish_outputs (harness.finish); none holds detector
 
     prepare_run        config -> RunPlan: the universe (harness.io), the detectors, the staging
                        folder (harness.staging; a resumed run's checked first)
-    execute            where the tasks run: this process, or Dask (cluster.client, cluster.dispatch)
+    execute            where the tasks run: the run's executor (harness.executors: this process, a
+                       LocalCluster, a remote scheduler or a caller's Client)
     stage_results      each symbol's result (harness.task) into its chunk; a whole chunk staged
     finish_outputs     the market index, market-adjusted returns, every detector's final files'
-                       bytes (harness.finish, on the cluster's workers when there are some)
+                       bytes (harness.finish, run by the executor: on the cluster's workers when
+                       there are some)
     write_statistics   summary.csv, paths.csv, quantiles.csv (harness.stats.summary)
     run_facts          run.json's content; then report.html (harness.report) and run.json
 
@@ -50,9 +52,9 @@ from harness import __version__
 from harness.config import ScanConfig, load_config, params_json, read_yaml
 from harness.detectors import DetectorSpec, resolve_detectors
 from harness.errors import ConfigError, Interrupted, LookAheadError, ScanError, SymbolFailed
-from harness.finish import Evaluated, RunAll, finish_outputs, in_this_process
+from harness.executors import Executor, executor_for
+from harness.finish import Evaluated, RunAll, finish_outputs
 from harness.fingerprint import changed_inputs, run_fingerprint
-from cluster.forkserver import start_forkserver
 from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running, repair_totals
 from harness.progress import Progress
 from harness.logs import show_messages
@@ -62,8 +64,7 @@ from harness.outdir import hold_output_folder
 from harness.final_files import FinalFiles
 from harness.staging import StagingFolder
 from harness.stats.summary import format_summary, summarize
-from cluster.dispatch import ProgressMarks, ScanFeed, ShippedChunks, dask_run_all
-from harness.task import CANNOT_CUT, LOOKAHEAD_MIN_BARS, ScanTask, SymbolResult, scan_symbol
+from harness.task import CANNOT_CUT, LOOKAHEAD_MIN_BARS, ScanTask, SymbolResult
 
 log = logging.getLogger("scan")
 
@@ -237,102 +238,58 @@ def prepare_run(cfg: ScanConfig, resume: bool) -> RunPlan:
     return RunPlan(cfg, symbols, invalid, ignored, specs, task, staging, todo, staging.flushed)
 
 
-def serial_results(symbols: Sequence[str], todo: Sequence[int], task: ScanTask) -> Iterator[tuple[int, SymbolResult]]:
-    """The reference path: every symbol in this process, in order."""
-    for i in todo:
-        yield i, scan_symbol(symbols[i], task)
-
-
 @dataclasses.dataclass
 class Execution:
-    """Where a run's work goes: the scan's results, and how the end of the run finishes detectors."""
+    """A run's executor at work (harness.executors): the scan's results, and what the rest of the
+    run reads of it."""
 
+    executor: Executor
     results: Iterator[tuple[int, SymbolResult]]  # (symbol index, result), in completion order
-    run_all: RunAll = in_this_process            # runs harness.finish's jobs
-    processes: int = 1                           # how many jobs run_all runs at once
-    cpu_slots: int | None = None                 # cluster.cpuslots semaphore of a LocalCluster
-    feed: ScanFeed | None = None                 # the Dask tasks of the scan
-    shipped: ShippedChunks | None = None         # the staged chunks sent to the workers, if they are
-    worker_processes: int = 0
-    dashboard: str | None = None
-    cluster_start_seconds: float = 0.0           # importing Dask and starting or joining the cluster
 
-    def facts(self, scheduler_address: str | None) -> dict[str, Any]:
+    @property
+    def run_all(self) -> RunAll:
+        """Runs harness.finish's jobs."""
+        return self.executor.run_jobs
+
+    @property
+    def processes(self) -> int:
+        """How many jobs run_all runs at once."""
+        return self.executor.processes
+
+    @property
+    def worker_processes(self) -> int:
+        return self.executor.worker_processes
+
+    @property
+    def cluster_start_seconds(self) -> float:
+        """Importing Dask and starting or joining the cluster."""
+        return self.executor.start_seconds
+
+    def facts(self) -> dict[str, Any]:
         """For run.json: the cluster, the tasks submitted and the bytes of staged chunks sent."""
-        return {"worker_processes": self.worker_processes, "scheduler_address": scheduler_address,
-                "dashboard": self.dashboard,
-                "cluster_start_seconds": self.cluster_start_seconds,
-                "tasks": self.feed.tasks if self.feed else 0,
-                "bytes_received": self.feed.bytes_received if self.feed else 0,  # the scan's results
-                "bytes_shipped": self.shipped.bytes_sent if self.shipped else 0}
+        return self.executor.facts()
 
 
 @contextlib.contextmanager
 def execute(plan: RunPlan, client: Any = None) -> Iterator[Execution]:
-    """Where the tasks run: in this process for workers 1 without a scheduler or a client, else on
-    Dask (`client`: a caller's own distributed.Client, used and left open).
-
-    The results cover plan.todo. On the way out cancels what is pending and closes the cluster
-    (if it is ours).
-    """
-    cfg = plan.cfg
-    if cfg.workers == 1 and not cfg.scheduler_address and client is None:
-        yield Execution(serial_results(plan.symbols, plan.todo, plan.task))
-        return
-    with execute_on_dask(plan, client) as execution:
-        yield execution
-
-
-@contextlib.contextmanager
-def execute_on_dask(plan: RunPlan, client: Any = None) -> Iterator[Execution]:
-    """execute() on a Dask cluster, whatever `workers` says (the benchmark's one-worker LocalCluster).
-
-    The cluster's workers also finish the detectors at the end. A LocalCluster's read the staged
-    chunks from the driver's disk; a remote cluster's, or a caller's client's, may not see it, so
-    the chunks are sent to them through Dask (cluster.dispatch.ShippedChunks; run.json
-    `bytes_shipped`). A caller's client closed during the run (in a notebook's other cell, or its
+    """The run's executor (harness.executors.executor_for: this process for workers 1 without a
+    scheduler or a client, else Dask; `client`: a caller's own distributed.Client, used and left
+    open) at work on plan.todo. On the way out cancels what is pending and closes the cluster (if
+    it is ours). A caller's client closed during the run (in a notebook's other cell, or its
     cluster shut down) is one ScanError, whatever Dask raised then (ClosedClientError,
     CancelledError, ...).
     """
+    executor = executor_for(plan.cfg, client)
     try:
-        with _on_dask(plan, client) as execution:
-            yield execution
+        with executor:
+            yield Execution(executor, executor.run_scan(plan.symbols, plan.todo, plan.task))
     except Exception as exc:
-        if client is None or isinstance(exc, ScanError) or client.status not in ("closing", "closed"):
+        if isinstance(exc, ScanError) or not executor.client_closed():
             raise
         flushed = plan.staging.flushed
         raise ScanError("the Dask client was closed during the run; " + (
             f"the {flushed} symbols flushed so far are kept: run again with resume=True to continue" if flushed
             else "no symbol was flushed yet, so there is nothing to resume")) from None
-
-
-@contextlib.contextmanager
-def _on_dask(plan: RunPlan, client: Any = None) -> Iterator[Execution]:
-    """execute_on_dask(), but for what a closed client raises."""
-    t0 = time.time()  # the cluster's start includes importing Dask
-    cfg = plan.cfg
-    ours = client is None and not cfg.scheduler_address  # a LocalCluster of ours
-    if ours:
-        start_forkserver()  # before that import, which its own imports then overlap
-    from cluster.client import connect, dashboard_link, local_cpu_slots
-    with connect(cfg, client) as client, local_cpu_slots(cfg, ours) as slots:
-        task = dataclasses.replace(plan.task, cpu_slots=slots)
-        started = round(time.time() - t0, 3)
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
-        threads = max(sum(w["nthreads"] for w in workers), 1)
-        marks = ProgressMarks(client)  # the dashboard's Progress panel shows the whole run
-        shipped = None if ours else ShippedChunks(client, plan.staging.path)
-        feed = ScanFeed(client, plan.symbols, task, threads, cfg.symbols_per_task, marks)
-        results = feed.results(plan.todo)
-        run_all = functools.partial(dask_run_all, client, marks=marks, shipped=shipped)
-        try:
-            yield Execution(results, run_all, threads, slots, feed, shipped, len(workers), dashboard_link(client),
-                            started)
-        finally:
-            results.close()
-            marks.release()
-            if shipped is not None:
-                shipped.release()
 
 
 def stage_results(plan: RunPlan, results: Iterator[tuple[int, SymbolResult]], progress: Progress) -> None:
@@ -400,7 +357,7 @@ def run_facts(plan: RunPlan, execution: Execution, evaluated: Evaluated, started
     total = len(plan.symbols) + len(plan.invalid)
     return {
         # the worker processes that ran, whoever started them (a caller's Client: its own); 1: this process
-        "workers": execution.worker_processes or 1, **execution.facts(cfg.scheduler_address),
+        "workers": execution.worker_processes or 1, **execution.facts(),
         "config": cfg.as_dict(),
         "symbols": {"total": total, "done": total - len(failed), "failed": len(failed)},
         "failed": failed,
@@ -452,8 +409,7 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
         files = finishing.enter_context(plan.staging.final_files())
         evaluated = finish_outputs(plan.staging, files, plan.specs, cfg.forward_windows,
                                    range(cfg.path_offsets[0], cfg.path_offsets[1] + 1),
-                                   cfg.benchmark_settings(), plan.symbols, execution.run_all, execution.processes,
-                                   execution.cpu_slots)
+                                   cfg.benchmark_settings(), plan.symbols, execution.run_all, execution.processes)
         summary = write_statistics(plan, files, evaluated)
         timings.lap("finalize")
         info = run_facts(plan, execution, evaluated, started, timings)
