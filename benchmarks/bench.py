@@ -159,15 +159,15 @@ def _sleep(seconds: float) -> list:
 
 def dask_overhead(workers: int = 2, tasks: int = 300, sleep: float = 0.02) -> dict:
     """CPU ms per task (all processes: driver with scheduler, workers) of (a) a bare client.map of
-    tasks that sleep and (b) the scan's own path (cluster.dispatch at symbols_per_task 1) over
+    tasks that sleep and (b) the scan's own path (harness.executors.dispatch at symbols_per_task 1) over
     one-bar symbols with a detector that sleeps as long, less the in-process CPU of scanning them."""
     import psutil
     from distributed import Client, LocalCluster
 
-    import cluster.client
+    import harness.executors.clusters
     import dask
     from harness.detectors import resolve_detectors
-    from cluster.dispatch import ScanFeed
+    from harness.executors.dispatch import ScanFeed
     from harness.task import ScanTask, scan_symbol
     from bench_support import one_bar_universe
 
@@ -185,7 +185,7 @@ def dask_overhead(workers: int = 2, tasks: int = 300, sleep: float = 0.02) -> di
         for s in symbols[:50]:
             scan_symbol(s, task)
         in_process = (time.thread_time() - t0) / 50  # the symbol's own CPU (reading, bookkeeping)
-        with dask.config.set(cluster.client.QUIET_DASK), \
+        with dask.config.set(harness.executors.clusters.QUIET_DASK), \
                 LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as lc, \
                 Client(lc) as client:
             client.run(exec, "import harness.task, bench_support")

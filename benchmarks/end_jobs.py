@@ -52,7 +52,7 @@ def stage(raw: dict):
 
 
 def shipped_bytes(plan, jobs: list, nulls: list, workers: int) -> dict[str, int]:
-    """What a remote cluster of `workers` gets of the staged chunks (cluster.dispatch.ShippedChunks:
+    """What a remote cluster of `workers` gets of the staged chunks (harness.executors.dispatch.ShippedChunks:
     job n of each round on worker n % workers; the driver sends each chunk once, to the first
     worker that needs it, and the others fetch it from there): `driver` the bytes the driver
     sends, `workers` what all the workers receive, `largest` what the worker that needs the most
@@ -132,9 +132,7 @@ def alternate(plan, rounds: int) -> dict:
     """The end of the run (finish_outputs only) serially in this process and on a LocalCluster of 2
     workers, alternated over `rounds` rounds on the same staged chunks: the finalize ratio without
     the scan's noise (whole runs minutes apart differ by more than the effect)."""
-    import functools
-    from cluster.client import connect
-    from cluster.dispatch import dask_run_all
+    from harness.executors.local import LocalDask
     from harness.finish import in_this_process
 
     def end(run_all, processes: int) -> float:
@@ -146,9 +144,9 @@ def alternate(plan, rounds: int) -> dict:
             return round(time.perf_counter() - started, 3)
 
     walls: dict[str, list[float]] = {"serial": [], "local-2": []}
-    with connect(plan.cfg) as client:
+    with LocalDask(plan.cfg) as local:
         for n in range(rounds):
-            walls["local-2"].append(end(functools.partial(dask_run_all, client), 2))
+            walls["local-2"].append(end(local.run_jobs, local.processes))
             walls["serial"].append(end(in_this_process, 1))
             print(f"  round {n + 1}/{rounds}: serial {walls['serial'][-1]:.2f} s, local-2 {walls['local-2'][-1]:.2f} s",
                   flush=True)

@@ -1,5 +1,5 @@
 """The forkserver a LocalCluster's workers are forked from, started as soon as the driver knows it
-will start a LocalCluster. No Dask import here (cluster.client imports Dask, 0.5 s):
+will start a LocalCluster. No Dask import here (harness.executors.clusters imports Dask, 0.5 s):
 the forkserver's own imports, the longest part of the cluster's start, then overlap the driver's
 import of Dask and the scheduler's start-up (its dashboard imports bokeh)."""
 

@@ -19,26 +19,22 @@ harness.errors.Interrupted, the flushed symbols kept for resume=True.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import logging
 import os
-import signal
-import sys
-import threading
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import pandas as pd
 
 from harness.config import load_config, read_yaml
 from harness.detectors import out_name
-from harness.errors import ConfigError, Interrupted, RunReplaced, ScanError, StopRequested
+from harness.errors import ConfigError, Interrupted, RunReplaced, ScanError
+from harness.logs import show_messages
 from harness.outdir import hold_output_folder
+from harness.signals import interrupts_stop_the_run
 from harness.stats.summary import format_summary
 
-log = logging.getLogger("scan")
 INTERRUPTED = "interrupted; flushed symbols are kept, run again with resume=True (--resume) to continue"
 
 
@@ -205,22 +201,6 @@ def _text_columns(table: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return table
 
 
-def show_messages(level: int = logging.INFO, dask: bool = False) -> None:
-    """Let the scan's log lines show where nothing was set up for them (a notebook, a script, the
-    CLI): one handler on stderr. A caller who gave the "scan" logger a handler keeps their own.
-    dask: Dask's own log lines (distributed) too, at INFO."""
-    if log.handlers or logging.getLogger().handlers:  # the caller's own set-up (e.g. logging.basicConfig)
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    log.addHandler(handler)
-    log.setLevel(level)
-    log.propagate = False  # the scan's own messages only: Dask's INFO chatter stays out
-    if dask:
-        logging.getLogger("distributed").addHandler(handler)
-        logging.getLogger("distributed").setLevel(logging.INFO)
-
-
 def scan(config: str | os.PathLike | Mapping[str, Any] | None = None, client: Any = None, *,
          resume: bool = False, progress: bool = True, **overrides: Any) -> ScanResult:
     """Run the scan and return its outputs.
@@ -246,7 +226,7 @@ def scan(config: str | os.PathLike | Mapping[str, Any] | None = None, client: An
     raw.update({key: list(value) if isinstance(value, tuple) else value for key, value in overrides.items()})
     cfg = load_config(raw)
     try:
-        with hold_output_folder(cfg.out_dir), _interrupts_stop_the_run():
+        with hold_output_folder(cfg.out_dir), interrupts_stop_the_run():
             run_scan(cfg, resume=resume, client=client, console=False, progress=progress)
     except KeyboardInterrupt:  # StopRequested (a signal) is one too
         raise Interrupted(INTERRUPTED) from None
@@ -293,23 +273,3 @@ def _shown(value: Any) -> str:
     """A wrong argument in a message: its type and a short repr."""
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
-
-
-@contextlib.contextmanager
-def _interrupts_stop_the_run() -> Iterator[None]:
-    """Within the block, Ctrl-C (a notebook's stop button) raises StopRequested, as in the CLI: a
-    plain KeyboardInterrupt landing inside a detector (a serial run) would be taken for that
-    detector's own failure of the symbol. Only in the main thread, where signals are delivered;
-    the previous handler is back afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise StopRequested
-
-    previous = signal.signal(signal.SIGINT, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -151,7 +151,7 @@ class WorkerImportError(ScanError):
 def _spec_on_worker(name: str, params: dict[str, Any], base: str | None, detector: str | None = None
                     ) -> DetectorSpec:
     """The DetectorSpec of import path `detector` (or `name`); if the import fails, one whose
-    function raises. The module as the worker has it: the warm-up (cluster.client) brought it up to
+    function raises. The module as the worker has it: the warm-up (harness.executors.clusters) brought it up to
     date for this scan."""
     try:
         return DetectorSpec(name, _import_detector(detector or name, fresh=False, hint=False), params, base, detector)

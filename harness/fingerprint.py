@@ -17,7 +17,7 @@ A functools.partial (nested ones too) or a callable object counts as the functio
 function's package, plus the partials' arguments (their repr). The registered detectors' code is
 REGISTERED_CODE. Code outside the package (another top-level package of the user's that it
 imports, installed libraries) is not covered: keep a detector's helpers in its package. The same
-files are what cluster.client ships to workers that cannot import the package, and what
+files are what harness.executors.clusters ships to workers that cannot import the package, and what
 harness.detectors.import_fresh re-imports when one of them changed in a running process.
 
 changed() names the parts that differ, for a one-line refusal. The symbols' input files are

@@ -27,9 +27,10 @@ abnormal returns over every bar, which the statistics need) -> plan_finish -> fi
 summary jobs (a split detector's statistics and footers) -> files written. run.json's
 finish_jobs times each step and each job.
 
-The jobs run wherever the driver says (a RunAll): its own loop (one job), or one job per worker of
-a Dask cluster, local (the workers read the staging folder) or remote (the staged chunks are sent
-to them: cluster.dispatch.ShippedChunks). Memory per piece grows with its events and the market
+The jobs run wherever the run's executor says (a RunAll: its run_jobs, harness.executors): in
+this process, or one job per worker of a Dask cluster, local (the workers read the staging
+folder) or remote (the staged chunks of a job that reads some, its `chunks`, are sent to them:
+harness.executors.dispatch.ShippedChunks). Memory per piece grows with its events and the market
 dates (the paths' sums), not with the number of bars. The arithmetic lives in harness.stats.market,
 harness.stats.benchmark and harness.stats.summary; this module moves arrays between them and the files.
 """
@@ -48,7 +49,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cluster.cpuslots import cpu_slot
 from harness.detectors import DetectorSpec
 from harness.errors import ScanError
 from harness.eval import abnormal_column, flagged_column, forward_column, market_column
@@ -128,7 +128,6 @@ class FinishJob:
     benchmark: Benchmark
     symbols: tuple[str, ...]           # the run's symbols: an event's symbol code is its number here
     null_hit_rates: tuple[tuple[int, float], ...]  # (window, the sign test's null share) pairs
-    cpu_slots: int | None = None       # cluster.cpuslots semaphore of the LocalCluster, if any
 
     @property
     def chunks(self) -> tuple[int, ...]:
@@ -146,7 +145,6 @@ class NullJob:
     windows: tuple[int, ...]
     market: pd.DataFrame
     benchmark: Benchmark
-    cpu_slots: int | None = None
 
 
 @dataclasses.dataclass
@@ -268,14 +266,13 @@ def null_counts(job: NullJob, staged: Staged | None = None) -> tuple[list[int], 
     the chunks are cut into jobs. staged: the chunks' files as sent through Dask (harness.staging.
     staged_files), else they are read from job.staging."""
     positive, valid = np.zeros(len(job.windows), np.int64), np.zeros(len(job.windows), np.int64)
-    with cpu_slot(job.cpu_slots):
-        benchmark = BenchmarkReturns(job.market, job.benchmark)
-        for number in job.chunks:
-            chunk = read_staged_series(job.staging if staged is None else staged, number)
-            abn = benchmark.every_bar(chunk.days, chunk.close, chunk.symbol_spans(), job.windows)
-            exists = ~np.isnan(abn)
-            valid += exists.sum(axis=0)
-            positive += (exists & (abn > 0)).sum(axis=0)
+    benchmark = BenchmarkReturns(job.market, job.benchmark)
+    for number in job.chunks:
+        chunk = read_staged_series(job.staging if staged is None else staged, number)
+        abn = benchmark.every_bar(chunk.days, chunk.close, chunk.symbol_spans(), job.windows)
+        exists = ~np.isnan(abn)
+        valid += exists.sum(axis=0)
+        positive += (exists & (abn > 0)).sum(axis=0)
     return positive.tolist(), valid.tolist()
 
 
@@ -360,20 +357,19 @@ def finish_pieces(job: FinishJob, staged: Staged | None = None) -> list[PieceRes
     source = job.staging if staged is None else staged
     open_pieces: dict[int, PieceFinisher] = {}
     results: dict[int, PieceResult] = {}
-    with cpu_slot(job.cpu_slots):
-        benchmark = BenchmarkReturns(job.market, job.benchmark)
-        codes = {name: code for code, name in enumerate(job.symbols)}
-        for number in job.chunks:
-            here = [n for n, piece in enumerate(job.pieces) if piece.first <= number < piece.last]
-            wanted = {job.pieces[n].detector.code: job.pieces[n].detector for n in here}.values()
-            chunk = read_staged_chunk(source, number, [(d.code, d.name, d.events_schema, d.forward_schema)
-                                                       for d in wanted])
-            for n in here:
-                if number == job.pieces[n].first:
-                    open_pieces[n] = PieceFinisher(job.pieces[n], job)
-                open_pieces[n].add(number, chunk, benchmark, codes)
-                if number == job.pieces[n].last - 1:
-                    results[n] = open_pieces.pop(n).result()
+    benchmark = BenchmarkReturns(job.market, job.benchmark)
+    codes = {name: code for code, name in enumerate(job.symbols)}
+    for number in job.chunks:
+        here = [n for n, piece in enumerate(job.pieces) if piece.first <= number < piece.last]
+        wanted = {job.pieces[n].detector.code: job.pieces[n].detector for n in here}.values()
+        chunk = read_staged_chunk(source, number, [(d.code, d.name, d.events_schema, d.forward_schema)
+                                                   for d in wanted])
+        for n in here:
+            if number == job.pieces[n].first:
+                open_pieces[n] = PieceFinisher(job.pieces[n], job)
+            open_pieces[n].add(number, chunk, benchmark, codes)
+            if number == job.pieces[n].last - 1:
+                results[n] = open_pieces.pop(n).result()
     return [results[n] for n in range(len(job.pieces))]
 
 
@@ -386,8 +382,6 @@ class PathsJob:
     offsets: tuple[int, ...]
     dates: np.ndarray                  # the market's dates
     symbols: int                       # how many symbols the run has
-    cpu_slots: int | None = None
-    chunks: tuple[int, ...] = ()       # the staged chunks it reads: none (cluster.dispatch ships none)
 
     @property
     def nbytes(self) -> int:
@@ -412,8 +406,6 @@ class WindowJob:
     columns: Mapping[str, np.ndarray]  # date, symbol, score, fwd_<h>, abn_<h>, mkt_<h> of all its events
     window: int
     null_hit_rate: float
-    cpu_slots: int | None = None
-    chunks: tuple[int, ...] = ()
 
     @property
     def nbytes(self) -> int:
@@ -434,8 +426,6 @@ class FooterJob:
 
     file: str                          # its name in the output folder
     footers: tuple[tuple[int, bytes], ...]  # its parts' part_footer(), in order
-    cpu_slots: int | None = None
-    chunks: tuple[int, ...] = ()
 
     @property
     def nbytes(self) -> int:
@@ -448,21 +438,19 @@ class FooterJob:
 
 def split_statistics(name: str, columns: Mapping[str, np.ndarray], unit_sums: Sequence[dict[str, np.ndarray]],
                      windows: Sequence[int], offsets: Sequence[int], dates: np.ndarray, symbols: int,
-                     null_hit_rates: Mapping[int, float], cpu_slots: int | None) -> list[PathsJob | WindowJob]:
+                     null_hit_rates: Mapping[int, float]) -> list[PathsJob | WindowJob]:
     """The statistics jobs of a detector finished in several pieces: its paths, then one per window.
     columns: all its events' columns (PieceResult.columns, pieces in order); unit_sums: its units'."""
     shared = {key: columns[key] for key in ("date", "symbol", "score")}
-    return [PathsJob(name, tuple(unit_sums), tuple(offsets), dates, symbols, cpu_slots),
+    return [PathsJob(name, tuple(unit_sums), tuple(offsets), dates, symbols),
             *(WindowJob(name, {**shared, **{column(h): columns[column(h)] for column
                                             in (forward_column, abnormal_column, market_column, flagged_column)}},
-                        h, null_hit_rates.get(h, math.nan), cpu_slots) for h in windows)]
+                        h, null_hit_rates.get(h, math.nan)) for h in windows)]
 
 
-def compute_job(job: PathsJob | WindowJob | FooterJob, staged: Staged | None = None) -> Any:
-    """job.compute() (a summary job's), holding a CPU slot. staged: unused (it reads no staged
-    chunk); there for the runners that pass one."""
-    with cpu_slot(job.cpu_slots):
-        return job.compute()
+def compute_job(job: PathsJob | WindowJob | FooterJob) -> Any:
+    """job.compute() (a summary job's): a top-level function, which Dask sends by reference."""
+    return job.compute()
 
 
 def assemble_statistics(jobs: Sequence[PathsJob | WindowJob | FooterJob], results: Sequence[Any]
@@ -481,7 +469,8 @@ def assemble_statistics(jobs: Sequence[PathsJob | WindowJob | FooterJob], result
             for name in paths}
 
 
-# How the driver runs the jobs: a function applied to each job, the results in job order.
+# How the driver runs the jobs (an executor's run_jobs): a function applied to each job, the
+# results in job order.
 RunAll = Callable[[Callable[..., Any], Sequence[Any]], list[Any]]
 
 
@@ -548,7 +537,7 @@ def plan_finish(staging: StagingFolder, detectors: Sequence[DetectorFiles], proc
 
 def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequence[DetectorSpec],
                    windows: Sequence[int], offsets: Sequence[int], benchmark: Benchmark, symbols: Sequence[str],
-                   run_all: RunAll = in_this_process, processes: int = 1, cpu_slots: int | None = None,
+                   run_all: RunAll = in_this_process, processes: int = 1,
                    known_null_hit_rates: Mapping[int, float] | None = None) -> Evaluated:
     """Write market.parquet and each detector's final events.parquet and forward.parquet
     (abn_<h> added) into `files`; return the market, the events' returns, their statistics.
@@ -571,7 +560,7 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
     market = market_index(staging.market_parts())
     files.table("market.parquet", pa.Table.from_pandas(market, preserve_index=False))
     chunks = np.array_split(np.arange(staging.chunks), max(1, min(processes, staging.chunks)))
-    nulls = [NullJob(staging.path, tuple(c.tolist()), tuple(windows), market, benchmark, cpu_slots)
+    nulls = [NullJob(staging.path, tuple(c.tolist()), tuple(windows), market, benchmark)
              for c in chunks if len(c) and known_null_hit_rates is None]
     market_seconds = lap()
     counted, null_job_seconds = _run_timed(run_all, null_counts, nulls)
@@ -580,7 +569,7 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
     described = [DetectorFiles(code, spec.name, *staging.schemas(spec)) for code, spec in enumerate(detectors)]
     plan = plan_finish(staging, described, processes, lambda pieces: FinishJob(
         staging.path, pieces, tuple(windows), tuple(offsets), market, benchmark, tuple(symbols),
-        tuple(rates.items()), cpu_slots))
+        tuple(rates.items())))
     plan_seconds = lap()
     done, job_seconds = _run_timed(run_all, finish_pieces, plan.jobs)
     jobs_seconds = lap()
@@ -598,11 +587,9 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
             statistics[d.name] = mine[0].paths, mine[0].summary, mine[0].quantiles
         else:  # its statistics need all its events, and its files their parts' footers joined: more jobs
             summary_jobs += split_statistics(d.name, columns, [sums for piece in mine for sums in piece.unit_sums],
-                                             windows, offsets, market["date"].to_numpy(), len(symbols), rates,
-                                             cpu_slots)
+                                             windows, offsets, market["date"].to_numpy(), len(symbols), rates)
             summary_jobs += [FooterJob(f"{spec.out_name}/{kind}.parquet",
-                                       tuple(part_footer(getattr(piece, kind), n) for n, piece in enumerate(mine)),
-                                       cpu_slots)
+                                       tuple(part_footer(getattr(piece, kind), n) for n, piece in enumerate(mine)))
                              for kind in ("events", "forward")]
     computed, summary_job_seconds = _run_timed(run_all, compute_job, summary_jobs)
     statistics.update(assemble_statistics(summary_jobs, computed))

@@ -80,6 +80,17 @@ class Repairs:
         return any(dataclasses.astuple(self))
 
 
+def repair_totals(repairs: Mapping[str, Mapping[str, int]]) -> dict[str, tuple[int, list[str]]]:
+    """Per kind of repair (harness.io.Repairs' fields but `unsorted`, which changes no bar): the
+    rows (or files) it touched over every symbol, and the symbols, most touched first."""
+    totals: dict[str, tuple[int, list[str]]] = {}
+    for kind in sorted({k for counts in repairs.values() for k in counts} - {"unsorted"}):
+        touched = sorted(((counts[kind], symbol) for symbol, counts in repairs.items() if counts.get(kind)),
+                         key=lambda pair: (-pair[0], pair[1]))
+        totals[kind] = (sum(n for n, _ in touched), [symbol for _, symbol in touched])
+    return totals
+
+
 def is_url(path: str) -> bool:
     return "://" in path
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from harness.stats.benchmark import DEFAULT_OUTLIER_MOVE
 from harness.eval import abnormal_column
+from harness.io import repair_totals  # the terminal's totals
 from harness.stats.summary import LOOKS_AHEAD, SPREAD, events_per_year, histogram, intervals
 
 WIDTH, HEIGHT = 330, 250
@@ -547,8 +548,6 @@ def _data_quality(summary: pd.DataFrame, info: Mapping[str, Any]) -> str:
     dates, symbols without bars; per detector and horizon the events whose window crosses a flagged
     bar (summary's `flagged`, when it has one), and whether the statistics left them out
     (config exclude_flagged, false when missing)."""
-    from harness.run import repair_totals  # the terminal's totals; imported here, as run imports this module late
-
     cfg = info.get("config") or {}
     items = []
     outliers = info.get("market_outliers") or {}

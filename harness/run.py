@@ -5,10 +5,12 @@ function of this module but finish_outputs (harness.finish); none holds detector
 
     prepare_run        config -> RunPlan: the universe (harness.io), the detectors, the staging
                        folder (harness.staging; a resumed run's checked first)
-    execute            where the tasks run: this process, or Dask (cluster.client, cluster.dispatch)
+    execute            where the tasks run: the run's executor (harness.executors: this process, a
+                       LocalCluster, a remote scheduler or a caller's Client)
     stage_results      each symbol's result (harness.task) into its chunk; a whole chunk staged
     finish_outputs     the market index, market-adjusted returns, every detector's final files'
-                       bytes (harness.finish, on the cluster's workers when there are some)
+                       bytes (harness.finish, run by the executor: on the cluster's workers when
+                       there are some)
     write_statistics   summary.csv, paths.csv, quantiles.csv (harness.stats.summary)
     run_facts          run.json's content; then report.html (harness.report) and run.json
 
@@ -26,9 +28,7 @@ import gc
 import json
 import logging
 import os
-import platform
 import resource
-import signal
 import subprocess
 import sys
 import time
@@ -37,15 +37,10 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 
-def _interrupted_while_importing(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # once (see _raise_interrupted)
-    print("error: interrupted", file=sys.stderr)
-    sys.exit(130)  # Interrupted's exit code
-
-
-if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+if __name__ == "__main__":
     # a Ctrl-C during the imports below (~1 s): the exit of a later one, without their traceback
-    signal.signal(signal.SIGINT, _interrupted_while_importing)
+    from harness.signals import exit_quietly_while_importing
+    exit_quietly_while_importing()
 
 import psutil
 
@@ -55,21 +50,22 @@ from harness.stats.benchmark import market_membership
 from harness import __version__
 from harness.config import ScanConfig, load_config, params_json, read_yaml
 from harness.detectors import DetectorSpec, resolve_detectors
-from harness.errors import ConfigError, Interrupted, LookAheadError, ScanError, StopRequested, SymbolFailed
-from harness.finish import Evaluated, RunAll, finish_outputs, in_this_process
+from harness.errors import ConfigError, Interrupted, LookAheadError, ScanError, SymbolFailed
+from harness.executors import Executor, executor_for
+from harness.finish import Evaluated, RunAll, finish_outputs
 from harness.fingerprint import changed_inputs, run_fingerprint, source_digest, versions
-from cluster.forkserver import start_forkserver
-from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running
+from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running, repair_totals
 from harness.progress import Progress
+from harness.logs import show_messages
 from harness.redact import redact
+from harness.signals import INTERRUPTED, ignore_interrupts, stop_on_signals
 from harness.outdir import DETECTOR_FILES, REUSE_RECORD, hold_output_folder
 from harness.reuse import (Reuse, ReuseAbandoned, abandoned, base_key, detector_key, kept_statistics, plan_reuse,
                            record_entry, record_text)
 from harness.final_files import FinalFiles
 from harness.staging import StagingFolder
 from harness.stats.summary import format_summary, summarize
-from cluster.dispatch import ProgressMarks, ScanFeed, ShippedChunks, dask_run_all
-from harness.task import CANNOT_CUT, LOOKAHEAD_MIN_BARS, ScanTask, SymbolResult, scan_symbol
+from harness.task import CANNOT_CUT, LOOKAHEAD_MIN_BARS, ScanTask, SymbolResult
 
 log = logging.getLogger("scan")
 
@@ -247,102 +243,58 @@ def prepare_run(cfg: ScanConfig, resume: bool, reuse: bool = True) -> RunPlan:
                    staging.flushed)
 
 
-def serial_results(symbols: Sequence[str], todo: Sequence[int], task: ScanTask) -> Iterator[tuple[int, SymbolResult]]:
-    """The reference path: every symbol in this process, in order."""
-    for i in todo:
-        yield i, scan_symbol(symbols[i], task)
-
-
 @dataclasses.dataclass
 class Execution:
-    """Where a run's work goes: the scan's results, and how the end of the run finishes detectors."""
+    """A run's executor at work (harness.executors): the scan's results, and what the rest of the
+    run reads of it."""
 
+    executor: Executor
     results: Iterator[tuple[int, SymbolResult]]  # (symbol index, result), in completion order
-    run_all: RunAll = in_this_process            # runs harness.finish's jobs
-    processes: int = 1                           # how many jobs run_all runs at once
-    cpu_slots: int | None = None                 # cluster.cpuslots semaphore of a LocalCluster
-    feed: ScanFeed | None = None                 # the Dask tasks of the scan
-    shipped: ShippedChunks | None = None         # the staged chunks sent to the workers, if they are
-    worker_processes: int = 0
-    dashboard: str | None = None
-    cluster_start_seconds: float = 0.0           # importing Dask and starting or joining the cluster
 
-    def facts(self, scheduler_address: str | None) -> dict[str, Any]:
+    @property
+    def run_all(self) -> RunAll:
+        """Runs harness.finish's jobs."""
+        return self.executor.run_jobs
+
+    @property
+    def processes(self) -> int:
+        """How many jobs run_all runs at once."""
+        return self.executor.processes
+
+    @property
+    def worker_processes(self) -> int:
+        return self.executor.worker_processes
+
+    @property
+    def cluster_start_seconds(self) -> float:
+        """Importing Dask and starting or joining the cluster."""
+        return self.executor.start_seconds
+
+    def facts(self) -> dict[str, Any]:
         """For run.json: the cluster, the tasks submitted and the bytes of staged chunks sent."""
-        return {"worker_processes": self.worker_processes, "scheduler_address": scheduler_address,
-                "dashboard": self.dashboard,
-                "cluster_start_seconds": self.cluster_start_seconds,
-                "tasks": self.feed.tasks if self.feed else 0,
-                "bytes_received": self.feed.bytes_received if self.feed else 0,  # the scan's results
-                "bytes_shipped": self.shipped.bytes_sent if self.shipped else 0}
+        return self.executor.facts()
 
 
 @contextlib.contextmanager
 def execute(plan: RunPlan, client: Any = None) -> Iterator[Execution]:
-    """Where the tasks run: in this process for workers 1 without a scheduler or a client, else on
-    Dask (`client`: a caller's own distributed.Client, used and left open).
-
-    The results cover plan.todo. On the way out cancels what is pending and closes the cluster
-    (if it is ours).
-    """
-    cfg = plan.cfg
-    if cfg.workers == 1 and not cfg.scheduler_address and client is None:
-        yield Execution(serial_results(plan.symbols, plan.todo, plan.task))
-        return
-    with execute_on_dask(plan, client) as execution:
-        yield execution
-
-
-@contextlib.contextmanager
-def execute_on_dask(plan: RunPlan, client: Any = None) -> Iterator[Execution]:
-    """execute() on a Dask cluster, whatever `workers` says (the benchmark's one-worker LocalCluster).
-
-    The cluster's workers also finish the detectors at the end. A LocalCluster's read the staged
-    chunks from the driver's disk; a remote cluster's, or a caller's client's, may not see it, so
-    the chunks are sent to them through Dask (cluster.dispatch.ShippedChunks; run.json
-    `bytes_shipped`). A caller's client closed during the run (in a notebook's other cell, or its
+    """The run's executor (harness.executors.executor_for: this process for workers 1 without a
+    scheduler or a client, else Dask; `client`: a caller's own distributed.Client, used and left
+    open) at work on plan.todo. On the way out cancels what is pending and closes the cluster (if
+    it is ours). A caller's client closed during the run (in a notebook's other cell, or its
     cluster shut down) is one ScanError, whatever Dask raised then (ClosedClientError,
     CancelledError, ...).
     """
+    executor = executor_for(plan.cfg, client)
     try:
-        with _on_dask(plan, client) as execution:
-            yield execution
+        with executor:
+            yield Execution(executor, executor.run_scan(plan.symbols, plan.todo, plan.task))
     except Exception as exc:
-        if client is None or isinstance(exc, ScanError) or client.status not in ("closing", "closed"):
+        if isinstance(exc, ScanError) or not executor.client_closed():
             raise
         flushed = plan.staging.flushed
         raise ScanError("the Dask client was closed during the run; " + (
             f"the {flushed} symbols flushed so far are kept: run again with resume=True to continue" if flushed
             else "no symbol was flushed yet, so there is nothing to resume")) from None
-
-
-@contextlib.contextmanager
-def _on_dask(plan: RunPlan, client: Any = None) -> Iterator[Execution]:
-    """execute_on_dask(), but for what a closed client raises."""
-    t0 = time.time()  # the cluster's start includes importing Dask
-    cfg = plan.cfg
-    ours = client is None and not cfg.scheduler_address  # a LocalCluster of ours
-    if ours:
-        start_forkserver()  # before that import, which its own imports then overlap
-    from cluster.client import connect, dashboard_link, local_cpu_slots
-    with connect(cfg, client) as client, local_cpu_slots(cfg, ours) as slots:
-        task = dataclasses.replace(plan.task, cpu_slots=slots)
-        started = round(time.time() - t0, 3)
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
-        threads = max(sum(w["nthreads"] for w in workers), 1)
-        marks = ProgressMarks(client)  # the dashboard's Progress panel shows the whole run
-        shipped = None if ours else ShippedChunks(client, plan.staging.path)
-        feed = ScanFeed(client, plan.symbols, task, threads, cfg.symbols_per_task, marks)
-        results = feed.results(plan.todo)
-        run_all = functools.partial(dask_run_all, client, marks=marks, shipped=shipped)
-        try:
-            yield Execution(results, run_all, threads, slots, feed, shipped, len(workers), dashboard_link(client),
-                            started)
-        finally:
-            results.close()
-            marks.release()
-            if shipped is not None:
-                shipped.release()
 
 
 def stage_results(plan: RunPlan, results: Iterator[tuple[int, SymbolResult]], progress: Progress) -> None:
@@ -458,7 +410,7 @@ def run_facts(plan: RunPlan, execution: Execution, evaluated: Evaluated, started
     total = len(plan.symbols) + len(plan.invalid)
     return {
         # the worker processes that ran, whoever started them (a caller's Client: its own); 1: this process
-        "workers": execution.worker_processes or 1, **execution.facts(cfg.scheduler_address),
+        "workers": execution.worker_processes or 1, **execution.facts(),
         "config": cfg.as_dict(),
         "symbols": {"total": total, "done": total - len(failed), "failed": len(failed)},
         "failed": failed,
@@ -529,7 +481,7 @@ def _run_scan(cfg: ScanConfig, resume: bool, imports_seconds: float, client: Any
         evaluated = finish_outputs(plan.staging, files, plan.scanned, cfg.forward_windows,
                                    range(cfg.path_offsets[0], cfg.path_offsets[1] + 1),
                                    cfg.benchmark_settings(), plan.symbols, execution.run_all, execution.processes,
-                                   execution.cpu_slots, plan.reuse.null_hit_rates if plan.reuse else None)
+                                   plan.reuse.null_hit_rates if plan.reuse else None)
         evaluated = with_kept(plan, evaluated)
         summary = write_statistics(plan, files, evaluated)
         files.text(REUSE_RECORD, reuse_record(plan, files, evaluated))
@@ -598,17 +550,6 @@ def closing_notes(info: Mapping[str, Any], cfg: ScanConfig) -> list[str]:
     return notes
 
 
-def repair_totals(repairs: Mapping[str, Mapping[str, int]]) -> dict[str, tuple[int, list[str]]]:
-    """Per kind of repair (harness.io.Repairs' fields but `unsorted`, which changes no bar): the
-    rows (or files) it touched over every symbol, and the symbols, most touched first."""
-    totals: dict[str, tuple[int, list[str]]] = {}
-    for kind in sorted({k for counts in repairs.values() for k in counts} - {"unsorted"}):
-        touched = sorted(((counts[kind], symbol) for symbol, counts in repairs.items() if counts.get(kind)),
-                         key=lambda pair: (-pair[0], pair[1]))
-        totals[kind] = (sum(n for n, _ in touched), [symbol for _, symbol in touched])
-    return totals
-
-
 def seconds_since_start() -> float:
     """How long this process has existed. From the kernel's start time in clock ticks (10 ms) on
     Linux: psutil's create_time() adds the boot time in whole seconds, up to a second off."""
@@ -617,38 +558,6 @@ def seconds_since_start() -> float:
         return time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, AttributeError):  # not Linux
         return time.time() - psutil.Process().create_time()
-
-
-INTERRUPTED = "interrupted; flushed symbols are kept, rerun with --resume to continue"
-# Ctrl-C presses within this many seconds of the first are the same impatient press (people press
-# two or three times): they would land in the cleanup the first one started (closing the cluster,
-# removing temp files) and print its traceback. A press after it is a second request.
-SAME_PRESS_SECONDS = 2.0
-_first_interrupt: list[float] = []
-
-
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    if _first_interrupt:
-        if signum == signal.SIGINT and time.monotonic() - _first_interrupt[0] < SAME_PRESS_SECONDS:
-            return
-        _exit_now()
-    _first_interrupt.append(time.monotonic())
-    raise StopRequested
-
-
-def _exit_now() -> None:
-    """End the process at once, exit 130: the first interrupt got no answer (a detector that
-    swallows it with a bare `except:`, a cleanup that hangs). Staged chunks are whole on disk
-    (state.json is their commit point), the lock goes with the process; the worker processes
-    are killed first, since nothing else will stop them now."""
-    with contextlib.suppress(Exception):
-        for child in psutil.Process().children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                child.kill()
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
-        print(f"error: {INTERRUPTED}", file=sys.stderr, flush=True)
-    os._exit(Interrupted.exit_code)
 
 
 def current_folder_importable() -> None:
@@ -661,13 +570,9 @@ def current_folder_importable() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line: harness.api's scan with flags, the summary printed, one line per error."""
-    from harness.api import show_messages
-    _first_interrupt.clear()  # a process may call main() more than once (the tests do)
+    stop_on_signals()
     current_folder_importable()
-    signal.signal(signal.SIGTERM, _raise_interrupted)
     imports = seconds_since_start()  # interpreter start and imports so far
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # not where SIGINT is ignored (`cmd &`)
-        signal.signal(signal.SIGINT, _raise_interrupted)
     args = parse_args(argv)
     show_messages(logging.WARNING if args.quiet else logging.INFO, dask=args.verbose)
     try:
@@ -694,9 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cli() -> None:
     """The `symbol-scan` console script (and `python -m harness.run`)."""
     code = main()
-    # The run is over: a Ctrl-C now has nothing to stop, and Python resets our handler to the
-    # default as it exits, which would end the process by the raw signal (exit -2, a traceback).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_interrupts()  # the run is over
     # The interpreter's exit would collect garbage over every object of the run (pandas, Dask,
     # the run's frames): 0.2-0.7 s at 20-year histories. Frozen, they are simply left to the
     # process's end; every file is written and closed by now.

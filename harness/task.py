@@ -12,13 +12,14 @@ per-detector frames cost more to build and to pickle than the detectors take to 
 Arrow table ~0.2 ms per symbol), and a task's results travel as one set of concatenated arrays
 (TaskResults).
 
-One symbol's way on: cluster.dispatch.ScanFeed brings its result back to the driver (or
-harness.run.serial_results runs it in-process); harness.run.stage_results puts it in its chunk;
-harness.staging stages the chunk; harness.finish turns the chunk into the final files' bytes.
+One symbol's way on: an executor (harness.executors: Serial in-process, or ScanFeed's tasks on
+Dask) runs it and brings its result back to the driver; harness.run.stage_results puts it in its
+chunk; harness.staging stages the chunk; harness.finish turns the chunk into the final files' bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
@@ -27,12 +28,11 @@ import sys
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence
 
 import numpy as np
 import pandas as pd
 
-from cluster.cpuslots import cpu_slot
 from harness.detectors import DetectorSpec
 from harness.errors import (DataError, DetectorExited, DetectorOutputError, DetectorParamsError, ScanError,
                             StopRequested)
@@ -54,7 +54,6 @@ class ScanTask:
     windows: tuple[int, ...]
     storage_options: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs for s3:// data
     stop_on_error: bool = False  # on_error: fail: a task of several symbols stops at its first failure
-    cpu_slots: int | None = None  # cluster.cpuslots semaphore: a LocalCluster with more workers than cores
     lookahead_symbols: frozenset[str] = frozenset()  # symbols whose detectors also run on cut bars (lookahead_check)
 
     @classmethod
@@ -258,7 +257,7 @@ def _exit_from_detector(code: int) -> None:
     """os._exit while a detector runs: DetectorExited when the detector's code called it; any other
     caller exits as os._exit does: the Dask worker's own threads, a child process the detector
     forked (multiprocessing ends it with os._exit), and the harness itself, whose signal handler
-    (harness.run._exit_now: a second Ctrl-C) runs in the detector's thread, on top of its frames."""
+    (harness.signals._exit_now: a second Ctrl-C) runs in the detector's thread, on top of its frames."""
     caller = os.path.realpath(sys._getframe(1).f_code.co_filename)
     if getattr(_guarded, "pid", None) == os.getpid() and not caller.startswith(_HARNESS):
         raise DetectorExited(f"called os._exit({code!r}), which would end the whole run without a "
@@ -407,21 +406,25 @@ def check_lookahead(bars: pd.DataFrame, task: ScanTask, full: Sequence[CheckedEv
     return found
 
 
-def scan_symbol(symbol: str, task: ScanTask) -> SymbolResult:
-    """Read `symbol`, run every detector, add forward returns; never raises for a symbol's own failure."""
+def scan_symbol(symbol: str, task: ScanTask,
+                cpu: Callable[[], ContextManager[None]] = contextlib.nullcontext) -> SymbolResult:
+    """Read `symbol`, run every detector, add forward returns; never raises for a symbol's own failure.
+
+    cpu: what the symbol's CPU work holds while it runs, the executor's (harness.executors.local:
+    a CPU slot of cluster.cpuslots); nothing by default."""
     result = SymbolResult(symbol)
     running: list[str | None] = [None]
     began = time.thread_time()
     remote = is_url(task.ohlcv_path)
     try:
-        # A CPU slot (cluster.cpuslots) for the CPU work: reading a local file is CPU work like the
-        # detectors', while a remote read mostly waits on I/O, so only the detectors hold one then.
-        with cpu_slot(None if remote else task.cpu_slots):
+        # Reading a local file is CPU work like the detectors', while a remote read mostly waits on
+        # I/O, so only the detectors hold `cpu` then.
+        with contextlib.nullcontext() if remote else cpu():
             read = ReadFacts()
             bars = read_symbol_data(symbol, task.ohlcv_path, task.lookback_days, task.end_date,
                                     dict(task.storage_options), facts=read)
             result.fingerprint = read.fingerprint
-            with cpu_slot(task.cpu_slots if remote else None):
+            with cpu() if remote else contextlib.nullcontext():
                 codes, at, scores, every = _run_detectors(bars, task, result, running)
                 if symbol in task.lookahead_symbols:
                     checking = time.thread_time()
@@ -487,15 +490,16 @@ def _unpack_results(small: list[tuple[Any, ...]], arrays: dict[tuple[str, ...], 
         for result, rows, extras, days, close in small)
 
 
-def scan_symbols(symbols: Sequence[str], task: ScanTask) -> TaskResults:
-    """scan_symbol for consecutive symbols, the unit of a Dask task.
+def scan_symbols(symbols: Sequence[str], task: ScanTask,
+                 cpu: Callable[[], ContextManager[None]] = contextlib.nullcontext) -> TaskResults:
+    """scan_symbol for consecutive symbols, the unit of a Dask task (cpu: scan_symbol's).
 
     With task.stop_on_error (on_error: fail) it stops at the first symbol that fails and returns
     the results so far, that one included: the run is about to stop, the rest would be wasted.
     """
     results = TaskResults()
     for symbol in symbols:
-        results.append(scan_symbol(symbol, task))
+        results.append(scan_symbol(symbol, task, cpu))
         if results[-1].error is not None and task.stop_on_error:
             break
     return results

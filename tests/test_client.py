@@ -1,4 +1,4 @@
-"""The processes of a run: the LocalCluster connect() starts, and the CLI process's exit."""
+"""The processes of a run: the LocalCluster harness.executors.local starts, and the CLI process's exit."""
 
 from __future__ import annotations
 
@@ -16,8 +16,14 @@ import psutil
 
 import cluster.worker_setup
 from conftest import REPO, cli_env, write_config
-from cluster.client import HEARTBEAT_SECONDS, _slower_heartbeats, connect, listening_on, machine_cores
 from harness.config import load_config
+from harness.executors.clusters import HEARTBEAT_SECONDS, listening_on, machine_cores, slower_heartbeats
+from harness.executors.local import LocalDask
+
+
+def connect(cfg):
+    """The Client of a LocalDask executor's cluster, its workers ready (closed with the block)."""
+    return LocalDask(cfg).connect()
 
 
 def test_local_workers_are_forked_frozen_and_send_results_straight_to_the_driver(small_universe, tmp_path):
@@ -75,7 +81,7 @@ def test_local_workers_heartbeat_every_two_seconds(small_universe, tmp_path):
 
 def test_slower_heartbeats_without_dasks_function_change_nothing(monkeypatch):
     monkeypatch.delattr(distributed.scheduler, "heartbeat_interval")
-    with _slower_heartbeats():
+    with slower_heartbeats():
         pass
     assert not hasattr(distributed.scheduler, "heartbeat_interval")
 

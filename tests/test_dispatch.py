@@ -11,7 +11,7 @@ from distributed import Client, LocalCluster
 
 from conftest import bars, write_partition
 from harness.detectors import DetectorSpec, resolve_detectors
-from cluster.dispatch import ProgressMarks, ScanFeed, split_units
+from harness.executors.dispatch import ProgressMarks, ScanFeed, split_units
 from harness.io import list_symbols
 from harness.task import ScanTask, scan_symbols
 
@@ -141,7 +141,7 @@ def test_an_end_of_run_job_whose_worker_died_runs_again(tmp_path):
     # the CI failure that led here: a worker SIGKILLed late in the scan was declared dead only after
     # the first end-of-run job had been given to it (KilledWorker at once: no Dask retries)
     import dask
-    from cluster.dispatch import dask_run_all
+    from harness.executors.dispatch import dask_run_all
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
             LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0") as cluster, \
             Client(cluster) as client:
@@ -183,7 +183,7 @@ def test_an_end_of_run_job_whose_shipped_chunks_died_with_its_worker_gets_them_a
     # On a remote cluster the staged chunks are scattered to the job's worker: when it dies they are
     # lost too, and the job (cancelled, not KilledWorker) must run again with the chunks sent again.
     import dask
-    from cluster.dispatch import ShippedChunks, dask_run_all
+    from harness.executors.dispatch import ShippedChunks, dask_run_all
     staging = tmp_path / "staging"
     staging.mkdir()
     for chunk in range(3):
@@ -208,7 +208,7 @@ def test_end_of_run_jobs_that_could_not_be_sent_are_sent_again(caplog):
     # A worker killed late in the scan but not yet declared dead makes sending a job to it fail
     # with an OSError (a refused connection). That cannot be timed for real here: the first
     # scatter is made to fail, as the comm layer would, and the jobs must still all run.
-    from cluster.dispatch import dask_run_all
+    from harness.executors.dispatch import dask_run_all
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0") as cluster, \
             Client(cluster) as client:
         scatter, calls = client.scatter, []

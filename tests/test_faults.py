@@ -21,7 +21,7 @@ import pytest
 
 from conftest import (REPO, TESTS, bars, cli_env, marked_processes, output_files, run_cli, write_config,
                       write_partition)
-from harness.run import SAME_PRESS_SECONDS
+from harness.signals import SAME_PRESS_SECONDS
 from harness.outdir import STAGING
 
 SLOW = ["gap", "user_detectors:slow"]
@@ -74,7 +74,7 @@ def test_worker_killed_mid_run_does_not_change_the_result(tmp_path, small_univer
     proc = start(config(tmp_path, small_universe, workers=2), marker=marker)
     wait_for_flushes(tmp_path / "out", 3, proc)
     driver = psutil.Process(proc.pid)
-    # LocalCluster workers are forked by the driver's forkserver (cluster/client.py)
+    # LocalCluster workers are forked by the driver's forkserver (harness/executors/local.py)
     [server] = [p for p in driver.children() if "forkserver" in " ".join(p.cmdline())]
     workers = server.children()
     assert len(workers) == 2

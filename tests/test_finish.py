@@ -96,7 +96,7 @@ def test_a_split_detectors_statistics_by_window_are_the_whole_tables_bit_for_bit
         sums.add(columns["date"][part], columns["symbol"][part], path, path - 0.001)
         units.append(sums.arrays())
     rates = {5: 0.48, 20: 0.51}
-    jobs = split_statistics("spike", columns, units, windows, offsets, dates, 12, rates, None)
+    jobs = split_statistics("spike", columns, units, windows, offsets, dates, 12, rates)
     assert len(jobs) == 1 + len(windows)
     paths, summary, quantiles = assemble_statistics(jobs, [compute_job(job) for job in jobs])["spike"]
     whole = PathSums(offsets, dates, 12)

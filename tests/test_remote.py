@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.client import version_mismatches
+from harness.executors.clusters import version_mismatches
 from conftest import DETECTORS, REPO, cli_env, DaskProcesses, free_port, output_files, run_cli, write_config
 
 
@@ -181,7 +181,7 @@ def test_scan_waits_for_a_worker_to_join(tmp_path, small_universe, reference):
 
 def test_no_worker_joining_is_an_error(tmp_path):
     from distributed import Client
-    from cluster.client import wait_for_a_worker
+    from harness.executors.clusters import wait_for_a_worker
     from harness.errors import ScanError
     with DaskProcesses(workers=0) as cluster, Client(cluster.address, timeout=30) as client:
         with pytest.raises(ScanError) as caught:

@@ -105,7 +105,7 @@ def test_a_changed_input_file_means_every_detector_runs_again(small_universe, tm
     scan(data, out, "--detectors", "gap,volume_spike")
     symbol = rewrite_one_close(data)
     rerun = scan(data, out, "--detectors", "gap,volume_spike,volume_spike_trend")
-    assert f"Not reusing the previous run after all: the input files of 1 symbol(s) changed since the run of" in rerun.stderr
+    assert "Not reusing the previous run after all: the input files of 1 symbol(s) changed since the run of" in rerun.stderr
     assert symbol in rerun.stderr
     scan(data, fresh, "--detectors", "gap,volume_spike,volume_spike_trend")
     assert output_files(out, record=True) == output_files(fresh, record=True)

@@ -44,7 +44,7 @@ import time
 import uuid
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 from harness.errors import ScanError
 from harness.staging import staged_files
@@ -123,7 +123,8 @@ class ScanFeed:
 
     workers: how many tasks the cluster runs at once (its worker threads), for the plan.
     symbols_per_task: a fixed task size, or None for auto (module docstring). marks: if given,
-    keeps every task on the dashboard (ProgressMarks); the caller releases it. A task that fails as
+    keeps every task on the dashboard (ProgressMarks); the caller releases it. cpu: what a task
+    holds while it computes (harness.task.scan_symbol's; a LocalCluster's CPU slot). A task that fails as
     a whole (its worker died each time, or Dask could not run it) yields an error result for each
     of its symbols. With task.stop_on_error a task stops at its first failing symbol, so fewer
     results than symbols can come back: the caller is about to stop. Closing the results
@@ -131,8 +132,10 @@ class ScanFeed:
     """
 
     def __init__(self, client: Any, symbols: Sequence[str], task: ScanTask, workers: int,
-                 symbols_per_task: int | None, marks: ProgressMarks | None = None):
+                 symbols_per_task: int | None, marks: ProgressMarks | None = None,
+                 cpu: Callable[[], ContextManager[None]] | None = None):
         self.client, self.symbols, self.task, self.marks = client, symbols, task, marks
+        self.cpu = {} if cpu is None else {"cpu": cpu}  # scan_symbols' own default: nothing held
         self.workers, self.symbols_per_task = workers, symbols_per_task
         self.run_id = uuid.uuid4().hex[:8]
         self.tasks = 0
@@ -179,7 +182,7 @@ class ScanFeed:
         tag = f"{self.run_id}-{again}{next(self.again)}" if again else self.run_id
         keys = [(kind, tag, self.symbols[unit[0]]) for unit in units]
         futures = self.client.map(scan_symbols, [[self.symbols[i] for i in unit] for unit in units],
-                                  task=self.task, key=keys)
+                                  task=self.task, key=keys, **self.cpu)
         self.pending.update((f.key, (unit, f)) for f, unit in zip(futures, units))
         if self.marks is not None:
             self.marks.add(futures)
@@ -285,8 +288,8 @@ class ShippedChunks:
         self.bytes_sent = 0
 
     def for_job(self, job: Any, worker: str | None = None) -> dict[int, Any]:
-        """chunk -> its files' future, for every chunk in job.chunks; the chunks not sent yet go to
-        `worker` (the job's), SHIP_BATCH chunks per scatter."""
+        """chunk -> its files' future, for every chunk in job.chunks (reads_chunks); the chunks not
+        sent yet go to `worker` (the job's), SHIP_BATCH chunks per scatter."""
         missing = [chunk for chunk in job.chunks if chunk not in self.futures]
         for start in range(0, len(missing), SHIP_BATCH):
             batch = missing[start:start + SHIP_BATCH]
@@ -308,15 +311,22 @@ class ShippedChunks:
         self.futures = {}
 
 
+def reads_chunks(job: Any) -> bool:
+    """Whether `job` reads staged chunks: it says which in a `chunks` attribute (harness.finish's
+    NullJob and FinishJob; the summary jobs have none)."""
+    return hasattr(job, "chunks")
+
+
 def dask_run_all(client: Any, function: Callable[..., Any], jobs: Sequence[Any], marks: ProgressMarks | None = None,
                  shipped: ShippedChunks | None = None) -> list[Any]:
     """function(job) for every job as one task each on `client`'s cluster; the results in job order.
     Each job is scattered to the workers first (a job may hold tens of MB: a split detector's
     events), then its task submitted.
 
-    For the end of a run (harness.finish's jobs). shipped: the jobs' staged chunks go to the workers
-    through Dask, as function(job, {chunk: its files}), job n placed on worker n (of the workers
-    in address order, round) so that the jobs spread over the cluster; without it the workers read
+    For the end of a run (harness.finish's jobs). shipped: the staged chunks of the jobs that read
+    some (reads_chunks) go to the workers through Dask, as function(job, {chunk: its files}); job n
+    is placed on worker n (of the workers in address order, round) so that the jobs spread over
+    the cluster and its chunks go where it runs; without it the workers read
     the driver's staging folder (a LocalCluster of this run). Waits for every task before raising
     the first job's error. A job whose worker died (KilledWorker: the cluster allows no
     retries of its own), or whose shipped chunks were lost with theirs, is submitted again (the
@@ -346,9 +356,9 @@ def dask_run_all(client: Any, function: Callable[..., Any], jobs: Sequence[Any],
                 for n in todo:
                     worker = workers[n % len(workers)]
                     sent[n] = client.scatter([jobs[n]], hash=False, workers=[worker])[0]
-                    futures[n] = client.submit(function, sent[n], shipped.for_job(jobs[n], worker),
-                                               key=("finish", run_id, attempt, n), workers=[worker],
-                                               allow_other_workers=True)
+                    staged = (shipped.for_job(jobs[n], worker),) if reads_chunks(jobs[n]) else ()
+                    futures[n] = client.submit(function, sent[n], *staged, key=("finish", run_id, attempt, n),
+                                               workers=[worker], allow_other_workers=True)
             else:
                 sent = dict(zip(todo, client.scatter([jobs[n] for n in todo], hash=False)))
                 futures = {n: client.submit(function, sent[n], key=("finish", run_id, attempt, n)) for n in todo}

@@ -1,11 +1,11 @@
-"""Where tasks run: the only place in the project that builds a Dask Client.
+"""The Dask helpers the executors share (harness.executors.local, .remote, .caller): the only
+code that builds a Dask Client, in those executors.
 
-connect(cfg) yields a Client either for a new LocalCluster on this machine (scheduler and dashboard
-on 127.0.0.1, `workers` single-threaded worker processes) or for the remote scheduler at
-`scheduler_address` (tcp://, or tls:// with the config's `security` certificates), which it only
-disconnects from at the end, never shuts down. Before the scan starts it can ship this project's
-code to the workers (`ship_code`), checks that the workers' package versions match the driver's,
-and imports the scan code on every worker.
+Dask's settings for a run (QUIET_DASK, FORKSERVER, changed for as long as any scan of the process
+needs them: shared_change); getting a cluster's workers ready (prepare: ship_code, check_versions,
+warm_up, large_array_malloc); a remote scheduler's checks (check_scheduler, wait_for_a_worker,
+workers_reachable); a LocalCluster's processes (machine_cores, local_worker_processes,
+check_main_guard, the forkserver, slower heartbeats) and its dashboard's address.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import dask
-from distributed import Client, LocalCluster
+from distributed import Client
 from distributed.security import Security
 
 from harness.config import ScanConfig
-from cluster.cpuslots import make_slots, remove_slots
 from harness.detectors import module_of
 from harness.errors import ScanError, UnguardedScript
 from harness.fingerprint import code_files
@@ -56,9 +55,9 @@ QUIET_DASK = {
 # with it numpy, pandas, pyarrow): a worker starts in a fraction of the time a spawned interpreter
 # takes to import them. Only the LocalCluster's own workers: a remote cluster starts its own.
 # allowed-failures 0: a task whose worker dies comes back as KilledWorker at once, and the driver
-# reruns it as a suspect, alone (cluster.dispatch); Dask's own three retries would only repeat,
+# reruns it as a suspect, alone (harness.executors.dispatch); Dask's own three retries would only repeat,
 # four times per bisection step, the death of a worker that a symbol kills every time.
-HEARTBEAT_SECONDS = 2.0  # a LocalCluster's workers' (_slower_heartbeats)
+HEARTBEAT_SECONDS = 2.0  # a LocalCluster's workers' (slower_heartbeats)
 FORKSERVER = {"distributed.worker.multiprocessing-method": "forkserver",
               "distributed.scheduler.allowed-failures": 0}
 # Packages whose version can change a detector's numbers or the bytes written: a mismatch between
@@ -233,7 +232,7 @@ def check_versions(client: Client, allow_mismatch: bool) -> None:
 
 def code_archive(folder: Path) -> Path:
     """A zip of this project's packages (harness, baseline, cluster), named by its content hash."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     files = sorted(p for name in CODE_PACKAGES for p in (root / name).rglob("*.py"))
     digest = hashlib.sha256()
     for path in files:
@@ -283,14 +282,14 @@ def check_main_guard() -> None:
                               f"calls scan() under `if __name__ == \"__main__\":` (or run with workers: 1)")
 
 
-def _security(cfg: ScanConfig) -> Security | None:
+def security_of(cfg: ScanConfig) -> Security | None:
     if not cfg.security:
         return None
     return Security(tls_ca_file=cfg.security["ca_file"], tls_client_cert=cfg.security["cert"],
                     tls_client_key=cfg.security["key"], require_encryption=True)
 
 
-def _unreachable(address: str, exc: BaseException) -> ScanError:
+def unreachable(address: str, exc: BaseException) -> ScanError:
     hint = " or do the security certificates not match the cluster's?" if address.startswith("tls://") else "?"
     return ScanError(f"cannot reach the Dask scheduler at {address}: "
                      f"{(str(exc).splitlines() or [type(exc).__name__])[0]} (is `dask scheduler` running there{hint})")
@@ -326,7 +325,7 @@ def check_scheduler(address: str, security: Security | None = None) -> None:
         raise ScanError(f"{fail}: something accepts connections there but did not answer as a Dask "
                         f"scheduler within {ANSWER_SECONDS} s {not_dask}") from None
     except OSError as exc:  # refused, unreachable, TLS refused: distributed retried for CONNECT_SECONDS
-        raise _unreachable(address, exc) from None
+        raise unreachable(address, exc) from None
     except Exception:  # bytes of another protocol: any error decoding them
         raise ScanError(f"{fail}: what listens there is not a Dask scheduler (it answered in another "
                         f"protocol) {not_dask}") from None
@@ -392,7 +391,7 @@ def large_array_malloc() -> bool:
         bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
 
 
-def _prepare(client: Client, cfg: ScanConfig, spawned: bool = True) -> None:
+def prepare(client: Client, cfg: ScanConfig, spawned: bool = True) -> None:
     """Get a cluster's workers ready for the scan; `spawned`: started by someone else (a remote
     scheduler's, a caller's), whose allocator is tuned for large arrays (large_array_malloc)."""
     if cfg.ship_code:
@@ -405,7 +404,7 @@ def _prepare(client: Client, cfg: ScanConfig, spawned: bool = True) -> None:
                  sum(tuned.values()), len(tuned))
 
 
-def _start_forkserver() -> None:
+def start_local_forkserver() -> None:
     """cluster.forkserver.start_forkserver, after distributed has set its own preload list (which it
     does once, the first time it builds a forkserver context): ours replaces it, and stays."""
     from distributed.utils import get_mp_context
@@ -415,7 +414,7 @@ def _start_forkserver() -> None:
 
 
 @contextlib.contextmanager
-def _slower_heartbeats() -> Iterator[None]:
+def slower_heartbeats() -> Iterator[None]:
     """Within the block, the workers of a small cluster whose scheduler runs here heartbeat every
     HEARTBEAT_SECONDS instead of every 0.5 s.
 
@@ -442,7 +441,7 @@ def _slower_heartbeats() -> Iterator[None]:
         yield
 
 
-def _leave_half_started_clusters() -> None:
+def leave_half_started_clusters() -> None:
     """After a Ctrl-C inside LocalCluster(): keep Dask's exit handler off the half-started cluster.
 
     The handler (distributed.deploy.spec.close_clusters) would close it and print a traceback: its
@@ -470,21 +469,8 @@ def local_worker_processes(cfg: ScanConfig) -> int:
     processes than cores only slow each other down (measured on 2 cores: 8 workers ran 20-30%
     slower than 2, the detectors alone 6-70% slower, BENCHMARKS.md). Remote data (s3://) keeps
     every worker asked for: their reads wait on the network and overlap; CPU slots then keep the
-    detectors to one process per core (local_cpu_slots)."""
+    detectors to one process per core (harness.executors.local)."""
     return cfg.workers if is_url(cfg.ohlcv_path) else min(cfg.workers, machine_cores())
-
-
-@contextlib.contextmanager
-def local_cpu_slots(cfg: ScanConfig, ours: bool = True) -> Iterator[int | None]:
-    """cluster.cpuslots slots (one per core) for a LocalCluster of ours (not a caller's client) with
-    more worker processes than cores, else None; removed when the block ends."""
-    cores = machine_cores()
-    many = ours and not cfg.scheduler_address and local_worker_processes(cfg) > cores
-    semid = make_slots(cores) if many else None
-    try:
-        yield semid
-    finally:
-        remove_slots(semid)
 
 
 def dashboard_link(client: Client) -> str | None:
@@ -521,82 +507,3 @@ def log_dashboard(client: Client, cfg: ScanConfig) -> None:
         log.warning("The Dask dashboard listens on %s%s: whoever can reach this machine there can open it; "
                     "dashboard_address: 127.0.0.1:%s keeps it to this machine", ", ".join(wide),
                     " (every interface)" if every else "", cfg.dashboard_address.rsplit(":", 1)[1])
-
-
-@contextlib.contextmanager
-def connect(cfg: ScanConfig, client: Client | None = None) -> Iterator[Client]:
-    """A Client for this run; closes it (and a LocalCluster it started) on the way out.
-
-    client: a caller's own Client (a notebook's LocalCluster, a SLURMCluster, a KubeCluster, ...):
-    used as it is and never closed; `workers` and `scheduler_address` are then ignored.
-    """
-    if client is not None:
-        workers = client.scheduler_info(n_workers=-1)["workers"]
-        log.info("Running on the given Dask client (%d workers); dashboard: %s", len(workers),
-                 dashboard_link(client) or "none")
-        wait_for_a_worker(client, client.scheduler.address)
-        _prepare(client, cfg)
-        yield client
-        return
-    with dask_settings("quiet", QUIET_DASK):
-        if cfg.scheduler_address:
-            security = _security(cfg)
-            check_scheduler(cfg.scheduler_address, security)  # a deadline the Client does not have
-            try:
-                client = Client(cfg.scheduler_address, timeout=f"{CONNECT_SECONDS}s", security=security,
-                                set_as_default=False)
-            except (OSError, TimeoutError) as exc:
-                raise _unreachable(cfg.scheduler_address, exc) from None
-            try:
-                log.info("Connected to scheduler %s (%d workers; config key 'workers' is ignored); dashboard: %s",
-                         cfg.scheduler_address, len(client.scheduler_info(n_workers=-1)["workers"]),
-                         dashboard_link(client) or "none (the scheduler serves none)")
-                wait_for_a_worker(client, cfg.scheduler_address)
-                client.direct_to_workers = workers_reachable(client)
-                if not client.direct_to_workers:
-                    log.info("The workers cannot be reached from here: results come through the scheduler")
-                _prepare(client, cfg)
-                yield client
-            finally:
-                client.close()  # never client.shutdown(): the cluster is not ours
-            return
-        check_main_guard()
-        _start_forkserver()
-        cores, processes = machine_cores(), local_worker_processes(cfg)
-        if processes < cfg.workers:
-            log.warning("workers: %d, but this machine has %d cores and the data is local: starting %d worker "
-                        "processes (more CPU-bound processes than cores only slow the scan down)",
-                        cfg.workers, cores, processes)
-        elif processes > cores:
-            log.warning("workers: %d on a machine with %d cores: their reads overlap, but detector code runs in "
-                        "at most %d of them at a time", processes, cores, cores)
-        # FORKSERVER for the cluster's whole life: a nanny restarting a dead worker reads it again.
-        # Worker logs below CRITICAL stay out of the user's terminal: the scan's own errors come
-        # back as data, and a Ctrl-C would otherwise print workers' heartbeat tracebacks.
-        with _slower_heartbeats(), dask_settings("forkserver", FORKSERVER):
-            try:
-                cluster = LocalCluster(n_workers=processes, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=cfg.dashboard_address,
-                                       silence_logs=logging.CRITICAL, preload=["cluster.worker_setup"])
-            except (RuntimeError, OSError) as exc:  # e.g. a dashboard_address this machine does not have
-                raise ScanError(f"cannot start the local Dask cluster: {str(exc).splitlines()[0]} (is "
-                                f"dashboard_address {cfg.dashboard_address!r} an address of this machine? "
-                                "127.0.0.1:0 takes any free port)") from None
-            except KeyboardInterrupt:  # Ctrl-C while it starts
-                _leave_half_started_clusters()
-                raise
-            try:
-                # direct_to_workers: results come straight from the worker that holds them, not
-                # relayed by the scheduler (which runs in this process too): half the driver's
-                # CPU per byte (160 MB of finish results: 0.1 s instead of 0.2-0.5 s). Not the default
-                # client: that would set dask.config's scheduler, process-wide, like Dask's own
-                # context managers, undone in the wrong order when scans overlap (shared_change).
-                client = Client(cluster, direct_to_workers=True, set_as_default=False)
-                try:
-                    log_dashboard(client, cfg)
-                    _prepare(client, cfg, spawned=False)  # forked from the forkserver: glibc's defaults
-                    yield client
-                finally:
-                    client.close()
-            finally:
-                cluster.close()
