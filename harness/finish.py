@@ -57,8 +57,7 @@ from harness.stats.market import market_index
 from harness.final_files import FinalFiles
 from harness.parquet_parts import joined_tail, part_footer
 from harness.staging import BAR, Staged, StagedChunk, StagingFolder, read_staged_chunk, read_staged_series
-from harness.stats.summary import (DETECTOR_COLUMNS, QUANTILE_COLUMNS, PathSums, detector_summary,
-                                   score_buckets, score_quantiles, window_quantiles, window_summary)
+from harness.stats.summary import PathSums, score_buckets, statistics_tables, window_columns, window_statistics
 
 # A detector's fixed cost per staged chunk, counted in events, for cutting detectors into units
 # and units into jobs. Measured per piece on a serial run at 5,000 x 20 years (BENCHMARKS.md):
@@ -335,10 +334,11 @@ class PieceFinisher:
         events = {key: np.concatenate(values) for key, values in self.columns.items()}
         if self.piece.parts > 1:
             return PieceResult(events_bytes, forward_bytes, events, self.done_units, None, None, None)
-        frame, name = pd.DataFrame(events, copy=False), self.piece.detector.name
-        return PieceResult(events_bytes, forward_bytes, events, [], self.total.paths(name),
-                           detector_summary(frame, self.job.windows, dict(self.job.null_hit_rates)),
-                           score_quantiles(frame, self.job.windows, name))
+        frame, name, nulls = pd.DataFrame(events, copy=False), self.piece.detector.name, dict(self.job.null_hit_rates)
+        bucket = score_buckets(frame["score"].to_numpy(dtype="float64"))
+        summary, quantiles = statistics_tables([window_statistics(frame, bucket, h, nulls.get(h, math.nan), name)
+                                                for h in self.job.windows])  # as a split detector's WindowJobs
+        return PieceResult(events_bytes, forward_bytes, events, [], self.total.paths(name), summary, quantiles)
 
 
 def finish_pieces(job: FinishJob, staged: Staged | None = None) -> list[PieceResult]:
@@ -409,7 +409,7 @@ class WindowJob:
     of detector_summary() and of score_quantiles(). The windows of a busy detector run side by side."""
 
     name: str
-    columns: Mapping[str, np.ndarray]  # date, symbol, score, fwd_<h>, abn_<h>, mkt_<h> of all its events
+    columns: Mapping[str, np.ndarray]  # window_columns(window) of all its events
     window: int
     null_hit_rate: float
     cpu_slots: int | None = None
@@ -420,10 +420,10 @@ class WindowJob:
         return sum(a.nbytes for a in self.columns.values())
 
     def compute(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """(its window_summary() row, its window_quantiles() rows)."""
+        """Its window_statistics(), as a detector's only piece computes them."""
         frame = pd.DataFrame(self.columns, copy=False)
-        return (window_summary(frame, self.window, self.null_hit_rate),
-                window_quantiles(frame, score_buckets(frame["score"].to_numpy(dtype="float64")), self.window, self.name))
+        bucket = score_buckets(frame["score"].to_numpy(dtype="float64"))
+        return window_statistics(frame, bucket, self.window, self.null_hit_rate, self.name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -449,12 +449,11 @@ class FooterJob:
 def split_statistics(name: str, columns: Mapping[str, np.ndarray], unit_sums: Sequence[dict[str, np.ndarray]],
                      windows: Sequence[int], offsets: Sequence[int], dates: np.ndarray, symbols: int,
                      null_hit_rates: Mapping[int, float], cpu_slots: int | None) -> list[PathsJob | WindowJob]:
-    """The statistics jobs of a detector finished in several pieces: its paths, then one per window.
-    columns: all its events' columns (PieceResult.columns, pieces in order); unit_sums: its units'."""
-    shared = {key: columns[key] for key in ("date", "symbol", "score")}
+    """The statistics jobs of a detector finished in several pieces: its paths, then one per window,
+    sent the columns its window's statistics read (window_columns()). columns: all its events'
+    columns (PieceResult.columns, pieces in order); unit_sums: its units'."""
     return [PathsJob(name, tuple(unit_sums), tuple(offsets), dates, symbols, cpu_slots),
-            *(WindowJob(name, {**shared, **{column(h): columns[column(h)] for column
-                                            in (forward_column, abnormal_column, market_column, flagged_column)}},
+            *(WindowJob(name, {column: columns[column] for column in window_columns(h)},
                         h, null_hit_rates.get(h, math.nan), cpu_slots) for h in windows)]
 
 
@@ -476,9 +475,7 @@ def assemble_statistics(jobs: Sequence[PathsJob | WindowJob | FooterJob], result
             paths[job.name] = result
         elif isinstance(job, WindowJob):
             rows.setdefault(job.name, []).append(result)
-    return {name: (paths[name], pd.DataFrame([summary for summary, _ in rows[name]], columns=DETECTOR_COLUMNS),
-                   pd.DataFrame([row for _, quantile in rows[name] for row in quantile], columns=QUANTILE_COLUMNS))
-            for name in paths}
+    return {name: (paths[name], *statistics_tables(rows[name])) for name in paths}
 
 
 # How the driver runs the jobs: a function applied to each job, the results in job order.
