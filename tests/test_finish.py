@@ -191,3 +191,45 @@ def test_the_jobs_compute_the_summary_of_each_whole_detector(tmp_path, small_uni
     assert info["finish_jobs"]["pieces"] == len(DETECTORS)
     table = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert table["detector"].unique().tolist() == DETECTORS and table["valid"].gt(0).all()
+
+
+def test_a_new_statistic_is_one_function_and_one_registry_entry_through_every_path(tmp_path, small_universe,
+                                                                                   monkeypatch):
+    """A toy statistic registered in a temporary registry reaches summary.csv, after the others,
+    the same whether each detector is finished in one piece or split into several (a WindowJob per
+    window); the other columns stay as they were."""
+    import inspect
+
+    import harness.finish as finish
+    import harness.run as run
+    import harness.stats.summary as summary
+    from harness.config import load_config
+
+    @summary.statistic("abn_max")
+    def abnormal_max(abn: np.ndarray) -> dict:
+        return {"abn_max": float(np.nanmax(abn)) if (~np.isnan(abn)).any() else float("nan")}
+
+    def scan(out: str, processes: int) -> dict:
+        def finish_outputs(*args, **kwargs):  # the finish jobs planned for `processes`, run in this process
+            bound = inspect.signature(finish.finish_outputs).bind(*args, **kwargs)
+            bound.arguments["processes"] = processes
+            return finish.finish_outputs(*bound.args, **bound.kwargs)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(run, "finish_outputs", finish_outputs)
+            cfg = load_config({"ohlcv_path": str(small_universe), "detectors": DETECTORS,
+                               "out_dir": str(tmp_path / out), "flush_every": 3, "workers": 1})
+            return run.run_scan(cfg)["finish_jobs"]
+
+    monkeypatch.setattr(finish, "FINISH_UNIT_COST", 2000)
+    scan("before", 1)
+    monkeypatch.setattr(summary, "STATISTICS", (*summary.STATISTICS, abnormal_max))
+    whole, split = scan("whole", 1), scan("split", 2)
+    assert whole["joins"] == 0 and split["joins"] > 0, "one path each"
+    before, one, several = (pd.read_csv(tmp_path / out / "summary.csv") for out in ("before", "whole", "split"))
+    assert one.columns.tolist() == [*before.columns[:-2], "abn_max", *before.columns[-2:]]
+    pd.testing.assert_frame_equal(one.drop(columns="abn_max"), before)
+    assert (tmp_path / "whole" / "summary.csv").read_bytes() == (tmp_path / "split" / "summary.csv").read_bytes()
+    for name, rows in one.groupby("detector", sort=False):
+        forward = pd.read_parquet(tmp_path / "whole" / name / "forward.parquet")  # exclude_flagged is off
+        assert rows["abn_max"].tolist() == [forward[f"abn_{h}"].max() for h in rows["window"]]
