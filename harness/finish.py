@@ -49,6 +49,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cluster.cpuslots import cpu_slot
+from harness.detector_files import DETECTOR_FILES
 from harness.detectors import DetectorSpec
 from harness.errors import ScanError
 from harness.eval import abnormal_column, flagged_column, forward_column, market_column
@@ -56,7 +57,8 @@ from harness.stats.benchmark import Benchmark, BenchmarkReturns
 from harness.stats.market import market_index
 from harness.final_files import FinalFiles
 from harness.parquet_parts import joined_tail, part_footer
-from harness.staging import BAR, Staged, StagedChunk, StagingFolder, read_staged_chunk, read_staged_series
+from harness.staging import (BAR, Staged, StagedChunk, StagingFolder, read_staged_chunk, read_staged_series,
+                             staged_schema)
 from harness.stats.summary import PathSums, score_buckets, statistics_tables, window_columns, window_statistics
 
 # A detector's fixed cost per staged chunk, counted in events, for cutting detectors into units
@@ -88,12 +90,11 @@ class Evaluated:
 
 @dataclasses.dataclass(frozen=True)
 class DetectorFiles:
-    """One detector to finish: which it is and its final schemas (StagingFolder.schemas())."""
+    """One detector to finish: which it is and its files' schemas (StagingFolder.schemas())."""
 
     code: int                          # its number in the run (its staged rows' code)
     name: str
-    events_schema: pa.Schema
-    forward_schema: pa.Schema
+    schemas: dict[str, pa.Schema]      # file name -> its schema, in harness.detector_files.DETECTOR_FILES order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,8 +153,7 @@ class NullJob:
 class PieceResult:
     """What finish_pieces() returns for one piece: the bytes of its rows and its numbers."""
 
-    events: pa.Buffer                  # a parquet file of its events rows (a row group per chunk with events)
-    forward: pa.Buffer                 # the same of its forward rows (abn_<h> added)
+    files: dict[str, pa.Buffer]        # file name -> a parquet file of its rows of it (a row group per chunk with events)
     columns: dict[str, np.ndarray]     # date, symbol (code), score, fwd_<h>, abn_<h>, mkt_<h> of its events
     unit_sums: list[dict[str, np.ndarray]]  # its units' PathSums.arrays(), in order (a piece of several)
     paths: pd.DataFrame | None         # a detector's only piece: PATH_COLUMNS, its summary, its quantiles
@@ -163,7 +163,7 @@ class PieceResult:
     @property
     def nbytes(self) -> int:
         """The bytes of its files and arrays (the small tables aside): what sending it back costs."""
-        return (self.events.size + self.forward.size + sum(a.nbytes for a in self.columns.values())
+        return (sum(buffer.size for buffer in self.files.values()) + sum(a.nbytes for a in self.columns.values())
                 + sum(a.nbytes for sums in self.unit_sums for a in sums.values()))
 
 
@@ -226,15 +226,15 @@ def plan_pieces(unit_costs: Sequence[Sequence[int]], jobs: int) -> list[list[tup
 def _adjust(chunk: StagedChunk, name: str, windows: Sequence[int], offsets: Sequence[int],
             benchmark: BenchmarkReturns, codes: Mapping[str, int]
             ) -> tuple[pa.Table, dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Detector `name`'s staged forward rows of one chunk, against the benchmark.
+    """Detector `name`'s staged rows of one chunk, against the benchmark.
 
-    Returns the final forward table (abn_<h> added, the bar number dropped), the columns for the
+    Returns its final rows (harness.detector_files.final_columns: abn_<h> added, BAR dropped), the columns for the
     statistics (date, symbol: its code in `codes`, score, fwd_<h>, abn_<h>, mkt_<h>, flagged_<h>:
     whether its h bars cross a flagged outlier bar), and the event-time (ret, abn) arrays [event,
     offset]. With benchmark.exclude_flagged, the statistics' returns over a span that crosses a
-    flagged bar are NaN (left out); the forward table keeps them: its bytes never depend on it.
+    flagged bar are NaN (left out); the final rows keep them: the files' bytes never depend on it.
     """
-    staged = chunk.forward[name]
+    staged = chunk.rows[name]
     first, length = chunk.spans_of(staged.column("symbol"))
     bars = staged.column(BAR).to_numpy()
     # one gather for the paths' offsets and the windows (usually among them)
@@ -244,7 +244,7 @@ def _adjust(chunk: StagedChunk, name: str, windows: Sequence[int], offsets: Sequ
     crossed = benchmark.crossings(chunk.close, spans, first, length, bars, every)
     at = {k: n for n, k in enumerate(every)}
     columns = {"date": staged.column("date").to_numpy(), "symbol": chunk.codes_of(staged.column("symbol"), codes),
-               "score": chunk.events[name].column("score").to_numpy()}
+               "score": staged.column("score").to_numpy()}
     table = staged.drop_columns([BAR])
     left_out = crossed if benchmark.benchmark.exclude_flagged else np.zeros_like(crossed)
     for h in windows:
@@ -279,8 +279,9 @@ def null_counts(job: NullJob, staged: Staged | None = None) -> tuple[list[int], 
 
 
 class PieceFinisher:
-    """One piece being finished, chunk after chunk: its two parquet writers (into memory), its
-    events' columns and its units' path sums. add() each of its chunks in order, then result()."""
+    """One piece being finished, chunk after chunk: a parquet writer (into memory) per file of its
+    detector, its events' columns and its units' path sums. add() each of its chunks in order, then
+    result()."""
 
     def __init__(self, piece: FinishPiece, job: FinishJob):
         self.piece, self.job = piece, job
@@ -288,8 +289,8 @@ class PieceFinisher:
         # blocks) the old blocks are returned at once, while pyarrow's default pool (mimalloc) kept
         # them, and a worker's end-of-run peak grew by more than the bytes (make load at 5,000
         # symbols: workers' peak PSS 362 MB with the default pool, 335 with this, 310 writing files).
-        self.writers = [pq.ParquetWriter(pa.BufferOutputStream(memory_pool=pa.system_memory_pool()), schema)
-                        for schema in (piece.detector.events_schema, piece.detector.forward_schema)]
+        self.writers = {name: pq.ParquetWriter(pa.BufferOutputStream(memory_pool=pa.system_memory_pool()), schema)
+                        for name, schema in piece.detector.schemas.items()}
         self.columns: dict[str, list[np.ndarray]] = {}
         self.unit: PathSums | None = None                  # the current unit's sums
         self.done_units: list[dict[str, np.ndarray]] = []  # a piece of several: its units' sums, in order
@@ -318,8 +319,9 @@ class PieceFinisher:
             self.unit = self._new_sums()  # each unit's sums from zero
         table, frame, path_ret, path_abn = _adjust(chunk, d.name, self.job.windows, self.job.offsets, benchmark, codes)
         if table.num_rows:  # a row group per chunk with events
-            for writer, part in zip(self.writers, (chunk.events[d.name], table.cast(d.forward_schema))):
-                writer.write_table(part, row_group_size=part.num_rows)
+            for file in DETECTOR_FILES:
+                part = file.rows(table, d.schemas[file.name])
+                self.writers[file.name].write_table(part, row_group_size=part.num_rows)
         for key, values in frame.items():
             self.columns.setdefault(key, []).append(values)
         self.unit.add(frame["date"], frame["symbol"], path_ret, path_abn)
@@ -328,17 +330,17 @@ class PieceFinisher:
         """The piece's PieceResult, once its last chunk is added; a detector's only piece also gets
         its paths, summary and quantiles."""
         self._close_unit()
-        for writer in self.writers:
+        for writer in self.writers.values():
             writer.close()
-        events_bytes, forward_bytes = (writer.where.getvalue() for writer in self.writers)  # no copy
+        files = {name: writer.where.getvalue() for name, writer in self.writers.items()}  # no copy
         events = {key: np.concatenate(values) for key, values in self.columns.items()}
         if self.piece.parts > 1:
-            return PieceResult(events_bytes, forward_bytes, events, self.done_units, None, None, None)
+            return PieceResult(files, events, self.done_units, None, None, None)
         frame, name, nulls = pd.DataFrame(events, copy=False), self.piece.detector.name, dict(self.job.null_hit_rates)
         bucket = score_buckets(frame["score"].to_numpy(dtype="float64"))
         summary, quantiles = statistics_tables([window_statistics(frame, bucket, h, nulls.get(h, math.nan), name)
                                                 for h in self.job.windows])  # as a split detector's WindowJobs
-        return PieceResult(events_bytes, forward_bytes, events, [], self.total.paths(name), summary, quantiles)
+        return PieceResult(files, events, [], self.total.paths(name), summary, quantiles)
 
 
 def finish_pieces(job: FinishJob, staged: Staged | None = None) -> list[PieceResult]:
@@ -366,8 +368,7 @@ def finish_pieces(job: FinishJob, staged: Staged | None = None) -> list[PieceRes
         for number in job.chunks:
             here = [n for n, piece in enumerate(job.pieces) if piece.first <= number < piece.last]
             wanted = {job.pieces[n].detector.code: job.pieces[n].detector for n in here}.values()
-            chunk = read_staged_chunk(source, number, [(d.code, d.name, d.events_schema, d.forward_schema)
-                                                       for d in wanted])
+            chunk = read_staged_chunk(source, number, [(d.code, d.name, staged_schema(d.schemas)) for d in wanted])
             for n in here:
                 if number == job.pieces[n].first:
                     open_pieces[n] = PieceFinisher(job.pieces[n], job)
@@ -569,7 +570,7 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
     counted, null_job_seconds = _run_timed(run_all, null_counts, nulls)
     rates = null_hit_rates(windows, counted)
     null_seconds = lap()
-    described = [DetectorFiles(code, spec.name, *staging.schemas(spec)) for code, spec in enumerate(detectors)]
+    described = [DetectorFiles(code, spec.name, staging.schemas(spec)) for code, spec in enumerate(detectors)]
     plan = plan_finish(staging, described, processes, lambda pieces: FinishJob(
         staging.path, pieces, tuple(windows), tuple(offsets), market, benchmark, tuple(symbols),
         tuple(rates.items()), cpu_slots))
@@ -592,18 +593,18 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
             summary_jobs += split_statistics(d.name, columns, [sums for piece in mine for sums in piece.unit_sums],
                                              windows, offsets, market["date"].to_numpy(), len(symbols), rates,
                                              cpu_slots)
-            summary_jobs += [FooterJob(f"{spec.out_name}/{kind}.parquet",
-                                       tuple(part_footer(getattr(piece, kind), n) for n, piece in enumerate(mine)),
+            summary_jobs += [FooterJob(f"{spec.out_name}/{file}",
+                                       tuple(part_footer(piece.files[file], n) for n, piece in enumerate(mine)),
                                        cpu_slots)
-                             for kind in ("events", "forward")]
+                             for file in d.schemas]
     computed, summary_job_seconds = _run_timed(run_all, compute_job, summary_jobs) if summary_jobs else ([], [])
     statistics.update(assemble_statistics(summary_jobs, computed))
     tails = {job.file: tail for job, tail in zip(summary_jobs, computed) if isinstance(job, FooterJob)}
     summary_seconds = lap()
     for d, spec in zip(described, detectors):  # every detector's files, in run order
-        for kind in ("events", "forward"):
-            name = f"{spec.out_name}/{kind}.parquet"
-            files.parquet_parts(name, [getattr(piece, kind) for piece in pieces[d.code]], tails.get(name))
+        for file in d.schemas:
+            name = f"{spec.out_name}/{file}"
+            files.parquet_parts(name, [piece.files[file] for piece in pieces[d.code]], tails.get(name))
     write_seconds = lap()
     facts = {"jobs": len(plan.jobs), "units": sum(map(len, plan.units)), "pieces": sum(plan.parts),
              "joins": sum(1 for parts in plan.parts if parts > 1),
