@@ -2,8 +2,9 @@
 
 Everything here needs the whole universe (the market index is known only when every symbol is
 in), so it runs after the scan. The driver builds the market index from the chunks' market sums;
-then each detector's staged chunks, in chunk order, become its final events.parquet and
-forward.parquet (abn_<h> added), the columns the summary needs and its event-time paths.
+then each detector's staged chunks, in chunk order, become its final files (harness.detector_files:
+events.parquet, forward.parquet with abn_<h> added), the columns the summary needs and its
+event-time paths.
 
 Units and pieces. A detector is cut into units, runs of consecutive chunks of about
 FINISH_UNIT_COST (chunk_ranges; a rare detector is one unit, the busiest several). The units
@@ -14,13 +15,14 @@ where that balances the jobs, else a detector's consecutive units split into pie
 jobs, so that no single detector bounds the end of a run on many cores. A job reads each staged
 chunk once for all its pieces.
 
-Jobs write nothing: a piece returns its rows as parquet bytes (one row group per chunk with
-events) and its numbers (PieceResult): a detector's only piece its statistics too. The driver
-writes each file: an only piece's bytes as they are, a split detector's pieces joined into the
+Jobs write nothing: a piece returns each of its detector's files as parquet bytes (one row group
+per chunk with events) and its numbers (PieceResult): a detector's only piece its statistics too.
+The driver writes each file: an only piece's bytes as they are, a split detector's pieces joined into the
 bytes one writer would have written (harness.parquet_parts; the joined footer is a FooterJob's).
 A split detector's statistics need all its events: they are more jobs, run side by side
 (split_statistics): its paths (PathsJob, its units' path sums added up in unit order) and each
-window's summary and quantile rows (WindowJob). So the files are the same whatever the pieces.
+window's summary and quantile rows (WindowJob: window_statistics(), as an only piece computes
+them per window). So the files are the same whatever the pieces.
 
 The steps (finish_outputs): market index -> null jobs (the sign test's share of positive
 abnormal returns over every bar, which the statistics need) -> plan_finish -> finish jobs ->
@@ -153,7 +155,7 @@ class NullJob:
 class PieceResult:
     """What finish_pieces() returns for one piece: the bytes of its rows and its numbers."""
 
-    files: dict[str, pa.Buffer]        # file name -> a parquet file of its rows of it (a row group per chunk with events)
+    files: dict[str, pa.Buffer]        # file name -> that file of its rows (a row group per chunk with events)
     columns: dict[str, np.ndarray]     # date, symbol (code), score, fwd_<h>, abn_<h>, mkt_<h> of its events
     unit_sums: list[dict[str, np.ndarray]]  # its units' PathSums.arrays(), in order (a piece of several)
     paths: pd.DataFrame | None         # a detector's only piece: PATH_COLUMNS, its summary, its quantiles
@@ -344,12 +346,13 @@ class PieceFinisher:
 
 
 def finish_pieces(job: FinishJob, staged: Staged | None = None) -> list[PieceResult]:
-    """For each of the job's pieces, in the job's order, its PieceResult: the parquet bytes of its
-    detector's rows of its chunks (one row group per chunk that has events; the driver writes or
-    joins them: harness.parquet_parts), the events' columns (numpy arrays, which Dask sends several
-    times faster than a DataFrame) and, for a detector's only piece, its PATH_COLUMNS paths, its
-    detector_summary() and its score_quantiles() (else its units' path sums, for the driver to add
-    up). (The statistics are computed here because the jobs run side by side.) Writes no file.
+    """For each of the job's pieces, in the job's order, its PieceResult: the parquet bytes of each
+    of its detector's files, its rows of its chunks (one row group per chunk that has events; the
+    driver writes or joins them: harness.parquet_parts), the events' columns (numpy arrays, which
+    Dask sends several times faster than a DataFrame) and, for a detector's only piece, its
+    PATH_COLUMNS paths, its detector_summary() and its score_quantiles() from window_statistics()
+    (else its units' path sums, for the driver to add up). (The statistics are computed here
+    because the jobs run side by side.) Writes no file.
 
     staged: the chunks' files as sent through Dask (harness.staging.staged_files), else they are
     read from job.staging. Path sums are summed per unit, each from zero, and a detector's units
@@ -545,8 +548,9 @@ def plan_finish(staging: StagingFolder, detectors: Sequence[DetectorFiles], proc
 def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequence[DetectorSpec],
                    windows: Sequence[int], offsets: Sequence[int], benchmark: Benchmark, symbols: Sequence[str],
                    run_all: RunAll = in_this_process, processes: int = 1, cpu_slots: int | None = None) -> Evaluated:
-    """Write market.parquet and each detector's final events.parquet and forward.parquet
-    (abn_<h> added) into `files`; return the market, the events' returns, their statistics.
+    """Write market.parquet and each detector's final files (harness.detector_files: events.parquet,
+    forward.parquet with abn_<h> added) into `files`; return the market, the events' returns, their
+    statistics.
 
     Steps: the market index (here); the sign test's null counts over every bar (null jobs of
     consecutive chunks); the detectors' pieces (finish jobs, planned by plan_finish); the

@@ -152,7 +152,8 @@ def staged_schema(file_schemas: Mapping[str, pa.Schema]) -> pa.Schema:
     """A detector's rows as read back (read_staged_chunk), from its files' schemas
     (StagingFolder.schemas()): every column of its files (harness.detector_files.final_columns) but
     abn_<h>, which the end of the run adds, and BAR."""
-    return pa.schema([*(f for f in detector_files.final_columns(file_schemas) if not f.name.startswith("abn_")), (BAR, pa.int32())])
+    staged = [field for field in detector_files.final_columns(file_schemas) if not field.name.startswith("abn_")]
+    return pa.schema([*staged, (BAR, pa.int32())])
 
 
 def read_staged_chunk(staged: Staged, chunk: int, detectors: Sequence[tuple[int, str, pa.Schema]]) -> StagedChunk:
@@ -418,9 +419,9 @@ class StagingFolder:
                 ) -> dict[str, pa.Schema]:
         """The detector's files' schemas by file name (harness.detector_files.schemas); its extra
         columns are fixed by the first symbol staged with events (extras_seen: (symbol,
-        SymbolResult.extras) pairs), and a symbol whose columns differ is an error naming both symbols. It stops the run under on_error: skip
-        too: which of the two is wrong cannot be told, and which one came first depends on the order
-        tasks finished in."""
+        SymbolResult.extras) pairs), and a symbol whose columns differ is an error naming both
+        symbols. It stops the run under on_error: skip too: which of the two is wrong cannot be
+        told, and which one came first depends on the order tasks finished in."""
         for symbol, columns in extras_seen:
             names = list(columns) if columns is not None else []
             known = self.facts.extra_columns.setdefault(spec.name, names)

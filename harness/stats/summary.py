@@ -1,5 +1,8 @@
 """Summary statistics of forward returns per (detector, window), score quantiles, event-time paths,
-and their text rendering. Pure: the tests themselves live in harness.stats.inference."""
+and their text rendering. Pure: the tests themselves live in harness.stats.inference.
+
+The statistics of a summary row are a registry (STATISTICS) of pure functions, each taking the
+events' columns it names and giving the columns it declares; the tables' columns follow it."""
 
 from __future__ import annotations
 
@@ -52,25 +55,25 @@ def share_positive(returns: np.ndarray) -> float:
 #
 # A row of the summary (window_summary) is the statistics of STATISTICS, in order, over one
 # detector's events at one window h. A statistic is a pure function whose parameters name what it
-# takes (INPUTS: the events' columns of window h, the sign test's null share, a shared estimate)
-# and which returns the columns it gives, as its registry entry declares them. Its summary.csv
-# columns are its entry's, in registry order (detector_columns, summary_columns). Every path runs
-# window_summary: the driver's summarize(), a detector's only finish piece, a split detector's
-# WindowJob. So adding a statistic is one function, one registry entry and one test row
-# (tests/test_summary.py's STATISTIC_CASES).
+# takes (WindowInputs: an events' column of window h, h, the sign test's null share, or an estimate
+# several statistics share) and which returns the columns its registry entry declares, no other.
+# The tables' columns are the entries', in registry order (detector_columns, summary_columns).
+# Every path runs window_summary: the driver's summarize(), a detector's only finish piece, a split
+# detector's WindowJob (sent window_columns()). So adding a statistic is one function, one registry
+# entry and one test row (tests/test_summary.py's STATISTIC_CASES; README, "Layout").
 
 
 @dataclasses.dataclass(frozen=True)
 class Statistic:
     """A registry entry: `function` gives the columns `gives` (and no other) from its parameters,
-    each an INPUTS name."""
+    each a WindowInputs name."""
 
     gives: tuple[str, ...]
     function: Callable[..., dict[str, Any]]
 
     @property
     def takes(self) -> tuple[str, ...]:
-        """The INPUTS it takes: its function's parameters."""
+        """The WindowInputs it takes: its function's parameters."""
         return tuple(inspect.signature(self.function).parameters)
 
     def needs(self, h: int) -> list[str]:
@@ -214,7 +217,7 @@ NUMBERS = ("h", "null_hit_rate")
 
 
 def _columns_of(name: str, h: int) -> list[str]:
-    """The events' columns INPUTS name `name` reads at window h."""
+    """The events' columns that WindowInputs' `name` reads at window h."""
     if name in COLUMNS:
         return [COLUMNS[name](h)]
     if name in SHARED:
@@ -263,7 +266,8 @@ TABLE_COLUMNS_LAST = ("symbols", "failed_symbols")
 
 def summary_columns() -> list[str]:
     """summarize()'s columns: the detector_columns() with summarize()'s own among them."""
-    return [*TABLE_COLUMNS_FIRST, *(c for column in detector_columns() for c in (column, *TABLE_COLUMNS_AFTER.get(column, ()))),
+    return [*TABLE_COLUMNS_FIRST,
+            *(c for column in detector_columns() for c in (column, *TABLE_COLUMNS_AFTER.get(column, ()))),
             *TABLE_COLUMNS_LAST]
 
 
