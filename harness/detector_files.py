@@ -55,7 +55,11 @@ def forward_columns(extras: Sequence[str], windows: Sequence[int]) -> list[str]:
 
 
 DETECTOR_FILES = (DetectorFile("events.parquet", events_columns), DetectorFile("forward.parquet", forward_columns))
-DETECTOR_FILE_NAMES = tuple(file.name for file in DETECTOR_FILES)
+
+
+def file_names() -> list[str]:
+    """The names of the files of a detector's folder."""
+    return [file.name for file in DETECTOR_FILES]
 
 
 def schemas(extras: Sequence[str], windows: Sequence[int]) -> dict[str, pa.Schema]:

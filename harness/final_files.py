@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.detector_files import DETECTOR_FILE_NAMES
+from harness import detector_files
 from harness.errors import OutputError
 from harness.outdir import RUN_FILES, os_reason
 from harness.parquet_parts import join_parquet_parts
@@ -57,7 +57,7 @@ def in_the_way(out_dir: Path, top_files: Iterable[str], detector_folders: Iterab
         folder = out_dir / name
         if folder.exists() and not folder.is_dir():
             return folder, "a file is in the way (this scan writes a folder there)"
-        files += [folder / file for file in DETECTOR_FILE_NAMES]
+        files += [folder / file for file in detector_files.file_names()]
     for path in files:
         if path.is_dir() and not path.is_symlink():
             return path, "a folder is in the way (this scan writes a file there)"
@@ -85,7 +85,7 @@ class FinalFiles:
 
     def _temp_for(self, name: str) -> Path:
         folder, _, file = name.rpartition("/")
-        if not (file in RUN_FILES if not folder else file in DETECTOR_FILE_NAMES):
+        if not (file in RUN_FILES if not folder else file in detector_files.file_names()):
             raise ValueError(f"{name}: a new output file must be added to harness.outdir (a detector's: "
                              "harness.detector_files) first")
         final = self.out_dir / name

@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cluster.cpuslots import cpu_slot
-from harness.detector_files import DETECTOR_FILES
+from harness import detector_files
 from harness.detectors import DetectorSpec
 from harness.errors import ScanError
 from harness.eval import abnormal_column, flagged_column, forward_column, market_column
@@ -321,7 +321,7 @@ class PieceFinisher:
             self.unit = self._new_sums()  # each unit's sums from zero
         table, frame, path_ret, path_abn = _adjust(chunk, d.name, self.job.windows, self.job.offsets, benchmark, codes)
         if table.num_rows:  # a row group per chunk with events
-            for file in DETECTOR_FILES:
+            for file in detector_files.DETECTOR_FILES:
                 part = file.rows(table, d.schemas[file.name])
                 self.writers[file.name].write_table(part, row_group_size=part.num_rows)
         for key, values in frame.items():
