@@ -17,8 +17,9 @@ chunk once for all its pieces.
 
 Jobs write nothing: a piece returns each of its detector's files as parquet bytes (one row group
 per chunk with events) and its numbers (PieceResult): a detector's only piece its statistics too.
-The driver writes each file: an only piece's bytes as they are, a split detector's pieces joined into the
-bytes one writer would have written (harness.parquet_parts; the joined footer is a FooterJob's).
+The driver writes each file: an only piece's bytes as they are, a split detector's pieces joined
+into the bytes one writer would have written (harness.parquet_parts; the joined footer is a
+FooterJob's).
 A split detector's statistics need all its events: they are more jobs, run side by side
 (split_statistics): its paths (PathsJob, its units' path sums added up in unit order) and each
 window's summary and quantile rows (WindowJob: window_statistics(), as an only piece computes
@@ -230,10 +231,10 @@ def _adjust(chunk: StagedChunk, name: str, windows: Sequence[int], offsets: Sequ
             ) -> tuple[pa.Table, dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Detector `name`'s staged rows of one chunk, against the benchmark.
 
-    Returns its final rows (harness.detector_files.final_columns: abn_<h> added, BAR dropped), the columns for the
-    statistics (date, symbol: its code in `codes`, score, fwd_<h>, abn_<h>, mkt_<h>, flagged_<h>:
-    whether its h bars cross a flagged outlier bar), and the event-time (ret, abn) arrays [event,
-    offset]. With benchmark.exclude_flagged, the statistics' returns over a span that crosses a
+    Returns its final rows (every column of its files, harness.detector_files.final_columns:
+    abn_<h> added, BAR dropped), the columns for the statistics (date, symbol: its code in `codes`,
+    score, fwd_<h>, abn_<h>, mkt_<h>, flagged_<h>: whether its h bars cross a flagged outlier
+    bar), and the event-time (ret, abn) arrays [event, offset]. With benchmark.exclude_flagged, the statistics' returns over a span that crosses a
     flagged bar are NaN (left out); the final rows keep them: the files' bytes never depend on it.
     """
     staged = chunk.rows[name]
