@@ -1,7 +1,7 @@
 """The run's final files: each written under a temp name, then all moved into place at once.
 
 Every file the driver writes at the end of a run goes through a FinalFiles: market.parquet, each
-detector's <out_dir>/<detector>/{events,forward}.parquet (the bytes harness.finish's jobs
+detector's <out_dir>/<detector>/{events,forward}.parquet (harness.detector_files) (the bytes harness.finish's jobs
 returned, joined by harness.parquet_parts when a detector came in pieces), summary.csv, paths.csv,
 quantiles.csv, report.html, run.json. Each is written under a temp name in a folder of the run's
 own (the staging folder, inside out_dir, so that os.replace() moves it into place and a run
@@ -25,8 +25,9 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from harness import detector_files
 from harness.errors import OutputError
-from harness.outdir import DETECTOR_FILES, RUN_FILES, os_reason
+from harness.outdir import RUN_FILES, os_reason
 from harness.parquet_parts import join_parquet_parts
 
 CannotWrite = Callable[[Path, str], OutputError]  # (path, the system's reason) -> the error to raise
@@ -57,7 +58,7 @@ def in_the_way(out_dir: Path, top_files: Iterable[str], detector_folders: Iterab
         folder = out_dir / name
         if folder.exists() and not folder.is_dir():
             return folder, "a file is in the way (this scan writes a folder there)"
-        files += [folder / file for file in DETECTOR_FILES]
+        files += [folder / file for file in detector_files.file_names()]
     for path in files:
         if path.is_dir() and not path.is_symlink():
             return path, "a folder is in the way (this scan writes a file there)"
@@ -81,7 +82,7 @@ class FinalFiles:
     them all into place.
 
     Names are relative to out_dir: a top-level one must be one of harness.outdir.RUN_FILES, a
-    detector's one of DETECTOR_FILES in its folder (made here when missing, removed again by
+    detector's one of harness.detector_files.DETECTOR_FILES in its folder (made here when missing, removed again by
     discard() while empty). temp_dir must be inside out_dir's file system (os.replace).
     """
 
@@ -98,8 +99,9 @@ class FinalFiles:
 
     def _temp_for(self, name: str) -> Path:
         folder, _, file = name.rpartition("/")
-        if not (file in RUN_FILES if not folder else file in DETECTOR_FILES):
-            raise ValueError(f"{name}: a new output file must be added to harness.outdir first")
+        if not (file in RUN_FILES if not folder else file in detector_files.file_names()):
+            raise ValueError(f"{name}: a new output file must be added to harness.outdir (a detector's: "
+                             "harness.detector_files) first")
         final = self.out_dir / name
         if folder and not final.parent.is_dir():
             with output_errors(final.parent, self.cannot_write):

@@ -2,8 +2,9 @@
 
 Everything here needs the whole universe (the market index is known only when every symbol is
 in), so it runs after the scan. The driver builds the market index from the chunks' market sums;
-then each detector's staged chunks, in chunk order, become its final events.parquet and
-forward.parquet (abn_<h> added), the columns the summary needs and its event-time paths.
+then each detector's staged chunks, in chunk order, become its final files (harness.detector_files:
+events.parquet, forward.parquet with abn_<h> added), the columns the summary needs and its
+event-time paths.
 
 Units and pieces. A detector is cut into units, runs of consecutive chunks of about
 FINISH_UNIT_COST (chunk_ranges; a rare detector is one unit, the busiest several). The units
@@ -14,13 +15,15 @@ where that balances the jobs, else a detector's consecutive units split into pie
 jobs, so that no single detector bounds the end of a run on many cores. A job reads each staged
 chunk once for all its pieces.
 
-Jobs write nothing: a piece returns its rows as parquet bytes (one row group per chunk with
-events) and its numbers (PieceResult): a detector's only piece its statistics too. The driver
-writes each file: an only piece's bytes as they are, a split detector's pieces joined into the
-bytes one writer would have written (harness.parquet_parts; the joined footer is a FooterJob's).
+Jobs write nothing: a piece returns each of its detector's files as parquet bytes (one row group
+per chunk with events) and its numbers (PieceResult): a detector's only piece its statistics too.
+The driver writes each file: an only piece's bytes as they are, a split detector's pieces joined
+into the bytes one writer would have written (harness.parquet_parts; the joined footer is a
+FooterJob's).
 A split detector's statistics need all its events: they are more jobs, run side by side
 (split_statistics): its paths (PathsJob, its units' path sums added up in unit order) and each
-window's summary and quantile rows (WindowJob). So the files are the same whatever the pieces.
+window's summary and quantile rows (WindowJob: window_statistics(), as an only piece computes
+them per window). So the files are the same whatever the pieces.
 
 The steps (finish_outputs): market index -> null jobs (the sign test's share of positive
 abnormal returns over every bar, which the statistics need) -> plan_finish -> finish jobs ->
@@ -49,6 +52,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from harness import detector_files
 from harness.detectors import DetectorSpec
 from harness.errors import ScanError
 from harness.eval import abnormal_column, flagged_column, forward_column, market_column
@@ -56,9 +60,10 @@ from harness.stats.benchmark import Benchmark, BenchmarkReturns
 from harness.stats.market import market_index
 from harness.final_files import FinalFiles
 from harness.parquet_parts import joined_tail, part_footer
-from harness.staging import BAR, Staged, StagedChunk, StagingFolder, read_staged_chunk, read_staged_series
-from harness.stats.summary import (DETECTOR_COLUMNS, PATH_COLUMNS, QUANTILE_COLUMNS, PathSums, detector_summary,
-                                   score_buckets, score_quantiles, window_quantiles, window_summary)
+from harness.staging import (BAR, Staged, StagedChunk, StagingFolder, read_staged_chunk, read_staged_series,
+                             staged_schema)
+from harness.stats.summary import (PATH_COLUMNS, PathSums, score_buckets, statistics_tables, window_columns,
+                                   window_statistics)
 
 # A detector's fixed cost per staged chunk, counted in events, for cutting detectors into units
 # and units into jobs. Measured per piece on a serial run at 5,000 x 20 years (BENCHMARKS.md):
@@ -89,12 +94,11 @@ class Evaluated:
 
 @dataclasses.dataclass(frozen=True)
 class DetectorFiles:
-    """One detector to finish: which it is and its final schemas (StagingFolder.schemas())."""
+    """One detector to finish: which it is and its files' schemas (StagingFolder.schemas())."""
 
     code: int                          # its number in the run (its staged rows' code)
     name: str
-    events_schema: pa.Schema
-    forward_schema: pa.Schema
+    schemas: dict[str, pa.Schema]      # file name -> its schema, in harness.detector_files.DETECTOR_FILES order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,8 +155,7 @@ class NullJob:
 class PieceResult:
     """What finish_pieces() returns for one piece: the bytes of its rows and its numbers."""
 
-    events: pa.Buffer                  # a parquet file of its events rows (a row group per chunk with events)
-    forward: pa.Buffer                 # the same of its forward rows (abn_<h> added)
+    files: dict[str, pa.Buffer]        # file name -> that file of its rows (a row group per chunk with events)
     columns: dict[str, np.ndarray]     # date, symbol (code), score, fwd_<h>, abn_<h>, mkt_<h> of its events
     unit_sums: list[dict[str, np.ndarray]]  # its units' PathSums.arrays(), in order (a piece of several)
     paths: pd.DataFrame | None         # a detector's only piece: PATH_COLUMNS, its summary, its quantiles
@@ -162,7 +165,7 @@ class PieceResult:
     @property
     def nbytes(self) -> int:
         """The bytes of its files and arrays (the small tables aside): what sending it back costs."""
-        return (self.events.size + self.forward.size + sum(a.nbytes for a in self.columns.values())
+        return (sum(buffer.size for buffer in self.files.values()) + sum(a.nbytes for a in self.columns.values())
                 + sum(a.nbytes for sums in self.unit_sums for a in sums.values()))
 
 
@@ -225,15 +228,15 @@ def plan_pieces(unit_costs: Sequence[Sequence[int]], jobs: int) -> list[list[tup
 def _adjust(chunk: StagedChunk, name: str, windows: Sequence[int], offsets: Sequence[int],
             benchmark: BenchmarkReturns, codes: Mapping[str, int]
             ) -> tuple[pa.Table, dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Detector `name`'s staged forward rows of one chunk, against the benchmark.
+    """Detector `name`'s staged rows of one chunk, against the benchmark.
 
-    Returns the final forward table (abn_<h> added, the bar number dropped), the columns for the
-    statistics (date, symbol: its code in `codes`, score, fwd_<h>, abn_<h>, mkt_<h>, flagged_<h>:
-    whether its h bars cross a flagged outlier bar), and the event-time (ret, abn) arrays [event,
-    offset]. With benchmark.exclude_flagged, the statistics' returns over a span that crosses a
-    flagged bar are NaN (left out); the forward table keeps them: its bytes never depend on it.
+    Returns its final rows (every column of its files, harness.detector_files.final_columns:
+    abn_<h> added, BAR dropped), the columns for the statistics (date, symbol: its code in `codes`,
+    score, fwd_<h>, abn_<h>, mkt_<h>, flagged_<h>: whether its h bars cross a flagged outlier
+    bar), and the event-time (ret, abn) arrays [event, offset]. With benchmark.exclude_flagged, the statistics' returns over a span that crosses a
+    flagged bar are NaN (left out); the final rows keep them: the files' bytes never depend on it.
     """
-    staged = chunk.forward[name]
+    staged = chunk.rows[name]
     first, length = chunk.spans_of(staged.column("symbol"))
     bars = staged.column(BAR).to_numpy()
     # one gather for the paths' offsets and the windows (usually among them)
@@ -243,7 +246,7 @@ def _adjust(chunk: StagedChunk, name: str, windows: Sequence[int], offsets: Sequ
     crossed = benchmark.crossings(chunk.close, spans, first, length, bars, every)
     at = {k: n for n, k in enumerate(every)}
     columns = {"date": staged.column("date").to_numpy(), "symbol": chunk.codes_of(staged.column("symbol"), codes),
-               "score": chunk.events[name].column("score").to_numpy()}
+               "score": staged.column("score").to_numpy()}
     table = staged.drop_columns([BAR])
     left_out = crossed if benchmark.benchmark.exclude_flagged else np.zeros_like(crossed)
     for h in windows:
@@ -277,8 +280,9 @@ def null_counts(job: NullJob, staged: Staged | None = None) -> tuple[list[int], 
 
 
 class PieceFinisher:
-    """One piece being finished, chunk after chunk: its two parquet writers (into memory), its
-    events' columns and its units' path sums. add() each of its chunks in order, then result()."""
+    """One piece being finished, chunk after chunk: a parquet writer (into memory) per file of its
+    detector, its events' columns and its units' path sums. add() each of its chunks in order, then
+    result()."""
 
     def __init__(self, piece: FinishPiece, job: FinishJob):
         self.piece, self.job = piece, job
@@ -286,8 +290,8 @@ class PieceFinisher:
         # blocks) the old blocks are returned at once, while pyarrow's default pool (mimalloc) kept
         # them, and a worker's end-of-run peak grew by more than the bytes (make load at 5,000
         # symbols: workers' peak PSS 362 MB with the default pool, 335 with this, 310 writing files).
-        self.writers = [pq.ParquetWriter(pa.BufferOutputStream(memory_pool=pa.system_memory_pool()), schema)
-                        for schema in (piece.detector.events_schema, piece.detector.forward_schema)]
+        self.writers = {name: pq.ParquetWriter(pa.BufferOutputStream(memory_pool=pa.system_memory_pool()), schema)
+                        for name, schema in piece.detector.schemas.items()}
         self.columns: dict[str, list[np.ndarray]] = {}
         self.unit: PathSums | None = None                  # the current unit's sums
         self.done_units: list[dict[str, np.ndarray]] = []  # a piece of several: its units' sums, in order
@@ -316,8 +320,9 @@ class PieceFinisher:
             self.unit = self._new_sums()  # each unit's sums from zero
         table, frame, path_ret, path_abn = _adjust(chunk, d.name, self.job.windows, self.job.offsets, benchmark, codes)
         if table.num_rows:  # a row group per chunk with events
-            for writer, part in zip(self.writers, (chunk.events[d.name], table.cast(d.forward_schema))):
-                writer.write_table(part, row_group_size=part.num_rows)
+            for file in detector_files.DETECTOR_FILES:
+                part = file.rows(table, d.schemas[file.name])
+                self.writers[file.name].write_table(part, row_group_size=part.num_rows)
         for key, values in frame.items():
             self.columns.setdefault(key, []).append(values)
         self.unit.add(frame["date"], frame["symbol"], path_ret, path_abn)
@@ -326,25 +331,27 @@ class PieceFinisher:
         """The piece's PieceResult, once its last chunk is added; a detector's only piece also gets
         its paths, summary and quantiles."""
         self._close_unit()
-        for writer in self.writers:
+        for writer in self.writers.values():
             writer.close()
-        events_bytes, forward_bytes = (writer.where.getvalue() for writer in self.writers)  # no copy
+        files = {name: writer.where.getvalue() for name, writer in self.writers.items()}  # no copy
         events = {key: np.concatenate(values) for key, values in self.columns.items()}
         if self.piece.parts > 1:
-            return PieceResult(events_bytes, forward_bytes, events, self.done_units, None, None, None)
-        frame, name = pd.DataFrame(events, copy=False), self.piece.detector.name
-        return PieceResult(events_bytes, forward_bytes, events, [], self.total.paths(name),
-                           detector_summary(frame, self.job.windows, dict(self.job.null_hit_rates)),
-                           score_quantiles(frame, self.job.windows, name))
+            return PieceResult(files, events, self.done_units, None, None, None)
+        frame, name, nulls = pd.DataFrame(events, copy=False), self.piece.detector.name, dict(self.job.null_hit_rates)
+        bucket = score_buckets(frame["score"].to_numpy(dtype="float64"))
+        summary, quantiles = statistics_tables([window_statistics(frame, bucket, h, nulls.get(h, math.nan), name)
+                                                for h in self.job.windows])  # as a split detector's WindowJobs
+        return PieceResult(files, events, [], self.total.paths(name), summary, quantiles)
 
 
 def finish_pieces(job: FinishJob, staged: Staged | None = None) -> list[PieceResult]:
-    """For each of the job's pieces, in the job's order, its PieceResult: the parquet bytes of its
-    detector's rows of its chunks (one row group per chunk that has events; the driver writes or
-    joins them: harness.parquet_parts), the events' columns (numpy arrays, which Dask sends several
-    times faster than a DataFrame) and, for a detector's only piece, its PATH_COLUMNS paths, its
-    detector_summary() and its score_quantiles() (else its units' path sums, for the driver to add
-    up). (The statistics are computed here because the jobs run side by side.) Writes no file.
+    """For each of the job's pieces, in the job's order, its PieceResult: the parquet bytes of each
+    of its detector's files, its rows of its chunks (one row group per chunk that has events; the
+    driver writes or joins them: harness.parquet_parts), the events' columns (numpy arrays, which
+    Dask sends several times faster than a DataFrame) and, for a detector's only piece, its
+    PATH_COLUMNS paths, its detector_summary() and its score_quantiles() from window_statistics()
+    (else its units' path sums, for the driver to add up). (The statistics are computed here
+    because the jobs run side by side.) Writes no file.
 
     staged: the chunks' files as sent through Dask (harness.staging.staged_files), else they are
     read from job.staging. Path sums are summed per unit, each from zero, and a detector's units
@@ -362,8 +369,7 @@ def finish_pieces(job: FinishJob, staged: Staged | None = None) -> list[PieceRes
     for number in job.chunks:
         here = [n for n, piece in enumerate(job.pieces) if piece.first <= number < piece.last]
         wanted = {job.pieces[n].detector.code: job.pieces[n].detector for n in here}.values()
-        chunk = read_staged_chunk(source, number, [(d.code, d.name, d.events_schema, d.forward_schema)
-                                                   for d in wanted])
+        chunk = read_staged_chunk(source, number, [(d.code, d.name, staged_schema(d.schemas)) for d in wanted])
         for n in here:
             if number == job.pieces[n].first:
                 open_pieces[n] = PieceFinisher(job.pieces[n], job)
@@ -403,7 +409,7 @@ class WindowJob:
     of detector_summary() and of score_quantiles(). The windows of a busy detector run side by side."""
 
     name: str
-    columns: Mapping[str, np.ndarray]  # date, symbol, score, fwd_<h>, abn_<h>, mkt_<h> of all its events
+    columns: Mapping[str, np.ndarray]  # window_columns(window) of all its events
     window: int
     null_hit_rate: float
 
@@ -412,10 +418,10 @@ class WindowJob:
         return sum(a.nbytes for a in self.columns.values())
 
     def compute(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """(its window_summary() row, its window_quantiles() rows)."""
+        """Its window_statistics(), as a detector's only piece computes them."""
         frame = pd.DataFrame(self.columns, copy=False)
-        return (window_summary(frame, self.window, self.null_hit_rate),
-                window_quantiles(frame, score_buckets(frame["score"].to_numpy(dtype="float64")), self.window, self.name))
+        bucket = score_buckets(frame["score"].to_numpy(dtype="float64"))
+        return window_statistics(frame, bucket, self.window, self.null_hit_rate, self.name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -439,12 +445,11 @@ class FooterJob:
 def split_statistics(name: str, columns: Mapping[str, np.ndarray], unit_sums: Sequence[dict[str, np.ndarray]],
                      windows: Sequence[int], offsets: Sequence[int], dates: np.ndarray, symbols: int,
                      null_hit_rates: Mapping[int, float]) -> list[PathsJob | WindowJob]:
-    """The statistics jobs of a detector finished in several pieces: its paths, then one per window.
-    columns: all its events' columns (PieceResult.columns, pieces in order); unit_sums: its units'."""
-    shared = {key: columns[key] for key in ("date", "symbol", "score")}
+    """The statistics jobs of a detector finished in several pieces: its paths, then one per window,
+    sent the columns its window's statistics read (window_columns()). columns: all its events'
+    columns (PieceResult.columns, pieces in order); unit_sums: its units'."""
     return [PathsJob(name, tuple(unit_sums), tuple(offsets), dates, symbols),
-            *(WindowJob(name, {**shared, **{column(h): columns[column(h)] for column
-                                            in (forward_column, abnormal_column, market_column, flagged_column)}},
+            *(WindowJob(name, {column: columns[column] for column in window_columns(h)},
                         h, null_hit_rates.get(h, math.nan)) for h in windows)]
 
 
@@ -464,9 +469,7 @@ def assemble_statistics(jobs: Sequence[PathsJob | WindowJob | FooterJob], result
             paths[job.name] = result
         elif isinstance(job, WindowJob):
             rows.setdefault(job.name, []).append(result)
-    return {name: (paths[name], pd.DataFrame([summary for summary, _ in rows[name]], columns=DETECTOR_COLUMNS),
-                   pd.DataFrame([row for _, quantile in rows[name] for row in quantile], columns=QUANTILE_COLUMNS))
-            for name in paths}
+    return {name: (paths[name], *statistics_tables(rows[name])) for name in paths}
 
 
 # How the driver runs the jobs (an executor's run_jobs): a function applied to each job, the
@@ -539,8 +542,9 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
                    windows: Sequence[int], offsets: Sequence[int], benchmark: Benchmark, symbols: Sequence[str],
                    run_all: RunAll = in_this_process, processes: int = 1,
                    known_null_hit_rates: Mapping[int, float] | None = None) -> Evaluated:
-    """Write market.parquet and each detector's final events.parquet and forward.parquet
-    (abn_<h> added) into `files`; return the market, the events' returns, their statistics.
+    """Write market.parquet and each detector's final files (harness.detector_files: events.parquet,
+    forward.parquet with abn_<h> added) into `files`; return the market, the events' returns, their
+    statistics.
 
     Steps: the market index (here); the sign test's null counts over every bar (null jobs of
     consecutive chunks); the detectors' pieces (finish jobs, planned by plan_finish); the
@@ -566,7 +570,7 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
     counted, null_job_seconds = _run_timed(run_all, null_counts, nulls)
     rates = dict(known_null_hit_rates) if known_null_hit_rates is not None else null_hit_rates(windows, counted)
     null_seconds = lap()
-    described = [DetectorFiles(code, spec.name, *staging.schemas(spec)) for code, spec in enumerate(detectors)]
+    described = [DetectorFiles(code, spec.name, staging.schemas(spec)) for code, spec in enumerate(detectors)]
     plan = plan_finish(staging, described, processes, lambda pieces: FinishJob(
         staging.path, pieces, tuple(windows), tuple(offsets), market, benchmark, tuple(symbols),
         tuple(rates.items())))
@@ -588,17 +592,17 @@ def finish_outputs(staging: StagingFolder, files: FinalFiles, detectors: Sequenc
         else:  # its statistics need all its events, and its files their parts' footers joined: more jobs
             summary_jobs += split_statistics(d.name, columns, [sums for piece in mine for sums in piece.unit_sums],
                                              windows, offsets, market["date"].to_numpy(), len(symbols), rates)
-            summary_jobs += [FooterJob(f"{spec.out_name}/{kind}.parquet",
-                                       tuple(part_footer(getattr(piece, kind), n) for n, piece in enumerate(mine)))
-                             for kind in ("events", "forward")]
+            summary_jobs += [FooterJob(f"{spec.out_name}/{file}",
+                                       tuple(part_footer(piece.files[file], n) for n, piece in enumerate(mine)))
+                             for file in d.schemas]
     computed, summary_job_seconds = _run_timed(run_all, compute_job, summary_jobs)
     statistics.update(assemble_statistics(summary_jobs, computed))
     tails = {job.file: tail for job, tail in zip(summary_jobs, computed) if isinstance(job, FooterJob)}
     summary_seconds = lap()
     for d, spec in zip(described, detectors):  # every detector's files, in run order
-        for kind in ("events", "forward"):
-            name = f"{spec.out_name}/{kind}.parquet"
-            files.parquet_parts(name, [getattr(piece, kind) for piece in pieces[d.code]], tails.get(name))
+        for file in d.schemas:
+            name = f"{spec.out_name}/{file}"
+            files.parquet_parts(name, [piece.files[file] for piece in pieces[d.code]], tails.get(name))
     write_seconds = lap()
     facts = {"jobs": len(plan.jobs), "units": sum(map(len, plan.units)), "pieces": sum(plan.parts),
              "joins": sum(1 for parts in plan.parts if parts > 1),

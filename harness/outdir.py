@@ -18,11 +18,11 @@ from typing import Iterator
 from harness.errors import ConfigError, FolderInUse, OutputError
 
 # The top-level files a run may write into <out_dir>. A new one is added here, then passed to
-# harness.final_files.FinalFiles; detector folders can never take one of these names.
+# harness.final_files.FinalFiles; detector folders can never take one of these names. (The files in
+# a detector's folder are harness.detector_files'.)
 # REUSE_RECORD: what the next run may keep of this one (harness.reuse); hidden, as it is for the tool.
 REUSE_RECORD = ".symbol-scan-reuse.json"
 RUN_FILES = ("summary.csv", "market.parquet", "paths.csv", "quantiles.csv", "report.html", "run.json", REUSE_RECORD)
-DETECTOR_FILES = ("events.parquet", "forward.parquet")
 LOCK_FILE = ".symbol-scan.lock"
 STAGING = ".symbol-scan-staging"
 STAGING_MARKER = "made-by-symbol-scan"  # a staging folder without it is not ours and is never deleted

@@ -46,7 +46,8 @@ from harness.detectors import DetectorSpec
 from harness.errors import ScanError
 from harness.eval import abnormal_column, flagged_column, forward_column
 from harness.fingerprint import NOT_DECIDING, code_files, digest, versions
-from harness.outdir import DETECTOR_FILES, REUSE_RECORD
+from harness.detector_files import file_names
+from harness.outdir import REUSE_RECORD
 
 log = logging.getLogger("scan")
 
@@ -139,7 +140,7 @@ def plan_reuse(out_dir: Path, base: str, keys: Mapping[str, str], specs: Sequenc
         if not isinstance(entry, dict) or entry.get("key") != keys[spec.name]:
             continue
         files = entry.get("files")
-        if (_readable(entry) and isinstance(files, dict) and sorted(files) == sorted(DETECTOR_FILES)
+        if (_readable(entry) and isinstance(files, dict) and sorted(files) == sorted(file_names())
                 and all(sha256_file(out_dir / spec.out_name / name) == sha for name, sha in files.items())):
             kept[spec.name] = entry
     if not kept:

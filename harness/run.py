@@ -59,7 +59,8 @@ from harness.progress import Progress
 from harness.logs import show_messages
 from harness.redact import redact
 from harness.signals import INTERRUPTED, ignore_interrupts, stop_on_signals
-from harness.outdir import DETECTOR_FILES, REUSE_RECORD, hold_output_folder
+from harness.detector_files import file_names
+from harness.outdir import REUSE_RECORD, hold_output_folder
 from harness.reuse import (Reuse, ReuseAbandoned, abandoned, base_key, detector_key, kept_statistics, plan_reuse,
                            record_entry, record_text)
 from harness.final_files import FinalFiles
@@ -372,7 +373,7 @@ def reuse_record(plan: RunPlan, files: FinalFiles, evaluated: Evaluated) -> str:
     entries = {}
     for spec in plan.specs:
         names = {name: kept[spec.name]["files"][name] if spec.name in kept else files.sha256[f"{spec.out_name}/{name}"]
-                 for name in DETECTOR_FILES}
+                 for name in file_names()}
         entries[spec.name] = record_entry(keys[spec.name], names, findings[spec.name], evaluated.summaries[spec.name],
                                           evaluated.quantiles[spec.name],
                                           paths[paths["detector"] == spec.name].reset_index(drop=True),

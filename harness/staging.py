@@ -50,8 +50,8 @@ import pyarrow as pa
 
 from harness.detectors import DetectorSpec
 from harness.errors import ConfigError, OutputError, ScanError
+from harness import detector_files
 from harness.fingerprint import changed
-from harness.eval import abnormal_column, forward_column
 from harness.stats.market import chunk_sums, outlier_bars
 from harness.final_files import FinalFiles, in_the_way, output_errors, write_synced
 from harness.outdir import RUN_FILES, STAGING, STAGING_MARKER, os_reason
@@ -84,8 +84,7 @@ class StagedChunk:
     days: np.ndarray                     # every bar's day number (int32), symbol after symbol
     close: np.ndarray                    # every bar's close
     spans: dict[str, tuple[int, int]]    # symbol -> (first row in days/close, number of bars)
-    events: dict[str, pa.Table]          # detector name -> its events, in the final schema
-    forward: dict[str, pa.Table]         # detector name -> its forward returns but abn_<h>, plus BAR
+    rows: dict[str, pa.Table]            # detector name -> its rows (staged_schema())
 
     def spans_of(self, symbols: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
         """(first row, number of bars) in days/close of each entry of `symbols` (symbols of this chunk)."""
@@ -149,10 +148,17 @@ def repeated_names(names: Sequence[str], counts: Sequence[int]) -> pa.Dictionary
     return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(list(names), pa.string()))
 
 
-def read_staged_chunk(staged: Staged, chunk: int, detectors: Sequence[tuple[int, str, pa.Schema, pa.Schema]]
-                      ) -> StagedChunk:
+def staged_schema(file_schemas: Mapping[str, pa.Schema]) -> pa.Schema:
+    """A detector's rows as read back (read_staged_chunk), from its files' schemas
+    (StagingFolder.schemas()): every column of its files (harness.detector_files.final_columns) but
+    abn_<h>, which the end of the run adds, and BAR."""
+    staged = [field for field in detector_files.final_columns(file_schemas) if not field.name.startswith("abn_")]
+    return pa.schema([*staged, (BAR, pa.int32())])
+
+
+def read_staged_chunk(staged: Staged, chunk: int, detectors: Sequence[tuple[int, str, pa.Schema]]) -> StagedChunk:
     """Staged chunk `chunk` as StagingFolder.write_chunk laid it out, with the rows of `detectors`:
-    (number in the run, name, events schema, forward schema: StagingFolder.schemas()) each.
+    (number in the run, name, staged_schema()) each.
     Reads only `staged` (the staging folder or the chunk's files' bytes), so any process can call this."""
     series = read_staged_series(staged, chunk)
     rows = _read_staged(staged, "rows", chunk)
@@ -160,9 +166,9 @@ def read_staged_chunk(staged: Staged, chunk: int, detectors: Sequence[tuple[int,
         codes = rows.column("detector").to_numpy()
         rows = rows.take(pa.array(np.argsort(codes, kind="stable")))
         bounds = np.searchsorted(np.sort(codes), np.arange(max(code for code, *_ in detectors) + 2))
-    for code, name, events_schema, forward_schema in detectors:
+    for code, name, schema in detectors:
         mine = rows.slice(bounds[code], bounds[code + 1] - bounds[code]) if rows.num_rows else rows
-        series.events[name], series.forward[name] = _split_rows(mine, code, name, events_schema, forward_schema)
+        series.rows[name] = _detector_rows(mine, code, name, schema)
     return series
 
 
@@ -177,26 +183,21 @@ def read_staged_series(staged: Staged, chunk: int) -> StagedChunk:
     edges = [0, *(np.flatnonzero(np.diff(codes)) + 1), len(codes)] if len(codes) else [0]
     names = symbol.dictionary.to_pylist()
     spans = {names[codes[a]]: (a, b - a) for a, b in zip(edges, edges[1:])}
-    return StagedChunk(days, close, spans, {}, {})
+    return StagedChunk(days, close, spans, {})
 
 
-def _split_rows(mine: pa.Table, code: int, name: str, events_schema: pa.Schema, forward_schema: pa.Schema
-                ) -> tuple[pa.Table, pa.Table]:
-    """A detector's events (final schema) and forward rows (final columns but abn_<h>, plus BAR)
-    from `mine`, its rows of a staged rows part."""
-    forward_names = [f.name for f in forward_schema if not f.name.startswith("abn_")] + [BAR]
+def _detector_rows(mine: pa.Table, code: int, name: str, schema: pa.Schema) -> pa.Table:
+    """A detector's rows with the columns of `schema` (staged_schema()) from `mine`, its rows of a
+    staged rows part: symbol as text, its name, its extra columns ("<code>:<column>"; NaN where a
+    symbol had no events), the others as staged (date, score, close, fwd_<h>, BAR)."""
     if BAR not in mine.column_names:  # a chunk in which every symbol failed
-        staged = pa.schema([*(forward_schema.field(c) for c in forward_names[:-1]), (BAR, pa.int32())])
-        return events_schema.empty_table(), staged.empty_table()
-    names = pa.array(np.full(mine.num_rows, name, dtype=object), pa.string())
+        return schema.empty_table()
+    columns = {"symbol": mine.column("symbol").cast(pa.string()),
+               "detector": pa.array(np.full(mine.num_rows, name, dtype=object), pa.string())}
     nan = pa.array(np.full(mine.num_rows, np.nan), pa.float64())
-    columns = {"symbol": mine.column("symbol").cast(pa.string()), "date": mine.column("date"),
-               "detector": names, "score": mine.column("score"), "close": mine.column("close"),
-               **{c: mine.column(c) for c in forward_names[4:]},  # fwd_<h>, BAR
-               **{c: mine.column(f"{code}:{c}") if f"{code}:{c}" in mine.column_names else nan
-                  for c in events_schema.names[4:]}}
-    return (pa.table({c: columns[c] for c in events_schema.names}).cast(events_schema),
-            pa.table({c: columns[c] for c in forward_names}))
+    return pa.table({c: columns[c] if c in columns else mine.column(c) if c in mine.column_names
+                     else mine.column(f"{code}:{c}") if f"{code}:{c}" in mine.column_names else nan
+                     for c in schema.names})
 
 
 def staged_rows(results: Sequence[SymbolResult], detectors: Sequence[DetectorSpec]) -> pa.Table:
@@ -415,12 +416,12 @@ class StagingFolder:
             raise self._damaged(f"the staged part {path} is unreadable ({reason})") from None
 
     def schemas(self, spec: DetectorSpec, extras_seen: Sequence[tuple[str, dict[str, np.ndarray] | None]] = ()
-                ) -> tuple[pa.Schema, pa.Schema]:
-        """The detector's final (events, forward) schemas; extra event columns are fixed by the first
-        symbol staged with events (extras_seen: (symbol, SymbolResult.extras) pairs), and a symbol
-        whose columns differ is an error naming both symbols. It stops the run under on_error: skip
-        too: which of the two is wrong cannot be told, and which one came first depends on the order
-        tasks finished in."""
+                ) -> dict[str, pa.Schema]:
+        """The detector's files' schemas by file name (harness.detector_files.schemas); its extra
+        columns are fixed by the first symbol staged with events (extras_seen: (symbol,
+        SymbolResult.extras) pairs), and a symbol whose columns differ is an error naming both
+        symbols. It stops the run under on_error: skip too: which of the two is wrong cannot be
+        told, and which one came first depends on the order tasks finished in."""
         for symbol, columns in extras_seen:
             names = list(columns) if columns is not None else []
             known = self.facts.extra_columns.setdefault(spec.name, names)
@@ -429,13 +430,7 @@ class StagingFolder:
                 raise ScanError(f"detector {spec.name!r} returned extra columns {names} for symbol {symbol!r} but "
                                 f"{known} for symbol {first!r}; a detector must return the same extra columns for "
                                 "every symbol (--on-error skip cannot tell which is wrong)")
-        extras = self.facts.extra_columns.get(spec.name, [])
-        key = [("symbol", pa.string()), ("date", pa.timestamp("ns")), ("detector", pa.string())]
-        events = pa.schema([*key, ("score", pa.float64()), *((c, pa.float64()) for c in extras)])
-        forward = pa.schema([*key, ("close", pa.float64()),
-                             *((forward_column(h), pa.float64()) for h in self.windows),
-                             *((abnormal_column(h), pa.float64()) for h in self.windows)])
-        return events, forward
+        return detector_files.schemas(self.facts.extra_columns.get(spec.name, []), self.windows)
 
     def write_chunk(self, chunk: int, results: Sequence[SymbolResult]) -> None:
         """Stage chunk `chunk`: its symbols' results, in symbol order, as one part per staged file."""

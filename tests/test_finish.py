@@ -191,3 +191,78 @@ def test_the_jobs_compute_the_summary_of_each_whole_detector(tmp_path, small_uni
     assert info["finish_jobs"]["pieces"] == len(DETECTORS)
     table = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert table["detector"].unique().tolist() == DETECTORS and table["valid"].gt(0).all()
+
+
+def scan_here(tmp_path: Path, data: Path, out: str, processes: int, monkeypatch) -> dict:
+    """A serial run (harness.run.run_scan) whose end is planned for `processes` jobs, all run in
+    this process (so a detector is split into pieces when processes > 1 and its units allow);
+    run.json's finish_jobs."""
+    import inspect
+
+    import harness.finish as finish
+    import harness.run as run
+    from harness.config import load_config
+
+    def finish_outputs(*args, **kwargs):
+        bound = inspect.signature(finish.finish_outputs).bind(*args, **kwargs)
+        bound.arguments["processes"] = processes
+        return finish.finish_outputs(*bound.args, **bound.kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(run, "finish_outputs", finish_outputs)
+        cfg = load_config({"ohlcv_path": str(data), "detectors": DETECTORS, "out_dir": str(tmp_path / out),
+                           "flush_every": 3, "workers": 1})
+        return run.run_scan(cfg)["finish_jobs"]
+
+
+def test_a_new_statistic_is_one_function_and_one_registry_entry_through_every_path(tmp_path, small_universe,
+                                                                                   monkeypatch):
+    """A toy statistic registered in a temporary registry reaches summary.csv, after the others,
+    the same whether each detector is finished in one piece or split into several (a WindowJob per
+    window); the other columns stay as they were."""
+    import harness.finish as finish
+    import harness.stats.summary as summary
+
+    @summary.statistic("abn_max")
+    def abnormal_max(abn: np.ndarray) -> dict:
+        return {"abn_max": float(np.nanmax(abn)) if (~np.isnan(abn)).any() else float("nan")}
+
+    monkeypatch.setattr(finish, "FINISH_UNIT_COST", 2000)
+    scan_here(tmp_path, small_universe, "before", 1, monkeypatch)
+    monkeypatch.setattr(summary, "STATISTICS", (*summary.STATISTICS, abnormal_max))
+    whole, split = (scan_here(tmp_path, small_universe, out, processes, monkeypatch)
+                    for out, processes in (("whole", 1), ("split", 2)))
+    assert whole["joins"] == 0 and split["joins"] > 0, "one path each"
+    before, one, several = (pd.read_csv(tmp_path / out / "summary.csv") for out in ("before", "whole", "split"))
+    assert one.columns.tolist() == [*before.columns[:-2], "abn_max", *before.columns[-2:]]
+    pd.testing.assert_frame_equal(one.drop(columns="abn_max"), before)
+    assert (tmp_path / "whole" / "summary.csv").read_bytes() == (tmp_path / "split" / "summary.csv").read_bytes()
+    for name, rows in one.groupby("detector", sort=False):
+        forward = pd.read_parquet(tmp_path / "whole" / name / "forward.parquet")  # exclude_flagged is off
+        assert rows["abn_max"].tolist() == [forward[f"abn_{h}"].max() for h in rows["window"]]
+
+
+def test_a_new_detector_file_is_one_record(tmp_path, small_universe, monkeypatch):
+    """A file added to every detector's folder by one record (harness.detector_files) is written
+    whether a detector is finished in one piece or joined from several, the same bytes both ways,
+    with the rows of the others; the others keep their bytes."""
+    import harness.detector_files as detector_files
+    import harness.finish as finish
+
+    scores = detector_files.DetectorFile("scores.parquet", lambda extras, windows: [
+        "symbol", "date", "score", *(abnormal_column(h) for h in windows)])
+    monkeypatch.setattr(finish, "FINISH_UNIT_COST", 2000)
+    scan_here(tmp_path, small_universe, "before", 1, monkeypatch)
+    monkeypatch.setattr(detector_files, "DETECTOR_FILES", (*detector_files.DETECTOR_FILES, scores))
+    whole, split = (scan_here(tmp_path, small_universe, out, processes, monkeypatch)
+                    for out, processes in (("whole", 1), ("split", 2)))
+    assert whole["joins"] == 0 and split["joins"] > 0, "one path each"
+    before, one, several = (output_files(tmp_path / out) for out in ("before", "whole", "split"))
+    assert one == several
+    added = {name for name in one if name.endswith("/scores.parquet")}
+    assert len(added) == len(DETECTORS) and {n: b for n, b in one.items() if n not in added} == before
+    for name in DETECTORS:
+        events, forward, mine = (pd.read_parquet(tmp_path / "whole" / name / f"{file}.parquet")
+                                 for file in ("events", "forward", "scores"))
+        pd.testing.assert_frame_equal(mine, pd.concat([events[["symbol", "date", "score"]],
+                                                       forward.filter(like="abn_")], axis=1))

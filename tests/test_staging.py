@@ -14,7 +14,7 @@ from conftest import bars, write_partition
 from harness.config import load_config
 from harness.detectors import resolve_detectors
 from harness.errors import ScanError
-from harness.staging import StagedFacts, StagingFolder, read_staged_chunk, staged_files, write_arrow
+from harness.staging import StagedFacts, StagingFolder, read_staged_chunk, staged_files, staged_schema, write_arrow
 from harness.task import ScanTask, scan_symbol
 
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD", "EEE"]
@@ -46,12 +46,12 @@ def test_a_staged_chunk_reads_back_the_same_from_disk_and_from_its_bytes(run):
     _, specs, results, staging = run
     staging.write_chunk(1, results[2:4])
     assert staging.done_chunks == {1} and staging.flushed == 2
-    wanted = [(0, "gap", *staging.schemas(specs[0]))]
+    wanted = [(0, "gap", staged_schema(staging.schemas(specs[0])))]
     from_disk = read_staged_chunk(staging.path, 1, wanted)
     from_bytes = read_staged_chunk({1: staged_files(staging.path, 1)}, 1, wanted)
-    events = from_disk.events["gap"]
-    assert events.equals(from_bytes.events["gap"])
-    pd.testing.assert_frame_equal(from_disk.forward["gap"].to_pandas(), from_bytes.forward["gap"].to_pandas())
+    events = from_disk.rows["gap"]
+    assert events.schema.equals(wanted[0][2]) and events.schema.equals(from_bytes.rows["gap"].schema)
+    pd.testing.assert_frame_equal(events.to_pandas(), from_bytes.rows["gap"].to_pandas())  # NaN returns: not equals()
     assert events.num_rows == sum(len(r.rows["detector"]) for r in results[2:4]) > 0
     assert events.column("symbol").to_pylist() == sorted(events.column("symbol").to_pylist())
     assert set(events.column("symbol").to_pylist()) <= {"CCC", "DDD"}

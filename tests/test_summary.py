@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,9 @@ from statsmodels.stats.multitest import multipletests
 
 from conftest import run_cli, statsmodels_fit, write_config
 from harness.stats.inference import ONE_WAY_NOTE, difference_estimate
-from harness.stats.summary import (LOOKS_AHEAD, SUMMARY_LEGEND, PathSums, detector_summary,
-                                   format_summary, is_significant, return_stats, summarize)
+from harness.stats.summary import (LOOKS_AHEAD, NO_RETURN, STATISTICS, SUMMARY_COLUMNS, SUMMARY_LEGEND, PathSums,
+                                   WindowInputs, detector_columns, detector_summary, format_summary, is_significant,
+                                   return_stats, summarize)
 
 RTOL = 1e-9  # statsmodels solves the same OLS by pinv; the last bits of its sums differ from ours
 
@@ -309,3 +311,96 @@ def test_events_all_left_out_as_flagged_say_so():
     row = detector_summary(events, [5], {}).iloc[0]
     assert row["flagged"] == 2 and row["valid"] == 0
     assert row["note"] == "every event with a return at this window crosses a flagged bar (2 left out: exclude_flagged)"
+
+
+# ------------------------------------------------------------------ the statistics' registry
+
+def registry_frame(n: int = 24) -> pd.DataFrame:
+    """Window 5's event columns of n events on 12 dates and 12 symbols, one per (date, symbol), with
+    missing raw and abnormal returns and flagged events."""
+    rng = np.random.default_rng(8)
+    fwd = rng.normal(0.004, 0.03, n)
+    fwd[[3, 17]] = np.nan
+    mkt = np.where(np.isnan(fwd), np.nan, rng.normal(0.001, 0.01, n))
+    abn = fwd - mkt
+    abn[9] = np.nan  # a thin market
+    return pd.DataFrame({"date": np.tile(pd.bdate_range("2024-01-01", periods=12).to_numpy(), n // 12 + 1)[:n],
+                         "symbol": ((np.arange(n) * 5 + np.arange(n) // 12) % 12).astype(np.int32),
+                         "score": rng.normal(size=n), "fwd_5": fwd, "mkt_5": mkt, "abn_5": abn,
+                         "flagged_5": np.arange(n) % 7 == 0})
+
+
+def _ok(values: pd.Series) -> np.ndarray:
+    return values.to_numpy(dtype="float64")[values.notna().to_numpy()]
+
+
+def _fit(y: np.ndarray, f: pd.DataFrame, good: np.ndarray):
+    return statsmodels_fit(y[good], f["date"][good], f["symbol"][good])
+
+
+NULL = 0.45  # the sign test's null share in these tests
+# One row per registered statistic (harness.stats.summary.STATISTICS): what it gives on
+# registry_frame(), computed by other means (the two-way tests by statsmodels), and on no events.
+STATISTIC_CASES = {
+    "events_count": (lambda f: {"events": len(f)}, {"events": 0}),
+    "raw_returns": (lambda f: {"valid": len(_ok(f["fwd_5"])), "mean": _ok(f["fwd_5"]).mean(),
+                               "median": np.median(_ok(f["fwd_5"])), "std": _ok(f["fwd_5"]).std(ddof=1),
+                               "t_stat": _ok(f["fwd_5"]).mean() / (_ok(f["fwd_5"]).std(ddof=1) / math.sqrt(22))},
+                    {"valid": 0, "mean": math.nan, "median": math.nan, "std": math.nan, "t_stat": math.nan}),
+    "raw_clustered_t": (lambda f: {"t_clustered": _fit(f["fwd_5"], f, f["fwd_5"].notna()).tvalues[0]},
+                        {"t_clustered": math.nan}),
+    "raw_hit_rate": (lambda f: {"hit_rate": (_ok(f["fwd_5"]) > 0).mean()}, {"hit_rate": math.nan}),
+    "market_mean": (lambda f: {"market_mean": f["mkt_5"][f["abn_5"].notna()].mean()}, {"market_mean": math.nan}),
+    "abnormal_count": (lambda f: {"abn_valid": 21}, {"abn_valid": 0}),
+    "flagged_count": (lambda f: {"flagged": 4}, {"flagged": 0}),
+    "abnormal_location": (lambda f: {"abn_mean": _ok(f["abn_5"]).mean(), "abn_median": np.median(_ok(f["abn_5"]))},
+                          {"abn_mean": math.nan, "abn_median": math.nan}),
+    "abnormal_test": (lambda f: {"abn_se": _fit(f["abn_5"], f, f["abn_5"].notna()).bse[0],
+                                 "abn_t": _fit(f["abn_5"], f, f["abn_5"].notna()).tvalues[0], "abn_df": 11,
+                                 "abn_p": _fit(f["abn_5"], f, f["abn_5"].notna()).pvalues[0]},
+                      {"abn_se": math.nan, "abn_t": math.nan, "abn_df": 0, "abn_p": math.nan}),
+    "abnormal_hit_rate": (lambda f: {"abn_hit_rate": (_ok(f["abn_5"]) > 0).mean()}, {"abn_hit_rate": math.nan}),
+    "sign_test": (lambda f: {"null_hit_rate": NULL,
+                             "sign_t": _fit((f["abn_5"] > 0) - NULL, f, f["abn_5"].notna()).tvalues[0],
+                             "sign_p": _fit((f["abn_5"] > 0) - NULL, f, f["abn_5"].notna()).pvalues[0]},
+                  {"null_hit_rate": NULL, "sign_t": math.nan, "sign_p": math.nan}),
+    "abnormal_clusters": (lambda f: {"event_dates": 12, "event_symbols": 12}, {"event_dates": 0, "event_symbols": 0}),
+    "abnormal_note": (lambda f: {"note": ""}, {"note": "no events"}),
+}
+
+
+def _close(got: dict, expected: dict, rel: float | None = None) -> bool:
+    """The same keys, and values equal (text) or within `rel` (numbers; NaN equal to NaN)."""
+    return list(got) == list(expected) and all(
+        g == e if isinstance(e, str) else g == pytest.approx(e, rel=rel, nan_ok=True) for g, e in
+        zip(got.values(), expected.values()))
+
+
+def test_every_registered_statistic_has_a_test_row_and_a_column_of_its_own():
+    assert sorted(STATISTIC_CASES) == sorted(entry.function.__name__ for entry in STATISTICS)
+    columns = detector_columns()
+    assert len(set(columns)) == len(columns) and set(columns) <= set(SUMMARY_COLUMNS)
+
+
+@pytest.mark.parametrize("entry", STATISTICS, ids=lambda entry: entry.function.__name__)
+def test_a_registered_statistic_reads_only_the_columns_it_needs_and_gives_exactly_its_own(entry):
+    """Given only the columns it declares: its columns, as computed by other means; no events, or
+    no valid return at all: its columns still, without a warning (NaN where there is no number)."""
+    by_hand, on_none = STATISTIC_CASES[entry.function.__name__]
+    whole = registry_frame()
+    mine = whole[entry.needs(5)]
+
+    def given(f: pd.DataFrame) -> dict:
+        inputs = WindowInputs(f, 5, NULL)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no mean of an empty slice, no division by 0
+            return entry.function(**{name: inputs[name] for name in entry.takes})
+
+    got = given(mine)
+    assert list(got) == list(entry.gives)
+    assert _close(got, by_hand(whole), rel=RTOL), (got, by_hand(whole))
+    assert _close(given(mine.iloc[:0]), on_none), given(mine.iloc[:0])
+    returns = [c for c in mine.columns if c.startswith(("fwd_", "abn_", "mkt_"))]
+    assert list(given(mine.assign(**{c: np.nan for c in returns}))) == list(entry.gives)
+    row = detector_summary(whole, [5], {5: NULL}).iloc[0]  # the same values in the summary's row
+    assert _close(row[list(entry.gives)].to_dict(), got)

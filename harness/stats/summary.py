@@ -1,11 +1,15 @@
 """Summary statistics of forward returns per (detector, window), score quantiles, event-time paths,
-and their text rendering. Pure: the tests themselves live in harness.stats.inference."""
+and their text rendering. Pure: the tests themselves live in harness.stats.inference.
+
+The statistics of a summary row are a registry (STATISTICS) of pure functions, each taking the
+events' columns it names and giving the columns it declares; the tables' columns follow it."""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,12 +18,6 @@ from harness.eval import abnormal_column, flagged_column, forward_column, market
 from harness.stats.inference import (MIN_STANDARD_ERROR, NO_DATA, SIGNIFICANCE, Estimate, benjamini_hochberg,
                                difference_estimate, estimate, holm, mean_estimate, two_way_variance)
 
-SUMMARY_COLUMNS = ["detector", "baseline", "window", "events", "valid", "mean", "median", "std", "t_stat",
-                   "t_clustered", "hit_rate", "market_mean", "abn_valid", "flagged", "abn_mean", "abn_median", "abn_se",
-                   "abn_t", "abn_df", "abn_p", "abn_p_holm", "abn_q_bh", "abn_significant", "abn_hit_rate",
-                   "null_hit_rate", "sign_t", "sign_p", "event_dates", "event_symbols", "baseline_mean", "vs_baseline",
-                   "vs_baseline_se", "vs_baseline_df", "vs_baseline_t", "vs_baseline_p", "vs_p_holm", "vs_q_bh",
-                   "vs_significant", "note", "symbols", "failed_symbols"]
 PATH_COLUMNS = ["detector", "offset", "events", "mean_ret", "abn_events", "mean_abn", "abn_low", "abn_high"]
 QUANTILE_COLUMNS = ["detector", "window", "quantile", "events", "score_low", "score_high", "abn_mean", "abn_se",
                     "abn_t", "abn_p", "note"]
@@ -44,71 +42,290 @@ def return_stats(returns: np.ndarray) -> dict[str, float | int]:
     std = float(values.std(ddof=1)) if n > 1 else math.nan
     t_stat = mean / (std / math.sqrt(n)) if n > 1 and std / math.sqrt(n) >= MIN_STANDARD_ERROR else math.nan
     return {"valid": n, "mean": mean, "median": float(np.median(values)), "std": std,
-            "t_stat": t_stat, "hit_rate": float((values > 0).sum() / n)}
+            "t_stat": t_stat, "hit_rate": share_positive(values)}
 
 
-DETECTOR_COLUMNS = ["window", "events", "valid", "mean", "median", "std", "t_stat", "t_clustered", "hit_rate",
-                    "market_mean", "abn_valid", "flagged", "abn_mean", "abn_median", "abn_se", "abn_t", "abn_df", "abn_p",
-                    "abn_hit_rate", "null_hit_rate", "sign_t", "sign_p", "event_dates", "event_symbols", "note"]
+def share_positive(returns: np.ndarray) -> float:
+    """The share of the returns that are above 0, NaN ones left out (none left: NaN)."""
+    values = returns[~np.isnan(returns)]
+    return float((values > 0).sum() / len(values)) if len(values) else math.nan
 
 
-def detector_summary(frame: pd.DataFrame, windows: Sequence[int], null_hit_rates: Mapping[int, float]) -> pd.DataFrame:
-    """One detector's part of the summary: DETECTOR_COLUMNS, one row per window (window_summary()).
-    No events: every statistic NaN (valid 0)."""
-    return pd.DataFrame([window_summary(frame, h, null_hit_rates.get(h, math.nan)) for h in windows],
-                        columns=DETECTOR_COLUMNS)
+# ------------------------------------------------------------------ the statistics' registry
+#
+# A row of the summary (window_summary) is the statistics of STATISTICS, in order, over one
+# detector's events at one window h. A statistic is a pure function whose parameters name what it
+# takes (WindowInputs: an events' column of window h, h, the sign test's null share, or an estimate
+# several statistics share) and which returns the columns its registry entry declares, no other.
+# The tables' columns are the entries', in registry order (detector_columns, summary_columns).
+# Every path runs window_summary: the driver's summarize(), a detector's only finish piece, a split
+# detector's WindowJob (sent window_columns()). So adding a statistic is one function, one registry
+# entry and one test row (tests/test_summary.py's STATISTIC_CASES; README, "Layout").
+
+
+@dataclasses.dataclass(frozen=True)
+class Statistic:
+    """A registry entry: `function` gives the columns `gives` (and no other) from its parameters,
+    each a WindowInputs name."""
+
+    gives: tuple[str, ...]
+    function: Callable[..., dict[str, Any]]
+
+    @property
+    def takes(self) -> tuple[str, ...]:
+        """The WindowInputs it takes: its function's parameters."""
+        return tuple(inspect.signature(self.function).parameters)
+
+    def needs(self, h: int) -> list[str]:
+        """The events' columns it reads at window h (those of the shared inputs it takes included)."""
+        return sorted({column for name in self.takes for column in _columns_of(name, h)})
+
+
+def statistic(*gives: str) -> Callable[[Callable[..., dict[str, Any]]], Statistic]:
+    """Decorator: the function as a Statistic that gives the columns `gives`."""
+    return lambda function: Statistic(gives, function)
+
+
+def _values(returns: np.ndarray) -> np.ndarray:
+    return returns[~np.isnan(returns)]
+
+
+@statistic("events")
+def events_count(date: np.ndarray) -> dict[str, Any]:
+    """How many events the detector has (with a return at this window or not)."""
+    return {"events": len(date)}
+
+
+@statistic("valid", "mean", "median", "std", "t_stat")
+def raw_returns(fwd: np.ndarray) -> dict[str, Any]:
+    """return_stats() of the raw forward return over the events where it exists (t_stat: as if the
+    events were independent)."""
+    stats = return_stats(fwd)
+    return {column: stats[column] for column in ("valid", "mean", "median", "std", "t_stat")}
+
+
+@statistic("t_clustered")
+def raw_clustered_t(fwd: np.ndarray, date: np.ndarray, symbol: np.ndarray) -> dict[str, Any]:
+    """The two-way clustered t of the raw mean."""
+    ok = ~np.isnan(fwd)
+    return {"t_clustered": mean_estimate(fwd[ok], date[ok], symbol[ok]).t}
+
+
+@statistic("hit_rate")
+def raw_hit_rate(fwd: np.ndarray) -> dict[str, Any]:
+    """The share of positive raw forward returns."""
+    return {"hit_rate": share_positive(fwd)}
+
+
+@statistic("market_mean")
+def market_mean(abn: np.ndarray, mkt: np.ndarray) -> dict[str, Any]:
+    """The market's mean return over the same bars as the events with an abnormal return."""
+    good = ~np.isnan(abn)
+    return {"market_mean": float(mkt[good].mean()) if good.any() else math.nan}
+
+
+@statistic("abn_valid")
+def abnormal_count(abn: np.ndarray) -> dict[str, Any]:
+    """How many events have an abnormal return (none where the market was thin or, for
+    market_model, the estimation window too short)."""
+    return {"abn_valid": len(_values(abn))}
+
+
+@statistic("flagged")
+def flagged_count(flagged: np.ndarray) -> dict[str, Any]:
+    """How many events' h bars cross a flagged outlier bar, whether or not the run left them out
+    (exclude_flagged: their returns are NaN)."""
+    return {"flagged": int(flagged.sum())}
+
+
+@statistic("abn_mean", "abn_median")
+def abnormal_location(abn: np.ndarray) -> dict[str, Any]:
+    """The mean and median abnormal return."""
+    values = _values(abn)
+    if not len(values):
+        return {"abn_mean": math.nan, "abn_median": math.nan}
+    return {"abn_mean": float(values.mean()), "abn_median": float(np.median(values))}
+
+
+@statistic("abn_se", "abn_t", "abn_df", "abn_p")
+def abnormal_test(abn_test: Estimate) -> dict[str, Any]:
+    """The two-way clustered test of abn_mean = 0 (harness.stats.inference)."""
+    return {"abn_se": abn_test.se, "abn_t": abn_test.t, "abn_df": abn_test.df, "abn_p": abn_test.p}
+
+
+@statistic("abn_hit_rate")
+def abnormal_hit_rate(abn: np.ndarray) -> dict[str, Any]:
+    """The share of positive abnormal returns."""
+    return {"abn_hit_rate": share_positive(abn)}
+
+
+@statistic("null_hit_rate", "sign_t", "sign_p")
+def sign_test(abn: np.ndarray, date: np.ndarray, symbol: np.ndarray, null_hit_rate: float) -> dict[str, Any]:
+    """The generalized sign test (Cowan 1992) of abn_hit_rate against null_hit_rate, as the two-way
+    clustered t of the mean of 1[abn > 0] - null_hit_rate (NaN null: no test)."""
+    good = ~np.isnan(abn)
+    null = float(null_hit_rate)
+    sign = mean_estimate((abn[good] > 0) - null, date[good], symbol[good]) if null == null else NO_DATA
+    return {"null_hit_rate": null, "sign_t": sign.t, "sign_p": sign.p}
+
+
+@statistic("event_dates", "event_symbols")
+def abnormal_clusters(abn_test: Estimate) -> dict[str, Any]:
+    """The abnormal test's clusters: how many distinct event dates and symbols it has."""
+    return {"event_dates": abn_test.dates, "event_symbols": abn_test.symbols}
 
 
 NO_RETURN = "no event has a return at this window (each is within {h} bars of its symbol's last bar)"
 
 
+@statistic("note")
+def abnormal_note(abn_test: Estimate, fwd: np.ndarray, abn: np.ndarray, flagged: np.ndarray, h: int) -> dict[str, Any]:
+    """Why abn_t is NaN, if it is: the abnormal test's note ("no events", too few clusters, ...);
+    but for events without any h-bar return (each within h bars of its symbol's last bar:
+    NO_RETURN, or every one with a return left out as flagged) or with returns and no abnormal one,
+    where "no events" would be false, what is true."""
+    ok, good = ~np.isnan(fwd), ~np.isnan(abn)
+    if len(fwd) and not ok.any():
+        left_out = int(flagged.sum())
+        return {"note": NO_RETURN.format(h=h) if not left_out else (
+            f"every event with a return at this window crosses a flagged bar ({left_out} left out: exclude_flagged)")}
+    if ok.any() and not good.any():
+        return {"note": "no abnormal return (every span crosses a thin market, or, "
+                        "for market_model, no estimation window is long enough)"}
+    return {"note": abn_test.note}
+
+
+def valid_mean_estimate(abn: np.ndarray, date: np.ndarray, symbol: np.ndarray) -> Estimate:
+    """mean_estimate() of the abnormal returns that exist: the test several statistics report."""
+    good = ~np.isnan(abn)
+    return mean_estimate(abn[good], date[good], symbol[good])
+
+
+# The registry: the statistics of a summary row, in the order of their columns.
+STATISTICS: tuple[Statistic, ...] = (
+    events_count, raw_returns, raw_clustered_t, raw_hit_rate, market_mean, abnormal_count, flagged_count,
+    abnormal_location, abnormal_test, abnormal_hit_rate, sign_test, abnormal_clusters, abnormal_note)
+
+# What a statistic may take, by parameter name: an events' column (its name at window h), ...
+COLUMNS: dict[str, Callable[[int], str]] = {
+    "date": lambda h: "date", "symbol": lambda h: "symbol", "score": lambda h: "score",
+    "fwd": forward_column, "abn": abnormal_column, "mkt": market_column, "flagged": flagged_column}
+# ... an estimate that several statistics report, computed once per row from its parameters' inputs ...
+SHARED: dict[str, Callable[..., Any]] = {"abn_test": valid_mean_estimate}
+# ... or the window h and the sign test's null share at h (a universe-wide number: harness.finish).
+NUMBERS = ("h", "null_hit_rate")
+
+
+def _columns_of(name: str, h: int) -> list[str]:
+    """The events' columns that WindowInputs' `name` reads at window h."""
+    if name in COLUMNS:
+        return [COLUMNS[name](h)]
+    if name in SHARED:
+        return [c for taken in inspect.signature(SHARED[name]).parameters for c in _columns_of(taken, h)]
+    if name in NUMBERS:
+        return []
+    raise KeyError(f"no statistic input is named {name!r}")
+
+
+class WindowInputs(dict):
+    """The inputs of one summary row, each computed when a statistic first takes it: the events'
+    columns of window h as numpy arrays (returns as float64; flagged_<h> all False when the frame
+    has none), the shared estimates, h and null_hit_rate."""
+
+    def __init__(self, frame: pd.DataFrame, h: int, null_hit_rate: float):
+        super().__init__(h=h, null_hit_rate=null_hit_rate)
+        self.frame = frame
+
+    def __missing__(self, name: str) -> Any:
+        if name in SHARED:
+            value = SHARED[name](**{taken: self[taken] for taken in inspect.signature(SHARED[name]).parameters})
+        elif name == "flagged":
+            column = flagged_column(self["h"])
+            value = self.frame[column].to_numpy() if column in self.frame else np.zeros(len(self.frame), bool)
+        elif name in ("date", "symbol"):
+            value = self.frame[name].to_numpy()
+        else:
+            value = self.frame[COLUMNS[name](self["h"])].to_numpy(dtype="float64")
+        self[name] = value
+        return value
+
+
+def detector_columns() -> list[str]:
+    """detector_summary()'s columns: window, then each registered statistic's, in registry order."""
+    return ["window", *(column for entry in STATISTICS for column in entry.gives)]
+
+
+# summarize()'s own columns, over the whole table: first, after a statistic's column (the
+# multiplicity adjustments of abn_p, the comparison with the baseline), and last.
+TABLE_COLUMNS_FIRST = ("detector", "baseline")
+TABLE_COLUMNS_AFTER = {"abn_p": ("abn_p_holm", "abn_q_bh", "abn_significant"),
+                       "event_symbols": ("baseline_mean", "vs_baseline", "vs_baseline_se", "vs_baseline_df",
+                                         "vs_baseline_t", "vs_baseline_p", "vs_p_holm", "vs_q_bh", "vs_significant")}
+TABLE_COLUMNS_LAST = ("symbols", "failed_symbols")
+
+
+def summary_columns() -> list[str]:
+    """summarize()'s columns: the detector_columns() with summarize()'s own among them."""
+    return [*TABLE_COLUMNS_FIRST,
+            *(c for column in detector_columns() for c in (column, *TABLE_COLUMNS_AFTER.get(column, ()))),
+            *TABLE_COLUMNS_LAST]
+
+
+DETECTOR_COLUMNS = detector_columns()  # the registry's, as shipped
+SUMMARY_COLUMNS = summary_columns()
+
+
+def detector_summary(frame: pd.DataFrame, windows: Sequence[int], null_hit_rates: Mapping[int, float]) -> pd.DataFrame:
+    """One detector's part of the summary: detector_columns(), one row per window (window_summary()).
+    No events: every statistic NaN (valid 0)."""
+    return pd.DataFrame([window_summary(frame, h, null_hit_rates.get(h, math.nan)) for h in windows],
+                        columns=detector_columns())
+
+
 def window_summary(frame: pd.DataFrame, h: int, null_hit_rate: float) -> dict[str, Any]:
-    """detector_summary()'s row of window h (DETECTOR_COLUMNS), from the events' columns that
-    window needs: date (event date), symbol (symbol code), fwd_<h>, abn_<h> and mkt_<h> (the market
-    over the same bars). null_hit_rate: the share of positive h-bar abnormal returns over every
-    symbol-day of the run (the sign test's null; NaN: no sign test).
+    """detector_summary()'s row of window h: each registered statistic of the events (STATISTICS,
+    each given only the inputs it takes). frame: the events' date (event date), symbol (symbol
+    code), fwd_<h>, abn_<h> and mkt_<h> (the market over the same bars), flagged_<h> (whether its h
+    bars cross a flagged outlier bar; optional), whatever else a registered statistic takes.
+    null_hit_rate: the share of positive h-bar abnormal returns over every symbol-day of the run
+    (the sign test's null; NaN: no sign test).
     - valid, mean, median, std, t_stat, hit_rate: of the raw forward return over the events where
       it exists; t_stat as if events were independent; t_clustered: the same mean's two-way t;
-    - over the events that also have an abnormal return (abn_valid of them; none where the market
-      was thin or, for market_model, the estimation window too short): market_mean, the market's
-      mean return over the same bars; abn_mean, abn_median, abn_hit_rate; abn_se, abn_t, abn_df,
-      abn_p: the two-way clustered test of abn_mean = 0 (harness.stats.inference), with event_dates and
-      event_symbols its clusters; sign_t, sign_p: the generalized sign test (Cowan 1992) of
-      abn_hit_rate against null_hit_rate, as the two-way clustered t of the mean of
-      1[abn > 0] - null_hit_rate; note: why abn_t is NaN, if it is;
-    - flagged: how many events' h bars cross a flagged outlier bar (flagged_<h>, when the frame has
-      it, else 0), whether or not the run left them out (exclude_flagged: their returns are NaN).
-    No events: every statistic NaN (valid 0), note "no events"; events without any h-bar return
-    (all within h bars of their symbol's last bar): the same, and the note says so (NO_RETURN).
+    - over the events that also have an abnormal return (abn_valid of them): market_mean, the
+      market's mean return over the same bars; abn_mean, abn_median, abn_hit_rate; abn_se, abn_t,
+      abn_df, abn_p: the two-way clustered test of abn_mean = 0, with event_dates and event_symbols
+      its clusters; sign_t, sign_p: the generalized sign test; note: why abn_t is NaN, if it is;
+    - flagged: how many events' h bars cross a flagged outlier bar.
+    No events: every statistic NaN (valid 0), note "no events"; events without any h-bar return:
+    the same, and the note says so (NO_RETURN).
     """
-    dates = frame["date"].to_numpy()
-    symbols = frame["symbol"].to_numpy()
-    raw = frame[forward_column(h)].to_numpy(dtype="float64")
-    abn = frame[abnormal_column(h)].to_numpy(dtype="float64")
-    market = frame[market_column(h)].to_numpy(dtype="float64")
-    ok, good = ~np.isnan(raw), ~np.isnan(abn)
-    stats = return_stats(raw)
-    abn_stats = return_stats(abn)
-    test = mean_estimate(abn[good], dates[good], symbols[good])
-    flagged = int(frame[flagged_column(h)].sum()) if flagged_column(h) in frame else 0
-    if len(frame) and not ok.any():  # events, but "no events" would be false: say what is true
-        note = NO_RETURN.format(h=h) if not flagged else (
-            f"every event with a return at this window crosses a flagged bar ({flagged} left out: exclude_flagged)")
-        test = dataclasses.replace(test, note=note)
-    elif ok.any() and not good.any():  # events with returns, none with an abnormal one: say why
-        test = dataclasses.replace(test, note="no abnormal return (every span crosses a thin market, or, "
-                                              "for market_model, no estimation window is long enough)")
-    null = float(null_hit_rate)
-    sign = mean_estimate((abn[good] > 0) - null, dates[good], symbols[good]) if null == null else NO_DATA
-    return {"window": h, "events": len(frame), **stats,
-            "t_clustered": mean_estimate(raw[ok], dates[ok], symbols[ok]).t,
-            "market_mean": float(market[good].mean()) if good.any() else math.nan,
-            "abn_valid": abn_stats["valid"],
-            "flagged": flagged,
-            "abn_mean": abn_stats["mean"], "abn_median": abn_stats["median"],
-            "abn_se": test.se, "abn_t": test.t, "abn_df": test.df, "abn_p": test.p,
-            "abn_hit_rate": abn_stats["hit_rate"], "null_hit_rate": null, "sign_t": sign.t, "sign_p": sign.p,
-            "event_dates": test.dates, "event_symbols": test.symbols, "note": test.note}
+    inputs = WindowInputs(frame, h, null_hit_rate)
+    row: dict[str, Any] = {"window": h}
+    for entry in STATISTICS:
+        row.update(entry.function(**{name: inputs[name] for name in entry.takes}))
+    return row
+
+
+def window_columns(h: int) -> list[str]:
+    """The events' columns window_statistics() reads at window h: the registered statistics' and
+    the quantiles' (date, symbol, score, abn_<h>)."""
+    return sorted({*(column for entry in STATISTICS for column in entry.needs(h)),
+                   "date", "symbol", "score", abnormal_column(h)})
+
+
+def window_statistics(frame: pd.DataFrame, bucket: np.ndarray, h: int, null_hit_rate: float, detector: str
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A detector's statistics at window h: (its window_summary() row, its window_quantiles() rows).
+    What harness.finish computes per window, for a detector finished in one piece or in several
+    (then one job per window). bucket: score_buckets() of the frame's scores."""
+    return window_summary(frame, h, null_hit_rate), window_quantiles(frame, bucket, h, detector)
+
+
+def statistics_tables(rows: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(detector_summary(), score_quantiles()) of a detector from its window_statistics(), windows in
+    order: the same tables."""
+    return (pd.DataFrame([summary for summary, _ in rows], columns=detector_columns()),
+            pd.DataFrame([row for _, quantiles in rows for row in quantiles], columns=QUANTILE_COLUMNS))
 
 
 def score_quantiles(frame: pd.DataFrame, windows: Sequence[int], detector: str) -> pd.DataFrame:
@@ -166,7 +383,7 @@ def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], basel
               symbols: int = 0, failed_symbols: int = 0, null_hit_rates: Mapping[int, float] | None = None,
               detector_tables: Mapping[str, pd.DataFrame] | None = None,
               lookahead: Collection[str] = ()) -> pd.DataFrame:
-    """One row per (detector, window) with SUMMARY_COLUMNS.
+    """One row per (detector, window) with summary_columns() (SUMMARY_COLUMNS as shipped).
 
     forward: detector name -> its event rows (as detector_summary takes them), in the order the
     detectors should appear. baselines: detector -> the baseline it varies, or None.
@@ -233,7 +450,7 @@ def summarize(forward: Mapping[str, pd.DataFrame], windows: Sequence[int], basel
     table["vs_significant"] = [is_significant(p) and not peek for p, peek in zip(table["vs_p_holm"], peeks_against)]
     table["symbols"] = symbols
     table["failed_symbols"] = failed_symbols
-    return table[SUMMARY_COLUMNS]
+    return table[summary_columns()]
 
 
 LOOKS_AHEAD = "looks ahead (lookahead_check: warn)"
