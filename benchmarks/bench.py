@@ -168,7 +168,7 @@ def dask_overhead(workers: int = 2, tasks: int = 300, sleep: float = 0.02) -> di
     import dask
     from harness.detectors import resolve_detectors
     from harness.executors.dispatch import ScanFeed
-    from harness.task import ScanTask, scan_symbol
+    from harness.task import ScanSettings, scan_symbol
     from bench_support import one_bar_universe
 
     me = psutil.Process()
@@ -180,7 +180,7 @@ def dask_overhead(workers: int = 2, tasks: int = 300, sleep: float = 0.02) -> di
     with tempfile.TemporaryDirectory() as tmp:
         data = one_bar_universe(Path(tmp), tasks)
         symbols = sorted(p.name.split("=", 1)[1] for p in Path(data).iterdir())
-        task = ScanTask(str(data), 10_000, None, tuple(resolve_detectors(("bench_support:sleepy",), {})), (5,))
+        task = ScanSettings(str(data), 10_000, None, tuple(resolve_detectors(("bench_support:sleepy",), {})), (5,))
         t0 = time.thread_time()
         for s in symbols[:50]:
             scan_symbol(s, task)
@@ -205,7 +205,7 @@ def dask_overhead(workers: int = 2, tasks: int = 300, sleep: float = 0.02) -> di
 
 def largest_share(unit_costs: list[list[int]], cores: int) -> float:
     """The largest of `cores` jobs' share of the units' total cost, as harness.finish plans them."""
-    from harness.finish import plan_pieces
+    from cluster.plan import plan_pieces
     total = sum(map(sum, unit_costs))
     if not total:
         return 0.0
@@ -233,7 +233,7 @@ def planned_joins(out: Path, cores: int) -> list[float]:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from harness.detectors import out_name
-    from harness.finish import plan_pieces
+    from cluster.plan import plan_pieces
     from harness.parquet_parts import join_parquet_parts
     run = json.loads((out / "run.json").read_text())
     unit_costs, names = run["finish_jobs"]["unit_costs"], list(run["events"])

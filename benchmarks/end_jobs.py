@@ -160,15 +160,15 @@ def main() -> None:
     parser.add_argument("--years", type=int, default=20)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--unit-cost", type=int, nargs="+", default=[],
-                        help="also measure with harness.finish.FINISH_UNIT_COST set to each of these")
+                        help="also measure with cluster.plan.FINISH_UNIT_COST set to each of these")
     parser.add_argument("--alternate", type=int, default=0, metavar="ROUNDS",
                         help="also the end serially and on a LocalCluster of 2, alternated over ROUNDS rounds")
     parser.add_argument("--out", help="the run's output folder, kept: its staged chunks are reused by the next "
                                       "measurement with the same --out (default: a temporary folder)")
     parser.add_argument("--results", default=str(HERE / "results"))
     args = parser.parse_args()
-    import harness.finish
-    shipped_cost = harness.finish.FINISH_UNIT_COST
+    import cluster.plan
+    shipped_cost = cluster.plan.FINISH_UNIT_COST
     data = universe(args.symbols, args.years, REPO / "data" / "bench")
     from harness.detectors import REGISTERED
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,7 +178,7 @@ def main() -> None:
         print(f"staged {len(plan.symbols)} symbols in {time.perf_counter() - started:.1f} s", flush=True)
         ends = []
         for cost, jobs in [(c, j) for c in [shipped_cost, *args.unit_cost] for j in args.jobs]:
-            harness.finish.FINISH_UNIT_COST = cost
+            cluster.plan.FINISH_UNIT_COST = cost
             ends.append({"unit_cost": cost, **end_for(plan, jobs)})
             e = ends[-1]
             print(f"unit cost {cost}, {jobs:>3} jobs: end {e['end_on_workers']:.2f} s on {jobs} workers ({e['end_seconds_here']:.1f} s "

@@ -35,13 +35,13 @@ def check_cpu(data: str, reps: int = 5) -> dict[str, float]:
     from harness.config import load_config
     from harness.detectors import resolve_detectors
     from harness.io import list_symbols
-    from harness.task import ScanTask, scan_symbol
+    from harness.task import ScanSettings, scan_symbol
     cfg = load_config({"ohlcv_path": data})
     symbols = list_symbols(cfg.ohlcv_path)
-    plain = ScanTask.from_config(cfg, resolve_detectors(cfg.detectors, cfg.params))
+    plain = ScanSettings.from_config(cfg, resolve_detectors(cfg.detectors, cfg.params))
     checked = dataclasses.replace(plain, lookahead_symbols=frozenset(symbols[:LOOKAHEAD_SYMBOLS]))
 
-    def cpu(task: ScanTask, names: list[str]) -> float:
+    def cpu(task: ScanSettings, names: list[str]) -> float:
         started = time.process_time()
         for name in names:
             scan_symbol(name, task)

@@ -6,14 +6,12 @@ then each detector's staged chunks, in chunk order, become its final files (harn
 events.parquet, forward.parquet with abn_<h> added), the columns the summary needs and its
 event-time paths.
 
-Units and pieces. A detector is cut into units, runs of consecutive chunks of about
-FINISH_UNIT_COST (chunk_ranges; a rare detector is one unit, the busiest several). The units
-depend only on the data and the config, never on the number of workers: a unit's path sums are
-added up from zero, and a detector's units in unit order, so the paths have the same bits in
-every mode. The driver puts the units into one job per process (plan_pieces): whole detectors
-where that balances the jobs, else a detector's consecutive units split into pieces in several
-jobs, so that no single detector bounds the end of a run on many cores. A job reads each staged
-chunk once for all its pieces.
+Units and pieces (sized by cluster.plan, which says how). A detector is cut into units, runs of
+consecutive chunks; a unit's path sums are added up from zero, and a detector's units in unit
+order, so the paths have the same bits whatever the workers. The units go into one job per
+process: whole detectors where that balances the jobs, else a detector's consecutive units split
+into pieces in several jobs, so that no single detector bounds the end of a run on many cores. A
+job reads each staged chunk once for all its pieces.
 
 Jobs write nothing: a piece returns each of its detector's files as parquet bytes (one row group
 per chunk with events) and its numbers (PieceResult): a detector's only piece its statistics too.
@@ -52,6 +50,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import cluster.plan
 from harness import detector_files
 from harness.detectors import DetectorSpec
 from harness.errors import ScanError
@@ -64,18 +63,6 @@ from harness.staging import (BAR, Staged, StagedChunk, StagingFolder, read_stage
                              staged_schema)
 from harness.stats.summary import (PATH_COLUMNS, PathSums, score_buckets, statistics_tables, window_columns,
                                    window_statistics)
-
-# A detector's fixed cost per staged chunk, counted in events, for cutting detectors into units
-# and units into jobs. Measured per piece on a serial run at 5,000 x 20 years (BENCHMARKS.md):
-# ~8.6 us per event and ~2.8 ms per chunk. (1,200 overweighted the rare detectors: a 2-worker end
-# planned as equal took 8.8 s and 7.0 s.)
-EVENTS_PER_CHUNK_COST = 330
-# The cost of a unit (~1.8 s at ~9 us per event): small enough that the busiest detector of a
-# 5,000-symbol run is several units, large enough that a unit's fixed costs (its writers, its
-# paths' sums: dates x offsets numbers) stay small. A constant, not derived from the number of
-# workers: the units decide how the paths' sums are added up, so they must not depend on it.
-FINISH_UNIT_COST = 200_000
-
 
 @dataclasses.dataclass
 class Evaluated:
@@ -167,62 +154,6 @@ class PieceResult:
         """The bytes of its files and arrays (the small tables aside): what sending it back costs."""
         return (sum(buffer.size for buffer in self.files.values()) + sum(a.nbytes for a in self.columns.values())
                 + sum(a.nbytes for sums in self.unit_sums for a in sums.values()))
-
-
-def chunk_ranges(chunk_costs: Sequence[int], unit_cost: int) -> list[tuple[int, int]]:
-    """Chunks 0 .. len(chunk_costs) - 1 cut into consecutive ranges (first, last + 1) of about
-    `unit_cost` each: ceil(total / unit_cost) ranges, at least one and at most one per chunk, cut
-    after the first chunk at which the running cost reaches each multiple of total / ranges (in
-    integers: the same cuts on every machine). No chunks: no ranges."""
-    if not len(chunk_costs):
-        return []
-    running = np.cumsum(np.asarray(chunk_costs, dtype=np.int64))
-    total = int(running[-1])
-    count = min(len(chunk_costs), max(1, -(-total // max(1, unit_cost))))
-    cuts = np.searchsorted(running * count, total * np.arange(1, count, dtype=np.int64)) + 1
-    edges = [0, *np.unique(np.clip(cuts, 1, len(chunk_costs) - 1)).tolist(), len(chunk_costs)]
-    return list(zip(edges, edges[1:]))
-
-
-def plan_pieces(unit_costs: Sequence[Sequence[int]], jobs: int) -> list[list[tuple[int, int, int]]]:
-    """Detectors' units (unit_costs[d]: the costs of detector d's units, in order) put into at
-    most `jobs` jobs of about equal cost, as pieces (d, first unit, last unit + 1) of consecutive
-    units; each job's pieces sorted.
-
-    Detectors go largest first. A detector's first unit goes to the job with the least cost so far
-    (ties: the one with fewer pieces, then the lower number); each next unit stays in the same job
-    if it fits there (the job's cost stays within the mean job cost plus half that unit) or if no
-    other job costs less so far; else the detector is split and the unit starts a piece in the
-    least-loaded other job. So a detector is split only where balance needs it, into few pieces
-    (a split detector costs joins), and two consecutive pieces are never in one job. Every unit is
-    in exactly one piece; no job is empty; the same costs always give the same pieces. No units:
-    no jobs.
-    """
-    total = sum(sum(costs) for costs in unit_costs)
-    count = max(1, min(jobs, sum(len(costs) for costs in unit_costs)))
-    loads = [0] * count
-    pieces: list[list[tuple[int, int, int]]] = [[] for _ in loads]
-
-    def least_loaded(but: int | None = None) -> int | None:
-        return min((j for j in range(count) if j != but), key=lambda j: (loads[j], len(pieces[j]), j), default=None)
-
-    for d in sorted(range(len(unit_costs)), key=lambda d: (-sum(unit_costs[d]), d)):
-        current = None
-        for unit, cost in enumerate(unit_costs[d]):
-            if current is None:
-                job = least_loaded()
-            else:
-                fits = 2 * count * (loads[current] + cost) <= 2 * total + count * cost  # in integers
-                other = least_loaded(but=current)
-                job = current if fits or other is None or loads[current] <= loads[other] else other
-            if job == current:
-                first = pieces[job][-1][1]
-                pieces[job][-1] = (d, first, unit + 1)
-            else:
-                pieces[job].append((d, unit, unit + 1))
-            loads[job] += cost
-            current = job
-    return [sorted(job) for job in pieces if job]
 
 
 def _adjust(chunk: StagedChunk, name: str, windows: Sequence[int], offsets: Sequence[int],
@@ -522,18 +453,18 @@ def null_hit_rates(windows: Sequence[int], counted: Sequence[tuple[list[int], li
 
 def plan_finish(staging: StagingFolder, detectors: Sequence[DetectorFiles], processes: int,
                 job: Callable[[tuple[FinishPiece, ...]], FinishJob]) -> FinishPlan:
-    """Each detector cut into units from its staged events (chunk_ranges; the same whatever the
-    workers), the units into `processes` jobs of about equal cost (plan_pieces); job(pieces) makes
-    a job of its pieces."""
+    """Each detector cut into units from its staged events (cluster.plan.chunk_ranges; the same
+    whatever the workers), the units into `processes` jobs of about equal cost
+    (cluster.plan.plan_pieces); job(pieces) makes a job of its pieces."""
     # what a unit costs: its events, and a fixed part per chunk (reading, writing, path sums)
-    chunk_costs = staging.event_counts() + EVENTS_PER_CHUNK_COST  # [chunk, detector]
-    units = [chunk_ranges(chunk_costs[:, d.code].tolist(), FINISH_UNIT_COST) for d in detectors]
+    chunk_costs = staging.event_counts() + cluster.plan.EVENTS_PER_CHUNK_COST  # [chunk, detector]
+    units = [cluster.plan.chunk_ranges(chunk_costs[:, d.code].tolist(), cluster.plan.FINISH_UNIT_COST) for d in detectors]
     unit_costs = [[int(chunk_costs[first:last, d.code].sum()) for first, last in ranges]
                   for d, ranges in zip(detectors, units)]
-    plan = plan_pieces(unit_costs, processes)
-    starts = {d: sorted(first for pieces in plan for e, first, _ in pieces if e == d) for d in range(len(detectors))}
+    planned = cluster.plan.plan_pieces(unit_costs, processes)
+    starts = {d: sorted(first for pieces in planned for e, first, _ in pieces if e == d) for d in range(len(detectors))}
     jobs = [job(tuple(FinishPiece(detectors[d], tuple(units[d][first:last]), starts[d].index(first), len(starts[d]),
-                                  len(units[d])) for d, first, last in pieces)) for pieces in plan]
+                                  len(units[d])) for d, first, last in pieces)) for pieces in planned]
     return FinishPlan(jobs, [len(starts[d]) for d in range(len(detectors))], units, unit_costs,
                       chunk_costs.sum(axis=0).tolist())
 

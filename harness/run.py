@@ -66,7 +66,7 @@ from harness.reuse import (Reuse, ReuseAbandoned, abandoned, base_key, detector_
 from harness.final_files import FinalFiles
 from harness.staging import StagingFolder
 from harness.stats.summary import format_summary, summarize
-from harness.task import CANNOT_CUT, LOOKAHEAD_MIN_BARS, ScanTask, SymbolResult
+from harness.task import CANNOT_CUT, LOOKAHEAD_MIN_BARS, ScanSettings, SymbolResult
 
 log = logging.getLogger("scan")
 
@@ -200,7 +200,7 @@ class RunPlan:
     reuse: Reuse | None         # what is kept from the previous run
     keys: tuple[str, dict[str, str]]  # harness.reuse's base key, and each detector's key
     codes: dict[str, str]       # detector -> the digest of its code (harness.fingerprint.source_digest)
-    task: ScanTask              # what every symbol's task needs (harness.task)
+    settings: ScanSettings      # what scanning a symbol needs besides the symbol (harness.task)
     staging: StagingFolder
     todo: list[int]             # indices into symbols of those to scan (not staged by a resumed run)
     resumed_from: int           # symbols already staged by the run resumed
@@ -239,8 +239,8 @@ def prepare_run(cfg: ScanConfig, resume: bool, reuse: bool = True) -> RunPlan:
     # interrupted run staged have their findings in state.json): the same symbols, serially and on Dask
     checked = frozenset() if cfg.lookahead_check == "off" else frozenset(symbols[i] for i in todo
                                                                           if i < LOOKAHEAD_SYMBOLS)
-    task = dataclasses.replace(ScanTask.from_config(cfg, scanned), lookahead_symbols=checked)
-    return RunPlan(cfg, symbols, invalid, ignored, specs, scanned, kept, keys, codes, task, staging, todo,
+    settings = dataclasses.replace(ScanSettings.from_config(cfg, scanned), lookahead_symbols=checked)
+    return RunPlan(cfg, symbols, invalid, ignored, specs, scanned, kept, keys, codes, settings, staging, todo,
                    staging.flushed)
 
 
@@ -288,7 +288,7 @@ def execute(plan: RunPlan, client: Any = None) -> Iterator[Execution]:
     executor = executor_for(plan.cfg, client)
     try:
         with executor:
-            yield Execution(executor, executor.run_scan(plan.symbols, plan.todo, plan.task))
+            yield Execution(executor, executor.run_scan(plan.symbols, plan.todo, plan.settings))
     except Exception as exc:
         if isinstance(exc, ScanError) or not executor.client_closed():
             raise

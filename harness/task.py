@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass(frozen=True)
-class ScanTask:
-    """What every symbol's task needs besides the symbol; the same object for the whole run."""
+class ScanSettings:
+    """The run's settings that scanning a symbol needs besides the symbol (not a task: the same
+    object for every task of the run)."""
 
     ohlcv_path: str
     lookback_days: int
@@ -57,8 +58,8 @@ class ScanTask:
     lookahead_symbols: frozenset[str] = frozenset()  # symbols whose detectors also run on cut bars (lookahead_check)
 
     @classmethod
-    def from_config(cls, cfg: ScanConfig, detectors: Sequence[DetectorSpec]) -> ScanTask:
-        """The task of a run of `cfg` with the resolved `detectors`."""
+    def from_config(cls, cfg: ScanConfig, detectors: Sequence[DetectorSpec]) -> ScanSettings:
+        """The settings of a run of `cfg` with the resolved `detectors`."""
         return cls(cfg.ohlcv_path, cfg.lookback_days, pd.Timestamp(cfg.end_date) if cfg.end_date else None,
                    tuple(detectors), cfg.forward_windows, tuple(sorted(cfg.storage_options.items())),
                    cfg.on_error == "fail")
@@ -77,7 +78,7 @@ class SymbolResult:
     """One symbol's output.
 
     rows: columns (numpy arrays of one length) with one row per event of every detector, grouped by
-    detector in task order, dates ascending: detector (int16: index into ScanTask.detectors), bar
+    detector in settings.detectors' order, dates ascending: detector (int16: index into ScanSettings.detectors), bar
     (int32: the event's row in the symbol's bars), date (datetime64[ns]), score, close, fwd_<h>...
     (float64).
     extras: for detectors that return extra columns, those columns as float64 arrays by name, in the
@@ -296,14 +297,14 @@ def _own_params(spec: DetectorSpec) -> dict[str, Any]:
                                   "data (numbers, text, lists, dicts)") from None
 
 
-def _run_detectors(bars: pd.DataFrame, task: ScanTask, result: SymbolResult, running: list[str | None]
+def _run_detectors(bars: pd.DataFrame, settings: ScanSettings, result: SymbolResult, running: list[str | None]
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[CheckedEvents]]:
     """Every detector on `bars`: (detector code, bar number, score) of every event, detector after
     detector, and each detector's CheckedEvents; fills result.cpu_seconds and result.extras.
     running[0] names the detector running."""
     dates = bars["date"].to_numpy()
     codes, rows, scores, every = [], [], [], []
-    for code, spec in enumerate(task.detectors):
+    for code, spec in enumerate(settings.detectors):
         running[0] = spec.name
         started = time.thread_time()
         # A user's detector gets its own copy of the bars: one that changes its input in place
@@ -372,10 +373,10 @@ def cut_bars(event_rows: np.ndarray, bars: int) -> list[int]:
     return sorted(set(cuts))
 
 
-def check_lookahead(bars: pd.DataFrame, task: ScanTask, full: Sequence[CheckedEvents],
+def check_lookahead(bars: pd.DataFrame, settings: ScanSettings, full: Sequence[CheckedEvents],
                     running: list[str | None]) -> dict[str, str]:
     """Every detector again on `bars` cut after a few bars (cut_bars): detector -> "" when its
-    events up to each cut are those of the full run (`full`, in task order), else one line saying
+    events up to each cut are those of the full run (`full`, in settings.detectors' order), else one line saying
     at which cut what changed first; a detector that raises on cut bars (one that needs a long
     history) is not checked, and its line starts with CANNOT_CUT: the check never fails a symbol
     that scans fine, whose staged bytes are the same with the check or without. No cut for fewer
@@ -385,7 +386,7 @@ def check_lookahead(bars: pd.DataFrame, task: ScanTask, full: Sequence[CheckedEv
         return {}
     dates = bars["date"].to_numpy()
     found: dict[str, str] = {}
-    for spec, events in zip(task.detectors, full):
+    for spec, events in zip(settings.detectors, full):
         running[0] = spec.name
         found[spec.name] = ""
         for last in cut_bars(events.rows, n):
@@ -406,7 +407,7 @@ def check_lookahead(bars: pd.DataFrame, task: ScanTask, full: Sequence[CheckedEv
     return found
 
 
-def scan_symbol(symbol: str, task: ScanTask,
+def scan_symbol(symbol: str, settings: ScanSettings,
                 cpu: Callable[[], ContextManager[None]] = contextlib.nullcontext) -> SymbolResult:
     """Read `symbol`, run every detector, add forward returns; never raises for a symbol's own failure.
 
@@ -415,27 +416,27 @@ def scan_symbol(symbol: str, task: ScanTask,
     result = SymbolResult(symbol)
     running: list[str | None] = [None]
     began = time.thread_time()
-    remote = is_url(task.ohlcv_path)
+    remote = is_url(settings.ohlcv_path)
     try:
         # Reading a local file is CPU work like the detectors', while a remote read mostly waits on
         # I/O, so only the detectors hold `cpu` then.
         with contextlib.nullcontext() if remote else cpu():
             read = ReadFacts()
-            bars = read_symbol_data(symbol, task.ohlcv_path, task.lookback_days, task.end_date,
-                                    dict(task.storage_options), facts=read)
+            bars = read_symbol_data(symbol, settings.ohlcv_path, settings.lookback_days, settings.end_date,
+                                    dict(settings.storage_options), facts=read)
             result.fingerprint = read.fingerprint
             with cpu() if remote else contextlib.nullcontext():
-                codes, at, scores, every = _run_detectors(bars, task, result, running)
-                if symbol in task.lookahead_symbols:
+                codes, at, scores, every = _run_detectors(bars, settings, result, running)
+                if symbol in settings.lookahead_symbols:
                     checking = time.thread_time()
-                    result.lookahead = check_lookahead(bars, task, every, running)
+                    result.lookahead = check_lookahead(bars, settings, every, running)
                     began += time.thread_time() - checking  # not the symbol's cost: task sizing reads it
         result.bars = len(bars)
         result.repairs = {k: v for k, v in dataclasses.asdict(read.repairs).items() if v}
         dates = bars["date"].to_numpy()
         close = bars["close"].to_numpy(dtype="float64")
         # every detector's events at once: close and fwd_<h> added (~0.3 ms a symbol, <1% of its cost)
-        events = add_forward_returns(pd.DataFrame({"date": dates[at]}), bars, task.windows)
+        events = add_forward_returns(pd.DataFrame({"date": dates[at]}), bars, settings.windows)
         result.rows = {"detector": codes, "bar": at.astype(np.int32), "date": dates[at].astype("datetime64[ns]"),
                        "score": scores, **{name: column.to_numpy() for name, column in events.items() if name != "date"}}
         result.days = dates.astype("datetime64[D]").astype(np.int32)
@@ -490,16 +491,16 @@ def _unpack_results(small: list[tuple[Any, ...]], arrays: dict[tuple[str, ...], 
         for result, rows, extras, days, close in small)
 
 
-def scan_symbols(symbols: Sequence[str], task: ScanTask,
+def scan_symbols(symbols: Sequence[str], settings: ScanSettings,
                  cpu: Callable[[], ContextManager[None]] = contextlib.nullcontext) -> TaskResults:
     """scan_symbol for consecutive symbols, the unit of a Dask task (cpu: scan_symbol's).
 
-    With task.stop_on_error (on_error: fail) it stops at the first symbol that fails and returns
+    With settings.stop_on_error (on_error: fail) it stops at the first symbol that fails and returns
     the results so far, that one included: the run is about to stop, the rest would be wasted.
     """
     results = TaskResults()
     for symbol in symbols:
-        results.append(scan_symbol(symbol, task, cpu))
-        if results[-1].error is not None and task.stop_on_error:
+        results.append(scan_symbol(symbol, settings, cpu))
+        if results[-1].error is not None and settings.stop_on_error:
             break
     return results

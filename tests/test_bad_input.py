@@ -34,7 +34,7 @@ from harness.config import load_config, read_yaml
 from harness.detectors import PARAM_RULES, REGISTERED, DetectorSpec, resolve_detectors
 from harness.errors import ConfigError, DataError, StopRequested
 from harness.io import read_symbol_data
-from harness.task import ScanTask, scan_symbol
+from harness.task import ScanSettings, scan_symbol
 
 SYMBOLS = ("AAA", "BBB", "CCC")
 
@@ -398,7 +398,7 @@ def test_detector_modules_that_fail_on_import(tmp_path, monkeypatch, universe, s
 def test_detector_output_contract(universe, detector, message):
     import bad_detectors
     spec = DetectorSpec(f"bad_detectors:{detector}", getattr(bad_detectors, detector), {})
-    result = scan_symbol("AAA", ScanTask(str(universe), 3650, None, (spec,), (5,)))
+    result = scan_symbol("AAA", ScanSettings(str(universe), 3650, None, (spec,), (5,)))
     assert result.error is not None and result.error.detector == spec.name
     assert result.error.message.startswith(message) and result.error.traceback == ""
     assert result.error.exit_code == 1
@@ -408,7 +408,7 @@ def test_detector_output_contract(universe, detector, message):
 def test_a_detector_that_exits_or_interrupts_fails_its_symbol_with_its_traceback(universe, detector, message):
     import bad_detectors
     spec = DetectorSpec(f"bad_detectors:{detector}", getattr(bad_detectors, detector), {})
-    result = scan_symbol("AAA", ScanTask(str(universe), 3650, None, (spec,), (5,)))
+    result = scan_symbol("AAA", ScanSettings(str(universe), 3650, None, (spec,), (5,)))
     assert result.error.message == message and result.error.detector == spec.name
     assert f"in {detector}" in result.error.traceback and result.error.exit_code == 1
 
@@ -417,13 +417,13 @@ def test_the_drivers_own_interrupt_is_not_a_symbol_failure(universe):
     def stop(df, cfg):
         raise StopRequested  # what the driver's SIGINT/SIGTERM handler raises
     with pytest.raises(StopRequested):
-        scan_symbol("AAA", ScanTask(str(universe), 3650, None, (DetectorSpec("stop", stop, {}),), (5,)))
+        scan_symbol("AAA", ScanSettings(str(universe), 3650, None, (DetectorSpec("stop", stop, {}),), (5,)))
 
 
 def test_data_error_in_a_task_is_exit_2_without_traceback(tmp_path):
     write_partition(tmp_path, "X", bars(5).drop(columns=["low"]))
     spec = resolve_detectors(("gap",), {})[0]
-    result = scan_symbol("X", ScanTask(str(tmp_path), 3650, None, (spec,), (5,)))
+    result = scan_symbol("X", ScanSettings(str(tmp_path), 3650, None, (spec,), (5,)))
     assert "lacks column(s) low" in result.error.message
     assert result.error.traceback == "" and result.error.exit_code == 2 and result.error.detector is None
 

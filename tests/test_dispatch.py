@@ -11,9 +11,9 @@ from distributed import Client, LocalCluster
 
 from conftest import bars, write_partition
 from harness.detectors import DetectorSpec, resolve_detectors
-from harness.executors.dispatch import ProgressMarks, ScanFeed, split_units
+from harness.executors.dispatch import ProgressMarks, ScanFeed, split_into_tasks
 from harness.io import list_symbols
-from harness.task import ScanTask, scan_symbols
+from harness.task import ScanSettings, scan_symbols
 
 
 def explode_on_b(df, cfg):
@@ -26,7 +26,7 @@ def explode_on_b(df, cfg):
 def test_a_multi_symbol_task_stops_at_its_first_failure_only_when_failing_fast(tmp_path, stop_on_error, expected):
     for symbol, price in (("A", 1.0), ("B", 2.0), ("C", 3.0)):
         write_partition(tmp_path, symbol, bars(30, close=np.full(30, price)))
-    task = ScanTask(str(tmp_path), 3650, None, (DetectorSpec("x", explode_on_b, {}),), (5,),
+    task = ScanSettings(str(tmp_path), 3650, None, (DetectorSpec("x", explode_on_b, {}),), (5,),
                     stop_on_error=stop_on_error)
     results = scan_symbols(["A", "B", "C"], task)
     assert [r.symbol for r in results] == ["A", "B", "C"][:expected]
@@ -41,7 +41,7 @@ def test_a_tasks_results_pickle_as_concatenated_arrays_and_come_back_the_same(tm
     for symbol, frame in frames.items():
         write_partition(tmp_path, symbol, frame)
     specs = resolve_detectors(["user_detectors:with_range", "user_detectors:every_bar"], {})
-    task = ScanTask(str(tmp_path), 3650, None, (*specs, DetectorSpec("x", explode_on_b, {})), (5, 10))
+    task = ScanSettings(str(tmp_path), 3650, None, (*specs, DetectorSpec("x", explode_on_b, {})), (5, 10))
     results = scan_symbols(["A", "B", "C"], task)
     assert results[1].error is not None and results[0].extras and results[2].rows is not None
     back = pickle.loads(pickle.dumps(results, protocol=5))
@@ -63,8 +63,8 @@ def test_a_tasks_results_pickle_as_concatenated_arrays_and_come_back_the_same(tm
                 np.testing.assert_array_equal(after.extras[detector][column], values)
 
 
-def test_split_units():
-    assert split_units([3, 4, 5, 9, 10], [3, 2]) == [(3, 4, 5), (9, 10)]
+def test_split_into_tasks():
+    assert split_into_tasks([3, 4, 5, 9, 10], [3, 2]) == [(3, 4, 5), (9, 10)]
 
 
 def progress_panel(client: Client) -> dict[str, tuple[int, int]]:
@@ -90,7 +90,7 @@ def test_the_dashboard_shows_the_whole_run_and_fills_while_results_leave_the_wor
     # Before ProgressMarks the panel's total shrank as fetched results were released: a bar that
     # never filled ("scan 0 / 15" while 174 of 500 symbols were done).
     symbols = list_symbols(str(small_universe))
-    task = ScanTask(str(small_universe), 10_000, None, tuple(resolve_detectors(("gap", "ma_cross"), {})), (5,))
+    task = ScanSettings(str(small_universe), 10_000, None, tuple(resolve_detectors(("gap", "ma_cross"), {})), (5,))
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         marks = ProgressMarks(client)

@@ -44,13 +44,13 @@ def test_forward_returns_of_no_events():
 def test_a_detector_returning_a_text_column_fails_as_that_symbols_error(tmp_path):
     from conftest import write_partition
     from harness.detectors import DetectorSpec
-    from harness.task import ScanTask, scan_symbol
+    from harness.task import ScanSettings, scan_symbol
 
     def labelled(df, cfg):
         return pd.DataFrame({"date": df["date"].iloc[:2], "score": [1.0, 2.0], "label": ["up", "down"]})
 
     write_partition(tmp_path, "X", bars(30))
-    task = ScanTask(str(tmp_path), 3650, None, (DetectorSpec("labelled", labelled, {}),), (5,))
+    task = ScanSettings(str(tmp_path), 3650, None, (DetectorSpec("labelled", labelled, {}),), (5,))
     result = scan_symbol("X", task)
     assert result.error is not None and result.error.detector == "labelled"
     assert "extra columns must hold numbers" in result.error.message and "label" in result.error.message

@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 
 from conftest import DETECTORS, REPO, cli_env, output_files, write_config
 from harness.eval import abnormal_column, flagged_column, forward_column, market_column
-from harness.finish import assemble_statistics, chunk_ranges, plan_pieces, compute_job, split_statistics
+import cluster.plan
+from cluster.plan import chunk_ranges, plan_pieces
+from harness.finish import assemble_statistics, compute_job, split_statistics
 from harness.stats.summary import PathSums, detector_summary, score_quantiles
 
 
@@ -114,7 +116,7 @@ def scan_in_units(tmp_path: Path, data: Path, out: str, workers: int, unit_cost:
     (None: as shipped) so that a small universe's detectors are cut into units."""
     config = write_config(tmp_path / f"{out}.yaml", ohlcv_path=str(data), detectors=DETECTORS,
                           out_dir=str(tmp_path / out), flush_every=3, dashboard_address="127.0.0.1:0")
-    patch = f"harness.finish.FINISH_UNIT_COST = {unit_cost}; " if unit_cost is not None else ""
+    patch = f"import cluster.plan; cluster.plan.FINISH_UNIT_COST = {unit_cost}; " if unit_cost is not None else ""
     code = (f"import sys, harness.finish; {patch}from harness.run import main; "
             f"sys.exit(main(['--config', {str(config)!r}, '--workers', '{workers}']))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True,
@@ -167,7 +169,7 @@ def test_a_serial_run_holds_two_writers_per_detector_whatever_its_units(tmp_path
                 open_now[0] -= 1
             super().close()
 
-    monkeypatch.setattr(finish, "FINISH_UNIT_COST", 800)
+    monkeypatch.setattr(cluster.plan, "FINISH_UNIT_COST", 800)
     monkeypatch.setattr(finish.pq, "ParquetWriter", CountingWriter)
     cfg = load_config({"ohlcv_path": str(small_universe), "detectors": DETECTORS, "out_dir": str(tmp_path / "out"),
                        "flush_every": 3, "workers": 1})
@@ -220,14 +222,13 @@ def test_a_new_statistic_is_one_function_and_one_registry_entry_through_every_pa
     """A toy statistic registered in a temporary registry reaches summary.csv, after the others,
     the same whether each detector is finished in one piece or split into several (a WindowJob per
     window); the other columns stay as they were."""
-    import harness.finish as finish
     import harness.stats.summary as summary
 
     @summary.statistic("abn_max")
     def abnormal_max(abn: np.ndarray) -> dict:
         return {"abn_max": float(np.nanmax(abn)) if (~np.isnan(abn)).any() else float("nan")}
 
-    monkeypatch.setattr(finish, "FINISH_UNIT_COST", 2000)
+    monkeypatch.setattr(cluster.plan, "FINISH_UNIT_COST", 2000)
     scan_here(tmp_path, small_universe, "before", 1, monkeypatch)
     monkeypatch.setattr(summary, "STATISTICS", (*summary.STATISTICS, abnormal_max))
     whole, split = (scan_here(tmp_path, small_universe, out, processes, monkeypatch)
@@ -247,11 +248,10 @@ def test_a_new_detector_file_is_one_record(tmp_path, small_universe, monkeypatch
     whether a detector is finished in one piece or joined from several, the same bytes both ways,
     with the rows of the others; the others keep their bytes."""
     import harness.detector_files as detector_files
-    import harness.finish as finish
 
     scores = detector_files.DetectorFile("scores.parquet", lambda extras, windows: [
         "symbol", "date", "score", *(abnormal_column(h) for h in windows)])
-    monkeypatch.setattr(finish, "FINISH_UNIT_COST", 2000)
+    monkeypatch.setattr(cluster.plan, "FINISH_UNIT_COST", 2000)
     scan_here(tmp_path, small_universe, "before", 1, monkeypatch)
     monkeypatch.setattr(detector_files, "DETECTOR_FILES", (*detector_files.DETECTOR_FILES, scores))
     whole, split = (scan_here(tmp_path, small_universe, out, processes, monkeypatch)

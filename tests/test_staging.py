@@ -15,7 +15,7 @@ from harness.config import load_config
 from harness.detectors import resolve_detectors
 from harness.errors import ScanError
 from harness.staging import StagedFacts, StagingFolder, read_staged_chunk, staged_files, staged_schema, write_arrow
-from harness.task import ScanTask, scan_symbol
+from harness.task import ScanSettings, scan_symbol
 
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD", "EEE"]
 
@@ -29,7 +29,7 @@ def run(tmp_path):
     cfg = load_config({"ohlcv_path": str(tmp_path / "ohlcv"), "detectors": ["gap"], "out_dir": str(tmp_path / "out"),
                        "flush_every": 2, "lookback_days": 10_000})
     specs = resolve_detectors(cfg.detectors, cfg.params)
-    task = ScanTask.from_config(cfg, specs)
+    task = ScanSettings.from_config(cfg, specs)
     results = [scan_symbol(symbol, task) for symbol in SYMBOLS]
     staging = StagingFolder(cfg.out_dir, specs, cfg.forward_windows, {"k": "1"}, False, len(SYMBOLS), 2)
     return cfg, specs, results, staging

@@ -80,10 +80,10 @@ def test_parameters_that_cannot_be_copied_fail_the_symbol_in_one_line(universe):
     import threading
 
     from harness.detectors import DetectorSpec
-    from harness.task import ScanTask, scan_symbol
+    from harness.task import ScanSettings, scan_symbol
     spec = DetectorSpec("bad_detectors:typed", lambda df, cfg: df.iloc[:0][["date"]].assign(score=1.0),
                         {"lock": threading.Lock()})
-    result = scan_symbol("AAA", ScanTask(str(universe), 3650, None, (spec,), (5,)))
+    result = scan_symbol("AAA", ScanSettings(str(universe), 3650, None, (spec,), (5,)))
     assert result.error.detector == spec.name and result.error.traceback == ""
     assert result.error.message.startswith("its parameters cannot be copied for each call (TypeError: cannot "
                                            "pickle '_thread.lock' object); parameters must be plain data")
@@ -121,9 +121,9 @@ def test_a_broken_output_contract_fails_the_symbol_with_one_line(universe, how):
     """The symbol's task (in this process: the table is long) fails naming the detector, with the
     message and no traceback (the detector's code did not raise)."""
     from harness.detectors import resolve_detectors
-    from harness.task import ScanTask, scan_symbol
+    from harness.task import ScanSettings, scan_symbol
     specs = resolve_detectors(["bad_detectors:breaks"], {"bad_detectors:breaks": {"how": how}})
-    result = scan_symbol("AAA", ScanTask(str(universe), 3650, None, tuple(specs), (5,)))
+    result = scan_symbol("AAA", ScanSettings(str(universe), 3650, None, tuple(specs), (5,)))
     assert result.error is not None and result.error.detector == "bad_detectors:breaks"
     assert result.error.message.startswith(CONTRACT[how]) and "\n" not in result.error.message
     assert result.error.traceback == ""
@@ -191,7 +191,7 @@ RESTORED = """
 import multiprocessing, os, sys
 import bad_detectors
 from harness.detectors import DetectorSpec
-from harness.task import ScanTask, scan_symbol
+from harness.task import ScanSettings, scan_symbol
 
 def raises(df, cfg):
     raise RuntimeError("boom")
@@ -206,7 +206,7 @@ def forks(df, cfg):  # the child's own os._exit (multiprocessing's, at its end) 
 real = os._exit
 for func in (bad_detectors.exits_hard, raises, forks):
     spec = DetectorSpec("bad_detectors:" + func.__name__, func, {})
-    result = scan_symbol("AAA", ScanTask(sys.argv[1], 3650, None, (spec,), (5,)))
+    result = scan_symbol("AAA", ScanSettings(sys.argv[1], 3650, None, (spec,), (5,)))
     print(func.__name__, result.error.message.split(",")[0] if result.error else "ok", os._exit is real, flush=True)
 """
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 if TYPE_CHECKING:
     from harness.config import ScanConfig
-    from harness.task import ScanTask, SymbolResult
+    from harness.task import ScanSettings, SymbolResult
 
 
 class Executor:
@@ -44,7 +44,7 @@ class Executor:
     def __exit__(self, *exc: Any) -> None:
         return None
 
-    def run_scan(self, symbols: Sequence[str], todo: Sequence[int], task: ScanTask
+    def run_scan(self, symbols: Sequence[str], todo: Sequence[int], settings: ScanSettings
                  ) -> Iterator[tuple[int, SymbolResult]]:
         """(i, the result of symbols[i]) for every i in `todo`, in completion order. Closing the
         iterator (a failure, Ctrl-C) stops the scan."""

@@ -49,7 +49,7 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 from harness.errors import ScanError
 from harness.staging import staged_files
 from cluster.plan import fixed_task_sizes, plan_task_sizes
-from harness.task import ScanTask, SymbolError, SymbolResult, scan_symbols
+from harness.task import ScanSettings, SymbolError, SymbolResult, scan_symbols
 
 log = logging.getLogger("scan")
 
@@ -100,22 +100,22 @@ class ProgressMarks:
         self.futures = []
 
 
-Unit = tuple[int, ...]  # the indices (into the run's symbols) of one task's symbols
+Task = tuple[int, ...]  # the indices (into the run's symbols) of one task's symbols
 
 
-def split_units(indices: Sequence[int], sizes: Sequence[int]) -> list[Unit]:
+def split_into_tasks(indices: Sequence[int], sizes: Sequence[int]) -> list[Task]:
     """Consecutive runs of `indices` of the given sizes (which sum to len(indices))."""
-    units, start = [], 0
+    tasks, start = [], 0
     for size in sizes:
-        units.append(tuple(indices[start:start + size]))
+        tasks.append(tuple(indices[start:start + size]))
         start += size
-    return units
+    return tasks
 
 
 class ScanFeed:
     """The scan's symbols sent to a Dask cluster as tasks, their results back as they finish.
 
-        feed = ScanFeed(client, symbols, task, workers=4, symbols_per_task=None)
+        feed = ScanFeed(client, symbols, settings, workers=4, symbols_per_task=None)
         for i, result in feed.results(todo):   # (index into symbols, its SymbolResult)
             ...
         feed.tasks                             # tasks submitted (retries and suspects included)
@@ -126,26 +126,26 @@ class ScanFeed:
     keeps every task on the dashboard (ProgressMarks); the caller releases it. cpu: what a task
     holds while it computes (harness.task.scan_symbol's; a LocalCluster's CPU slot). A task that fails as
     a whole (its worker died each time, or Dask could not run it) yields an error result for each
-    of its symbols. With task.stop_on_error a task stops at its first failing symbol, so fewer
+    of its symbols. With settings.stop_on_error a task stops at its first failing symbol, so fewer
     results than symbols can come back: the caller is about to stop. Closing the results
     generator (a failure, Ctrl-C) cancels what is pending.
     """
 
-    def __init__(self, client: Any, symbols: Sequence[str], task: ScanTask, workers: int,
+    def __init__(self, client: Any, symbols: Sequence[str], settings: ScanSettings, workers: int,
                  symbols_per_task: int | None, marks: ProgressMarks | None = None,
                  cpu: Callable[[], ContextManager[None]] | None = None):
-        self.client, self.symbols, self.task, self.marks = client, symbols, task, marks
+        self.client, self.symbols, self.settings, self.marks = client, symbols, settings, marks
         self.cpu = {} if cpu is None else {"cpu": cpu}  # scan_symbols' own default: nothing held
         self.workers, self.symbols_per_task = workers, symbols_per_task
         self.run_id = uuid.uuid4().hex[:8]
         self.tasks = 0
         self.bytes_received = 0               # the results' arrays fetched (SymbolResult.nbytes)
-        self.pending: dict[Any, tuple[Unit, Any]] = {}  # key -> (unit, future)
-        self.resubmits: dict[Unit, int] = {}
-        self.suspects: deque[Unit] = deque()  # blamed by KilledWorker: run again, one at a time
-        self.retried: set[Unit] = set()       # units that already ran as suspects
+        self.pending: dict[Any, tuple[Task, Any]] = {}  # key -> (task, future)
+        self.resubmits: dict[Task, int] = {}
+        self.suspects: deque[Task] = deque()  # blamed by KilledWorker: run again, one at a time
+        self.retried: set[Task] = set()       # tasks that already ran as suspects
         self.rest: list[int] = []             # symbols left to plan once the pilots are back
-        self.pilots_left: set[Unit] = set()
+        self.pilots_left: set[Task] = set()
         self.costs: list[float] = []          # CPU seconds of the symbols scanned so far
         self.again = iter(range(1, 1 << 62))  # a fresh key for every task submitted again
         self.queue: Any = None
@@ -165,7 +165,7 @@ class ScanFeed:
             self._submit(sorted(self.pilots_left), kind="pilot")
             self.rest = list(todo[pilot:])
         else:
-            self._submit(split_units(todo, fixed_task_sizes(len(todo), self.symbols_per_task)))
+            self._submit(split_into_tasks(todo, fixed_task_sizes(len(todo), self.symbols_per_task)))
         try:
             for done in self._finished_batches():
                 yield from self._collect(done)
@@ -176,14 +176,14 @@ class ScanFeed:
             if self.pending:
                 self.client.cancel([f for _, f in self.pending.values()])
 
-    def _submit(self, units: Sequence[Unit], again: str = "", kind: str = "scan") -> None:
+    def _submit(self, tasks: Sequence[Task], again: str = "", kind: str = "scan") -> None:
         # A key is never reused: the scheduler may still hold the erred or lost task of an earlier
         # submission of the same symbols under it, and would hand that state to the new future.
         tag = f"{self.run_id}-{again}{next(self.again)}" if again else self.run_id
-        keys = [(kind, tag, self.symbols[unit[0]]) for unit in units]
-        futures = self.client.map(scan_symbols, [[self.symbols[i] for i in unit] for unit in units],
-                                  task=self.task, key=keys, **self.cpu)
-        self.pending.update((f.key, (unit, f)) for f, unit in zip(futures, units))
+        keys = [(kind, tag, self.symbols[task[0]]) for task in tasks]
+        futures = self.client.map(scan_symbols, [[self.symbols[i] for i in task] for task in tasks],
+                                  settings=self.settings, key=keys, **self.cpu)
+        self.pending.update((f.key, (task, f)) for f, task in zip(futures, tasks))
         if self.marks is not None:
             self.marks.add(futures)
         self.tasks += len(futures)
@@ -213,17 +213,17 @@ class ScanFeed:
         sizes = plan_task_sizes(len(self.rest), self.workers, cost)
         log.info("Planned %d tasks for the other %d symbols (%.0f ms per symbol; %d down to %d symbols per task)",
                  len(sizes), len(self.rest), 1000 * cost, sizes[0], sizes[-1])
-        self._submit(split_units(self.rest, sizes))
+        self._submit(split_into_tasks(self.rest, sizes))
         self.rest = []
 
     def _run_next_suspect(self) -> None:
         if self.suspects and not self.pending:  # alone: a task dying beside it would blame it again
-            unit = self.suspects.popleft()
-            self.retried.add(unit)
-            self._submit([unit], again="suspect")
+            task = self.suspects.popleft()
+            self.retried.add(task)
+            self._submit([task], again="suspect")
 
-    def _failed(self, unit: Unit, message: str) -> list[SymbolResult]:
-        return [SymbolResult(self.symbols[i], error=SymbolError(None, message)) for i in unit]
+    def _failed(self, task: Task, message: str) -> list[SymbolResult]:
+        return [SymbolResult(self.symbols[i], error=SymbolError(None, message)) for i in task]
 
     def _collect(self, done: list[Any]) -> list[tuple[int, SymbolResult]]:
         """The results of `done` (finished, erred, lost or cancelled futures); blamed, lost and
@@ -234,7 +234,7 @@ class ScanFeed:
         values = self.client.gather(finished, errors="skip") if finished else {}
         out: list[tuple[int, SymbolResult]] = []
         for n, future in enumerate(done):
-            unit, _ = self.pending.pop(future.key)
+            task, _ = self.pending.pop(future.key)
             status, value = future.status, values.get(str(n))
             exc = future.exception() if status == "error" else None
             future.release()
@@ -244,28 +244,28 @@ class ScanFeed:
                 self.costs.extend(r.seconds for r in results if r.error is None and r.bars)
             elif exc is not None:  # scan_symbols returns a symbol's own errors: this one is Dask's
                 if type(exc).__name__ != "KilledWorker":
-                    results = self._failed(unit, f"{type(exc).__name__}: {exc}")
-                elif unit not in self.retried:
-                    self.suspects.append(unit)
+                    results = self._failed(task, f"{type(exc).__name__}: {exc}")
+                elif task not in self.retried:
+                    self.suspects.append(task)
                     continue
-                elif len(unit) > 1:
-                    half = len(unit) // 2
-                    self.suspects.extendleft([unit[half:], unit[:half]])
+                elif len(task) > 1:
+                    half = len(task) // 2
+                    self.suspects.extendleft([task[half:], task[:half]])
                     continue
                 else:
-                    results = self._failed(unit, "its worker process died each time it ran this symbol, alone "
+                    results = self._failed(task, "its worker process died each time it ran this symbol, alone "
                                                  f"(Dask: {str(exc).split('. ')[0]})")
-            elif self.resubmits.get(unit, 0) < MAX_RESUBMITS:
+            elif self.resubmits.get(task, 0) < MAX_RESUBMITS:
                 # Finished on a worker that died before its result was fetched (the data is lost),
                 # or cancelled by the cluster: run it again; tasks are safe to run twice.
-                self.resubmits[unit] = self.resubmits.get(unit, 0) + 1
-                log.warning("Resubmitting the task of %s (its result was lost: %s)", self.symbols[unit[0]], status)
-                self._submit([unit], again="retry")
+                self.resubmits[task] = self.resubmits.get(task, 0) + 1
+                log.warning("Resubmitting the task of %s (its result was lost: %s)", self.symbols[task[0]], status)
+                self._submit([task], again="retry")
                 continue
             else:
-                results = self._failed(unit, f"its result was lost {MAX_RESUBMITS + 1} times (status {status})")
-            out.extend(zip(unit, results))
-            self.pilots_left.discard(unit)
+                results = self._failed(task, f"its result was lost {MAX_RESUBMITS + 1} times (status {status})")
+            out.extend(zip(task, results))
+            self.pilots_left.discard(task)
         if self.rest and not self.pilots_left:  # the slowest pilot sets the plan (an IPO's short history would not)
             self._plan_rest()
         return out

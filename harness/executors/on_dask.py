@@ -18,7 +18,7 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 from harness.executors import Executor
 from harness.executors.dispatch import ProgressMarks, ScanFeed, ShippedChunks, dask_run_all
 from harness.outdir import STAGING
-from harness.task import ScanTask, SymbolResult
+from harness.task import ScanSettings, SymbolResult
 
 
 class DaskExecutor(Executor):
@@ -69,9 +69,9 @@ class DaskExecutor(Executor):
         if self.shipped is not None:
             self.shipped.release()
 
-    def run_scan(self, symbols: Sequence[str], todo: Sequence[int], task: ScanTask
+    def run_scan(self, symbols: Sequence[str], todo: Sequence[int], settings: ScanSettings
                  ) -> Iterator[tuple[int, SymbolResult]]:
-        self.feed = ScanFeed(self.client, symbols, task, self.processes, self.cfg.symbols_per_task, self.marks,
+        self.feed = ScanFeed(self.client, symbols, settings, self.processes, self.cfg.symbols_per_task, self.marks,
                              cpu=self.cpu)
         self.results = self.feed.results(todo)
         return self.results

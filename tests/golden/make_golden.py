@@ -26,7 +26,7 @@ sys.path.insert(0, str(GOLDEN.parents[1]))
 from harness.detectors import REGISTERED, resolve_detectors  # noqa: E402
 from harness.io import list_symbols  # noqa: E402
 from harness.synth import write_universe  # noqa: E402
-from harness.task import ScanTask, scan_symbol  # noqa: E402
+from harness.task import ScanSettings, scan_symbol  # noqa: E402
 
 UNIVERSE = {"symbols": 20, "years": 3, "seed": 11}
 WINDOWS = (5, 10, 20, 40)
@@ -35,7 +35,7 @@ WINDOWS = (5, 10, 20, 40)
 def golden_frames(root: Path) -> dict[str, pd.DataFrame]:
     """Per detector: symbol, date, score, close, fwd_<h> rows for every symbol under root."""
     specs = resolve_detectors(REGISTERED, {})
-    task = ScanTask(str(root), 10_000, None, tuple(specs), WINDOWS)
+    task = ScanSettings(str(root), 10_000, None, tuple(specs), WINDOWS)
     pieces: dict[str, list[pd.DataFrame]] = {s.name: [] for s in specs}
     for symbol in list_symbols(str(root)):
         result = scan_symbol(symbol, task)
