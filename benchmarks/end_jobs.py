@@ -57,7 +57,7 @@ def shipped_bytes(plan, jobs: list, nulls: list, workers: int) -> dict[str, int]
     worker that needs it, and the others fetch it from there): `driver` the bytes the driver
     sends, `workers` what all the workers receive, `largest` what the worker that needs the most
     receives before its jobs can run."""
-    from harness.staging import staged_files
+    from harness.staged_chunk import staged_files
     sizes = {c: sum(map(len, staged_files(plan.staging.path, c).values())) for c in range(plan.staging.chunks)}
     needed: dict[int, set[int]] = {}
     for kind in (nulls, jobs):

@@ -56,7 +56,8 @@ NOT_DECIDING = ("workers", "symbols_per_task", "scheduler_address", "dashboard_a
                 "security", "ship_code", "allow_version_mismatch", "storage_options", "reuse")
 # The code that turns files into staged parts: reading, forward returns, the task, and the
 # staging's own arithmetic (the market's chunk sums, its outlier rule).
-READER_MODULES = ("harness.io", "harness.eval", "harness.task", "harness.stats.market", "harness.staging")
+READER_MODULES = ("harness.io", "harness.eval", "harness.task", "harness.stats.market", "harness.staging",
+                  "harness.staged_chunk", "harness.staged_facts")
 # This tool's own packages, and the code of its registered detectors (baseline/ and the variants,
 # which import it): the rest of the harness is not a detector's code.
 OWN_PACKAGES = ("harness", "baseline", "cluster")

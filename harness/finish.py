@@ -59,8 +59,8 @@ from harness.stats.benchmark import Benchmark, BenchmarkReturns
 from harness.stats.market import market_index
 from harness.final_files import FinalFiles
 from harness.parquet_parts import joined_tail, part_footer
-from harness.staging import (BAR, Staged, StagedChunk, StagingFolder, read_staged_chunk, read_staged_series,
-                             staged_schema)
+from harness.staged_chunk import BAR, Staged, StagedChunk, read_staged_chunk, read_staged_series, staged_schema
+from harness.staging import StagingFolder
 from harness.stats.summary import (PATH_COLUMNS, PathSums, score_buckets, statistics_tables, window_columns,
                                    window_statistics)
 
@@ -197,7 +197,7 @@ def _adjust(chunk: StagedChunk, name: str, windows: Sequence[int], offsets: Sequ
 def null_counts(job: NullJob, staged: Staged | None = None) -> tuple[list[int], list[int]]:
     """(positive, valid) per window: over every bar of the job's chunks, how many h-bar abnormal
     returns exist and how many of those are above 0. Counts, so their totals do not depend on how
-    the chunks are cut into jobs. staged: the chunks' files as sent through Dask (harness.staging.
+    the chunks are cut into jobs. staged: the chunks' files as sent through Dask (harness.staged_chunk.
     staged_files), else they are read from job.staging."""
     positive, valid = np.zeros(len(job.windows), np.int64), np.zeros(len(job.windows), np.int64)
     benchmark = BenchmarkReturns(job.market, job.benchmark)
@@ -284,7 +284,7 @@ def finish_pieces(job: FinishJob, staged: Staged | None = None) -> list[PieceRes
     (else its units' path sums, for the driver to add up). (The statistics are computed here
     because the jobs run side by side.) Writes no file.
 
-    staged: the chunks' files as sent through Dask (harness.staging.staged_files), else they are
+    staged: the chunks' files as sent through Dask (harness.staged_chunk.staged_files), else they are
     read from job.staging. Path sums are summed per unit, each from zero, and a detector's units
     are added up in unit order (PathSums.add_sums; a detector of one unit keeps its unit's sums),
     whichever pieces and jobs hold them: the same bits in every mode. Reads each staged chunk once

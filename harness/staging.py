@@ -2,9 +2,11 @@
 
 One symbol's way: harness.task.scan_symbol returns its SymbolResult (events with their bar number,
 score, close and forward returns; its bars' days and closes); the driver buffers it until its
-chunk is whole, then StagingFolder.write_chunk stages the chunk's parts. At the end of the run
-harness.finish's jobs read the chunk back (read_staged_chunk) and turn its rows into the final
-files' bytes (harness.final_files writes them).
+chunk is whole, then StagingFolder.write_chunk stages the chunk's parts (their format:
+harness.staged_chunk) and records what the chunk told in state.json (harness.staged_facts). At the
+end of the run harness.finish's jobs read the chunk back (harness.staged_chunk.read_staged_chunk)
+and turn its rows into the final files' bytes (harness.final_files writes them). This module is
+the folder's life: made, checked for --resume, written chunk by chunk, handed to the final files.
 
 The run's symbols, sorted, are cut into chunks of `flush_every` consecutive symbols (the last one
 may be shorter); chunk c is symbols[c * flush_every : (c + 1) * flush_every]. The driver writes a
@@ -13,13 +15,9 @@ chunk as soon as all its symbols' results are in, in whatever order chunks compl
 Layout while a run is going (all under <out_dir>/.symbol-scan-staging/):
     made-by-symbol-scan   the marker: only a staging folder holding it is ever deleted
     state.json            the commit point (StagedFacts): run key, chunks written, counts
-    rows-00000.arrow      one part per chunk (named by chunk number): every detector's events with
-                          their bar number, score, close and forward returns (and extra columns)
-    series-00000.arrow    every bar's day and close of the chunk's symbols
-    market-00000.arrow    the chunk's market sums (harness.stats.market.chunk_sums)
+    rows-, series-, market-00000.arrow   a chunk's parts (harness.staged_chunk)
     final-NNN-<file>      at the end: the final files under their temp names (harness.final_files)
-Parts are Arrow IPC files: staging is internal, and they write and read several times faster than
-parquet (the driver writes them while the workers scan). Each part is written to a temp name, then
+Each part is written to a temp name, then
 renamed; a chunk counts only once state.json lists it, so a crash keeps every listed chunk for
 --resume. state.json also holds each part's sha256, checked by --resume: a part missing, cut short
 or rewritten since (even at the same size) is refused, not resumed. The folder is removed when the final files are committed (final_files()).
@@ -27,41 +25,40 @@ or rewritten since (even at the same size) is refused, not resumed. The folder i
 A write that fails (no space, no permission, a read-only file system, a file too large, a path in
 the way) is one OutputError naming the path and saying what --resume can still use. Nothing in
 out_dir but the run's own paths (harness.outdir) is touched.
-
-Determinism: a part always holds the results of one chunk's symbols in sorted order, so the parts,
-and so the final bytes, depend only on the data and the config, not on task sizes or the order in
-which tasks finished.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from harness import detector_files
 from harness.detectors import DetectorSpec
 from harness.errors import ConfigError, OutputError, ScanError
-from harness import detector_files
 from harness.fingerprint import changed
-from harness.stats.market import chunk_sums, outlier_bars
 from harness.final_files import FinalFiles, in_the_way, output_errors, write_synced
 from harness.outdir import RUN_FILES, STAGING, STAGING_MARKER, os_reason
+from harness.staged_chunk import chunk_tables, read_arrow, write_arrow
+from harness.staged_facts import StagedFacts
 from harness.task import SymbolResult
 
 STATE_FILE = "state.json"
 MARKER_TEXT = ("symbol scan keeps the flushed results of an unfinished run here (for --resume); "
                "the next run into this folder deletes it.\n")
-BAR = "bar"  # staged forward parts only: the event's row in its symbol's bars
-MAX_LISTED_OUTLIERS = 1000  # market outliers listed in state.json and run.json (all are counted)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 @contextlib.contextmanager
@@ -75,187 +72,6 @@ def replacing(path: Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
-
-
-@dataclasses.dataclass
-class StagedChunk:
-    """One staged chunk, read back: its symbols' bars and some detectors' rows."""
-
-    days: np.ndarray                     # every bar's day number (int32), symbol after symbol
-    close: np.ndarray                    # every bar's close
-    spans: dict[str, tuple[int, int]]    # symbol -> (first row in days/close, number of bars)
-    rows: dict[str, pa.Table]            # detector name -> its rows (staged_schema())
-
-    def spans_of(self, symbols: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-        """(first row, number of bars) in days/close of each entry of `symbols` (symbols of this chunk)."""
-        encoded = symbols.combine_chunks().dictionary_encode()
-        names = encoded.dictionary.to_pylist()
-        indices = encoded.indices.to_numpy(zero_copy_only=False)
-        first = np.array([self.spans[n][0] for n in names], dtype=np.int64)
-        length = np.array([self.spans[n][1] for n in names], dtype=np.int64)
-        return first[indices], length[indices]
-
-    def codes_of(self, symbols: pa.ChunkedArray, codes: Mapping[str, int]) -> np.ndarray:
-        """The code (int32) of each entry of `symbols` in `codes` (symbol -> its number in the run)."""
-        encoded = symbols.combine_chunks().dictionary_encode()
-        mine = np.array([codes[n] for n in encoded.dictionary.to_pylist()], dtype=np.int32)
-        return mine[encoded.indices.to_numpy(zero_copy_only=False)]
-
-    def symbol_spans(self) -> tuple[np.ndarray, np.ndarray]:
-        """(first row, number of bars) of each of the chunk's symbols, in row order."""
-        spans = sorted(self.spans.values())
-        return (np.array([a for a, _ in spans], dtype=np.int64).reshape(-1),
-                np.array([n for _, n in spans], dtype=np.int64).reshape(-1))
-
-
-def write_arrow(table: pa.Table, path: Path) -> None:
-    """`table` as an Arrow IPC file."""
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
-
-
-def read_arrow(path: Path) -> pa.Table:
-    with pa.memory_map(str(path)) as source:
-        return pa.ipc.open_file(source).read_all()
-
-
-# A run's staged chunks as the end of the run reads them: the staging folder, for a process that
-# sees it, or chunk -> staged_files() of the chunks it needs, sent through Dask to one that may not.
-Staged = Path | Mapping[int, Mapping[str, bytes]]
-
-
-def staged_files(staging: Path, chunk: int) -> dict[str, bytes]:
-    """The bytes of staged chunk `chunk`'s files that the end of the run reads: kind (rows,
-    series) -> the file's bytes."""
-    return {kind: (staging / f"{kind}-{chunk:05d}.arrow").read_bytes() for kind in ("rows", "series")}
-
-
-def _read_staged(staged: Staged, kind: str, chunk: int) -> pa.Table:
-    if isinstance(staged, Path):
-        return read_arrow(staged / f"{kind}-{chunk:05d}.arrow")
-    return pa.ipc.open_file(pa.py_buffer(staged[chunk][kind])).read_all()
-
-
-def repeated_names(names: Sequence[str], counts: Sequence[int]) -> pa.DictionaryArray:
-    """names[0] counts[0] times, then names[1] counts[1] times, ...: dictionary-encoded, without
-    building a Python string per row (a chunk of 20-year histories has a million bars)."""
-    indices = np.repeat(np.arange(len(names), dtype=np.int32), np.asarray(counts, dtype=np.int64))
-    return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(list(names), pa.string()))
-
-
-def staged_schema(file_schemas: Mapping[str, pa.Schema]) -> pa.Schema:
-    """A detector's rows as read back (read_staged_chunk), from its files' schemas
-    (StagingFolder.schemas()): every column of its files (harness.detector_files.final_columns) but
-    abn_<h>, which the end of the run adds, and BAR."""
-    staged = [field for field in detector_files.final_columns(file_schemas) if not field.name.startswith("abn_")]
-    return pa.schema([*staged, (BAR, pa.int32())])
-
-
-def read_staged_chunk(staged: Staged, chunk: int, detectors: Sequence[tuple[int, str, pa.Schema]]) -> StagedChunk:
-    """Staged chunk `chunk` as StagingFolder.write_chunk laid it out, with the rows of `detectors`:
-    (number in the run, name, staged_schema()) each.
-    Reads only `staged` (the staging folder or the chunk's files' bytes), so any process can call this."""
-    series = read_staged_series(staged, chunk)
-    rows = _read_staged(staged, "rows", chunk)
-    if rows.num_rows:  # one stable sort by detector, then a slice each (a filter each reads all rows)
-        codes = rows.column("detector").to_numpy()
-        rows = rows.take(pa.array(np.argsort(codes, kind="stable")))
-        bounds = np.searchsorted(np.sort(codes), np.arange(max(code for code, *_ in detectors) + 2))
-    for code, name, schema in detectors:
-        mine = rows.slice(bounds[code], bounds[code + 1] - bounds[code]) if rows.num_rows else rows
-        series.rows[name] = _detector_rows(mine, code, name, schema)
-    return series
-
-
-def read_staged_series(staged: Staged, chunk: int) -> StagedChunk:
-    """Staged chunk `chunk`'s bars only (no detector's rows)."""
-    table = _read_staged(staged, "series", chunk)
-    symbol = table.column("symbol").combine_chunks()
-    if not isinstance(symbol, pa.DictionaryArray):
-        symbol = symbol.dictionary_encode()
-    codes = symbol.indices.to_numpy(zero_copy_only=False)
-    days, close = table.column("day").to_numpy(), table.column("close").to_numpy()
-    edges = [0, *(np.flatnonzero(np.diff(codes)) + 1), len(codes)] if len(codes) else [0]
-    names = symbol.dictionary.to_pylist()
-    spans = {names[codes[a]]: (a, b - a) for a, b in zip(edges, edges[1:])}
-    return StagedChunk(days, close, spans, {})
-
-
-def _detector_rows(mine: pa.Table, code: int, name: str, schema: pa.Schema) -> pa.Table:
-    """A detector's rows with the columns of `schema` (staged_schema()) from `mine`, its rows of a
-    staged rows part: symbol as text, its name, its extra columns ("<code>:<column>"; NaN where a
-    symbol had no events), the others as staged (date, score, close, fwd_<h>, BAR)."""
-    if BAR not in mine.column_names:  # a chunk in which every symbol failed
-        return schema.empty_table()
-    columns = {"symbol": mine.column("symbol").cast(pa.string()),
-               "detector": pa.array(np.full(mine.num_rows, name, dtype=object), pa.string())}
-    nan = pa.array(np.full(mine.num_rows, np.nan), pa.float64())
-    return pa.table({c: columns[c] if c in columns else mine.column(c) if c in mine.column_names
-                     else mine.column(f"{code}:{c}") if f"{code}:{c}" in mine.column_names else nan
-                     for c in schema.names})
-
-
-def staged_rows(results: Sequence[SymbolResult], detectors: Sequence[DetectorSpec]) -> pa.Table:
-    """Every detector's event rows of `results` (ok ones, in symbol order) as one table: symbol,
-    then SymbolResult.rows' columns (detector code, bar, date, score, close, fwd_<h>), then each
-    detector's extra columns as "<code>:<name>" (NaN on other detectors' rows)."""
-    if not results:
-        return pa.table({"symbol": pa.array([], pa.string()).dictionary_encode(), "detector": pa.array([], pa.int16())})
-    counts = [len(r.rows["detector"]) for r in results]
-    columns = {name: np.concatenate([r.rows[name] for r in results]) for name in results[0].rows}
-    table = pa.table({"symbol": repeated_names([r.symbol for r in results], counts),
-                      **{name: pa.array(values) for name, values in columns.items()}})
-    starts = np.cumsum([0, *counts])
-    for code, spec in enumerate(detectors):
-        extras = [(n, r.extras[spec.name]) for n, r in enumerate(results) if spec.name in r.extras]
-        if not extras:
-            continue
-        for name in extras[0][1]:
-            values = np.full(table.num_rows, np.nan)
-            for n, extra in extras:  # a result's rows of one detector are consecutive
-                block = np.flatnonzero(columns["detector"][starts[n]:starts[n + 1]] == code) + starts[n]
-                values[block] = extra[name]
-            table = table.append_column(f"{code}:{name}", pa.array(values, pa.float64()))
-    return table
-
-
-@dataclasses.dataclass
-class StagedFacts:
-    """What state.json records besides the parts: which chunks are staged (the commit point of
-    --resume) and what their symbols told, for run.json. Updated as each chunk is staged."""
-
-    run_key: dict[str, str]            # harness.fingerprint.run_fingerprint() of the run that staged them
-    chunks: list[int] = dataclasses.field(default_factory=list)       # staged, sorted
-    extra_columns: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # detector -> its extras
-    extra_columns_from: dict[str, str] = dataclasses.field(default_factory=dict)   # detector -> the symbol that fixed them
-    failed: list[dict[str, Any]] = dataclasses.field(default_factory=list)   # symbol, detector, error
-    repairs: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # symbol -> harness.io repairs
-    cpu_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # detector -> CPU seconds
-    bars: int = 0                      # bars read, over every symbol
-    no_bars: list[str] = dataclasses.field(default_factory=list)    # symbols with no bar to scan
-    market_outliers: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # the first MAX_LISTED_OUTLIERS
-    market_outlier_count: int = 0
-    inputs: dict[str, str] = dataclasses.field(default_factory=dict)  # symbol -> harness.io.symbol_fingerprint
-    parts: dict[str, str] = dataclasses.field(default_factory=dict)  # staged part's file name -> sha256 of its bytes
-    lookahead: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # checked symbol -> its findings
-
-    def to_json(self) -> bytes:
-        return json.dumps(vars(self), sort_keys=True).encode()  # asdict() would deep-copy every field: 5x slower
-
-    @classmethod
-    def from_json(cls, saved: Any) -> StagedFacts | None:
-        """The facts of a parsed state.json; None when it is not one this tool wrote (a key missing
-        or of another type)."""
-        fresh = dataclasses.asdict(cls({}))
-        if not isinstance(saved, dict) or set(saved) != set(fresh) or any(
-                type(saved[k]) is not type(v) for k, v in fresh.items()):
-            return None
-        return cls(**saved)
 
 
 class StagingFolder:
@@ -415,63 +231,20 @@ class StagingFolder:
             reason = os_reason(exc) if isinstance(exc, OSError) else str(exc).splitlines()[0]
             raise self._damaged(f"the staged part {path} is unreadable ({reason})") from None
 
-    def schemas(self, spec: DetectorSpec, extras_seen: Sequence[tuple[str, dict[str, np.ndarray] | None]] = ()
-                ) -> dict[str, pa.Schema]:
-        """The detector's files' schemas by file name (harness.detector_files.schemas); its extra
-        columns are fixed by the first symbol staged with events (extras_seen: (symbol,
-        SymbolResult.extras) pairs), and a symbol whose columns differ is an error naming both
-        symbols. It stops the run under on_error: skip too: which of the two is wrong cannot be
-        told, and which one came first depends on the order tasks finished in."""
-        for symbol, columns in extras_seen:
-            names = list(columns) if columns is not None else []
-            known = self.facts.extra_columns.setdefault(spec.name, names)
-            first = self.facts.extra_columns_from.setdefault(spec.name, symbol)
-            if names != known:
-                raise ScanError(f"detector {spec.name!r} returned extra columns {names} for symbol {symbol!r} but "
-                                f"{known} for symbol {first!r}; a detector must return the same extra columns for "
-                                "every symbol (--on-error skip cannot tell which is wrong)")
+    def schemas(self, spec: DetectorSpec) -> dict[str, pa.Schema]:
+        """The detector's files' schemas by file name (harness.detector_files.schemas), with the
+        extra columns its staged symbols gave (StagedFacts.extra_columns)."""
         return detector_files.schemas(self.facts.extra_columns.get(spec.name, []), self.windows)
 
     def write_chunk(self, chunk: int, results: Sequence[SymbolResult]) -> None:
-        """Stage chunk `chunk`: its symbols' results, in symbol order, as one part per staged file."""
+        """Stage chunk `chunk`: its symbols' results, in symbol order, as one part per staged file
+        (harness.staged_chunk.chunk_tables), their facts in state.json (StagedFacts.record)."""
         if len(results) != len(self.chunk_range(chunk)):
             raise ValueError(f"chunk {chunk} has {len(self.chunk_range(chunk))} symbols, got {len(results)} results")
-        ok = [r for r in results if r.error is None]
-        for result in results:
-            if result.fingerprint:  # what --resume checks the files against (harness.fingerprint)
-                self.facts.inputs[result.symbol] = result.fingerprint
-            if result.error is not None:
-                self.facts.failed.append({"symbol": result.symbol, "detector": result.error.detector,
-                                             "error": result.error.message})
-        for result in ok:
-            for name, seconds in result.cpu_seconds.items():
-                self.facts.cpu_seconds[name] = self.facts.cpu_seconds.get(name, 0.0) + seconds
-            if result.repairs:
-                self.facts.repairs[result.symbol] = result.repairs
-            self.facts.bars += result.bars
-            if not result.bars:
-                self.facts.no_bars.append(result.symbol)
-            if result.lookahead:  # harness.task.check_lookahead: kept for a resumed run's summary
-                self.facts.lookahead[result.symbol] = result.lookahead
-        with_events = [(set(np.unique(r.rows["detector"]).tolist()), r) for r in ok]
-        for code, spec in enumerate(self.detectors):  # extra columns: the same for every symbol with events
-            self.schemas(spec, [(r.symbol, r.extras.get(spec.name)) for codes, r in with_events if code in codes])
-        self._write_part(staged_rows(ok, self.detectors), self.path / f"rows-{chunk:05d}.arrow")
-        with_bars = [r for r in ok if r.bars]
-        series = pa.table({
-            "symbol": repeated_names([r.symbol for r in with_bars], [r.bars for r in with_bars]),
-            "day": pa.array(np.concatenate([r.days for r in with_bars]) if with_bars else [], pa.int32()),
-            "close": pa.array(np.concatenate([r.close for r in with_bars]) if with_bars else [], pa.float64())})
-        self._write_part(series, self.path / f"series-{chunk:05d}.arrow")
-        market = chunk_sums([(r.days, r.close) for r in with_bars], self.outlier_move)
-        for r in with_bars:
-            for bar in np.flatnonzero(outlier_bars(r.close, self.outlier_move)):
-                self.facts.market_outlier_count += 1
-                if len(self.facts.market_outliers) < MAX_LISTED_OUTLIERS:
-                    self.facts.market_outliers.append(
-                        {"symbol": r.symbol, "date": str(np.datetime64(int(r.days[bar]), "D")),
-                         "return": float(r.close[bar] / r.close[bar - 1] - 1)})
-        self._write_part(pa.Table.from_pandas(market, preserve_index=False), self.path / f"market-{chunk:05d}.arrow")
+        self.facts.record(results, self.detectors, self.outlier_move)
+        for kind, table in chunk_tables([r for r in results if r.error is None], self.detectors,
+                                        self.outlier_move).items():
+            self._write_part(table, self.path / f"{kind}-{chunk:05d}.arrow")
         self.facts.chunks = sorted({*self.facts.chunks, chunk})
         self._save_state()  # the commit point: parts of chunks not listed are ignored on resume
 

@@ -328,7 +328,7 @@ def test_resume_from_a_damaged_staging_folder_is_one_line_and_changes_nothing(tm
         (out / STAGING / "rows-00001.arrow").unlink()
     else:  # other closes, the same bytes but those (it was resumed: exit 0, wrong summary, paths, forward)
         import pyarrow as pa
-        from harness.staging import write_arrow
+        from harness.staged_chunk import write_arrow
         part = out / STAGING / "series-00001.arrow"
         table, size = pa.ipc.open_file(pa.py_buffer(part.read_bytes())).read_all(), part.stat().st_size
         write_arrow(table.set_column(2, "close", pa.array(table.column("close").to_numpy() * 1.5)), part)

@@ -196,18 +196,18 @@ def test_a_reusing_run_killed_leaves_the_previous_files_and_resumes(small_univer
 @pytest.mark.parametrize("key, value", [("forward_windows", [5, 10]), ("lookback_days", 400),
                                         ("end_date", "2024-06-30"), ("benchmark", "market_model"),
                                         ("exclude_flagged", True), ("flush_every", 7), ("lookahead_check", "warn")])
-def test_every_setting_that_decides_bytes_is_in_the_base_key(key, value):
+def test_every_setting_that_decides_bytes_is_in_the_base_key(key, value, small_universe):
     from harness.config import load_config
-    settings = load_config({}).as_dict()
+    settings = load_config({"ohlcv_path": str(small_universe)}).as_dict()
     assert base_key({**settings, key: value}, ["A", "B"]) != base_key(settings, ["A", "B"])
 
 
 @pytest.mark.parametrize("key, value", [("workers", 3), ("out_dir", "elsewhere"), ("on_error", "skip"),
                                         ("symbols_per_task", 4), ("reuse", False), ("detectors", ["gap"]),
                                         ("params", {"gap": {"min_gap": 0.1}})])
-def test_where_and_how_fast_a_run_goes_and_its_detectors_are_not(key, value):
+def test_where_and_how_fast_a_run_goes_and_its_detectors_are_not(key, value, small_universe):
     from harness.config import load_config
-    settings = load_config({}).as_dict()
+    settings = load_config({"ohlcv_path": str(small_universe)}).as_dict()
     assert base_key({**settings, key: value}, ["A", "B"]) == base_key(settings, ["A", "B"])
     assert base_key(settings, ["A", "C"]) != base_key(settings, ["A", "B"])  # the universe is
 

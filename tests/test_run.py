@@ -89,7 +89,7 @@ def test_local_cluster_outputs_are_byte_identical_to_serial(tmp_path, small_univ
 NO_SHARED_DISK = """
 import os
 import pyarrow.parquet as pq
-import harness.staging
+import harness.staged_chunk
 
 def no_disk(path, *args, **kwargs):
     raise OSError(f"this worker cannot see the driver's disk ({path})")
@@ -100,7 +100,7 @@ class NoFiles(pq.ParquetWriter):
             raise OSError(f"this worker may not write a file ({where})")
         super().__init__(where, *args, **kwargs)
 
-harness.staging.read_arrow, pq.ParquetWriter = no_disk, NoFiles
+harness.staged_chunk.read_arrow, pq.ParquetWriter = no_disk, NoFiles
 """
 
 

@@ -14,7 +14,9 @@ from conftest import bars, write_partition
 from harness.config import load_config
 from harness.detectors import resolve_detectors
 from harness.errors import ScanError
-from harness.staging import StagedFacts, StagingFolder, read_staged_chunk, staged_files, staged_schema, write_arrow
+from harness.staged_chunk import read_staged_chunk, staged_files, staged_schema, write_arrow
+from harness.staged_facts import StagedFacts
+from harness.staging import StagingFolder
 from harness.task import ScanSettings, scan_symbol
 
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD", "EEE"]

@@ -53,7 +53,7 @@ class Executor:
     def run_jobs(self, function: Callable[..., Any], jobs: Sequence[Any]) -> list[Any]:
         """function(job) for every job, the results in job order (harness.finish.RunAll). A job
         with a `chunks` attribute reads those staged chunks: where the workers may not see the
-        driver's disk, they come as a second argument (harness.staging.staged_files of each)."""
+        driver's disk, they come as a second argument (harness.staged_chunk.staged_files of each)."""
         raise NotImplementedError
 
     def client_closed(self) -> bool:

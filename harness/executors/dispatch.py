@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 from harness.errors import ScanError
-from harness.staging import staged_files
+from harness.staged_chunk import staged_files
 from cluster.plan import fixed_task_sizes, plan_task_sizes
 from harness.task import ScanSettings, SymbolError, SymbolResult, scan_symbols
 
@@ -278,7 +278,7 @@ SHIP_BATCH = 8       # staged chunks sent with one scatter (each a few MB): few 
 
 class ShippedChunks:
     """A run's staged chunks sent to a cluster whose workers may not see the driver's disk (a remote
-    scheduler's, a caller's client's): each chunk's files (harness.staging.staged_files) scattered
+    scheduler's, a caller's client's): each chunk's files (harness.staged_chunk.staged_files) scattered
     once, when a job first needs it, and kept on the workers for the other jobs until release().
     The driver reads one chunk at a time, so its memory does not grow with the staging folder."""
 
