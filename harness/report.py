@@ -612,13 +612,16 @@ def _facts(info: Mapping[str, Any]) -> str:
     params = "; ".join(f"{html.escape(name)}: " + (html.escape(", ".join(f"{k}={v}" for k, v in values.items()))
                                                    or "none")
                        for name, values in (info.get("detector_params") or {}).items())
+    reused = info.get("reused") or {}
+    kept = (f" Kept from {html.escape(str(reused.get('from', '?')))} (neither scanned nor finished again, so not in "
+            f"the CPU times): <b>{html.escape(', '.join(reused.get('detectors', [])))}</b>." if reused else "")
     return f"""<h1>symbol scan report</h1>
 <p>Run of <b>{html.escape(str(info.get('started', '?')))}</b> with symbol-scan
 {html.escape(str(version.get('symbol_scan', '?')))}{f" (git {html.escape(version['git'])})" if version.get('git') else ''};
 data {html.escape(str(market.get('first_date', '?')))} to {html.escape(str(market.get('last_date', '?')))}.
 Symbols scanned: <b>{symbols.get('done', '?')}</b> of {symbols.get('total', '?')};
 failed: <b>{symbols.get('failed', 0)}</b> ({failed}). Ran on: <b>{html.escape(where)}</b>.
-Duration: <b>{info.get('wall_seconds', 0):.1f} s</b>.</p>
+Duration: <b>{info.get('wall_seconds', 0):.1f} s</b>.{kept}</p>
 <p class=small>Parameters (defaults included): {params or '-'}.</p>
 <p>{html.escape(BENCHMARK_TEXT.get((info.get('config') or {}).get('benchmark', 'market'), ''))}
 Intervals and bands: 95%, <b>per test (unadjusted)</b>, with standard errors clustered by event date and by symbol,

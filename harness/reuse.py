@@ -35,6 +35,8 @@ import hashlib
 import json
 import logging
 import math
+import os
+import stat
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -45,7 +47,7 @@ import pyarrow.parquet as pq
 from harness.detectors import DetectorSpec
 from harness.errors import ScanError
 from harness.eval import abnormal_column, flagged_column, forward_column
-from harness.fingerprint import NOT_DECIDING, code_files, digest, versions
+from harness.fingerprint import NOT_DECIDING, code_files, code_roots, digest, stable_repr, underlying, versions
 from harness.detector_files import file_names
 from harness.outdir import REUSE_RECORD
 
@@ -70,43 +72,80 @@ class Reuse:
     inputs: dict[str, str]             # symbol -> the fingerprint of the files the previous run read
     null_hit_rates: dict[int, float]
     since: str                         # when the previous run started (its run.json), for messages
+    market: str                        # the sha256 of the previous run's market.parquet
 
 
 def _json_digest(value: Any) -> str:
     return digest(json.dumps(value, sort_keys=True, default=str).encode())
 
 
+# This tool's own code: a change to any of it may change every detector's bytes (a user's detector
+# may call the baselines too).
+TOOL_PACKAGES = ("harness", "baseline", "cluster")
+
+
 def base_key(settings: Mapping[str, Any], symbols: Sequence[str]) -> str:
     """The digest of what decides every detector's bytes but the detectors themselves (module
     docstring); settings: ScanConfig.as_dict()."""
     deciding = {k: v for k, v in settings.items() if k not in NOT_DECIDING and k not in DETECTOR_KEYS}
-    where, files = code_files("harness")
-    tool = [(path, digest(data)) for path, data in files]
+    tool = [(package, path, digest(data)) for package in TOOL_PACKAGES for path, data in code_files(package)[1]]
     return _json_digest({"settings": deciding, "symbols": list(symbols), "tool": tool, "versions": versions()})
 
 
 def detector_key(spec: DetectorSpec, code: str) -> str:
-    """The digest of what decides one detector's own bytes: its name (a column of its files), its
-    code (code: harness.fingerprint.source_digest) and its parameters."""
-    return _json_digest({"name": spec.name, "code": code, "params": spec.params})
+    """The digest of what decides one detector's own bytes: its name (a column of its files), the
+    function it runs (by module and name, and a partial's arguments: harness.fingerprint.underlying),
+    its code (code: harness.fingerprint.source_digest) and its parameters."""
+    function, bound = underlying(spec.func)
+    return _json_digest({"name": spec.name, "function": stable_repr(function), "bound": bound, "code": code,
+                         "params": spec.params})
+
+
+def has_source_files(spec: DetectorSpec) -> bool:
+    """Whether every module of a detector's code is a file (harness.fingerprint.code_files): a
+    function defined in a notebook or on stdin is digested by its own bytecode only, which misses a
+    helper it calls, so such a detector is never kept."""
+    roots = code_roots(spec.func)
+    try:
+        return bool(roots) and all(code_files(root) is not None for root in roots)
+    except Exception:  # a module that no longer imports
+        return False
+
+
+def _read_regular(path: Path) -> bytes:
+    """A file's bytes, without following a symlink or opening a FIFO or a device (OSError then)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            return file.read()
+    finally:
+        os.close(fd)
 
 
 def sha256_file(path: Path) -> str | None:
-    """The sha256 of a file's bytes; None when it cannot be read."""
+    """The sha256 of a regular file's bytes; None when it is not one (a symlink, a FIFO) or cannot
+    be read."""
     try:
-        with open(path, "rb") as file:
-            return hashlib.file_digest(file, "sha256").hexdigest()
+        return hashlib.sha256(_read_regular(path)).hexdigest()
     except OSError:
         return None
 
 
+def _sealed(record: Mapping[str, Any]) -> str:
+    """The digest a record carries of the rest of its content (record_text)."""
+    return _json_digest({k: v for k, v in record.items() if k != "digest"})
+
+
 def read_record(out_dir: Path) -> dict[str, Any] | None:
-    """The previous run's record in out_dir; None when there is none, or not one this version reads."""
+    """The previous run's record in out_dir; None when there is none, or not one this version wrote
+    as it is now (its own digest differs: edited, cut short, another format)."""
     try:
-        record = json.loads((out_dir / REUSE_RECORD).read_text())
+        record = json.loads(_read_regular(out_dir / REUSE_RECORD))
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
+    if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("digest") != _sealed(record):
         return None
     return record
 
@@ -120,48 +159,84 @@ def previous_start(out_dir: Path) -> str:
     return f"the run of {started}" if isinstance(started, str) else "the previous run"
 
 
-def plan_reuse(out_dir: Path, base: str, keys: Mapping[str, str], specs: Sequence[DetectorSpec]) -> Reuse | None:
+def keepable(out_dir: Path, base: str, keys: Mapping[str, str], specs: Sequence[DetectorSpec]
+             ) -> tuple[Reuse | None, dict[str, str]]:
     """Which detectors of `specs` (keys: name -> detector_key) the previous run in out_dir left
-    unchanged, their files intact; None when none is (no record, or a different base). Says what it
-    keeps, or why it keeps nothing, in the log."""
+    unchanged, their files intact (a Reuse, None when none is), and why each other one is not."""
     record = read_record(out_dir)
-    if record is None:
-        return None
     since = previous_start(out_dir)
-    if record.get("base") != base:
-        log.info("Not reusing %s: the config, the universe or this tool's code changed", since)
-        return None
-    if record.get("failed"):
-        log.info("Not reusing %s: it skipped failed symbols", since)
-        return None
+    everyone = (f"{since} left no record of its own (none, or edited since)" if record is None
+                else f"the config, the universe or this tool's code changed since {since}"
+                if record["base"] != base else f"{since} skipped failed symbols" if record["failed"] else "")
+    why: dict[str, str] = {}
     kept = {}
     for spec in specs:
-        entry = record.get("detectors", {}).get(spec.name)
-        if not isinstance(entry, dict) or entry.get("key") != keys[spec.name]:
-            continue
-        files = entry.get("files")
-        if (_readable(entry) and isinstance(files, dict) and sorted(files) == sorted(file_names())
-                and all(sha256_file(out_dir / spec.out_name / name) == sha for name, sha in files.items())):
+        entry = record["detectors"].get(spec.name) if not everyone else None
+        if everyone:
+            why[spec.name] = everyone
+        elif not isinstance(entry, dict) or entry.get("key") != keys[spec.name]:
+            why[spec.name] = "it is new, or its code, parameters or what it runs changed"
+        elif not has_source_files(spec):
+            why[spec.name] = "its code has no source file to check (a notebook's or stdin's function)"
+        elif not _readable(entry) or not all(sha256_file(out_dir / spec.out_name / name) == sha
+                                             for name, sha in entry["files"].items()):
+            why[spec.name] = "its files are not those the previous run wrote"
+        else:
             kept[spec.name] = entry
     if not kept:
-        log.info("Not reusing %s: every detector changed", since)
+        return None, why
+    return Reuse(kept, dict(record["inputs"]), {int(h): math.nan if rate is None else float(rate)
+                                                for h, rate in record["null_hit_rates"].items()},
+                 since, record["market"]), why
+
+
+def plan_reuse(out_dir: Path, base: str, keys: Mapping[str, str], specs: Sequence[DetectorSpec],
+               staged: Sequence[str] | None = None) -> Reuse | None:
+    """What a run keeps of the previous one (keepable()), said in the log. staged: the detectors an
+    unfinished run being resumed scanned (None: not a resume): it keeps the others, and a ScanError
+    says so when one of them can no longer be kept."""
+    try:
+        reuse, why = keepable(out_dir, base, keys, specs)
+    except Exception:  # a record that is not what this version writes, though sealed: keep nothing
+        reuse, why = None, {spec.name: "its record is not one this version reads" for spec in specs}
+    if staged is not None:
+        expected = [spec.name for spec in specs if spec.name not in staged]
+        lost = [name for name in expected if reuse is None or name not in reuse.kept]
+        if lost:
+            raise ScanError(f"--resume: the unfinished run kept detector {lost[0]!r} from the previous run, but it can "
+                            f"no longer be kept ({why[lost[0]]}); rerun without --resume")
+        if not expected:
+            return None
+        reuse = dataclasses.replace(reuse, kept={name: reuse.kept[name] for name in expected})
+    if reuse is None:
+        reasons = set(why.values())
+        if why and len(reasons) == 1:
+            log.info("Not reusing: %s", reasons.pop())
         return None
-    log.info("Reusing %d of %d detectors from %s: %s", len(kept), len(specs), since,
-             ", ".join(name for name in (s.name for s in specs) if name in kept))
-    return Reuse(kept, dict(record.get("inputs", {})),
-                 {int(h): math.nan if rate is None else float(rate)
-                  for h, rate in record.get("null_hit_rates", {}).items()}, since)
+    log.info("Reusing %d of %d detectors from %s: %s", len(reuse.kept), len(specs), reuse.since,
+             ", ".join(name for name in (s.name for s in specs) if name in reuse.kept))
+    return reuse
 
 
 def _readable(entry: Mapping[str, Any]) -> bool:
-    """Whether a record's entry holds the tables a kept detector needs (a record edited by hand, or
-    by another version, is not trusted: its detector is scanned)."""
+    """Whether a record's entry holds what a kept detector needs: its tables, its finding, its files'
+    digests (a record sealed by another version is not trusted: its detector is scanned)."""
     try:
         for table in ("summary", "quantiles", "paths"):
             decode_table(entry[table])
-        return isinstance(entry["lookahead"], str) and isinstance(entry.get("flagged", {}), dict)
+        return (isinstance(entry["lookahead"], str) and isinstance(entry.get("flagged", {}), dict)
+                and sorted(entry["files"]) == sorted(file_names()))
     except Exception:
         return False
+
+
+def market_changed(reuse: Reuse, market_sha256: str) -> str | None:
+    """Why the kept detectors' files would not be a fresh run's, seen once the market index is made:
+    it differs from the previous run's (an input rewritten at the same size and time, which the
+    inputs' fingerprints cannot see). None when it is the same."""
+    if market_sha256 == reuse.market:
+        return None
+    return f"the market index differs from the one of {reuse.since} (an input file changed at the same size and time?)"
 
 
 def abandoned(reuse: Reuse, inputs: Mapping[str, str], failed: Sequence[Mapping[str, Any]]) -> str | None:
@@ -209,10 +284,14 @@ def kept_statistics(out_dir: Path, spec: DetectorSpec, entry: Mapping[str, Any],
     of the events whose window crosses a flagged bar are NaN, as a scanned detector's are."""
     names = ["symbol", "date", *(c for h in windows for c in (forward_column(h), abnormal_column(h)))]
     try:
-        table = pq.read_table(out_dir / spec.out_name / "forward.parquet", columns=names)
-    except (OSError, ValueError) as exc:
-        raise ScanError(f"cannot read {out_dir / spec.out_name / 'forward.parquet'} ({exc}); "
-                        "rerun with --no-reuse") from None
+        return _kept_statistics(out_dir, spec, entry, windows, symbols, exclude_flagged, names)
+    except Exception as exc:  # its file or its entry is not what the record says: start again, all scanned
+        raise ReuseAbandoned(f"the kept detector {spec.name!r} cannot be read back ({type(exc).__name__}: {exc})") from None
+
+
+def _kept_statistics(out_dir: Path, spec: DetectorSpec, entry: Mapping[str, Any], windows: Sequence[int],
+                     symbols: Sequence[str], exclude_flagged: bool, names: list[str]) -> KeptStatistics:
+    table = pq.read_table(out_dir / spec.out_name / "forward.parquet", columns=names)
     codes = np.searchsorted(np.asarray(symbols, dtype=object), table.column("symbol").to_numpy(zero_copy_only=False))
     columns: dict[str, np.ndarray] = {"date": table.column("date").to_numpy(), "symbol": codes.astype(np.int32)}
     for h in windows:
@@ -239,9 +318,12 @@ def record_entry(key: str, files: Mapping[str, str], lookahead: str, summary: pd
     return entry
 
 
-def record_text(base: str, inputs: Mapping[str, str], null_hit_rates: Mapping[int, float],
+def record_text(base: str, inputs: Mapping[str, str], null_hit_rates: Mapping[int, float], market: str,
                 failed: Sequence[str], entries: Mapping[str, Mapping[str, Any]]) -> str:
-    """The record's text: the same bytes for the same content (keys sorted)."""
-    return json.dumps({"format": FORMAT, "base": base, "inputs": dict(sorted(inputs.items())),
-                       "null_hit_rates": {str(h): (None if math.isnan(r) else r) for h, r in null_hit_rates.items()},
-                       "failed": sorted(failed), "detectors": dict(entries)}, sort_keys=True) + "\n"
+    """The record's text, sealed with the digest of its content (read_record checks it): the same
+    bytes for the same content (keys sorted). market: the sha256 of market.parquet."""
+    record = {"format": FORMAT, "base": base, "inputs": dict(sorted(inputs.items())),
+              "null_hit_rates": {str(h): (None if math.isnan(r) else r) for h, r in null_hit_rates.items()},
+              "market": market, "failed": sorted(failed), "detectors": dict(entries)}
+    record = json.loads(json.dumps(record))  # as read back, so that the seal is what read_record computes
+    return json.dumps({**record, "digest": _sealed(record)}, sort_keys=True) + "\n"

@@ -61,10 +61,11 @@ from harness.redact import redact
 from harness.signals import INTERRUPTED, ignore_interrupts, stop_on_signals
 from harness.detector_files import file_names
 from harness.outdir import REUSE_RECORD, hold_output_folder
-from harness.reuse import (Reuse, ReuseAbandoned, abandoned, base_key, detector_key, kept_statistics, plan_reuse,
+from harness.reuse import (Reuse, ReuseAbandoned, abandoned, base_key, detector_key, kept_statistics, market_changed,
+                           plan_reuse,
                            record_entry, record_text)
 from harness.final_files import FinalFiles
-from harness.staging import StagingFolder
+from harness.staging import StagingFolder, staged_detectors
 from harness.stats.summary import format_summary, summarize
 from harness.task import CANNOT_CUT, LOOKAHEAD_MIN_BARS, ScanSettings, SymbolResult
 
@@ -216,7 +217,9 @@ def prepare_run(cfg: ScanConfig, resume: bool, reuse: bool = True) -> RunPlan:
     specs = resolve_detectors(cfg.detectors, cfg.params, cfg.detector_entries)
     codes = {spec.name: source_digest(spec.func)[0] for spec in specs}
     keys = base_key(cfg.as_dict(), symbols), {spec.name: detector_key(spec, codes[spec.name]) for spec in specs}
-    kept = plan_reuse(Path(cfg.out_dir), *keys, specs) if reuse and cfg.reuse else None
+    # a resumed run keeps what the run it resumes kept (it staged only the others)
+    staged = staged_detectors(Path(cfg.out_dir)) if resume else None
+    kept = plan_reuse(Path(cfg.out_dir), *keys, specs, staged) if reuse and (cfg.reuse or staged is not None) else None
     scanned = [spec for spec in specs if kept is None or spec.name not in kept.kept]
     staging = StagingFolder(cfg.out_dir, scanned, cfg.forward_windows, run_fingerprint(cfg, symbols, scanned), resume,
                             len(symbols), cfg.flush_every, cfg.market_outlier_move)
@@ -232,7 +235,8 @@ def prepare_run(cfg: ScanConfig, resume: bool, reuse: bool = True) -> RunPlan:
     if ignored:
         log.warning("Ignored %d entries under %s that are not symbol=XXX folders: %s",
                     len(ignored), cfg.ohlcv_path, ", ".join(ignored[:5]))
-    log.info("Scanning %d symbols with %d detectors", len(symbols), len(scanned))
+    log.info("Scanning %d symbols with %d detectors", len(symbols), len(scanned)) if scanned else log.info(
+        "Reading %d symbols (every detector kept: the reads check the inputs and make the market index)", len(symbols))
     todo = [i for c in range(staging.chunks) if c not in staging.done_chunks for i in staging.chunk_range(c)]
     # the first symbols to scan, whoever runs them: the same check serially and on Dask, and early
     # the universe's first symbols, whoever runs them and whether or not a run is resumed (those an
@@ -378,7 +382,7 @@ def reuse_record(plan: RunPlan, files: FinalFiles, evaluated: Evaluated) -> str:
                                           evaluated.quantiles[spec.name],
                                           paths[paths["detector"] == spec.name].reset_index(drop=True),
                                           evaluated.events[spec.name], cfg.forward_windows, cfg.exclude_flagged)
-    return record_text(base, plan.staging.facts.inputs, evaluated.null_hit_rates,
+    return record_text(base, plan.staging.facts.inputs, evaluated.null_hit_rates, files.sha256["market.parquet"],
                        [f["symbol"] for f in plan.staging.facts.failed], entries)
 
 
@@ -483,9 +487,12 @@ def _run_scan(cfg: ScanConfig, resume: bool, imports_seconds: float, client: Any
                                    range(cfg.path_offsets[0], cfg.path_offsets[1] + 1),
                                    cfg.benchmark_settings(), plan.symbols, execution.run_all, execution.processes,
                                    plan.reuse.null_hit_rates if plan.reuse else None)
+        if plan.reuse is not None:
+            why = market_changed(plan.reuse, files.sha256["market.parquet"])
+            if why:
+                raise ReuseAbandoned(why)
         evaluated = with_kept(plan, evaluated)
         summary = write_statistics(plan, files, evaluated)
-        files.text(REUSE_RECORD, reuse_record(plan, files, evaluated))
         timings.lap("finalize")
         info = run_facts(plan, execution, evaluated, started, timings)
         from harness.report import build_report  # imported when needed: a mistake exits before it
@@ -496,8 +503,10 @@ def _run_scan(cfg: ScanConfig, resume: bool, imports_seconds: float, client: Any
         info["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         info["files"] = [*files.names, *(f"{spec.out_name}/{name}" for spec in plan.specs
                                            if plan.reuse and spec.name in plan.reuse.kept
-                                           for name in plan.reuse.kept[spec.name]["files"]), "run.json"]
+                                           for name in plan.reuse.kept[spec.name]["files"]), "run.json", REUSE_RECORD]
         files.text("run.json", json.dumps(info, indent=2, default=str) + "\n")
+        # last: renamed into place after every other file, the record says what the folder holds
+        files.text(REUSE_RECORD, reuse_record(plan, files, evaluated))
     if console:
         print(format_summary(summary))
     for note in closing_notes(info, cfg):
@@ -517,7 +526,8 @@ def closing_notes(info: Mapping[str, Any], cfg: ScanConfig) -> list[str]:
     notes = [f"warning: {findings[name]}; its rows get no star (lookahead_check: warn)"
              for name in sorted(looks_ahead(findings))]
     notes += [f"note: {line}" for line in findings.values() if CANNOT_CUT in line]
-    if info["lookahead"]["check"] != "off" and not info["lookahead"]["symbols"]:
+    everything_kept = info["reused"] and len(info["reused"]["detectors"]) == len(info["detector_params"])
+    if info["lookahead"]["check"] != "off" and not info["lookahead"]["symbols"] and not everything_kept:
         notes.append(f"note: the look-ahead check ran on no symbol (the first {LOOKAHEAD_SYMBOLS} have fewer than "
                      f"{LOOKAHEAD_MIN_BARS} bars, or were staged by a run without the check)")
     failed = info["failed"]

@@ -74,6 +74,16 @@ def replacing(path: Path) -> Iterator[Path]:
         raise
 
 
+def staged_detectors(out_dir: Path) -> list[str] | None:
+    """The detectors an unfinished run in out_dir staged (its state.json's run key), None when there
+    is no staging folder with a readable state; StagingFolder checks the rest."""
+    try:
+        saved = json.loads((out_dir / STAGING / STATE_FILE).read_text())
+        return [part.partition(":")[2] for part in saved["run_key"] if part.startswith("code:")]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 class StagingFolder:
     """Owns <out_dir>/.symbol-scan-staging: the staged chunks, state.json and --resume; hands over
     to the final files at the end (final_files())."""

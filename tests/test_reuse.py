@@ -123,16 +123,23 @@ def test_a_kept_file_that_changed_since_is_scanned_again(small_universe, tmp_pat
     scan(small_universe, fresh, "--detectors", "gap,rsi_oversold")
     assert output_files(out, record=True) == output_files(fresh, record=True)
     assert run_json(out)["reused"]["detectors"] == ["rsi_oversold"]
-    # a record edited by hand: the entry that lost a table is not trusted, a record cut short is no record
+    # a record edited (its seal no longer matches), cut short, or not a regular file is no record
     record = out / ".symbol-scan-reuse.json"
     edited = json.loads(record.read_text())
-    del edited["detectors"]["gap"]["paths"]
+    edited["null_hit_rates"]["5"] = 0.99  # would make a scanned detector's sign test lie
     record.write_text(json.dumps(edited))
-    scan(small_universe, out, "--detectors", "gap,rsi_oversold")
-    assert run_json(out)["reused"]["detectors"] == ["rsi_oversold"] and output_files(out, record=True) == output_files(fresh, record=True)
-    record.write_text(record.read_text()[:100])
-    scan(small_universe, out, "--detectors", "gap,rsi_oversold")
-    assert run_json(out)["reused"] is None and output_files(out, record=True) == output_files(fresh, record=True)
+    for damage in ("edited", "cut short", "a FIFO"):
+        if damage == "cut short":
+            record.write_text(record.read_text()[:100])
+        elif damage == "a FIFO":  # reading it would hang the run
+            record.unlink()
+            os.mkfifo(record)
+        rerun = scan(small_universe, out, "--detectors", "gap,rsi_oversold")
+        assert "left no record of its own" in rerun.stderr, damage
+        assert run_json(out)["reused"] is None, damage
+        assert output_files(out, record=True) == output_files(fresh, record=True), damage
+        if damage == "a FIFO":
+            assert record.is_file()  # replaced by the run's own record
 
 
 def test_no_reuse_scans_everything(small_universe, tmp_path):
@@ -159,7 +166,7 @@ def test_a_symbol_failing_in_the_scanned_detector_runs_every_detector(marked_uni
     assert output_files(out, record=True) == output_files(fresh, record=True)
     # and a run after one that skipped a symbol keeps nothing: which detectors failed it is not known
     again = scan(data, out, "--detectors", detectors, "--on-error", "skip")
-    assert "Not reusing the run of" in again.stderr and "it skipped failed symbols" in again.stderr
+    assert "Not reusing: the run of" in again.stderr and "skipped failed symbols" in again.stderr
 
 
 def test_a_reusing_run_killed_leaves_the_previous_files_and_resumes(small_universe, tmp_path):
@@ -218,3 +225,76 @@ def test_a_table_reads_back_with_the_same_bytes():
     back = decode_table(json.loads(json.dumps(encode_table(frame))))
     assert list(back.columns) == list(frame.columns) and (back.dtypes == frame.dtypes).all()
     assert back.to_csv(index=False) == frame.to_csv(index=False)
+
+
+def test_an_entry_that_runs_another_function_is_scanned_again(small_universe, tmp_path):
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    keys = {"ohlcv_path": str(small_universe), "workers": 1}
+    before = write_config(tmp_path / "b.yaml", **keys, detectors=["gap", {"name": "x", "detector": "user_detectors:every_bar"}])
+    after = write_config(tmp_path / "a.yaml", **keys, detectors=["gap", {"name": "x", "detector": "user_detectors:every_other_bar"}])
+    run_cli("--config", str(before), "--out", str(out), check=True)
+    run_cli("--config", str(after), "--out", str(out), check=True)
+    run_cli("--config", str(after), "--out", str(fresh), check=True)
+    assert run_json(out)["reused"]["detectors"] == ["gap"]
+    assert output_files(out, record=True) == output_files(fresh, record=True)
+
+
+def test_a_detector_without_a_source_file_is_never_kept():
+    from harness.detectors import DetectorSpec, resolve_detectors
+    from harness.reuse import has_source_files
+    namespace: dict = {}
+    exec("def typed_in_a_notebook(df, cfg):\n    return df.iloc[:0]", namespace)  # no file behind it
+    assert not has_source_files(DetectorSpec("nb", namespace["typed_in_a_notebook"], {}))
+    assert all(has_source_files(spec) for spec in resolve_detectors(("gap", "volume_spike_trend"), {}))
+
+
+def test_an_input_rewritten_at_the_same_size_and_time_is_caught_by_the_market(small_universe, tmp_path):
+    """The inputs' fingerprints (names, sizes, times) cannot see it; the market index can."""
+    data = tmp_path / "data"
+    shutil.copytree(small_universe, data)
+    path = next((sorted(data.iterdir())[2]).glob("*.parquet"))
+    frame = pq.read_table(path).to_pandas()
+
+    def write(close_factor: float) -> None:  # uncompressed, plain: a changed price keeps the size
+        changed = frame.assign(close=frame["close"] * close_factor)
+        pq.write_table(pa.Table.from_pandas(changed, preserve_index=False), path, compression="none",
+                       use_dictionary=False, write_statistics=False)
+    write(1.0)
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    scan(data, out, "--detectors", "gap,rsi_oversold")
+    size, times = path.stat().st_size, (path.stat().st_atime_ns, path.stat().st_mtime_ns)
+    write(1.01)
+    os.utime(path, ns=times)
+    assert path.stat().st_size == size
+    rerun = scan(data, out, "--detectors", "gap,rsi_oversold")
+    assert "Not reusing the previous run after all: the market index differs" in rerun.stderr
+    scan(data, fresh, "--detectors", "gap,rsi_oversold")
+    assert output_files(out, record=True) == output_files(fresh, record=True)
+
+
+def test_resume_continues_what_the_unfinished_run_staged_whatever_reuse_says(small_universe, tmp_path):
+    """A --no-reuse run killed, resumed with reuse on: it continues scanning every detector."""
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    gate = tmp_path / "gate"
+    params = {"started": str(tmp_path / "s"), "gate": str(gate)}
+    detectors = ["--detectors", "gap,user_detectors:gated_by", "--params", json.dumps({"user_detectors:gated_by": params})]
+    gate.touch()
+    scan(small_universe, out, *detectors)
+    gate.unlink()
+    args = ["--data", str(small_universe), "--out", str(out), "--workers", "1", "-q", *detectors]
+    proc = subprocess.Popen([sys.executable, "-m", "harness.run", *args, "--no-reuse"], cwd=REPO, env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / ".symbol-scan-staging" / "state.json").exists() or not Path(params["started"]).exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    gate.touch()
+    resumed = run_cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert run_json(out)["reused"] is None and sorted(run_json(out)["cpu_seconds"]) == ["gap", "user_detectors:gated_by"]
+    scan(small_universe, fresh, *detectors)
+    assert output_files(out, record=True) == output_files(fresh, record=True)
