@@ -167,6 +167,7 @@ def dask_overhead(workers: int = 2, tasks: int = 300, sleep: float = 0.02) -> di
     import harness.executors.clusters
     import dask
     from harness.detectors import resolve_detectors
+    from cluster.plan import TaskPlanner
     from harness.executors.dispatch import ScanFeed
     from harness.task import ScanSettings, scan_symbol
     from bench_support import one_bar_universe
@@ -194,7 +195,7 @@ def dask_overhead(workers: int = 2, tasks: int = 300, sleep: float = 0.02) -> di
             client.gather(client.map(_sleep, [sleep] * tasks, key=[("sleep", i) for i in range(tasks)]))
             bare = (cpu() - c0) / tasks
             c0 = cpu()
-            done = sum(1 for _ in ScanFeed(client, symbols, task, workers, 1).results(range(len(symbols))))
+            done = sum(1 for _ in ScanFeed(client, symbols, task, TaskPlanner(workers, 1)).results(range(len(symbols))))
             scan = (cpu() - c0) / done - in_process
     return {"workers": workers, "tasks": tasks, "sleep_seconds": sleep, "bare_cpu_ms_per_task": 1000 * bare,
             "scan_cpu_ms_per_task": 1000 * scan, "scan_in_process_cpu_ms_per_symbol": 1000 * in_process,

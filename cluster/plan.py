@@ -16,6 +16,7 @@ last task, never shorter than MIN_TASK_SECONDS (Dask's cost stays a few percent 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Sequence
 
@@ -50,6 +51,27 @@ def plan_task_sizes(symbols: int, workers: int, seconds_per_symbol: float) -> li
         sizes.append(size)
         left -= size
     return sizes
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskPlanner:
+    """How the scan's symbols are cut into tasks, the plan a feed submits (harness.executors.
+    dispatch.ScanFeed): with a fixed size (symbols_per_task: N) every task at once; else (auto) a
+    pilot of one symbol per worker first, then the rest sized from the slowest pilot's cost."""
+
+    workers: int                       # tasks the cluster runs at once (its worker threads)
+    symbols_per_task: int | None = None  # None: auto
+
+    def first(self, symbols: int) -> tuple[list[int], bool]:
+        """The sizes of the tasks submitted at once for `symbols` symbols, and whether they are
+        pilots (the rest is planned by rest() once they are back)."""
+        if self.symbols_per_task is None:
+            return [1] * min(self.workers, symbols), True
+        return fixed_task_sizes(symbols, self.symbols_per_task), False
+
+    def rest(self, symbols: int, seconds_per_symbol: float) -> list[int]:
+        """The sizes of the tasks after the pilots (plan_task_sizes)."""
+        return plan_task_sizes(symbols, self.workers, seconds_per_symbol)
 
 
 def fixed_task_sizes(symbols: int, per_task: int) -> list[int]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from distributed import Client, LocalCluster
 
+from cluster.plan import TaskPlanner
 from conftest import bars, write_partition
 from harness.detectors import DetectorSpec, resolve_detectors
 from harness.executors.dispatch import ProgressMarks, ScanFeed, split_into_tasks
@@ -94,7 +95,7 @@ def test_the_dashboard_shows_the_whole_run_and_fills_while_results_leave_the_wor
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         marks = ProgressMarks(client)
-        feed = ScanFeed(client, symbols, task, workers=2, symbols_per_task=None, marks=marks)
+        feed = ScanFeed(client, symbols, task, TaskPlanner(workers=2), marks=marks)
         results = feed.results(range(len(symbols)))
         seen = [next(results), next(results)]  # the pilot task of each worker: then the plan
         planned = feed.tasks

@@ -45,3 +45,12 @@ def test_plan_properties(symbols, workers, cost):
         # enough tasks to keep every worker busy, few enough to submit at once
         assert len(sizes) >= min(workers, symbols // max(1, math.ceil(MIN_TASK_SECONDS / cost)))
         assert len(sizes) <= symbols
+
+
+def test_the_task_planner_fixed_sends_every_task_at_once_auto_sends_pilots_first():
+    from cluster.plan import TaskPlanner
+    assert TaskPlanner(workers=2, symbols_per_task=3).first(7) == ([3, 3, 1], False)
+    assert TaskPlanner(workers=2).first(7) == ([1, 1], True)
+    assert TaskPlanner(workers=4).first(2) == ([1, 1], True)  # never more pilots than symbols
+    assert TaskPlanner(workers=4).first(0) == ([], True)
+    assert TaskPlanner(workers=2).rest(40, 0.05) == plan_task_sizes(40, 2, 0.05)

@@ -48,7 +48,7 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 from harness.errors import ScanError
 from harness.staged_chunk import staged_files
-from cluster.plan import fixed_task_sizes, plan_task_sizes
+from cluster.plan import TaskPlanner
 from harness.task import ScanSettings, SymbolError, SymbolResult, scan_symbols
 
 log = logging.getLogger("scan")
@@ -115,14 +115,14 @@ def split_into_tasks(indices: Sequence[int], sizes: Sequence[int]) -> list[Task]
 class ScanFeed:
     """The scan's symbols sent to a Dask cluster as tasks, their results back as they finish.
 
-        feed = ScanFeed(client, symbols, settings, workers=4, symbols_per_task=None)
+        feed = ScanFeed(client, symbols, settings, TaskPlanner(workers=4))
         for i, result in feed.results(todo):   # (index into symbols, its SymbolResult)
             ...
         feed.tasks                             # tasks submitted (retries and suspects included)
         feed.bytes_received                    # the bytes of the results' arrays fetched
 
-    workers: how many tasks the cluster runs at once (its worker threads), for the plan.
-    symbols_per_task: a fixed task size, or None for auto (module docstring). marks: if given,
+    planner: how the symbols are cut into tasks (cluster.plan.TaskPlanner: a fixed size, or auto
+    with pilots first, module docstring). marks: if given,
     keeps every task on the dashboard (ProgressMarks); the caller releases it. cpu: what a task
     holds while it computes (harness.task.scan_symbol's; a LocalCluster's CPU slot). A task that fails as
     a whole (its worker died each time, or Dask could not run it) yields an error result for each
@@ -131,12 +131,12 @@ class ScanFeed:
     generator (a failure, Ctrl-C) cancels what is pending.
     """
 
-    def __init__(self, client: Any, symbols: Sequence[str], settings: ScanSettings, workers: int,
-                 symbols_per_task: int | None, marks: ProgressMarks | None = None,
+    def __init__(self, client: Any, symbols: Sequence[str], settings: ScanSettings, planner: TaskPlanner,
+                 marks: ProgressMarks | None = None,
                  cpu: Callable[[], ContextManager[None]] | None = None):
         self.client, self.symbols, self.settings, self.marks = client, symbols, settings, marks
         self.cpu = {} if cpu is None else {"cpu": cpu}  # scan_symbols' own default: nothing held
-        self.workers, self.symbols_per_task = workers, symbols_per_task
+        self.planner = planner
         self.run_id = uuid.uuid4().hex[:8]
         self.tasks = 0
         self.bytes_received = 0               # the results' arrays fetched (SymbolResult.nbytes)
@@ -159,13 +159,12 @@ class ScanFeed:
             raise RuntimeError("a ScanFeed runs once; make another for another scan")
 
         self.queue = as_completed(loop=self.client.loop, raise_errors=False)  # the client's: it is no default
-        if self.symbols_per_task is None:
-            pilot = min(self.workers, len(todo))
-            self.pilots_left = {(i,) for i in todo[:pilot]}
-            self._submit(sorted(self.pilots_left), kind="pilot")
-            self.rest = list(todo[pilot:])
-        else:
-            self._submit(split_into_tasks(todo, fixed_task_sizes(len(todo), self.symbols_per_task)))
+        sizes, pilots = self.planner.first(len(todo))
+        tasks = split_into_tasks(todo, sizes)
+        if pilots:
+            self.pilots_left = set(tasks)
+            self.rest = list(todo[len(tasks):])
+        self._submit(tasks, kind="pilot" if pilots else "scan")
         try:
             for done in self._finished_batches():
                 yield from self._collect(done)
@@ -210,7 +209,7 @@ class ScanFeed:
 
     def _plan_rest(self) -> None:
         cost = max(self.costs, default=GUESSED_SECONDS_PER_SYMBOL)
-        sizes = plan_task_sizes(len(self.rest), self.workers, cost)
+        sizes = self.planner.rest(len(self.rest), cost)
         log.info("Planned %d tasks for the other %d symbols (%.0f ms per symbol; %d down to %d symbols per task)",
                  len(sizes), len(self.rest), 1000 * cost, sizes[0], sizes[-1])
         self._submit(split_into_tasks(self.rest, sizes))

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Sequence
 
+from cluster.plan import TaskPlanner
 from harness.executors import Executor
 from harness.executors.dispatch import ProgressMarks, ScanFeed, ShippedChunks, dask_run_all
 from harness.outdir import STAGING
@@ -71,7 +72,8 @@ class DaskExecutor(Executor):
 
     def run_scan(self, symbols: Sequence[str], todo: Sequence[int], settings: ScanSettings
                  ) -> Iterator[tuple[int, SymbolResult]]:
-        self.feed = ScanFeed(self.client, symbols, settings, self.processes, self.cfg.symbols_per_task, self.marks,
+        self.feed = ScanFeed(self.client, symbols, settings, TaskPlanner(self.processes, self.cfg.symbols_per_task),
+                             self.marks,
                              cpu=self.cpu)
         self.results = self.feed.results(todo)
         return self.results
