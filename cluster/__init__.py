@@ -1,7 +1,7 @@
-"""The processes under the executors (harness.executors), and what decides a task's size; nothing
+"""The processes under the executors (harness.executors), and how the work is sized; nothing
 here imports the scan's code (harness), which imports this package: it is the lower layer.
 
-    plan        how many symbols a task carries (pure)
+    plan        how the work is sized (pure): the scan's tasks, the end's units and pieces
     forkserver  the process a LocalCluster's workers are forked from (forkserver_setup,
                 worker_setup: what those processes run first; its preload list names the scan's
                 modules, which it imports in that process, not here)

@@ -1,9 +1,10 @@
 """The run's final files: each written under a temp name, then all moved into place at once.
 
 Every file the driver writes at the end of a run goes through a FinalFiles: market.parquet, each
-detector's <out_dir>/<detector>/{events,forward}.parquet (harness.detector_files) (the bytes harness.finish's jobs
-returned, joined by harness.parquet_parts when a detector came in pieces), summary.csv, paths.csv,
-quantiles.csv, report.html, run.json. Each is written under a temp name in a folder of the run's
+detector's files (harness.detector_files: <out_dir>/<detector>/{events,forward}.parquet, the bytes
+harness.finish's jobs returned, joined by harness.parquet_parts when a detector came in pieces),
+summary.csv, paths.csv, quantiles.csv, report.html, run.json, and last the reuse record
+(harness.reuse; FinalFiles keeps the sha256 of each parquet file it writes, for that record). Each is written under a temp name in a folder of the run's
 own (the staging folder, inside out_dir, so that os.replace() moves it into place and a run
 killed before its commit, SIGKILL included, leaves nothing beside the previous files); commit()
 renames them all, after checking that nothing has appeared in their way; discard() removes them.

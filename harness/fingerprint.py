@@ -201,12 +201,14 @@ def is_users_code(top: str) -> bool:
     return not any(Path(os.path.realpath(where)).is_relative_to(folder) for where in locations for folder in libraries)
 
 
-def run_fingerprint(cfg: ScanConfig, symbols: Sequence[str], detectors: Sequence[DetectorSpec]) -> dict[str, str]:
-    """Everything that decides the staged results, part by part (module docstring)."""
+def run_fingerprint(cfg: ScanConfig, symbols: Sequence[str], detectors: Sequence[DetectorSpec],
+                    codes: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Everything that decides the staged results, part by part (module docstring). codes: the
+    detectors' source_digest()s when they are known already (reading a package twice costs)."""
     settings = {k: v for k, v in cfg.as_dict().items() if k not in NOT_DECIDING and k not in ("symbols", "params")}
     parts = {"settings": _json_digest(settings), "symbols": _json_digest(list(symbols))}
     for spec in detectors:
-        parts[f"code:{spec.name}"] = source_digest(spec.func)[0]
+        parts[f"code:{spec.name}"] = codes[spec.name] if codes and spec.name in codes else source_digest(spec.func)[0]
         parts[f"params:{spec.name}"] = _json_digest(spec.params)
     parts["reader"] = digest(b"".join(Path(inspect.getsourcefile(sys.modules[name]) or "").read_bytes()
                                       for name in READER_MODULES))

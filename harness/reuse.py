@@ -4,7 +4,9 @@ A complete run leaves REUSE_RECORD (`.symbol-scan-reuse.json`) among its files. 
 - `base`: the digest of everything that decides every detector's files and statistics but the
   detectors themselves: the settings (the config but where and how fast it runs, and but the list
   of detectors, their parameters and baselines), the universe, this tool's code (every module of
-  the harness package) and the versions of Python and the libraries that compute;
+  its packages harness, baseline and cluster: an edit of any, report.py's included, keeps nothing)
+  and the versions of Python, pandas, numpy, pyarrow, dask and distributed (harness.fingerprint.
+  versions);
 - `inputs`: each symbol's input files' fingerprint (harness.io.symbol_fingerprint), as read;
 - `null_hit_rates`: the sign test's universe-wide null, which depends on the market only;
 - per detector: its `key` (its name, the digest of its code and of its parameters:
@@ -19,9 +21,12 @@ statistics that span detectors (vs baseline, Holm and Benjamini-Hochberg) are co
 every detector's, a kept one's events read back from its forward file (date, symbol, fwd_<h>,
 abn_<h>). Anything that changes the market index means every detector runs: the base covers the
 settings and the universe, and the inputs are compared after the scan (the tasks fingerprint what
-they read anyway, so no serial listing runs first): a symbol whose files changed, a symbol that
-failed now, or a previous run that skipped failed symbols, and the run starts again without reuse
-(ReuseAbandoned). So the folder after a reusing run holds the bytes a fresh run would have
+they read anyway, so no serial listing runs first): a symbol whose files changed (their names,
+sizes and modification times), a symbol that failed now, a market index that differs from the
+previous run's (the closes of a file rewritten at the same size and time), and the run starts
+again without reuse (ReuseAbandoned); a previous run that skipped failed symbols keeps nothing.
+A file rewritten at the same size and time with only its other columns changed (volume, say) is
+not seen: rerun with --no-reuse after such a copy. So the folder after a reusing run holds the bytes a fresh run would have
 written, this record included; run.json and report.html say when they ran.
 
 The previous run's files are not touched until the new run commits its own (harness.final_files):
@@ -153,7 +158,7 @@ def read_record(out_dir: Path) -> dict[str, Any] | None:
 def previous_start(out_dir: Path) -> str:
     """When the run that wrote out_dir's run.json started ("the previous run" when unknown)."""
     try:
-        started = json.loads((out_dir / "run.json").read_text()).get("started")
+        started = json.loads(_read_regular(out_dir / "run.json")).get("started")
     except (OSError, ValueError, AttributeError):
         started = None
     return f"the run of {started}" if isinstance(started, str) else "the previous run"
@@ -164,6 +169,8 @@ def keepable(out_dir: Path, base: str, keys: Mapping[str, str], specs: Sequence[
     """Which detectors of `specs` (keys: name -> detector_key) the previous run in out_dir left
     unchanged, their files intact (a Reuse, None when none is), and why each other one is not."""
     record = read_record(out_dir)
+    if record is None and not (out_dir / REUSE_RECORD).exists() and not (out_dir / "run.json").exists():
+        return None, {}  # a first run into the folder: nothing to say
     since = previous_start(out_dir)
     everyone = (f"{since} left no record of its own (none, or edited since)" if record is None
                 else f"the config, the universe or this tool's code changed since {since}"
@@ -178,8 +185,9 @@ def keepable(out_dir: Path, base: str, keys: Mapping[str, str], specs: Sequence[
             why[spec.name] = "it is new, or its code, parameters or what it runs changed"
         elif not has_source_files(spec):
             why[spec.name] = "its code has no source file to check (a notebook's or stdin's function)"
-        elif not _readable(entry) or not all(sha256_file(out_dir / spec.out_name / name) == sha
-                                             for name, sha in entry["files"].items()):
+        elif not _readable(entry):
+            why[spec.name] = "its entry in the record is not one this version reads"
+        elif not all(sha256_file(out_dir / spec.out_name / name) == sha for name, sha in entry["files"].items()):
             why[spec.name] = "its files are not those the previous run wrote"
         else:
             kept[spec.name] = entry
@@ -263,7 +271,7 @@ def encode_table(frame: pd.DataFrame) -> dict[str, Any]:
 
 def decode_table(encoded: Mapping[str, Any]) -> pd.DataFrame:
     """encode_table() read back: the same columns, dtypes and values."""
-    return pd.DataFrame({c: pd.Series(values, dtype=dtype) if dtype == "object" else np.array(values, dtype=dtype)
+    return pd.DataFrame({c: pd.Series(values, dtype=dtype)  # pandas' own dtypes too: a missing text stays missing
                          for c, dtype, values in zip(encoded["columns"], encoded["dtypes"], encoded["values"])})
 
 

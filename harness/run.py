@@ -219,9 +219,12 @@ def prepare_run(cfg: ScanConfig, resume: bool, reuse: bool = True) -> RunPlan:
     keys = base_key(cfg.as_dict(), symbols), {spec.name: detector_key(spec, codes[spec.name]) for spec in specs}
     # a resumed run keeps what the run it resumes kept (it staged only the others)
     staged = staged_detectors(Path(cfg.out_dir)) if resume else None
+    if staged is not None and not cfg.reuse and len(staged) < len(specs):
+        log.warning("--no-reuse is ignored by --resume: the run it continues kept %d detector(s) of the previous run",
+                    len(specs) - len(staged))
     kept = plan_reuse(Path(cfg.out_dir), *keys, specs, staged) if reuse and (cfg.reuse or staged is not None) else None
     scanned = [spec for spec in specs if kept is None or spec.name not in kept.kept]
-    staging = StagingFolder(cfg.out_dir, scanned, cfg.forward_windows, run_fingerprint(cfg, symbols, scanned), resume,
+    staging = StagingFolder(cfg.out_dir, scanned, cfg.forward_windows, run_fingerprint(cfg, symbols, scanned, codes), resume,
                             len(symbols), cfg.flush_every, cfg.market_outlier_move)
     moved = changed_inputs(staging.facts.inputs, cfg.ohlcv_path, cfg.storage_options) if staging.resumed else []
     if moved:  # their staged rows came from other bars
@@ -238,7 +241,6 @@ def prepare_run(cfg: ScanConfig, resume: bool, reuse: bool = True) -> RunPlan:
     log.info("Scanning %d symbols with %d detectors", len(symbols), len(scanned)) if scanned else log.info(
         "Reading %d symbols (every detector kept: the reads check the inputs and make the market index)", len(symbols))
     todo = [i for c in range(staging.chunks) if c not in staging.done_chunks for i in staging.chunk_range(c)]
-    # the first symbols to scan, whoever runs them: the same check serially and on Dask, and early
     # the universe's first symbols, whoever runs them and whether or not a run is resumed (those an
     # interrupted run staged have their findings in state.json): the same symbols, serially and on Dask
     checked = frozenset() if cfg.lookahead_check == "off" else frozenset(symbols[i] for i in todo
@@ -462,7 +464,8 @@ def run_scan(cfg: ScanConfig, resume: bool = False, imports_seconds: float = 0.0
     try:
         return _run_scan(cfg, resume, imports_seconds, client, console, progress, reuse=True)
     except ReuseAbandoned as exc:
-        log.warning("Not reusing the previous run after all: %s; scanning every detector", exc)
+        log.warning("Not reusing the previous run after all: %s; scanning every detector%s", exc,
+                    " (the resumed run's staged symbols are scanned again)" if resume else "")
         return _run_scan(cfg, False, imports_seconds, client, console, progress, reuse=False)
 
 

@@ -221,7 +221,8 @@ def test_where_and_how_fast_a_run_goes_and_its_detectors_are_not(key, value, sma
 
 def test_a_table_reads_back_with_the_same_bytes():
     frame = pd.DataFrame({"window": np.array([5, 10], dtype=np.int64), "mean": [0.1 + 0.2, np.nan],
-                          "note": ["", "no events"], "ok": [True, False], "df": [3.0, 0.0]})
+                          "note": ["", "no events"], "ok": [True, False], "df": [3.0, 0.0],
+                          "label": ["x", np.nan]})  # a missing text stays missing, not "nan"
     back = decode_table(json.loads(json.dumps(encode_table(frame))))
     assert list(back.columns) == list(frame.columns) and (back.dtypes == frame.dtypes).all()
     assert back.to_csv(index=False) == frame.to_csv(index=False)

@@ -17,7 +17,7 @@ from statsmodels.stats.multitest import multipletests
 
 from conftest import run_cli, statsmodels_fit, write_config
 from harness.stats.inference import ONE_WAY_NOTE, difference_estimate
-from harness.stats.summary import (LOOKS_AHEAD, NO_RETURN, STATISTICS, SUMMARY_COLUMNS, SUMMARY_LEGEND, PathSums,
+from harness.stats.summary import (LOOKS_AHEAD, STATISTICS, SUMMARY_COLUMNS, SUMMARY_LEGEND, PathSums,
                                    WindowInputs, detector_columns, detector_summary, format_summary, is_significant,
                                    return_stats, summarize)
 
