@@ -84,8 +84,9 @@ def run_processes(configs: list[Path], workers: int) -> dict:
     processes' own from getrusage, their descendants' sampled every 0.2 s, so a descendant's last
     0.2 s at most is missed)."""
     cpu0, t0 = children_cpu(), time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(c), "--workers", str(workers)],
-                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # --no-reuse: full runs, though the previous round's folder is there (harness.reuse)
+    procs = [subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(c), "--workers", str(workers),
+                               "--no-reuse"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for c in configs]
     below: dict[int, float] = {}
     while any(p.poll() is None for p in procs):

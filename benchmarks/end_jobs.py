@@ -43,7 +43,7 @@ def stage(raw: dict):
     from harness.config import load_config
     from harness.progress import Progress
     from harness.run import execute, prepare_run, stage_results
-    cfg = load_config(raw, {"workers": 2})
+    cfg = load_config({**raw, "reuse": False}, {"workers": 2})
     plan = prepare_run(cfg, resume=True)
     if plan.todo:
         with execute(plan) as execution:

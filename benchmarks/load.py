@@ -81,7 +81,7 @@ def main() -> None:
                                               "workers": args.workers, "dashboard_address": "127.0.0.1:0"}))
             t0, started = time.perf_counter(), time.time()
             with open(tmp / "stderr", "w+") as err:  # a file, not a pipe: nobody reads it while it runs
-                proc = subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(config)], cwd=args.repo,
+                proc = subprocess.Popen([sys.executable, "-m", "harness.run", "--config", str(config), "--no-reuse"], cwd=args.repo,
                                         stdout=subprocess.DEVNULL, stderr=err, text=True)
                 samples = workers_memory(proc, started)
                 proc.wait()

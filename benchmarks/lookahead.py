@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 config.write_text(f"lookahead_check: {mode}\n")
                 started = time.perf_counter()
                 subprocess.run([sys.executable, "-m", "harness.run", "--config", str(config), "--data", args.data,
-                                "--out", str(Path(tmp) / mode), "--workers", str(args.workers), "-q"],
+                                "--out", str(Path(tmp) / mode), "--workers", str(args.workers), "-q", "--no-reuse"],
                                check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
                 seconds[mode] = time.perf_counter() - started
             rounds.append(seconds)

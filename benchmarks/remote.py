@@ -59,7 +59,7 @@ def start_remote(workers: int) -> tuple[str, list[subprocess.Popen]]:
 
 def run_once(config: Path, flags: list[str]) -> dict:
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "harness.run", "--config", str(config), "-q", *flags], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "harness.run", "--config", str(config), "-q", "--no-reuse", *flags], cwd=REPO,
                           capture_output=True, text=True)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
