@@ -212,7 +212,7 @@ def plan_reuse(out_dir: Path, base: str, keys: Mapping[str, str], specs: Sequenc
         lost = [name for name in expected if reuse is None or name not in reuse.kept]
         if lost:
             raise ScanError(f"--resume: the unfinished run kept detector {lost[0]!r} from the previous run, but it can "
-                            f"no longer be kept ({why[lost[0]]}); rerun without --resume")
+                            f"no longer be kept ({why.get(lost[0], 'the previous run left no record')}); rerun without --resume")
         if not expected:
             return None
         reuse = dataclasses.replace(reuse, kept={name: reuse.kept[name] for name in expected})

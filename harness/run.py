@@ -219,6 +219,8 @@ def prepare_run(cfg: ScanConfig, resume: bool, reuse: bool = True) -> RunPlan:
     keys = base_key(cfg.as_dict(), symbols), {spec.name: detector_key(spec, codes[spec.name]) for spec in specs}
     # a resumed run keeps what the run it resumes kept (it staged only the others)
     staged = staged_detectors(Path(cfg.out_dir)) if resume else None
+    if staged is not None and not set(staged) <= {spec.name for spec in specs}:
+        staged = None  # another list of detectors: StagingFolder refuses the resume, naming it
     if staged is not None and not cfg.reuse and len(staged) < len(specs):
         log.warning("--no-reuse is ignored by --resume: the run it continues kept %d detector(s) of the previous run",
                     len(specs) - len(staged))
@@ -238,8 +240,11 @@ def prepare_run(cfg: ScanConfig, resume: bool, reuse: bool = True) -> RunPlan:
     if ignored:
         log.warning("Ignored %d entries under %s that are not symbol=XXX folders: %s",
                     len(ignored), cfg.ohlcv_path, ", ".join(ignored[:5]))
-    log.info("Scanning %d symbols with %d detectors", len(symbols), len(scanned)) if scanned else log.info(
-        "Reading %d symbols (every detector kept: the reads check the inputs and make the market index)", len(symbols))
+    if scanned:
+        log.info("Scanning %d symbols with %d detectors", len(symbols), len(scanned))
+    else:
+        log.info("Reading %d symbols (every detector kept: the reads check the inputs and make the market index)",
+                 len(symbols))
     todo = [i for c in range(staging.chunks) if c not in staging.done_chunks for i in staging.chunk_range(c)]
     # the universe's first symbols, whoever runs them and whether or not a run is resumed (those an
     # interrupted run staged have their findings in state.json): the same symbols, serially and on Dask

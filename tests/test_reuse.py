@@ -192,6 +192,14 @@ def test_a_reusing_run_killed_leaves_the_previous_files_and_resumes(small_univer
         proc.wait(timeout=60)
     assert output_files(out, record=True) == before  # nothing of the previous run was touched
     Path(held["gate"]).touch()
+    record = out / ".symbol-scan-reuse.json"
+    record.rename(tmp_path / "record")  # what the unfinished run kept can no longer be kept: said in one line
+    refused = run_cli(*args, "--resume")
+    assert refused.returncode == 1 and refused.stderr.startswith(
+        "error: --resume: the unfinished run kept detector 'gap' from the previous run, but it can no longer be kept ("), \
+        refused.stderr
+    assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+    (tmp_path / "record").rename(record)
     resumed = run_cli(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert run_json(out)["reused"]["detectors"] == ["gap"]
