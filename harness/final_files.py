@@ -126,10 +126,7 @@ class FinalFiles:
     def table(self, name: str, table: pa.Table) -> None:
         """Write parquet file `name` whole."""
         with output_errors(self.out_dir / name, self.cannot_write):
-            temp = self._temp_for(name)
-            pq.write_table(table, temp)
-            with open(temp, "rb") as file:
-                self.sha256[name] = hashlib.file_digest(file, "sha256").hexdigest()
+            pq.write_table(table, self._temp_for(name))
 
     def text(self, name: str, text: str) -> None:
         """Write text file `name`."""

@@ -282,6 +282,15 @@ def invalid_folder_error(ohlcv_path: str, name: str) -> DataError:
     raise ValueError(f"{name!r} is a valid symbol name")
 
 
+def bars_digest(bars: pd.DataFrame) -> str:
+    """A digest of a symbol's clean bars, every column's bytes (~0.14 ms for 20 years): the same
+    bars, the same digest. What a file rewritten at the same size and time changed is seen here."""
+    digest = hashlib.sha256()
+    for name in COLUMNS:
+        digest.update(np.ascontiguousarray(bars[name].to_numpy()).view(np.uint8))
+    return digest.hexdigest()[:16]
+
+
 def empty_bars() -> pd.DataFrame:
     """The frame read_symbol_data returns for a symbol with no rows."""
     return pd.DataFrame({"date": pd.Series([], dtype="datetime64[ns]"),
@@ -401,6 +410,7 @@ class ReadFacts:
 
     repairs: Repairs = dataclasses.field(default_factory=Repairs)
     fingerprint: str = ""  # of the files read (symbol_fingerprint, from the same listing)
+    content: str = ""      # of the bars returned (bars_digest): what a rerun compares (harness.reuse)
 
 
 def read_symbol_data(symbol: str, ohlcv_path: str, lookback_days: int, end_date: pd.Timestamp | None = None,
@@ -449,7 +459,9 @@ def read_symbol_data(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
             continue
         tables.append(_read_file(fs, path, symbol))
     if not tables:
-        return empty_bars()
+        bars = empty_bars()
+        facts.content = bars_digest(bars)
+        return bars
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     # Plain numpy from here on: on ~2,500 rows pandas' per-operation overhead costs more than the work.
     columns = {name: table.column(name).to_numpy() for name in COLUMNS}
@@ -496,5 +508,7 @@ def read_symbol_data(symbol: str, ohlcv_path: str, lookback_days: int, end_date:
             first = np.searchsorted(dates, end - np.timedelta64(lookback_days, "D"), side="right")
         if first > 0 or stop < len(dates):
             columns = {name: values[first:stop] for name, values in columns.items()}
-    return pd.DataFrame(columns)
+    bars = pd.DataFrame(columns)
+    facts.content = bars_digest(bars)
+    return bars
 

@@ -7,7 +7,8 @@ A complete run leaves REUSE_RECORD (`.symbol-scan-reuse.json`) among its files. 
   its packages harness, baseline and cluster: an edit of any, report.py's included, keeps nothing)
   and the versions of Python, pandas, numpy, pyarrow, dask and distributed (harness.fingerprint.
   versions);
-- `inputs`: each symbol's input files' fingerprint (harness.io.symbol_fingerprint), as read;
+- `inputs`: each symbol's input files' fingerprint (harness.io.symbol_fingerprint: names, sizes,
+  modification times), and `contents`: the digest of the bars read from them (harness.io.bars_digest);
 - `null_hit_rates`: the sign test's universe-wide null, which depends on the market only;
 - per detector: its `key` (its name, the digest of its code and of its parameters:
   harness.fingerprint), the sha256 of its events and forward files, its look-ahead finding, and
@@ -22,11 +23,9 @@ every detector's, a kept one's events read back from its forward file (date, sym
 abn_<h>). Anything that changes the market index means every detector runs: the base covers the
 settings and the universe, and the inputs are compared after the scan (the tasks fingerprint what
 they read anyway, so no serial listing runs first): a symbol whose files changed (their names,
-sizes and modification times), a symbol that failed now, a market index that differs from the
-previous run's (the closes of a file rewritten at the same size and time), and the run starts
-again without reuse (ReuseAbandoned); a previous run that skipped failed symbols keeps nothing.
-A file rewritten at the same size and time with only its other columns changed (volume, say) is
-not seen: rerun with --no-reuse after such a copy. So the folder after a reusing run holds the bytes a fresh run would have
+sizes and modification times) or whose bars did (a file rewritten at the same size and time), or
+a symbol that failed now, and the run starts again without reuse (ReuseAbandoned); a previous run
+that skipped failed symbols keeps nothing. So the folder after a reusing run holds the bytes a fresh run would have
 written, this record included; run.json and report.html say when they ran.
 
 The previous run's files are not touched until the new run commits its own (harness.final_files):
@@ -75,9 +74,9 @@ class Reuse:
 
     kept: dict[str, dict[str, Any]]    # detector name -> its entry in the previous record
     inputs: dict[str, str]             # symbol -> the fingerprint of the files the previous run read
+    contents: dict[str, str]           # symbol -> the digest of the bars it read (harness.io.bars_digest)
     null_hit_rates: dict[int, float]
     since: str                         # when the previous run started (its run.json), for messages
-    market: str                        # the sha256 of the previous run's market.parquet
 
 
 def _json_digest(value: Any) -> str:
@@ -193,9 +192,9 @@ def keepable(out_dir: Path, base: str, keys: Mapping[str, str], specs: Sequence[
             kept[spec.name] = entry
     if not kept:
         return None, why
-    return Reuse(kept, dict(record["inputs"]), {int(h): math.nan if rate is None else float(rate)
+    return Reuse(kept, dict(record["inputs"]), dict(record["contents"]), {int(h): math.nan if rate is None else float(rate)
                                                 for h, rate in record["null_hit_rates"].items()},
-                 since, record["market"]), why
+                 since), why
 
 
 def plan_reuse(out_dir: Path, base: str, keys: Mapping[str, str], specs: Sequence[DetectorSpec],
@@ -238,23 +237,18 @@ def _readable(entry: Mapping[str, Any]) -> bool:
         return False
 
 
-def market_changed(reuse: Reuse, market_sha256: str) -> str | None:
-    """Why the kept detectors' files would not be a fresh run's, seen once the market index is made:
-    it differs from the previous run's (an input rewritten at the same size and time, which the
-    inputs' fingerprints cannot see). None when it is the same."""
-    if market_sha256 == reuse.market:
-        return None
-    return f"the market index differs from the one of {reuse.since} (an input file changed at the same size and time?)"
-
-
-def abandoned(reuse: Reuse, inputs: Mapping[str, str], failed: Sequence[Mapping[str, Any]]) -> str | None:
+def abandoned(reuse: Reuse, inputs: Mapping[str, str], contents: Mapping[str, str],
+              failed: Sequence[Mapping[str, Any]]) -> str | None:
     """Why the kept detectors' files would not be a fresh run's, seen after the scan: a symbol's
-    input files changed since the previous run read them (inputs: symbol -> fingerprint now), or a
-    symbol failed (its rows would be left out of every detector's files). None when they would be."""
-    changed = sorted(s for s in set(inputs) | set(reuse.inputs) if inputs.get(s) != reuse.inputs.get(s))
-    if changed:
-        return (f"the input files of {len(changed)} symbol(s) changed since {reuse.since} "
-                f"({', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''})")
+    input files changed since the previous run read them (inputs: symbol -> fingerprint now), or
+    the bars read from them (contents: symbol -> bars_digest now; a file rewritten at the same size
+    and time), or a symbol failed (its rows would be left out of every detector's files). None
+    when they would be."""
+    for what, now, then in (("input files", inputs, reuse.inputs), ("bars", contents, reuse.contents)):
+        changed = sorted(s for s in set(now) | set(then) if now.get(s) != then.get(s))
+        if changed:
+            return (f"the {what} of {len(changed)} symbol(s) changed since {reuse.since} "
+                    f"({', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''})")
     if failed:
         return f"symbol {failed[0]['symbol']!r} failed"
     return None
@@ -326,12 +320,13 @@ def record_entry(key: str, files: Mapping[str, str], lookahead: str, summary: pd
     return entry
 
 
-def record_text(base: str, inputs: Mapping[str, str], null_hit_rates: Mapping[int, float], market: str,
+def record_text(base: str, inputs: Mapping[str, str], contents: Mapping[str, str], null_hit_rates: Mapping[int, float],
                 failed: Sequence[str], entries: Mapping[str, Mapping[str, Any]]) -> str:
     """The record's text, sealed with the digest of its content (read_record checks it): the same
-    bytes for the same content (keys sorted). market: the sha256 of market.parquet."""
+    bytes for the same content (keys sorted)."""
     record = {"format": FORMAT, "base": base, "inputs": dict(sorted(inputs.items())),
+              "contents": dict(sorted(contents.items())),
               "null_hit_rates": {str(h): (None if math.isnan(r) else r) for h, r in null_hit_rates.items()},
-              "market": market, "failed": sorted(failed), "detectors": dict(entries)}
+              "failed": sorted(failed), "detectors": dict(entries)}
     record = json.loads(json.dumps(record))  # as read back, so that the seal is what read_record computes
     return json.dumps({**record, "digest": _sealed(record)}, sort_keys=True) + "\n"

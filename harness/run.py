@@ -61,8 +61,7 @@ from harness.redact import redact
 from harness.signals import INTERRUPTED, ignore_interrupts, stop_on_signals
 from harness.detector_files import file_names
 from harness.outdir import REUSE_RECORD, hold_output_folder
-from harness.reuse import (Reuse, ReuseAbandoned, abandoned, base_key, detector_key, kept_statistics, market_changed,
-                           plan_reuse,
+from harness.reuse import (Reuse, ReuseAbandoned, abandoned, base_key, detector_key, kept_statistics, plan_reuse,
                            record_entry, record_text)
 from harness.final_files import FinalFiles
 from harness.staging import StagingFolder, staged_detectors
@@ -389,7 +388,7 @@ def reuse_record(plan: RunPlan, files: FinalFiles, evaluated: Evaluated) -> str:
                                           evaluated.quantiles[spec.name],
                                           paths[paths["detector"] == spec.name].reset_index(drop=True),
                                           evaluated.events[spec.name], cfg.forward_windows, cfg.exclude_flagged)
-    return record_text(base, plan.staging.facts.inputs, evaluated.null_hit_rates, files.sha256["market.parquet"],
+    return record_text(base, plan.staging.facts.inputs, plan.staging.facts.contents, evaluated.null_hit_rates,
                        [f["symbol"] for f in plan.staging.facts.failed], entries)
 
 
@@ -485,7 +484,8 @@ def _run_scan(cfg: ScanConfig, resume: bool, imports_seconds: float, client: Any
     with contextlib.ExitStack() as finishing, execute(plan, client) as execution:
         stage_results(plan, execution.results, Progress(len(plan.symbols), plan.resumed_from, enabled=progress))
         if plan.reuse is not None:
-            why = abandoned(plan.reuse, plan.staging.facts.inputs, plan.staging.facts.failed)
+            why = abandoned(plan.reuse, plan.staging.facts.inputs, plan.staging.facts.contents,
+                            plan.staging.facts.failed)
             if why:
                 raise ReuseAbandoned(why)
         timings["cluster_start"] = execution.cluster_start_seconds
@@ -495,10 +495,6 @@ def _run_scan(cfg: ScanConfig, resume: bool, imports_seconds: float, client: Any
                                    range(cfg.path_offsets[0], cfg.path_offsets[1] + 1),
                                    cfg.benchmark_settings(), plan.symbols, execution.run_all, execution.processes,
                                    plan.reuse.null_hit_rates if plan.reuse else None)
-        if plan.reuse is not None:
-            why = market_changed(plan.reuse, files.sha256["market.parquet"])
-            if why:
-                raise ReuseAbandoned(why)
         evaluated = with_kept(plan, evaluated)
         summary = write_statistics(plan, files, evaluated)
         timings.lap("finalize")

@@ -35,6 +35,7 @@ class StagedFacts:
     market_outliers: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # the first MAX_LISTED_OUTLIERS
     market_outlier_count: int = 0
     inputs: dict[str, str] = dataclasses.field(default_factory=dict)  # symbol -> harness.io.symbol_fingerprint
+    contents: dict[str, str] = dataclasses.field(default_factory=dict)  # symbol -> harness.io.bars_digest
     parts: dict[str, str] = dataclasses.field(default_factory=dict)  # staged part's file name -> sha256 of its bytes
     lookahead: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # checked symbol -> its findings
 
@@ -60,6 +61,8 @@ class StagedFacts:
         for result in results:
             if result.fingerprint:  # what --resume checks the files against (harness.fingerprint)
                 self.inputs[result.symbol] = result.fingerprint
+            if result.content:  # what a rerun checks the bars against (harness.reuse)
+                self.contents[result.symbol] = result.content
             if result.error is not None:
                 self.failed.append({"symbol": result.symbol, "detector": result.error.detector,
                                     "error": result.error.message})

@@ -98,6 +98,7 @@ class SymbolResult:
     close: np.ndarray | None = None
     seconds: float = 0.0
     fingerprint: str = ""  # of the symbol's input files (harness.io.symbol_fingerprint), "" if not listed
+    content: str = ""      # of its clean bars (harness.io.bars_digest), "" if not read
     error: SymbolError | None = None
     lookahead: dict[str, str] | None = None  # checked symbols only: detector -> "" (ok) or what changed
 
@@ -424,7 +425,7 @@ def scan_symbol(symbol: str, settings: ScanSettings,
             read = ReadFacts()
             bars = read_symbol_data(symbol, settings.ohlcv_path, settings.lookback_days, settings.end_date,
                                     dict(settings.storage_options), facts=read)
-            result.fingerprint = read.fingerprint
+            result.fingerprint, result.content = read.fingerprint, read.content
             with cpu() if remote else contextlib.nullcontext():
                 codes, at, scores, every = _run_detectors(bars, settings, result, running)
                 if symbol in settings.lookahead_symbols:
@@ -447,7 +448,7 @@ def scan_symbol(symbol: str, settings: ScanSettings,
             raise
         ours = isinstance(exc, ScanError)  # the harness's own words: no traceback of its frames
         message = str(exc) if ours or isinstance(exc, DetectorExited) else f"{type(exc).__name__}: {exc}"
-        result = SymbolResult(symbol, fingerprint=result.fingerprint,
+        result = SymbolResult(symbol, fingerprint=result.fingerprint, content=result.content,
                               error=SymbolError(running[0], message.splitlines()[0] if message else "",
                                                 "" if ours else traceback.format_exc(),
                                                 2 if isinstance(exc, DataError) else 1))

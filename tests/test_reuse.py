@@ -257,27 +257,28 @@ def test_a_detector_without_a_source_file_is_never_kept():
     assert all(has_source_files(spec) for spec in resolve_detectors(("gap", "volume_spike_trend"), {}))
 
 
-def test_an_input_rewritten_at_the_same_size_and_time_is_caught_by_the_market(small_universe, tmp_path):
-    """The inputs' fingerprints (names, sizes, times) cannot see it; the market index can."""
+def test_an_input_rewritten_at_the_same_size_and_time_is_caught_by_its_bars(small_universe, tmp_path):
+    """The inputs' fingerprints (names, sizes, times) cannot see it, nor the market (only volumes
+    change); the digest of the bars read can."""
     data = tmp_path / "data"
     shutil.copytree(small_universe, data)
     path = next((sorted(data.iterdir())[2]).glob("*.parquet"))
     frame = pq.read_table(path).to_pandas()
 
-    def write(close_factor: float) -> None:  # uncompressed, plain: a changed price keeps the size
-        changed = frame.assign(close=frame["close"] * close_factor)
+    def write(volume_factor: float) -> None:  # uncompressed, plain: a changed volume keeps the size
+        changed = frame.assign(volume=frame["volume"] * volume_factor)
         pq.write_table(pa.Table.from_pandas(changed, preserve_index=False), path, compression="none",
                        use_dictionary=False, write_statistics=False)
     write(1.0)
     out, fresh = tmp_path / "out", tmp_path / "fresh"
-    scan(data, out, "--detectors", "gap,rsi_oversold")
+    scan(data, out, "--detectors", "gap,volume_spike")
     size, times = path.stat().st_size, (path.stat().st_atime_ns, path.stat().st_mtime_ns)
-    write(1.01)
+    write(3.0)
     os.utime(path, ns=times)
     assert path.stat().st_size == size
-    rerun = scan(data, out, "--detectors", "gap,rsi_oversold")
-    assert "Not reusing the previous run after all: the market index differs" in rerun.stderr
-    scan(data, fresh, "--detectors", "gap,rsi_oversold")
+    rerun = scan(data, out, "--detectors", "gap,volume_spike")
+    assert "Not reusing the previous run after all: the bars of 1 symbol(s) changed since the run of" in rerun.stderr
+    scan(data, fresh, "--detectors", "gap,volume_spike")
     assert output_files(out, record=True) == output_files(fresh, record=True)
 
 
