@@ -10,8 +10,9 @@ A complete run leaves REUSE_RECORD (`.symbol-scan-reuse.json`) among its files. 
 - `inputs`: each symbol's input files' fingerprint (harness.io.symbol_fingerprint: names, sizes,
   modification times), and `contents`: the digest of the bars read from them (harness.io.bars_digest);
 - `null_hit_rates`: the sign test's universe-wide null, which depends on the market only;
-- per detector: its `key` (its name, the digest of its code and of its parameters:
-  harness.fingerprint), the sha256 of its events and forward files, its look-ahead finding, and
+- `failed`: the symbols it skipped (on_error: skip);
+- per detector: its `key` (its name, the function it runs, the digest of its code and of its
+  parameters: harness.fingerprint), the sha256 of its files, its look-ahead finding, and
   its statistics: its summary rows (detector_summary), score quantiles and paths, and (with
   exclude_flagged) the rows of its events whose window crosses a flagged bar.
 
@@ -25,8 +26,9 @@ settings and the universe, and the inputs are compared after the scan (the tasks
 they read anyway, so no serial listing runs first): a symbol whose files changed (their names,
 sizes and modification times) or whose bars did (a file rewritten at the same size and time), or
 a symbol that failed now, and the run starts again without reuse (ReuseAbandoned); a previous run
-that skipped failed symbols keeps nothing. So the folder after a reusing run holds the bytes a fresh run would have
-written, this record included; run.json and report.html say when they ran.
+that skipped failed symbols keeps nothing. So the folder after a reusing run holds the bytes a
+fresh run would have written, this record included; run.json and report.html say when they ran.
+The record ends with the digest of the rest (`digest`): one edited by hand is no record.
 
 The previous run's files are not touched until the new run commits its own (harness.final_files):
 a reusing run killed at any moment leaves them as they were.
