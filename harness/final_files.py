@@ -83,8 +83,10 @@ class FinalFiles:
     them all into place.
 
     Names are relative to out_dir: a top-level one must be one of harness.outdir.RUN_FILES, a
-    detector's one of harness.detector_files.DETECTOR_FILES in its folder (made here when missing, removed again by
-    discard() while empty). temp_dir must be inside out_dir's file system (os.replace).
+    detector's one of harness.detector_files.DETECTOR_FILES in its folder (made by commit() when
+    missing, just before its files move in: a run killed before its commit leaves no empty new
+    folder; removed again by discard() while empty). temp_dir must be inside out_dir's file system
+    (os.replace).
     """
 
     def __init__(self, out_dir: Path, temp_dir: Path, cannot_write: CannotWrite):
@@ -104,10 +106,6 @@ class FinalFiles:
             raise ValueError(f"{name}: a new output file must be added to harness.outdir (a detector's: "
                              "harness.detector_files) first")
         final = self.out_dir / name
-        if folder and not final.parent.is_dir():
-            with output_errors(final.parent, self.cannot_write):
-                final.parent.mkdir()
-            self.made.append(final.parent)
         self.moves.append((self.temp_dir / f"final-{len(self.moves):03d}-{file}", final))
         return self.moves[-1][0]
 
@@ -150,5 +148,9 @@ class FinalFiles:
         if found:
             raise self.cannot_write(*found)
         for tmp, final in self.moves:
+            if not final.parent.is_dir():
+                with output_errors(final.parent, self.cannot_write):
+                    final.parent.mkdir()
+                self.made.append(final.parent)
             with output_errors(final, self.cannot_write):
                 os.replace(tmp, final)

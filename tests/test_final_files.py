@@ -31,6 +31,7 @@ def test_files_wait_under_temp_names_until_the_commit(files):
     assert sorted(p.name for p in files.temp_dir.iterdir()) == ["final-000-summary.csv", "final-001-market.parquet",
                                                                 "final-002-events.parquet"]
     assert not (out / "summary.csv").exists() and not (out / "gap" / "events.parquet").exists()
+    assert not (out / "gap").exists()  # a new detector's folder appears with its files: a kill before leaves none
     files.commit()
     assert (out / "summary.csv").read_text() == "a,b\n1,2\n"
     assert pq.read_table(out / "market.parquet").column("x").to_pylist() == [1.0, 2.0]
@@ -46,6 +47,20 @@ def test_discard_removes_the_temp_files_and_the_folders_made_for_them(files):
     files.discard()
     assert list(files.temp_dir.iterdir()) == []
     assert sorted(p.name for p in files.out_dir.iterdir()) == ["kept", "temp"]
+
+
+def test_a_commit_that_fails_midway_keeps_what_it_moved_and_a_discard_makes_no_folder(files):
+    files.parquet_parts("new/events.parquet", [pq_bytes(pa.table({"x": [1]}))])
+    files.text("run.json", "{}")
+    files.moves[-1] = (files.temp_dir / "gone", files.moves[-1][1])  # the second move fails
+    with pytest.raises(OutputError):
+        files.commit()
+    files.discard()
+    assert (files.out_dir / "new" / "events.parquet").exists()  # moved before the failure: whole
+    files2 = FinalFiles(files.out_dir, files.temp_dir, cannot_write)
+    files2.parquet_parts("other/events.parquet", [pq_bytes(pa.table({"x": [1]}))])
+    files2.discard()
+    assert not (files.out_dir / "other").exists()
 
 
 def test_a_name_the_scan_does_not_know_is_refused(files):
