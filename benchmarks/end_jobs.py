@@ -87,7 +87,8 @@ def end_for(plan, jobs: int) -> dict:
     """The end of the run planned for `jobs` workers, every job here: its steps and jobs timed."""
     from harness.finish import in_this_process
     from harness.report import build_report
-    from harness.run import Execution, Timings, run_facts, write_statistics
+    from harness.executors.serial import Serial
+    from harness.run import Timings, run_facts, write_statistics
 
     planned: list[list[tuple[int, ...]]] = []
 
@@ -103,7 +104,7 @@ def end_for(plan, jobs: int) -> dict:
         started = time.perf_counter()
         summary = write_statistics(plan, files, evaluated)
         statistics_seconds = time.perf_counter() - started
-        info = run_facts(plan, Execution(iter(())), evaluated, time.time(), Timings())
+        info = run_facts(plan, Serial(plan.cfg), evaluated, time.time(), Timings())
         started = time.perf_counter()
         files.text("report.html", build_report(summary, evaluated.events, evaluated.paths, info,
                                                evaluated.quantiles))

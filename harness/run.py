@@ -52,7 +52,7 @@ from harness.config import ScanConfig, load_config, params_json, read_yaml
 from harness.detectors import DetectorSpec, resolve_detectors
 from harness.errors import ConfigError, Interrupted, LookAheadError, ScanError, SymbolFailed
 from harness.executors import Executor, executor_for
-from harness.finish import Evaluated, RunAll, finish_outputs
+from harness.finish import Evaluated, finish_outputs
 from harness.fingerprint import changed_inputs, run_fingerprint, source_digest, versions
 from harness.io import Universe, invalid_folder_error, list_partitions, remote_call_running, repair_totals
 from harness.progress import Progress
@@ -259,31 +259,8 @@ class Execution:
     """A run's executor at work (harness.executors): the scan's results, and what the rest of the
     run reads of it."""
 
-    executor: Executor
+    executor: Executor                           # how the work runs; its attributes say where
     results: Iterator[tuple[int, SymbolResult]]  # (symbol index, result), in completion order
-
-    @property
-    def run_all(self) -> RunAll:
-        """Runs harness.finish's jobs."""
-        return self.executor.run_jobs
-
-    @property
-    def processes(self) -> int:
-        """How many jobs run_all runs at once."""
-        return self.executor.processes
-
-    @property
-    def worker_processes(self) -> int:
-        return self.executor.worker_processes
-
-    @property
-    def cluster_start_seconds(self) -> float:
-        """Importing Dask and starting or joining the cluster."""
-        return self.executor.start_seconds
-
-    def facts(self) -> dict[str, Any]:
-        """For run.json: the cluster, the tasks submitted and the bytes of staged chunks sent."""
-        return self.executor.facts()
 
 
 @contextlib.contextmanager
@@ -413,7 +390,7 @@ def write_statistics(plan: RunPlan, files: FinalFiles, evaluated: Evaluated) -> 
     return summary
 
 
-def run_facts(plan: RunPlan, execution: Execution, evaluated: Evaluated, started: float,
+def run_facts(plan: RunPlan, executor: Executor, evaluated: Evaluated, started: float,
               timings: Timings) -> dict[str, Any]:
     """run.json's content (but the files list and the driver's peak memory, known at the very end)."""
     cfg, staged = plan.cfg, plan.staging.facts
@@ -421,7 +398,7 @@ def run_facts(plan: RunPlan, execution: Execution, evaluated: Evaluated, started
     total = len(plan.symbols) + len(plan.invalid)
     return {
         # the worker processes that ran, whoever started them (a caller's Client: its own); 1: this process
-        "workers": execution.worker_processes or 1, **execution.facts(),
+        "workers": executor.worker_processes or 1, **executor.facts(),
         "config": cfg.as_dict(),
         "symbols": {"total": total, "done": total - len(failed), "failed": len(failed)},
         "failed": failed,
@@ -488,17 +465,18 @@ def _run_scan(cfg: ScanConfig, resume: bool, imports_seconds: float, client: Any
                             plan.staging.facts.failed)
             if why:
                 raise ReuseAbandoned(why)
-        timings["cluster_start"] = execution.cluster_start_seconds
-        timings.lap("scan", less=execution.cluster_start_seconds)
+        timings["cluster_start"] = execution.executor.start_seconds
+        timings.lap("scan", less=execution.executor.start_seconds)
         files = finishing.enter_context(plan.staging.final_files())
         evaluated = finish_outputs(plan.staging, files, plan.scanned, cfg.forward_windows,
                                    range(cfg.path_offsets[0], cfg.path_offsets[1] + 1),
-                                   cfg.benchmark_settings(), plan.symbols, execution.run_all, execution.processes,
+                                   cfg.benchmark_settings(), plan.symbols, execution.executor.run_jobs,
+                                   execution.executor.processes,
                                    plan.reuse.null_hit_rates if plan.reuse else None)
         evaluated = with_kept(plan, evaluated)
         summary = write_statistics(plan, files, evaluated)
         timings.lap("finalize")
-        info = run_facts(plan, execution, evaluated, started, timings)
+        info = run_facts(plan, execution.executor, evaluated, started, timings)
         from harness.report import build_report  # imported when needed: a mistake exits before it
         files.text("report.html", build_report(summary, evaluated.events, evaluated.paths, info,
                                                evaluated.quantiles))

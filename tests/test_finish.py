@@ -217,6 +217,17 @@ def scan_here(tmp_path: Path, data: Path, out: str, processes: int, monkeypatch)
         return run.run_scan(cfg)["finish_jobs"]
 
 
+
+def before_whole_and_split(tmp_path: Path, data: Path, monkeypatch, change) -> None:
+    """Three runs into tmp_path: "before" as shipped, then, after change(), "whole" (every
+    detector in one piece) and "split" (some joined from several): the two paths of the end."""
+    monkeypatch.setattr(cluster.plan, "FINISH_UNIT_COST", 2000)
+    scan_here(tmp_path, data, "before", 1, monkeypatch)
+    change()
+    whole, split = (scan_here(tmp_path, data, out, processes, monkeypatch)
+                    for out, processes in (("whole", 1), ("split", 2)))
+    assert whole["joins"] == 0 and split["joins"] > 0, "one path each"
+
 def test_a_new_statistic_is_one_function_and_one_registry_entry_through_every_path(tmp_path, small_universe,
                                                                                    monkeypatch):
     """A toy statistic registered in a temporary registry reaches summary.csv, after the others,
@@ -228,12 +239,8 @@ def test_a_new_statistic_is_one_function_and_one_registry_entry_through_every_pa
     def abnormal_max(abn: np.ndarray) -> dict:
         return {"abn_max": float(np.nanmax(abn)) if (~np.isnan(abn)).any() else float("nan")}
 
-    monkeypatch.setattr(cluster.plan, "FINISH_UNIT_COST", 2000)
-    scan_here(tmp_path, small_universe, "before", 1, monkeypatch)
-    monkeypatch.setattr(summary, "STATISTICS", (*summary.STATISTICS, abnormal_max))
-    whole, split = (scan_here(tmp_path, small_universe, out, processes, monkeypatch)
-                    for out, processes in (("whole", 1), ("split", 2)))
-    assert whole["joins"] == 0 and split["joins"] > 0, "one path each"
+    before_whole_and_split(tmp_path, small_universe, monkeypatch,
+                           lambda: monkeypatch.setattr(summary, "STATISTICS", (*summary.STATISTICS, abnormal_max)))
     before, one, several = (pd.read_csv(tmp_path / out / "summary.csv") for out in ("before", "whole", "split"))
     assert one.columns.tolist() == [*before.columns[:-2], "abn_max", *before.columns[-2:]]
     pd.testing.assert_frame_equal(one.drop(columns="abn_max"), before)
@@ -251,12 +258,9 @@ def test_a_new_detector_file_is_one_record(tmp_path, small_universe, monkeypatch
 
     scores = detector_files.DetectorFile("scores.parquet", lambda extras, windows: [
         "symbol", "date", "score", *(abnormal_column(h) for h in windows)])
-    monkeypatch.setattr(cluster.plan, "FINISH_UNIT_COST", 2000)
-    scan_here(tmp_path, small_universe, "before", 1, monkeypatch)
-    monkeypatch.setattr(detector_files, "DETECTOR_FILES", (*detector_files.DETECTOR_FILES, scores))
-    whole, split = (scan_here(tmp_path, small_universe, out, processes, monkeypatch)
-                    for out, processes in (("whole", 1), ("split", 2)))
-    assert whole["joins"] == 0 and split["joins"] > 0, "one path each"
+    before_whole_and_split(tmp_path, small_universe, monkeypatch,
+                           lambda: monkeypatch.setattr(detector_files, "DETECTOR_FILES",
+                                                       (*detector_files.DETECTOR_FILES, scores)))
     before, one, several = (output_files(tmp_path / out) for out in ("before", "whole", "split"))
     assert one == several
     added = {name for name in one if name.endswith("/scores.parquet")}
